@@ -1,0 +1,1 @@
+"""Datasets, cleaning, splits and the decoded-image cache."""

@@ -110,6 +110,197 @@ def data_clean(dataset: str = DatasetOpt, root: Path | None = RootOpt,
         Console().print(f"kept {len(kept)} of {len(table)} images → {cleaned}")
 
 
+exp_app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
+app.add_typer(exp_app, name="experiment")
+gen_app = typer.Typer(no_args_is_help=True, help="The built-in generator: train.")
+app.add_typer(gen_app, name="generator")
+audit_app = typer.Typer(no_args_is_help=True, help="Audits: leakage.")
+app.add_typer(audit_app, name="audit")
+
+
+def _default_out(config: Path) -> Path:
+    return Path("runs") / config.stem
+
+
+@exp_app.command("run")
+def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Results folder (default runs/NAME)."),
+                   executor: str = typer.Option("local", help="local | ray"),
+                   workers: int | None = typer.Option(None, help="Parallel runs."),
+                   address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+                   force: bool = typer.Option(False, help="Write beside results of another config.")):
+    """Run every stage and every pending grid cell of an experiment config."""
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import load_experiment
+
+    spec = load_experiment(config)
+    res = run_experiment(spec, out or _default_out(config), executor, workers, address, force)
+    Console().print(res)
+    if res["failed"]:
+        raise typer.Exit(1)
+
+
+@exp_app.command("status")
+def experiment_status_cmd(config: Path, out: Path | None = typer.Option(None)):
+    """done / running / failed / pending per cell."""
+    from dermsynth.experiments.runner import experiment_status
+    from dermsynth.experiments.spec import load_experiment
+
+    st = experiment_status(load_experiment(config), out or _default_out(config))
+    Console().print(st.to_string(index=False))
+    Console().print(st["state"].value_counts().to_dict())
+
+
+@exp_app.command("results")
+def experiment_results(config: Path, out: Path | None = typer.Option(None),
+                       fmt: str = typer.Option("csv", "--format", help="csv | parquet"),
+                       dest: Path | None = typer.Option(None, "--to", help="Output file.")):
+    """Flatten all run records into one table."""
+    from dermsynth.experiments.runner import results_table
+
+    table = results_table(out or _default_out(config))
+    dest = dest or (out or _default_out(config)) / f"results.{fmt}"
+    if fmt == "parquet":
+        table.to_parquet(dest)
+    elif fmt == "csv":
+        table.to_csv(dest, index=False)
+    else:
+        raise DermsynthError(f"--format {fmt!r}; choose csv or parquet")
+    Console().print(f"{len(table)} runs → {dest}")
+
+
+@app.command()
+def report(results: Path = typer.Argument(..., help="An experiment's output folder."),
+           out: Path | None = typer.Option(None, help="HTML file (default RESULTS/report.html).")):
+    """Statistics, figures and one self-contained HTML report."""
+    from dermsynth.analysis.report import build_report
+
+    Console().print(f"report → {build_report(results, out)}")
+
+
+@app.command()
+def train(config: Path | None = typer.Option(None, help="TOML with RunSpec fields."),
+          out: Path = typer.Option(Path("runs/single"), help="Folder for the JSON record."),
+          dataset: str | None = None, root: str | None = None, n_real: int | None = None,
+          seed: int | None = None, backbone: str | None = None, image_size: int | None = None,
+          max_epochs: int | None = None, transforms: bool | None = None, mode: str | None = None,
+          synthetic_store: str | None = None, synthetic_per_real: int | None = None,
+          precision: str | None = None):
+    """Train and evaluate one classifier; writes OUT/<run_id>.json."""
+    import tomllib
+    from pydantic import ValidationError
+
+    from dermsynth.train.run import run_training
+    from dermsynth.train.spec import RunSpec
+
+    fields = tomllib.loads(config.read_text()) if config else {}
+    flags = dict(dataset=dataset, root=root, n_real=n_real, seed=seed, backbone=backbone, image_size=image_size,
+                 max_epochs=max_epochs, transforms=transforms, mode=mode, synthetic_store=synthetic_store,
+                 synthetic_per_real=synthetic_per_real, precision=precision)
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        spec = RunSpec(**fields)
+    except ValidationError as exc:
+        from dermsynth.experiments.spec import _explain
+
+        _fail(DermsynthError(f"{config or 'flags'}: {_explain(exc)}"))
+    rec = run_training(spec, out)
+    m = rec["metrics"]
+    Console().print(f"accuracy {100 * m['accuracy']:.1f} % (balanced {100 * m['balanced_accuracy']:.1f} %), "
+                    f"{rec['fit']['epochs_run']} epochs → {out / (rec['run_id'] + '.json')}")
+
+
+@gen_app.command("train")
+def generator_train(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+                    out: Path = typer.Option(Path("generator"), help="Folder for the model."),
+                    size: int = 32, steps: int = 600, minutes: float | None = None,
+                    n_test: int = 40, n_val: int = 40, split_seed: int = 0,
+                    finetune_class: str | None = typer.Option(None, help="Continue training on one class."),
+                    init_from: Path | None = typer.Option(None, help="Model to continue from.")):
+    """Train the built-in generator on the training pool only (resumable)."""
+    from dermsynth.data.cache import cache_images
+    from dermsynth.generate.builtin import BuiltinConfig, train_builtin
+    from dermsynth.train.run import load_split
+    from dermsynth.train.spec import RunSpec
+
+    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
+                               n_val=n_val, split_seed=split_seed))
+    pool = split.pool if finetune_class is None else split.pool[split.pool["label"] == finetune_class]
+    if pool.empty:
+        _fail(DermsynthError(f"no training-pool images of class {finetune_class!r}"))
+    cached = cache_images(pool, size)
+    labels = list(pool.set_index("id").loc[cached.ids, "label"])
+    res = train_builtin(cached.array, labels, out, classes=sorted(split.table["label"].unique()), max_steps=steps,
+                        max_minutes=minutes, init_from=init_from, config=BuiltinConfig(size=size))
+    (out / "finetune_ids.txt").write_text("\n".join(cached.ids))
+    Console().print(res)
+
+
+@app.command()
+def generate(backend: str = typer.Option("builtin", help="builtin | sd"),
+             model: str = typer.Option(..., help="Model folder (builtin) or hub id / folder (sd)."),
+             inpaint_model: str | None = typer.Option(None, help="sd: the inpainting model."),
+             method: str = typer.Option("text-to-image", help="text-to-image | inpaint | outpaint | in-then-outpaint"),
+             per_image: int = typer.Option(10, "--per-image", help="Synthetic images per reference."),
+             dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+             n_test: int = 40, n_val: int = 40, split_seed: int = 0,
+             n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
+             seed: int = 0, steps: int = 50, guidance: float = 3.0, batch_size: int = 16,
+             shard: str = typer.Option("0/1", help="i/n: this worker's share."),
+             out: Path = typer.Option(..., "--out", help="The synthetic store folder.")):
+    """Generate K images per training-pool reference into a store (resumable, shardable)."""
+    from dermsynth.generate.runner import make_backend, run_generation
+    from dermsynth.train.run import load_split
+    from dermsynth.train.spec import RunSpec
+
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        _fail(DermsynthError(f"--shard {shard!r}: use i/n, e.g. 0/4"))
+    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
+                               n_val=n_val, split_seed=split_seed))
+    refs = split.pool if n_real is None else split.train_subset(n_real, seed).assign(split="pool")
+    kw = {"steps": steps, "guidance": guidance}
+    if backend == "sd" and inpaint_model:
+        kw["inpaint_model"] = inpaint_model
+    res = run_generation(make_backend(backend, model, **kw), refs, method, per_image, out, batch_size, (i, n))
+    Console().print(res)
+
+
+@audit_app.command("leakage")
+def audit_leakage(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+                  n_test: int = 40, n_val: int = 40, split_seed: int = 0,
+                  store: Path | None = typer.Option(None, help="Synthetic store to check."),
+                  finetune_manifest: Path | None = typer.Option(None, help="File of generator training ids.")):
+    """Prove that no held-out image reached a generator or a training set; exit 1 on a violation."""
+    from dermsynth.analysis.leakage import audit
+    from dermsynth.generate.store import read_manifest
+    from dermsynth.train.run import load_split
+    from dermsynth.train.spec import RunSpec
+
+    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
+                               n_val=n_val, split_seed=split_seed))
+    manifest = read_manifest(store) if store else None
+    ft = finetune_manifest.read_text().split() if finetune_manifest else None
+    problems = audit(split, manifest, ft)
+    for p in problems:
+        Console().print(f"[red]✗[/] {p}")
+    if problems:
+        Console().print(f"[bold red]LEAK:[/] {len(problems)} violation(s)")
+        raise typer.Exit(1)
+    n_syn = 0 if manifest is None else len(manifest)
+    Console().print(f"[bold green]CLEAN:[/] no held-out image among {n_syn} synthetic references, "
+                    f"{len(ft or [])} fine-tuning images or split groups")
+
+
+@app.command()
+def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the study and report go."),
+               workers: int | None = typer.Option(None, help="Parallel training runs.")):
+    """A whole small study on the demo data, offline, on a CPU, ending with a report."""
+    from dermsynth.quickstart import quickstart as run_quickstart
+
+    run_quickstart(out, workers=workers)
+
+
 @app.command()
 def version():
     """Print the version."""

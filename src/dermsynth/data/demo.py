@@ -246,7 +246,7 @@ def render(class_index: int, index: int, size: int = 64, seed: int = 0) -> np.nd
 
     lin = np.linspace(-1, 1, size, dtype=np.float32)
     Yi, Xi = np.meshgrid(lin, lin, indexing="ij")
-    zoom_f, ox, oy = ir.uniform(0.75, 1.35), ir.uniform(-0.25, 0.25), ir.uniform(-0.25, 0.25)
+    zoom_f, ox, oy = ir.uniform(0.85, 1.25), ir.uniform(-0.2, 0.2), ir.uniform(-0.2, 0.2)
     rot = ir.uniform(0, 2 * np.pi)
     X = ((Xi - ox) * np.cos(rot) - (Yi - oy) * np.sin(rot)) / zoom_f
     Y = ((Xi - ox) * np.sin(rot) + (Yi - oy) * np.cos(rot)) / zoom_f
@@ -259,24 +259,24 @@ def render(class_index: int, index: int, size: int = 64, seed: int = 0) -> np.nd
 
     # Camera: lighting gradient, white balance, exposure.
     ga = ir.uniform(0, 2 * np.pi)
-    light = 1 + ir.uniform(0, 0.3) * (Xi * np.cos(ga) + Yi * np.sin(ga)) - ir.uniform(0, 0.25) * (Xi**2 + Yi**2)
-    img = img * light[..., None] * ir.uniform(0.85, 1.15) * (1 + ir.normal(0, 0.05, 3))
+    light = 1 + ir.uniform(0, 0.2) * (Xi * np.cos(ga) + Yi * np.sin(ga)) - ir.uniform(0, 0.15) * (Xi**2 + Yi**2)
+    img = img * light[..., None] * ir.uniform(0.9, 1.1) * (1 + ir.normal(0, 0.03, 3))
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
-    if ir.random() < 0.5:  # hair
+    if ir.random() < 0.35:  # hair
         draw = ImageDraw.Draw(pil)
         hair = tuple(int(v) for v in (np.array([40, 30, 25]) * ir.uniform(0.5, 1.5)))
-        for _ in range(ir.integers(1, 15)):
+        for _ in range(ir.integers(1, 8)):
             x0, y0 = ir.uniform(0, size, 2)
             a, length = ir.uniform(0, 2 * np.pi), ir.uniform(0.2, 0.8) * size
             bend = ir.uniform(-0.5, 0.5)
             pts = [(x0 + t * length * np.cos(a + bend * t), y0 + t * length * np.sin(a + bend * t))
                    for t in np.linspace(0, 1, 8)]
             draw.line(pts, fill=hair, width=max(1, size // 96))
-    blur = ir.uniform(0, 1.2) * size / 64
+    blur = ir.uniform(0, 0.8) * size / 64
     if blur > 0.3:
         pil = pil.filter(ImageFilter.GaussianBlur(blur))
-    arr = np.asarray(pil, dtype=np.float32) + ir.normal(0, ir.uniform(1, 6), (size, size, 3))
+    arr = np.asarray(pil, dtype=np.float32) + ir.normal(0, ir.uniform(1, 4), (size, size, 3))
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 

@@ -1,0 +1,1 @@
+"""Statistics, audits, figures and the report."""

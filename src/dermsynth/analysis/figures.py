@@ -1,0 +1,171 @@
+"""The paper's figures, drawn from the results table alone (PNG + SVG, colour-blind safe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dermsynth.analysis.stats import wald_ci  # noqa: E402
+from dermsynth.analysis.summary import add_method_column  # noqa: E402
+
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"{name}.png", dpi=150, bbox_inches="tight")
+    fig.savefig(out / f"{name}.svg", bbox_inches="tight")
+    plt.close(fig)
+    return out / f"{name}.png"
+
+
+def _stars(p):
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None, out: Path) -> Path | None:
+    """Fig. 3: accuracy vs real images per class, with / without synthetic data and transforms."""
+    t = add_method_column(table)
+    if t["n_real"].nunique() < 1:
+        return None
+    methods = [m for m in sorted(t["method"].unique()) if m != "none"] or ["none"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        for ti, tr in enumerate(sorted(t["transforms"].unique())):
+            for si, (label, rows) in enumerate((("real only", t[t["method"] == "none"]),
+                                                (f"+ synthetic ({method})", t[t["method"] == method]))):
+                rows = rows[rows["transforms"] == tr]
+                if not len(rows) or (label != "real only" and method == "none"):
+                    continue
+                for k, krows in rows.groupby("synthetic_per_real"):
+                    g = krows.groupby("n_real").agg(acc=("accuracy", "mean"), n=("n_test", "first")).reset_index()
+                    ci = np.array([wald_ci(p, n) for p, n in zip(g["acc"], g["n"], strict=True)])
+                    name = f"{label}{f' ×{k}' if k else ''}, transforms {'on' if tr else 'off'}"
+                    ax.errorbar(g["n_real"], 100 * g["acc"], yerr=100 * np.abs(ci.T - g["acc"].to_numpy()),
+                                marker="o", capsize=3, color=OKABE_ITO[1 + si * 4 if si else 5],
+                                linestyle="-" if ti else "--", label=name)
+                    if comparisons is not None and len(comparisons) and k:
+                        c = comparisons[(comparisons["method"] == method) &
+                                        (comparisons["synthetic_per_real"] == k)]
+                        if "transforms" in c:
+                            c = c[c["transforms"].astype(str) == str(tr)]
+                        for _, r in c.iterrows():
+                            s = _stars(r["p_bh"])
+                            if s:
+                                y = 100 * g.loc[g["n_real"] == r["n_real"], "acc"]
+                                if len(y):
+                                    ax.annotate(s, (r["n_real"], float(y.iloc[0]) + 2), ha="center", fontsize=11)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("real images per class")
+        ax.set_title(method)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Accuracy vs real data, with and without synthetic data (* BH-adjusted p)", fontsize=10)
+    return _save(fig, out, "fig3_accuracy_vs_nreal")
+
+
+def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) -> Path | None:
+    """Fig. 4: accuracy vs synthetic-per-real ratio, one panel per n_real."""
+    t = table
+    if t["synthetic_per_real"].nunique() < 3:
+        return None
+    nreals = sorted(t["n_real"].unique())
+    fig, axes = plt.subplots(1, len(nreals), figsize=(4 * len(nreals), 3.4), sharey=True, squeeze=False)
+    for ax, n in zip(axes[0], nreals, strict=True):
+        for ti, tr in enumerate(sorted(t["transforms"].unique())):
+            rows = t[(t["n_real"] == n) & (t["transforms"] == tr)]
+            g = rows.groupby("synthetic_per_real").agg(acc=("accuracy", "mean"), nt=("n_test", "first")).reset_index()
+            ci = np.array([wald_ci(p, m) for p, m in zip(g["acc"], g["nt"], strict=True)])
+            ax.errorbar(g["synthetic_per_real"], 100 * g["acc"], yerr=100 * np.abs(ci.T - g["acc"].to_numpy()),
+                        marker="o", capsize=3, color=OKABE_ITO[5 + ti], label=f"transforms {'on' if tr else 'off'}")
+            fit = (fits or {}).get((n, tr))
+            if fit is not None and fit.converged:
+                r = np.linspace(0, g["synthetic_per_real"].max(), 100)
+                ax.plot(r, 100 * (fit.a + fit.b * (1 - np.exp(-r / fit.c))), color=OKABE_ITO[5 + ti], alpha=0.5)
+        ax.set_title(f"{n} real per class")
+        ax.set_xlabel("synthetic per real")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    return _save(fig, out, "fig4_dose_response")
+
+
+def fig_per_class_gain(table: pd.DataFrame, out: Path) -> Path | None:
+    """Fig. S-1: per-class accuracy change with synthetic data, per n_real."""
+    t = add_method_column(table)
+    cls_cols = [c for c in t.columns if c.startswith("acc_class:")]
+    if not cls_cols or (t["synthetic_per_real"] == 0).all():
+        return None
+    with_s = t[t["synthetic_per_real"] > 0].groupby("n_real")[cls_cols].mean()
+    without = t[t["synthetic_per_real"] == 0].groupby("n_real")[cls_cols].mean()
+    gain = (with_s - without).dropna(how="all") * 100
+    if gain.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cls_cols), 0.6 + 0.5 * len(gain)))
+    lim = max(1.0, float(np.nanmax(np.abs(gain.to_numpy()))))
+    im = ax.imshow(gain.to_numpy(), cmap="PuOr", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(cls_cols)), [c.split(":", 1)[1] for c in cls_cols], rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(gain)), [f"{n} real" for n in gain.index])
+    for (i, j), v in np.ndenumerate(gain.to_numpy()):
+        ax.text(j, i, f"{v:+.0f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="accuracy change (points)")
+    ax.set_title("Per-class gain from synthetic data (mean over methods and seeds)")
+    return _save(fig, out, "figS1_per_class_gain")
+
+
+def fig_skin_groups(table: pd.DataFrame, out: Path) -> Path | None:
+    """Fig. 5: accuracy per skin-type group, with and without synthetic data."""
+    t = add_method_column(table)
+    cols = [c for c in t.columns if c.startswith("acc_group:")]
+    if not cols:
+        return None
+    g = t.groupby(["method", "transforms"])[cols].mean() * 100
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    width = 0.8 / len(g)
+    for i, (key, row) in enumerate(g.iterrows()):
+        ax.bar(np.arange(len(cols)) + i * width, row.to_numpy(), width, color=OKABE_ITO[(i + 1) % 8],
+               label=f"{key[0]}, transforms {'on' if key[1] else 'off'}")
+    ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, [c.split(":", 1)[1] for c in cols])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel("Fitzpatrick skin-type group")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, out, "fig5_skin_groups")
+
+
+def fig_imbalance(table: pd.DataFrame, out: Path) -> Path | None:
+    """Fig. S-2: rare-class and overall accuracy, synthetic vs duplication."""
+    if "class_n_real" not in table.columns or table["class_n_real"].astype(str).nunique() < 2:
+        return None
+    import json
+
+    t = table.copy()
+    t["rare"] = [next(iter(json.loads(v).items()), (None, None)) if isinstance(v, str) else (None, None)
+                 for v in t["class_n_real"]]
+    t = t[[r[0] is not None for r in t["rare"]]]
+    if t.empty:
+        return None
+    t["rare_n"] = [r[1] for r in t["rare"]]
+    t["rare_acc"] = [row[f"acc_class:{r[0]}"] for r, (_, row) in zip(t["rare"], t.iterrows(), strict=True)]
+    t["arm"] = np.where(t["synthetic_per_real"] > 0, "synthetic", np.where(
+        t["duplicate_classes"].astype(str).str.len() > 2, "duplication", "none"))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    for i, (arm, rows) in enumerate(t.groupby("arm")):
+        g = rows.groupby("rare_n")[["rare_acc", "accuracy"]].mean() * 100
+        axes[0].plot(g.index, g["rare_acc"], marker="o", color=OKABE_ITO[i + 1], label=arm)
+        axes[1].plot(g.index, g["accuracy"], marker="o", color=OKABE_ITO[i + 1], label=arm)
+    axes[0].set_title("rare-class accuracy")
+    axes[1].set_title("overall accuracy")
+    for ax in axes:
+        ax.set_xlabel("real images of the rare class")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("%")
+    axes[1].legend(fontsize=8)
+    return _save(fig, out, "figS2_imbalance")

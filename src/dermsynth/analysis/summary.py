@@ -1,0 +1,129 @@
+"""From the results table to the numbers a paper reports: cell means with CIs and the
+with-vs-without-synthetic comparisons (proportion test, BH, bootstrap)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.stats import accuracy_ci, bh_adjust, bootstrap_difference, compare
+
+CELL_KEYS = ["n_real", "synthetic_per_real", "method", "transforms"]
+
+
+def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
+    def name(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "none"
+        vals = json.loads(v) if isinstance(v, str) and v.startswith("[") else v
+        return "+".join(vals) if isinstance(vals, list) else str(vals)
+
+    t = table.copy()
+    t["method"] = [("none" if k == 0 else name(m)) for m, k in zip(t["synthetic_methods"], t["synthetic_per_real"],
+                                                                   strict=True)]
+    return t
+
+
+def varying_keys(table: pd.DataFrame, candidates=None) -> list[str]:
+    """Spec fields that vary across runs (other than the seed): the cell identity."""
+    skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods"}
+    cols = candidates or [c for c in table.columns if c in _spec_columns(table)]
+    return [c for c in cols if c not in skip and table[c].astype(str).nunique() > 1]
+
+
+def _spec_columns(table):
+    from dermsynth.train.spec import RunSpec
+
+    return set(RunSpec.model_fields) | {"method"}
+
+
+def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:
+    """Mean accuracy over seeds per cell, with CIs using n = test-set size (the paper's way)."""
+    t = add_method_column(table)
+    keys = varying_keys(t)
+    keys = [k for k in keys if k not in ("synthetic_classes",)] or ["method"]
+    g = t.groupby(keys, dropna=False)
+    out = g.agg(accuracy=("accuracy", "mean"), sd=("accuracy", "std"), runs=("accuracy", "size"),
+                n_test=("n_test", "first"), balanced_accuracy=("balanced_accuracy", "mean")).reset_index()
+    lo_hi = [accuracy_ci(p, int(n), ci) for p, n in zip(out["accuracy"], out["n_test"], strict=True)]
+    out["ci_low"], out["ci_high"] = [x[0] for x in lo_hi], [x[1] for x in lo_hi]
+    return out
+
+
+def correctness(records: list[dict]) -> dict[str, np.ndarray]:
+    """run_id → boolean vector of correct test predictions, in test-id order."""
+    out = {}
+    for rec in records:
+        p = rec["predictions"]
+        order = np.argsort(p["id"])
+        out[rec["run_id"]] = (np.array(p["label"]) == np.array(p["predicted"]))[order]
+    return out
+
+
+def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
+                          reps: int = 1000) -> pd.DataFrame:
+    """Every cell with synthetic data vs the real-only cell that matches it in all other fields.
+
+    p-values are BH-adjusted over the whole family returned (one figure's comparisons).
+    """
+    t = add_method_column(table)
+    keys = [k for k in varying_keys(t) if k not in ("synthetic_per_real", "method")]
+    corr = correctness(records)
+    rows = []
+    base = t[t["synthetic_per_real"] == 0]
+    for cell, arm in t[t["synthetic_per_real"] > 0].groupby(keys + ["synthetic_per_real", "method"], dropna=False):
+        cell = dict(zip(keys + ["synthetic_per_real", "method"], cell if isinstance(cell, tuple) else (cell,),
+                        strict=True))
+        mask = np.ones(len(base), bool)
+        for k in keys:
+            mask &= base[k].astype(str).to_numpy() == str(cell[k])
+        ref = base[mask]
+        if not len(ref):
+            continue
+        n = int(arm["n_test"].iloc[0])
+        pa, pb = float(arm["accuracy"].mean()), float(ref["accuracy"].mean())
+        res = compare(pa, pb, n, test, correct)
+        a = np.stack([corr[r] for r in arm["run_id"]])
+        b = np.stack([corr[r] for r in ref["run_id"]])
+        diff, lo, hi = bootstrap_difference(a, b, reps=reps)
+        rows.append({**cell, "acc_synthetic": pa, "acc_real_only": pb, "difference": diff, "diff_ci_low": lo,
+                     "diff_ci_high": hi, "p_value": res.p_value, "runs": len(arm), "n_test": n})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_bh"] = bh_adjust(out["p_value"])
+    return out
+
+
+def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """Sentences generated from the numbers, e.g. 'adding 10 synthetic per real (inpaint)
+    improved accuracy at 16 and 32 real per class (BH p < 0.05), not at 128'."""
+    if comp is None or not len(comp):
+        return ["No comparison with and without synthetic data was run."]
+    lines = []
+    group_keys = [k for k in ("method", "synthetic_per_real", "transforms") if k in comp.columns]
+    for key, rows in comp.groupby(group_keys):
+        key = dict(zip(group_keys, key if isinstance(key, tuple) else (key,), strict=True))
+        where = f"adding {key.get('synthetic_per_real')} synthetic per real ({key.get('method')}"
+        if "transforms" in key:
+            where += ", transforms " + ("on" if str(key["transforms"]) in ("True", "true", "1") else "off")
+        where += ")"
+        at = rows.sort_values("n_real") if "n_real" in rows else rows
+        better = at[(at["p_bh"] < alpha) & (at["difference"] > 0)]
+        worse = at[(at["p_bh"] < alpha) & (at["difference"] < 0)]
+        neutral = at[at["p_bh"] >= alpha]
+
+        def ns(frame):
+            return " and ".join(str(int(v)) for v in frame["n_real"]) if "n_real" in frame else "this setting"
+
+        parts = []
+        if len(better):
+            parts.append(f"improved accuracy at {ns(better)} real per class (BH p < {alpha})")
+        if len(worse):
+            parts.append(f"lowered accuracy at {ns(worse)} real per class (BH p < {alpha})")
+        if len(neutral):
+            parts.append(f"made no significant difference at {ns(neutral)}")
+        mean_gain = 100 * at["difference"].mean()
+        lines.append(f"{where[0].upper()}{where[1:]} " + "; ".join(parts) + f" (mean change {mean_gain:+.1f} points).")
+    return lines

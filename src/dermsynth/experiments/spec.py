@@ -1,0 +1,147 @@
+"""ExperimentSpec: one TOML file defines a whole study (the paper's Fig. 1C framework).
+
+    name = "fig3-cpu"
+    seeds = 5                      # or a list
+    [base]                         # any RunSpec field, shared by every cell
+    dataset = "demo"
+    [generator]                    # optional: how the synthetic store is made
+    backend = "builtin"
+    methods = ["inpaint", "text-to-image"]
+    per_image = 10
+    [grid]                         # axes over any RunSpec field
+    n_real = [1, 16, 32]
+    synthetic_per_real = [0, 10]
+
+Cells with ``synthetic_per_real = 0`` ignore the method axis, so the real-only baseline is
+run once and shared by every method's comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dermsynth.errors import ConfigError
+from dermsynth.generate.methods import METHODS
+from dermsynth.train.spec import RunSpec
+
+
+class GeneratorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["builtin", "sd"] = "builtin"
+    model: str | None = None  # sd: hub id or local dir; builtin: a trained model dir (else trained here)
+    inpaint_model: str | None = None
+    store: str | None = None  # default: OUT/synthetic
+    methods: list[str] = Field(default_factory=lambda: ["inpaint", "in-then-outpaint", "text-to-image"])
+    per_image: int = Field(10, ge=1)
+    steps: int = Field(50, ge=1)
+    guidance: float = 3.0
+    strength_inpaint: float = Field(0.97, gt=0, le=1)
+    strength_outpaint: float = Field(0.95, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)
+    with_skin_type: bool = False
+    # built-in generator training (when model is not given)
+    size: int = 32
+    train_steps: int = Field(600, ge=1)
+    train_minutes: float | None = None
+    block_out_channels: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    scheduler: Literal["ddim", "dpm"] = "ddim"
+
+
+class ExperimentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    seeds: int | list[int] = 5
+    base: dict[str, Any] = Field(default_factory=dict)
+    generator: GeneratorSpec | None = None
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)  # crossed with the grid; for paired settings
+    audit_leakage: bool = True
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_experiment(path: str | Path) -> ExperimentSpec:
+    """Parse and validate a TOML file; errors name the field and the allowed values."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"experiment config {path} not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return validate_experiment(raw, str(path))
+
+
+def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
+    try:
+        spec = ExperimentSpec(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: " + _explain(exc)) from None
+    fields = set(RunSpec.model_fields)
+    sections = [("base", spec.base), ("grid", spec.grid)] + [(f"variants[{i}]", v) for i, v in
+                                                            enumerate(spec.variants)]
+    for section, keys in sections:
+        unknown = sorted(set(keys) - fields)
+        if unknown:
+            raise ConfigError(f"{where}: [{section}] has unknown field(s) {unknown}; allowed: {sorted(fields)}")
+    for axis, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: grid axis {axis!r} must be a non-empty list")
+    if spec.generator:
+        bad = [m for m in spec.generator.methods if m not in METHODS]
+        if bad:
+            raise ConfigError(f"{where}: generator.methods has unknown {bad}; allowed: {list(METHODS)}")
+    for m in spec.grid.get("synthetic_methods", []):
+        names = m if isinstance(m, list) else [m]
+        if any(n not in METHODS for n in names):
+            raise ConfigError(f"{where}: grid.synthetic_methods value {m!r}; allowed: {list(METHODS)}")
+    for k in spec.grid.get("synthetic_per_real", []):
+        if not isinstance(k, int) or k < 0:
+            raise ConfigError(f"{where}: grid.synthetic_per_real value {k!r} must be an integer ≥ 0")
+    cells(spec)  # validates every cell against RunSpec
+    return spec
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        parts.append(f"field {loc!r}: {e['msg']}" + (f" (got {e.get('input')!r})" if "input" in e else ""))
+    return "; ".join(parts)
+
+
+def cells(spec: ExperimentSpec) -> list[RunSpec]:
+    """Every run of the grid × seeds, de-duplicated by run id, in a stable order."""
+    axes = dict(spec.grid)
+    axes.setdefault("seed", spec.seed_list())
+    if "seed" in spec.grid:
+        axes["seed"] = spec.grid["seed"]
+    names = list(axes)
+    out, seen = [], set()
+    for values, variant in itertools.product(itertools.product(*(axes[n] for n in names)), spec.variants or [{}]):
+        fields = {**spec.base, **dict(zip(names, values, strict=True)), **variant}
+        if fields.get("synthetic_per_real", 0) == 0:
+            fields["synthetic_methods"] = None
+        try:
+            run = RunSpec(**fields)
+        except ValidationError as exc:
+            cell = {**dict(zip(names, values, strict=True)), **variant}
+            raise ConfigError(f"grid cell {cell}: " + _explain(exc)) from None
+        if run.run_id() not in seen:
+            seen.add(run.run_id())
+            out.append(run)
+    return out

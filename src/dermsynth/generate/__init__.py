@@ -1,0 +1,1 @@
+"""Synthetic generation: masks and methods, backends (Stable Diffusion, built-in), store."""

@@ -1,0 +1,1 @@
+"""Classifier training: backbones, transforms, mixing real and synthetic, the loop."""

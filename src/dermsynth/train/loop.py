@@ -1,0 +1,139 @@
+"""The training loop, readable on one screen: epochs, early stopping, best epoch restored.
+
+Images arrive as uint8 tensors (N, 3, H, W) from the decoded-image cache; each batch is
+converted, augmented per image, normalised and fed in channels-last layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from dermsynth.errors import DermsynthError
+from dermsynth.train.spec import RunSpec, auto_batch_size
+from dermsynth.train.transforms import AugConfig, augment
+
+
+class TrainingDiverged(DermsynthError):
+    """The loss became NaN/inf; the best state so far was kept."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+    batch_size: int = 0
+
+
+def _normalizer(model: nn.Module, device):
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), device=device).view(1, 3, 1, 1)
+    return lambda x: (x - mean) / std
+
+
+def _to_input(xb: torch.Tensor, norm, channels_last: bool, aug: AugConfig | None, gen) -> torch.Tensor:
+    x = xb.float().div_(255.0)
+    if aug is not None:
+        x = augment(x, aug, gen)
+    x = norm(x)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, spec: RunSpec, device, batch: int = 256) -> np.ndarray:
+    """Softmax probabilities for uint8 images (N, 3, H, W)."""
+    model.eval()
+    norm = _normalizer(model, device)
+    out = []
+    for i in range(0, len(x), batch):
+        xb = _to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+            logits = model(xb)
+        out.append(torch.softmax(logits.float(), 1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def _optimizer(model: nn.Module, spec: RunSpec):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=(0.9, 0.99), weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.lr, betas=(0.9, 0.99), weight_decay=spec.weight_decay)
+
+
+def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+        val_y: torch.Tensor, spec: RunSpec, device, progress: bool = True) -> FitResult:
+    """Train until ``max_epochs`` or early stopping; the best epoch's weights are restored."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    aug = AugConfig() if spec.transforms else None
+    bs = spec.batch_size if spec.batch_size != "auto" else auto_batch_size(len(train_x))
+    bs = min(bs, len(train_x))
+    steps_per_epoch = max(1, len(train_x) // bs)
+    opt = _optimizer(model, spec)
+    total = steps_per_epoch * spec.max_epochs
+    sched = None
+    if spec.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    elif spec.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=total)
+    norm = _normalizer(model, device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    res = FitResult(batch_size=bs)
+    best_score, best_state, bad_epochs, seen = -math.inf, copy.deepcopy(model.state_dict()), 0, 0
+    t0 = time.perf_counter()
+    for epoch in range(1, spec.max_epochs + 1):
+        model.train()
+        perm = torch.randperm(len(train_x), generator=gen)
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress)
+        te = time.perf_counter()
+        for step in bar:
+            idx = perm[step * bs:(step + 1) * bs]
+            xb = _to_input(train_x[idx].to(device), norm, spec.channels_last, aug, gen)
+            yb = train_y[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
+                loss = F.cross_entropy(model(xb), yb)
+            if not torch.isfinite(loss):
+                model.load_state_dict(best_state)
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch}, step {step}; stopped and restored the "
+                    f"best weights (epoch {res.best_epoch}). Lower lr (now {spec.lr}) or use precision=fp32.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            losses.append(loss.item())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(step + 1) * bs / (time.perf_counter() - te):.0f}")
+        probs = predict(model, val_x, spec, device)
+        val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_y).item())
+        val_acc = float((probs.argmax(1) == val_y.numpy()).mean())
+        res.history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                            "val_accuracy": val_acc})
+        res.epochs_run = epoch
+        score = val_acc if spec.monitor == "accuracy" else -val_loss
+        if score > best_score:
+            best_score, best_state, res.best_epoch, bad_epochs = score, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= spec.patience:
+                break
+    res.train_seconds = time.perf_counter() - t0
+    res.images_per_second = seen / max(res.train_seconds, 1e-9)
+    model.load_state_dict(best_state)
+    return res

@@ -1,0 +1,160 @@
+"""One classifier run from a RunSpec: data → split → training set → fit → test record."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermsynth.data.cache import cache_images
+from dermsynth.data.datasets import load_dataset
+from dermsynth.data.splits import Split, assert_no_leakage, make_split
+from dermsynth.errors import ConfigError, DermsynthError
+from dermsynth.train.backbones import create_backbone, set_trainable
+from dermsynth.train.loop import fit, predict
+from dermsynth.train.metrics import summarize
+from dermsynth.train.mixing import add_synthetic, duplicate_classes
+from dermsynth.train.spec import RunSpec
+
+
+def load_split(spec: RunSpec) -> Split:
+    """The image table and its held-out split for a spec (deterministic by split_seed)."""
+    table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
+                         size=spec.demo_size, seed=0, label_column=spec.label_column)
+    if spec.stratify == "skin_group" and table["skin_group"].isna().any():
+        unknown = int(table["skin_group"].isna().sum())
+        print(f"note: {unknown} images without a skin type are left out of a skin-group-stratified split")
+        table = table[table["skin_group"].notna()].reset_index(drop=True)
+    split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify)
+    assert_no_leakage(split)
+    return split
+
+
+def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
+    """Real subset (with per-class overrides), synthetic images, duplication."""
+    real = real_subset(spec, split)
+    if spec.synthetic_per_real > 0:
+        if not spec.synthetic_store:
+            raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by `dermsynth generate`)")
+        from dermsynth.generate.store import read_manifest
+
+        manifest = read_manifest(spec.synthetic_store)
+        targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
+        mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)
+        rest = real[~real["id"].isin(targets["id"])].assign(synthetic=False, ref_id=lambda d: d["id"])
+        train = pd.concat([mixed, rest], ignore_index=True)
+    else:
+        train = real.assign(synthetic=False, ref_id=real["id"])
+    if spec.duplicate_classes:
+        train = duplicate_classes(train, spec.duplicate_classes)
+    return train
+
+
+def real_subset(spec: RunSpec, split: Split) -> pd.DataFrame:
+    """The real training images of a run: whole pool, n_real per class, or per-class overrides."""
+    if spec.use_all_pool:
+        return split.pool.reset_index(drop=True)
+    if spec.class_n_real:
+        return _per_class_subset(spec, split)
+    return split.train_subset(spec.n_real, spec.seed)
+
+
+def _per_class_subset(spec: RunSpec, split: Split) -> pd.DataFrame:
+    unknown = set(spec.class_n_real) - set(split.pool["label"])
+    if unknown:
+        raise ConfigError(f"class_n_real names unknown class(es) {sorted(unknown)}")
+    parts = []
+    for n in sorted({spec.n_real, *spec.class_n_real.values()}):
+        sub = split.train_subset(n, spec.seed)
+        labels = [c for c in sub["label"].unique() if spec.class_n_real.get(c, spec.n_real) == n]
+        parts.append(sub[sub["label"].isin(labels)])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _device(spec: RunSpec) -> torch.device:
+    if spec.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec.device)
+
+
+def _tensor(cache, ids) -> torch.Tensor:
+    arr = np.ascontiguousarray(cache.array[cache.index_of(ids)])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Train and evaluate one run; returns (and with ``out_dir`` writes) its JSON record."""
+    t_start = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed % 2**32)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    else:
+        torch.set_num_threads(os.cpu_count() or 1)
+    device = _device(spec)
+    split = load_split(spec)
+    train = training_table(spec, split)
+    val, test = split.val, split.test
+    classes = sorted(split.table["label"].unique())
+    missing = [c for c in classes if c not in set(train["label"])]
+    if missing:
+        raise DermsynthError(f"class(es) {missing} have no image in the training set; every class needs ≥ 1")
+    cache_dir = Path(spec.cache_dir) / "images"
+    cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir,
+                          progress=progress)
+    cls_idx = {c: i for i, c in enumerate(classes)}
+
+    def xy(t):
+        return _tensor(cached, t["id"]), torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
+
+    (tx, ty), (vx, vy), (sx, _) = xy(train), xy(val), xy(test)
+    model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
+    model.to(device)
+    if spec.mode == "linear-probe":
+        from dermsynth.train.probe import linear_probe
+
+        probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device)
+    else:
+        set_trainable(model, spec.mode)
+        fitres = fit(model, tx, ty, vx, vy, spec, device, progress)
+        probs = predict(model, sx, spec, device)
+    pred = test[["id", "label", "skin_group"]].reset_index(drop=True).copy()
+    pred["predicted"] = [classes[i] for i in probs.argmax(1)]
+    record = {
+        "run_id": spec.run_id(),
+        "spec": spec.model_dump(),
+        "classes": classes,
+        "n_train": int(len(train)),
+        "n_train_real": int((~train["synthetic"]).sum()),
+        "n_train_synthetic": int(train["synthetic"].sum()),
+        "metrics": summarize(pred, probs, classes),
+        "fit": asdict(fitres),
+        "wall_seconds": time.perf_counter() - t_start,
+        "predictions": {"id": pred["id"].tolist(), "label": pred["label"].tolist(),
+                        "predicted": pred["predicted"].tolist(),
+                        "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
+                        "probabilities": np.round(probs, 5).tolist()},
+        "environment": {"torch": torch.__version__, "device": str(device), "python": platform.python_version(),
+                        "threads": torch.get_num_threads()},
+    }
+    if out_dir is not None:
+        write_record(record, Path(out_dir) / f"{record['run_id']}.json")
+        if spec.save_checkpoint:
+            torch.save(model.state_dict(), Path(out_dir) / f"{record['run_id']}.pt")
+    return record
+
+
+def write_record(record: dict, path: Path) -> Path:
+    """Atomic write: a reader sees the old file or the whole new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,85 @@
+"""RunSpec: every setting of one classifier run, validated on entry.
+
+One flat, typed record means a run can be hashed (its id), stored beside its results,
+swept over by the experiment grid, and re-run exactly. Unknown fields are errors that
+name the field, so a typo in a config never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PAPER_EPOCHS = 30
+
+
+class RunSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data and split
+    dataset: str = "demo"
+    root: str | None = None
+    classes: str | list[str] | None = None
+    label_column: str = "label"
+    demo_n_per_class: int = Field(200, ge=1)
+    demo_size: int = Field(64, ge=8)
+    n_test: int = Field(40, ge=1)
+    n_val: int = Field(40, ge=1)
+    split_seed: int = 0
+    stratify: Literal["label", "skin_group"] = "label"
+    n_real: int = Field(16, ge=1)
+    use_all_pool: bool = False  # train on the whole training pool (DDI-style), ignoring n_real
+    class_n_real: dict[str, int] = Field(default_factory=dict)
+    seed: int = 0
+    # synthetic data
+    synthetic_store: str | None = None
+    synthetic_per_real: int = Field(0, ge=0)
+    synthetic_methods: list[str] | None = None
+    synthetic_classes: list[str] | None = None
+    duplicate_classes: dict[str, int] = Field(default_factory=dict)
+    # model and training
+    backbone: str = "resnet18"
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    mode: Literal["finetune", "frozen", "linear-probe"] = "finetune"
+    image_size: int = Field(64, ge=8)
+    transforms: bool = False
+    max_epochs: int = Field(PAPER_EPOCHS, ge=1)
+    patience: int = Field(3, ge=1)
+    monitor: Literal["accuracy", "loss"] = "accuracy"
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    batch_size: int | Literal["auto"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = True
+    threads: int | None = None
+    device: str = "auto"
+    cache_dir: str = ".dermsynth-cache"
+    save_checkpoint: bool = False
+
+    @field_validator("synthetic_methods", mode="before")
+    @classmethod
+    def _one_method(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def run_id(self) -> str:
+        """Hash of the settings that change the result (not threads, device or cache)."""
+        skip = {"threads", "device", "cache_dir", "save_checkpoint"}
+        payload = {k: v for k, v in self.model_dump().items() if k not in skip}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def auto_batch_size(n_train: int) -> int:
+    """The authors' tiers: ≥ 5,000 images → 128, ≥ 1,000 → 64, ≥ 100 → 32, else 8."""
+    if n_train >= 5000:
+        return 128
+    if n_train >= 1000:
+        return 64
+    if n_train >= 100:
+        return 32
+    return 8

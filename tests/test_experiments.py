@@ -1,0 +1,146 @@
+"""Experiment specs, the grid, the runner (resume, kill -9, failures), status and results."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from dermsynth.errors import ConfigError
+from dermsynth.experiments.runner import experiment_status, results_table, run_experiment
+from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
+from dermsynth.quickstart import preset_path
+
+
+def tiny_experiment(demo_root, **over):
+    raw = {
+        "name": "tiny",
+        "seeds": 2,
+        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                     image_size=32, backbone="test_efficientnet", max_epochs=1, patience=1,
+                     cache_dir=str(demo_root / "cache"), threads=1),
+        "grid": {"n_real": [2, 4]},
+    }
+    raw.update(over)
+    return validate_experiment(raw)
+
+
+def test_presets_are_valid_and_paper_grids_are_exact():
+    fig3 = load_experiment(preset_path("fig3_paper"))
+    assert fig3.grid["n_real"] == [1, 16, 32, 64, 128, 228] and fig3.seed_list() == [0, 1, 2, 3, 4]
+    # 6 n_real × 2 transforms × (1 baseline + 3 methods) × 5 seeds
+    assert len(cells(fig3)) == 6 * 2 * 4 * 5
+    fig4 = load_experiment(preset_path("fig4_paper"))
+    assert fig4.grid["synthetic_per_real"] == [0, 10, 25, 50, 75] and len(cells(fig4)) == 3 * 5 * 2 * 5
+    for name in ("quickstart", "fig3_cpu", "fig4_cpu", "imbalance_cpu", "imbalance_paper", "skin_type_paper",
+                 "skin_type_f17k_cpu"):
+        assert cells(load_experiment(preset_path(name)))
+
+
+def test_spec_errors_name_field_and_values(tmp_path):
+    with pytest.raises(ConfigError, match="n_rael"):
+        validate_experiment({"name": "x", "grid": {"n_rael": [1]}})
+    with pytest.raises(ConfigError, match="synthetic_per_real.*-1"):
+        validate_experiment({"name": "x", "grid": {"synthetic_per_real": [-1]}})
+    with pytest.raises(ConfigError, match="synthetic_methods.*harmonize"):
+        validate_experiment({"name": "x", "grid": {"synthetic_methods": ["harmonize"]}})
+    with pytest.raises(ConfigError, match="mode"):
+        validate_experiment({"name": "x", "base": {"mode": "half"}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[grid\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(bad)
+
+
+def test_grid_shares_real_only_baseline():
+    spec = validate_experiment({"name": "x", "seeds": 1, "grid": {
+        "synthetic_per_real": [0, 10], "synthetic_methods": ["inpaint", "text-to-image"]}})
+    runs = cells(spec)
+    assert len(runs) == 3
+    assert sum(r.synthetic_per_real == 0 for r in runs) == 1
+
+
+def test_run_resume_status_results_and_foreign_folder(demo_root, tmp_path):
+    spec = tiny_experiment(demo_root)
+    out = tmp_path / "exp"
+    res = run_experiment(spec, out, workers=1, progress=False)
+    assert res == {**res, "runs": 4, "ran": 4, "failed": 0}
+    st = experiment_status(spec, out)
+    assert (st["state"] == "done").all()
+    again = run_experiment(spec, out, workers=1, progress=False)
+    assert again["ran"] == 0
+    table = results_table(out)
+    assert len(table) == 4 and set(table["n_real"]) == {2, 4} and table["run_id"].is_unique
+    other = tiny_experiment(demo_root, name="other")
+    with pytest.raises(ConfigError, match="another config"):
+        run_experiment(other, out, progress=False)
+
+
+def test_failed_cell_is_recorded_and_others_finish(demo_root, tmp_path):
+    spec = tiny_experiment(demo_root, grid={"n_real": [2, 500]}, seeds=1)
+    res = run_experiment(spec, tmp_path / "e", workers=1, progress=False)
+    assert res["failed"] == 1 and res["ran"] == 2
+    failed = list((tmp_path / "e" / "runs").glob("*.failed.json"))
+    assert len(failed) == 1 and "n_real=500" in json.loads(failed[0].read_text())["error"]
+    st = experiment_status(spec, tmp_path / "e")
+    assert sorted(st["state"]) == ["done", "failed"]
+
+
+def test_too_large_axis_value_fails_before_training(demo_root, tmp_path):
+    spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [3]},
+                           generator={"backend": "builtin", "per_image": 2, "methods": ["inpaint"]})
+    with pytest.raises(ConfigError, match="per_image"):
+        run_experiment(spec, tmp_path / "e", progress=False)
+    spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [1]},
+                           base={"synthetic_store": str(tmp_path / "nowhere")})
+    with pytest.raises(Exception, match="not a synthetic store"):
+        run_experiment(spec, tmp_path / "e2", progress=False)
+
+
+def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
+    spec = tiny_experiment(demo_root, grid={"n_real": [2, 3, 4]}, seeds=2)
+    cfg = tmp_path / "spec.json"
+    cfg.write_text(spec.model_dump_json())
+    out = tmp_path / "exp"
+    script = textwrap.dedent(f"""
+        import json
+        from dermsynth.experiments.spec import validate_experiment
+        from dermsynth.experiments.runner import run_experiment
+        spec = validate_experiment(json.loads(open({str(cfg)!r}).read()))
+        run_experiment(spec, {str(out)!r}, workers=1, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [p for p in (out / "runs").glob("*.json") if not p.name.endswith("failed.json")] \
+            if (out / "runs").exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.name for p in (out / "runs").glob("*.json")}
+    assert 2 <= len(first) < 6
+    res = run_experiment(spec, out, workers=1, progress=False)
+    assert res["ran"] == 6 - len(first) and res["failed"] == 0
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 6 and len({r["run_id"] for r in records}) == 6
+    assert not list((out / "runs").glob("*.tmp"))
+
+
+def test_process_pool_executor(demo_root, tmp_path):
+    spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)
+    res = run_experiment(spec, tmp_path / "p", workers=2, progress=False)
+    assert res["ran"] == 2 and res["failed"] == 0
+
+
+def test_ray_executor_two_cells(demo_root, tmp_path):
+    pytest.importorskip("ray")
+    spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)
+    res = run_experiment(spec, tmp_path / "r", executor="ray", workers=2, progress=False)
+    assert res["ran"] == 2 and res["failed"] == 0
+    assert len(results_table(tmp_path / "r")) == 2

@@ -1,0 +1,187 @@
+"""The built-in generator, the methods and the store, with a tiny model trained for a few steps."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermsynth.data.cache import cache_images
+from dermsynth.data.splits import make_split
+from dermsynth.errors import ConfigError, DermsynthError, LeakageError
+from dermsynth.generate.builtin import BuiltinConfig, generate_method, load_builtin, sample, train_builtin
+from dermsynth.generate.methods import centre_square_mask, method_masks, prompt_for
+from dermsynth.generate.runner import BuiltinBackend, run_generation
+from dermsynth.generate.store import export_webdataset, import_webdataset, read_manifest
+
+TINY = BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def split(demo_table):
+    return make_split(demo_table, 5, 4)
+
+
+@pytest.fixture(scope="module")
+def model_dir(split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    pool = split.pool
+    cached = cache_images(pool, 16, out / "cache", progress=False)
+    labels = list(pool.set_index("id").loc[cached.ids, "label"])
+    summary = train_builtin(cached.array, labels, out, classes=sorted(split.table["label"].unique()),
+                            max_steps=30, config=BuiltinConfig(**{**TINY.__dict__}), progress=False)
+    assert summary["last_loss"] < summary["first_loss"]  # training lowers the denoising loss
+    return out / "model"
+
+
+def test_masks_geometry():
+    m = centre_square_mask(64)
+    assert m.sum() == 32 * 32 and m[32, 32] == 1 and m[0, 0] == 0
+    inp, = method_masks("inpaint", 64)
+    out, = method_masks("outpaint", 64)
+    assert np.array_equal(inp + out, np.ones((64, 64)))
+    a, b = method_masks("in-then-outpaint", 64)
+    assert np.array_equal(np.maximum(a, b), np.ones((64, 64)))  # every pixel replaced
+    assert method_masks("text-to-image", 8)[0].all()
+    soft = centre_square_mask(64, 0.5, feather=0.05)
+    assert 0 < soft[16, 32] < 1
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="fraction"):
+            centre_square_mask(64, bad)
+    with pytest.raises(ConfigError, match="unknown"):
+        method_masks("harmonize", 8)
+
+
+def test_prompt_template():
+    assert prompt_for("psoriasis") == "An image of psoriasis, a skin disease"
+    assert prompt_for("psoriasis", 5, with_skin_type=True).endswith(", Fitzpatrick skin type 5")
+
+
+def test_sampling_keeps_unmasked_pixels_and_is_seeded(model_dir):
+    m = load_builtin(model_dir)
+    refs = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    labels = m.cfg.classes[:2]
+    out = generate_method(m, "inpaint", labels, [1, 2], refs, steps=3)
+    keep = centre_square_mask(16) == 0
+    assert np.array_equal(out[:, keep], refs[:, keep])
+    assert not np.array_equal(out[:, ~keep], refs[:, ~keep])
+    again = generate_method(m, "inpaint", labels, [1, 2], refs, steps=3)
+    assert np.array_equal(out, again)
+    other = generate_method(m, "inpaint", labels, [3, 4], refs, steps=3)
+    assert not np.array_equal(out, other)
+    t2i = generate_method(m, "text-to-image", labels, [1, 2], None, steps=3)
+    assert t2i.shape == (2, 16, 16, 3)
+    # low strength stays close to the reference, full strength does not
+    low = sample(m, labels, [1, 2], refs, np.ones((16, 16), np.float32), steps=10, strength=0.1)
+    high = sample(m, labels, [1, 2], refs, np.ones((16, 16), np.float32), steps=10, strength=1.0)
+    assert np.abs(low.astype(int) - refs).mean() < np.abs(high.astype(int) - refs).mean()
+    with pytest.raises(DermsynthError, match="unknown to the generator"):
+        sample(m, ["not-a-class"], [1])
+    with pytest.raises(ConfigError, match="strength"):
+        sample(m, labels[:1], [1], strength=0.0)
+
+
+def test_finetune_one_class_continues_from_weights(model_dir, split, tmp_path):
+    pool = split.pool[split.pool["label"] == "psoriasis"]
+    cached = cache_images(pool, 16, tmp_path / "c", progress=False)
+    res = train_builtin(cached.array, ["psoriasis"] * len(cached.ids), tmp_path / "ft", max_steps=3,
+                        init_from=model_dir, progress=False)
+    assert res["init_from"] == str(model_dir)
+    assert load_builtin(tmp_path / "ft").fingerprint != load_builtin(model_dir).fingerprint
+
+
+def test_training_resumes_from_checkpoint(split, tmp_path):
+    pool = split.pool.iloc[:20]
+    cached = cache_images(pool, 16, tmp_path / "c", progress=False)
+    labels = list(pool["label"])
+    cfg = dict(classes=sorted(split.table["label"].unique()), config=BuiltinConfig(**TINY.__dict__),
+               checkpoint_every=2, progress=False)
+    train_builtin(cached.array, labels, tmp_path / "a", max_steps=4, **cfg)
+    res = train_builtin(cached.array, labels, tmp_path / "a", max_steps=6, **cfg)
+    assert res["steps"] == 6
+
+
+def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_path):
+    backend = BuiltinBackend(model_dir, steps=2)
+    refs = split.pool.iloc[:6]
+    store = tmp_path / "store"
+    r1 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, shard=(0, 2), progress=False)
+    r2 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, shard=(1, 2), progress=False)
+    assert r1["generated"] + r2["generated"] == 12
+    man = read_manifest(store)
+    assert len(man) == 12 and man["synth_id"].is_unique
+    assert set(man["ref_id"]) == set(refs["id"])
+    assert {"prompt", "seed", "steps", "guidance", "strength", "mask", "fingerprint"} <= set(man.columns)
+    # a re-run generates nothing; a deleted image is regenerated identically
+    victim = man["path"].iloc[0]
+    before = open(victim, "rb").read()
+    import os
+
+    os.remove(victim)
+    r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, progress=False)
+    assert r3["generated"] == 1 and open(victim, "rb").read() == before
+    # another model may not write into this store
+    other = tmp_path / "other-model"
+    import shutil
+
+    shutil.copytree(model_dir, other)
+    (other / "dermsynth_builtin.json").write_text((other / "dermsynth_builtin.json").read_text() + " ")
+    with pytest.raises(DermsynthError, match="one model per store"):
+        run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, progress=False)
+    shards = export_webdataset(store, tmp_path / "wds", shard_size=5)
+    assert [s.name for s in shards] == ["shard-inpaint-00000.tar", "shard-inpaint-00001.tar",
+                                        "shard-inpaint-00002.tar"]
+    assert import_webdataset(shards, tmp_path / "back") == 12
+    back = read_manifest(tmp_path / "back")
+    assert sorted(back["synth_id"]) == sorted(man["synth_id"])
+
+
+def test_generation_bad_input(model_dir, split, tmp_path):
+    backend = BuiltinBackend(model_dir, steps=2)
+    refs = split.pool.iloc[:2]
+    with pytest.raises(ConfigError, match="per_image"):
+        run_generation(backend, refs, "inpaint", 0, tmp_path / "s", progress=False)
+    with pytest.raises(ConfigError, match="unknown"):
+        run_generation(backend, refs, "style-transfer", 1, tmp_path / "s", progress=False)
+    with pytest.raises(LeakageError, match="validation/test"):
+        run_generation(backend, split.table[split.table["split"] == "test"].iloc[:2], "inpaint", 1,
+                       tmp_path / "s", progress=False)
+    broken = refs.copy()
+    broken.loc[broken.index[0], "path"] = str(tmp_path / "gone.png")
+    with pytest.raises(DermsynthError, match="gone.png"):
+        run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", progress=False)
+
+
+def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, tmp_path):
+    refs = split.pool.iloc[:12]
+    refs_path = tmp_path / "refs.parquet"
+    refs.to_parquet(refs_path)
+    store = tmp_path / "store"
+    script = textwrap.dedent(f"""
+        import pandas as pd
+        from dermsynth.generate.runner import BuiltinBackend, run_generation
+        refs = pd.read_parquet({str(refs_path)!r})
+        run_generation(BuiltinBackend({str(model_dir)!r}, steps=2), refs, "text-to-image", 2, {str(store)!r},
+                       batch_size=2, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (store / "manifest").exists() and len(list((store / "manifest").glob("part-*.parquet"))) >= 2:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    partial = len(read_manifest(store))
+    assert 0 < partial < 24
+    res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 2, store, batch_size=2,
+                         progress=False)
+    man = read_manifest(store)
+    assert len(man) == 24 and man["synth_id"].is_unique
+    assert res["generated"] == 24 - partial
+    assert not list(store.rglob("*.tmp*"))  or all(".tmp" in p.name for p in store.rglob("*.tmp*"))
+    assert pd.Series([p for p in man["path"]]).is_unique

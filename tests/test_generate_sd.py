@@ -1,0 +1,69 @@
+"""The Stable Diffusion backend and DreamBooth/LoRA on tiny random components (no download)."""
+
+import numpy as np
+import pytest
+
+from dermsynth.data.splits import make_split
+from dermsynth.errors import DermsynthError, LeakageError
+from dermsynth.generate.dreambooth import DreamBoothConfig, finetune, finetune_from_split
+from dermsynth.generate.runner import run_generation
+from dermsynth.generate.sd import SDBackend
+from dermsynth.generate.store import read_manifest
+from tiny_sd import build_tiny_sd
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd")
+    return build_tiny_sd(root / "t2i"), build_tiny_sd(root / "inpaint", inpainting=True)
+
+
+def test_sd_backend_all_methods_through_the_runner(tiny, demo_table, tmp_path):
+    t2i, inp = tiny
+    backend = SDBackend(str(t2i), inpaint_model=str(inp), steps=2, size=32)
+    refs = make_split(demo_table, 5, 4).pool.iloc[:2]
+    for method in ("text-to-image", "inpaint", "outpaint", "in-then-outpaint"):
+        res = run_generation(backend, refs, method, 1, tmp_path / "store", batch_size=2, progress=False)
+        assert res["generated"] == 2
+    man = read_manifest(tmp_path / "store")
+    assert len(man) == 8 and set(man["method"]) == {"text-to-image", "inpaint", "outpaint", "in-then-outpaint"}
+    assert (man[man["method"] == "inpaint"]["strength"] == 0.97).all()
+    assert (man[man["method"] == "outpaint"]["strength"] == 0.95).all()
+    # deterministic per seed
+    a = backend.generate("text-to-image", ["x"], ["An image of psoriasis, a skin disease"], None, [5])
+    b = backend.generate("text-to-image", ["x"], ["An image of psoriasis, a skin disease"], None, [5])
+    assert np.array_equal(a, b)
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    backend = SDBackend("stabilityai/stable-diffusion-2-1-base", steps=1, size=32)
+    with pytest.raises(DermsynthError, match="stable-diffusion-2-1-base.*--model"):
+        backend.generate("text-to-image", ["x"], ["p"], None, [1])
+
+
+@pytest.mark.parametrize("inpainting,lora", [(False, False), (True, True)])
+def test_dreambooth_lowers_loss_and_saved_model_generates(tiny, tmp_path, inpainting, lora):
+    model = tiny[1] if inpainting else tiny[0]
+    imgs = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    cfg = DreamBoothConfig(lr=1e-2 if lora else 1e-3, max_steps=8, resolution=32, lora=lora, lora_rank=4)
+    s = finetune(str(model), imgs, ["An image of psoriasis, a skin disease"] * 4, tmp_path / "db", cfg,
+                 progress=False)
+    assert s["held_loss_after"] < s["held_loss_before"]
+    backend = SDBackend(str(tiny[0]) if inpainting else str(tmp_path / "db"),
+                        inpaint_model=str(tmp_path / "db") if inpainting else None, steps=2, size=32)
+    method = "inpaint" if inpainting else "text-to-image"
+    out = backend.generate(method, ["x"], ["An image of psoriasis, a skin disease"], imgs[:1], [1])
+    assert out.shape == (1, 32, 32, 3)
+
+
+def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
+    split = make_split(demo_table, 5, 4)
+    test_ids = list(split.test["id"][:2])
+    with pytest.raises(LeakageError, match="validation/test"):
+        finetune_from_split(str(tiny[0]), split, tmp_path / "x", ids=test_ids,
+                            cfg=DreamBoothConfig(max_steps=1, resolution=32), progress=False)
+    res = finetune_from_split(str(tiny[0]), split, tmp_path / "ok", label="psoriasis",
+                              cfg=DreamBoothConfig(max_steps=1, resolution=32, batch_size=2), progress=False)
+    used = (tmp_path / "ok" / "finetune_ids.txt").read_text().split()
+    assert res["n_images"] == len(used) and set(used) <= set(split.pool["id"])

@@ -1,0 +1,106 @@
+"""A whole tiny study: generator → store → grid → leakage audit → statistics → report."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from dermsynth.analysis.leakage import audit
+from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
+from dermsynth.data.splits import make_split
+from dermsynth.errors import LeakageError
+from dermsynth.experiments.runner import load_records, results_table, run_experiment
+from dermsynth.experiments.spec import validate_experiment
+from dermsynth.generate.store import read_manifest
+from dermsynth.quickstart import quickstart
+
+
+@pytest.fixture(scope="module")
+def study(demo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    spec = validate_experiment({
+        "name": "tiny-study", "seeds": 2,
+        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                     image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
+                     cache_dir=str(demo_root / "cache"), threads=1),
+        "generator": {"backend": "builtin", "methods": ["inpaint", "text-to-image"], "per_image": 2, "steps": 2,
+                      "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32},
+        "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
+    })
+    res = quickstart(out, spec=spec, progress=False)
+    return spec, out, res
+
+
+def test_study_outputs(study):
+    spec, out, report = study
+    records = load_records(out)
+    assert len(records) == 2 * 3 * 2  # n_real × (baseline + 2 methods) × seeds
+    man = read_manifest(out / "synthetic")
+    assert set(man["method"]) == {"inpaint", "text-to-image"}
+    # every synthetic image used by a run is linked to a real image of that run
+    for rec in records:
+        if rec["n_train_synthetic"]:
+            assert rec["n_train_synthetic"] == 2 * rec["n_train_real"]
+    html = report.read_text()
+    assert "data:image/png;base64" in html and "fig3_accuracy_vs_nreal" not in html
+    assert "With vs without synthetic data" in html and "Real and synthetic samples" in html
+    assert (out / "figures" / "fig3_accuracy_vs_nreal.png").exists()
+    assert (out / "figures" / "fig3_accuracy_vs_nreal.svg").exists()
+    comps = pd.read_csv(out / "comparisons.csv")
+    assert len(comps) == 4 and comps["p_bh"].between(0, 1).all()
+    assert (comps["p_bh"] >= comps["p_value"] - 1e-12).all()
+
+
+def test_summary_tables_and_sentences(study):
+    _, out, _ = study
+    table = results_table(out)
+    cells = cell_summary(table)
+    assert (cells["runs"] == 2).all() and (cells["ci_low"] <= cells["accuracy"]).all()
+    comps = synthetic_comparisons(table, load_records(out), reps=50)
+    lines = plain_summary(comps)
+    assert any("adding 2 synthetic per real" in s.lower() for s in lines)
+
+
+def test_quickstart_rerun_reuses_everything(study):
+    spec, out, _ = study
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    res = run_experiment(spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}}), out,
+                         progress=False)
+    assert res["ran"] == 0
+    assert before == {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+
+
+def test_leakage_audit_catches_planted_leaks(study, demo_table):
+    _, out, _ = study
+    rec = load_records(out)[0]
+    split = make_split(demo_table, 5, 4)
+    man = read_manifest(out / "synthetic")
+    assert audit(split, man) == []
+    test_id = split.test["id"].iloc[0]
+    planted = pd.concat([man, man.iloc[:1].assign(synth_id="leak", ref_id=test_id)])
+    problems = audit(split, planted, finetune_ids=[split.val["id"].iloc[0]])
+    assert any("leak" in p and test_id in p for p in problems)
+    assert any("fine-tuning image" in p for p in problems)
+    t = split.table.copy()
+    t.loc[t["split"] == "pool", "patient"] = t.loc[t["split"] == "test", "patient"].iloc[0]
+    from dermsynth.data.splits import Split
+
+    assert any("straddles" in p for p in audit(Split(t)))
+    assert rec["spec"]["synthetic_store"] in (None, str(out / "synthetic"))
+
+
+def test_experiment_refuses_leaky_store(study, demo_table, tmp_path):
+    spec, out, _ = study
+    split = make_split(demo_table, 5, 4)
+    store = tmp_path / "leaky"
+    import shutil
+
+    shutil.copytree(out / "synthetic", store)
+    man = pd.read_parquet(sorted((store / "manifest").glob("*.parquet"))[0])
+    man["ref_id"] = split.test["id"].iloc[0]
+    man["synth_id"] = man["synth_id"] + "-leak"
+    man.to_parquet(store / "manifest" / "part-zzz.parquet")
+    leaky = validate_experiment({**json.loads(spec.model_dump_json()), "generator": None,
+                                 "base": {**spec.base, "synthetic_store": str(store)}})
+    with pytest.raises(LeakageError, match="held-out reference"):
+        run_experiment(leaky, tmp_path / "e", progress=False)

@@ -1,0 +1,136 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermsynth.errors import ConfigError, DermsynthError
+from dermsynth.train.backbones import create_backbone, set_trainable
+from dermsynth.train.mixing import add_synthetic, duplicate_classes
+from dermsynth.train.run import run_training
+from dermsynth.train.spec import RunSpec, auto_batch_size
+from dermsynth.train.transforms import AugConfig, apply_aug, augment, sample_params
+
+
+def tiny_spec(demo_root, **kw) -> RunSpec:
+    base = dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                n_real=4, image_size=32, backbone="test_efficientnet", max_epochs=2, patience=2,
+                cache_dir=str(demo_root / "cache"), threads=1)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_transforms_draw_per_image_parameters():
+    gen = torch.Generator().manual_seed(0)
+    p = sample_params(64, AugConfig(), gen)
+    assert p["rotate"].unique().numel() > 10 and p["zoom"].unique().numel() > 10
+    assert 0.3 < p["flip"].float().mean() < 0.7
+    assert (p["rotate"].abs() <= 10).all() and ((p["zoom"] >= 1) & (p["zoom"] <= 1.1)).all()
+    # about 25 % of images skip rotation (p_affine = 0.75)
+    assert 0.1 < (p["rotate"] == 0).float().mean() < 0.4
+    x = torch.rand(1, 3, 16, 16).repeat(2, 1, 1, 1)
+    out = augment(x, AugConfig(), torch.Generator().manual_seed(1))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_identity_parameters_leave_image_unchanged():
+    x = torch.rand(2, 3, 16, 16) * 0.9 + 0.05
+    ident = {"flip": torch.zeros(2, dtype=torch.bool), "rotate": torch.zeros(2), "zoom": torch.ones(2),
+             "col": torch.full((2,), 0.5), "row": torch.full((2,), 0.5), "warp_x": torch.zeros(2),
+             "warp_y": torch.zeros(2), "brightness": torch.full((2,), 0.5), "contrast": torch.ones(2)}
+    assert torch.allclose(apply_aug(x, ident), x, atol=1e-4)
+    flipped = apply_aug(x, {**ident, "flip": torch.ones(2, dtype=torch.bool)})
+    assert torch.allclose(flipped, x.flip(-1), atol=1e-4)
+
+
+def test_batch_size_tiers():
+    assert [auto_batch_size(n) for n in (9, 100, 1000, 5000)] == [8, 32, 64, 128]
+
+
+def test_frozen_mode_trains_only_head_and_norm():
+    m = create_backbone("resnet18", 3)
+    set_trainable(m, "frozen")
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert "fc.weight" in trainable and "bn1.weight" in trainable and "conv1.weight" not in trainable
+
+
+def test_bad_backbone_and_size_and_weights(tmp_path):
+    with pytest.raises(ConfigError, match="not a timm model"):
+        create_backbone("resnet_nonexistent", 3)
+    with pytest.raises(ConfigError, match="image_size"):
+        create_backbone("vit_tiny_patch16_224", 3, image_size=64)
+    with pytest.raises(DermsynthError, match="pretrained_path"):
+        create_backbone("resnet18", 3, pretrained_path=tmp_path / "missing.safetensors")
+
+
+def _manifest(real: pd.DataFrame, tmp_path, k=3, missing_file=False):
+    rows = []
+    for rid, label in zip(real["id"], real["label"], strict=True):
+        for j in range(k):
+            p = tmp_path / f"{rid.replace('/', '_')}-{j}.png"
+            if not missing_file:
+                p.write_bytes(b"x")
+            rows.append({"synth_id": f"s-{rid}-{j}", "ref_id": rid, "label": label, "method": "inpaint",
+                         "path": str(p)})
+    return pd.DataFrame(rows)
+
+
+def test_add_synthetic_exact_k_and_only_from_subset(tmp_path):
+    real = pd.DataFrame({"id": ["a", "b"], "path": ["pa", "pb"], "label": ["x", "y"], "skin_type": [1, 2],
+                         "skin_group": ["I-II", "I-II"]})
+    man = _manifest(pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "y", "y"]}), tmp_path, k=4)
+    out = add_synthetic(real, man, 2, seed=0)
+    syn = out[out["synthetic"]]
+    assert syn["ref_id"].value_counts().to_dict() == {"a": 2, "b": 2}
+    assert "c" not in set(syn["ref_id"])
+    again = add_synthetic(real, man, 2, seed=0)
+    assert again["id"].tolist() == out["id"].tolist()
+    assert set(add_synthetic(real, man, 2, seed=1)["id"]) != set(out["id"]) or True
+    with pytest.raises(DermsynthError, match="has 4 synthetic images"):
+        add_synthetic(real, man, 5, seed=0)
+    with pytest.raises(DermsynthError, match="missing"):
+        add_synthetic(real, _manifest(real, tmp_path / "..", k=2, missing_file=True), 1, seed=0)
+    dup = duplicate_classes(real.assign(synthetic=False), {"x": 3})
+    assert (dup["label"] == "x").sum() == 3
+
+
+def test_run_is_deterministic_and_complete(demo_root, tmp_path):
+    spec = tiny_spec(demo_root)
+    a = run_training(spec, tmp_path, progress=False)
+    b = run_training(spec, None, progress=False)
+    assert a["predictions"]["predicted"] == b["predictions"]["predicted"]
+    assert np.allclose(a["predictions"]["probabilities"], b["predictions"]["probabilities"])
+    m = a["metrics"]
+    assert m["n_test"] == 45 and 0 <= m["accuracy"] <= 1
+    assert set(m["per_class_accuracy"]) == set(a["classes"])
+    assert sum(map(sum, m["confusion_matrix"])) == 45
+    assert "per_skin_group_accuracy" in m
+    assert (tmp_path / f"{a['run_id']}.json").exists()
+    assert a["n_train"] == 36 and a["fit"]["epochs_run"] >= 1
+
+
+def test_linear_probe_and_bf16(demo_root):
+    rec = run_training(tiny_spec(demo_root, mode="linear-probe"), progress=False)
+    assert rec["fit"]["history"][0]["C"] == 0.01 and 0 <= rec["metrics"]["accuracy"] <= 1
+    rec = run_training(tiny_spec(demo_root, precision="bf16", max_epochs=1), progress=False)
+    assert rec["spec"]["precision"] == "bf16"
+
+
+def test_nan_loss_stops_with_epoch(demo_root):
+    from dermsynth.train.loop import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="epoch 1"):
+        run_training(tiny_spec(demo_root, lr=1e30, optimizer="sgd", max_epochs=3), progress=False)
+
+
+def test_spec_errors_name_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="n_rael"):
+        RunSpec(n_rael=3)
+    with pytest.raises(ValidationError, match="mode"):
+        RunSpec(mode="partial")
+
+
+def test_empty_class_in_training_set(demo_root):
+    with pytest.raises(DermsynthError, match="n_real"):
+        run_training(tiny_spec(demo_root, n_real=500), progress=False)

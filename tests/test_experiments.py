@@ -81,23 +81,29 @@ def test_run_resume_status_results_and_foreign_folder(demo_root, tmp_path):
 
 
 def test_failed_cell_is_recorded_and_others_finish(demo_root, tmp_path):
-    spec = tiny_experiment(demo_root, grid={"n_real": [2, 500]}, seeds=1)
+    spec = tiny_experiment(demo_root, grid={"lr": [1e-3, 1e30]}, base={**tiny_experiment(demo_root).base,
+                                                                        "optimizer": "sgd"}, seeds=1)
     res = run_experiment(spec, tmp_path / "e", workers=1, progress=False)
     assert res["failed"] == 1 and res["ran"] == 2
     failed = list((tmp_path / "e" / "runs").glob("*.failed.json"))
-    assert len(failed) == 1 and "n_real=500" in json.loads(failed[0].read_text())["error"]
+    assert len(failed) == 1 and "TrainingDiverged" in json.loads(failed[0].read_text())["error"]
     st = experiment_status(spec, tmp_path / "e")
     assert sorted(st["state"]) == ["done", "failed"]
 
 
 def test_too_large_axis_value_fails_before_training(demo_root, tmp_path):
+    from dermsynth.errors import SplitError
+
+    with pytest.raises(SplitError, match="n_real=500"):
+        run_experiment(tiny_experiment(demo_root, grid={"n_real": [2, 500]}), tmp_path / "e0", progress=False)
+    assert not (tmp_path / "e0" / "runs").exists() or not list((tmp_path / "e0" / "runs").glob("*.json"))
     spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [3]},
                            generator={"backend": "builtin", "per_image": 2, "methods": ["inpaint"]})
     with pytest.raises(ConfigError, match="per_image"):
         run_experiment(spec, tmp_path / "e", progress=False)
     spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [1]},
                            base={"synthetic_store": str(tmp_path / "nowhere")})
-    with pytest.raises(Exception, match="not a synthetic store"):
+    with pytest.raises(ConfigError, match="not a synthetic store"):
         run_experiment(spec, tmp_path / "e2", progress=False)
 
 

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,12 +117,12 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     assert {"prompt", "seed", "steps", "guidance", "strength", "mask", "fingerprint"} <= set(man.columns)
     # a re-run generates nothing; a deleted image is regenerated identically
     victim = man["path"].iloc[0]
-    before = open(victim, "rb").read()
+    before = Path(victim).read_bytes()
     import os
 
     os.remove(victim)
     r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, progress=False)
-    assert r3["generated"] == 1 and open(victim, "rb").read() == before
+    assert r3["generated"] == 1 and Path(victim).read_bytes() == before
     # another model may not write into this store
     other = tmp_path / "other-model"
     import shutil

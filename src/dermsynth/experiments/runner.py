@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError, DermsynthError
 from dermsynth.experiments.spec import ExperimentSpec, cells
-from dermsynth.experiments.stages import prepare_synthetic
+from dermsynth.experiments.stages import preflight, prepare_synthetic
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -84,6 +84,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     out = Path(out)
     claim_output(spec, out, force)
     runs = resolve_runs(spec, out)
+    preflight(spec, runs)
     prepare_synthetic(spec, runs, out, progress)
     if spec.audit_leakage:
         from dermsynth.analysis.leakage import audit_runs

@@ -39,6 +39,23 @@ def references_needed(runs: list[RunSpec]) -> pd.DataFrame:
     return pd.concat(frames).drop_duplicates("id").reset_index(drop=True)
 
 
+def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
+    """Catch bad axis values before any training: n_real beyond the pool, missing stores."""
+    from dermsynth.train.run import real_subset
+
+    splits: dict = {}
+    for run in runs:
+        key = (run.dataset, run.root, str(run.classes), run.label_column, run.demo_n_per_class, run.demo_size,
+               run.n_test, run.n_val, run.split_seed, run.stratify)
+        if key not in splits:
+            splits[key] = load_split(run)
+        real_subset(run, splits[key])  # raises SplitError naming the class and sizes
+        has_store = bool(run.synthetic_store) and Path(str(run.synthetic_store), "store.json").exists()
+        if run.synthetic_per_real > 0 and spec.generator is None and not has_store:
+            raise ConfigError(f"synthetic_store={run.synthetic_store!r} is not a synthetic store (no store.json); "
+                              "create it with `dermsynth generate` or add a [generator] section")
+
+
 def builtin_generator(gen: GeneratorSpec, base: RunSpec, out: Path, progress: bool = True) -> Path:
     """Train the built-in generator on the training pool (only), once."""
     from dermsynth.generate.builtin import BuiltinConfig, train_builtin

@@ -87,7 +87,8 @@ class SDBackend:
     def pipe(self, kind: str):
         if kind not in self._pipes:
             model = self.model if kind == "t2i" else self.inpaint_model
-            self._pipes[kind] = load_pipeline(kind, model, self.dtype, self.device, self.lora if kind == "t2i" else None)
+            lora = self.lora if kind == "t2i" else None
+            self._pipes[kind] = load_pipeline(kind, model, self.dtype, self.device, lora)
         return self._pipes[kind]
 
     def params(self, method: str) -> dict:

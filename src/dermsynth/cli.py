@@ -142,12 +142,14 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
 @exp_app.command("status")
 def experiment_status_cmd(config: Path, out: Path | None = typer.Option(None)):
     """done / running / failed / pending per cell."""
-    from dermsynth.experiments.runner import experiment_status
+    from dermsynth.experiments.runner import eta_seconds, experiment_status
     from dermsynth.experiments.spec import load_experiment
 
-    st = experiment_status(load_experiment(config), out or _default_out(config))
+    folder = out or _default_out(config)
+    st = experiment_status(load_experiment(config), folder)
     Console().print(st.to_string(index=False))
-    Console().print(st["state"].value_counts().to_dict())
+    eta = eta_seconds(st, folder)
+    Console().print(f"{st['state'].value_counts().to_dict()}" + (f"; ETA ≈ {eta / 60:.1f} min" if eta else ""))
 
 
 @exp_app.command("results")
@@ -266,6 +268,24 @@ def generate(backend: str = typer.Option("builtin", help="builtin | sd"),
     Console().print(res)
 
 
+@app.command()
+def finetune(model: str = typer.Option(..., help="Stable Diffusion (inpainting) model: hub id or folder."),
+             out: Path = typer.Option(..., help="Folder for the fine-tuned pipeline."),
+             dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+             label: str | None = typer.Option(None, "--class", help="One class (default: one model for all)."),
+             n_test: int = 40, n_val: int = 40, split_seed: int = 0, lora: bool = typer.Option(False),
+             lora_rank: int = 4, lr: float = 5e-6, epochs: int = 4, batch_size: int = 4, resolution: int = 512,
+             prior_preservation: bool = typer.Option(False), max_steps: int | None = None):
+    """DreamBooth (or LoRA) fine-tuning on training-pool images only (authors' defaults)."""
+    from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
+
+    cfg = DreamBoothConfig(lr=lr, epochs=epochs, batch_size=batch_size, resolution=resolution, lora=lora,
+                           lora_rank=lora_rank, prior_preservation=prior_preservation, max_steps=max_steps)
+    res = finetune_from_split(model, _split_for(dataset, root, classes, n_test, n_val, split_seed), out, label=label,
+                              cfg=cfg)
+    Console().print({k: v for k, v in res.items() if k != "train_losses"})
+
+
 @audit_app.command("leakage")
 def audit_leakage(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
                   n_test: int = 40, n_val: int = 40, split_seed: int = 0,
@@ -290,6 +310,67 @@ def audit_leakage(dataset: str = DatasetOpt, root: Path | None = RootOpt, classe
     n_syn = 0 if manifest is None else len(manifest)
     Console().print(f"[bold green]CLEAN:[/] no held-out image among {n_syn} synthetic references, "
                     f"{len(ft or [])} fine-tuning images or split groups")
+
+
+def _split_for(dataset, root, classes, n_test, n_val, split_seed):
+    from dermsynth.train.run import load_split
+    from dermsynth.train.spec import RunSpec
+
+    return load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
+                              n_val=n_val, split_seed=split_seed))
+
+
+@app.command()
+def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
+          root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = 40, n_val: int = 40,
+          split_seed: int = 0, encoder: str = typer.Option("clip", help="clip[:PATH_OR_ID] | timm:NAME | pixels"),
+          out: Path = typer.Option(Path("embedding"), help="Folder for figures and numbers."),
+          umap: bool = typer.Option(True, help="Also draw a UMAP projection.")):
+    """Fig. 2: PCA/UMAP projections, cosine distances real–real, real–synthetic, synthetic–reference."""
+    from dermsynth.analysis.embeddings import make_encoder
+    from dermsynth.analysis.synthetic_study import embedding_study
+
+    res = embedding_study(_split_for(dataset, root, classes, n_test, n_val, split_seed), store, make_encoder(encoder),
+                          out, umap=umap)
+    Console().print(res["means"])
+    Console().print(f"→ {out}")
+
+
+@app.command()
+def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
+            root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = 40, n_val: int = 40,
+            split_seed: int = 0, encoder: str = typer.Option("clip", help="clip[:PATH_OR_ID] | timm:NAME | pixels"),
+            out: Path = typer.Option(Path("quality"))):
+    """FID, KID, precision/recall per method and class, with bootstrap CIs."""
+    from dermsynth.analysis.embeddings import make_encoder
+    from dermsynth.analysis.synthetic_study import quality_study
+
+    table = quality_study(_split_for(dataset, root, classes, n_test, n_val, split_seed), store, make_encoder(encoder),
+                          out)
+    Console().print(table[["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]].to_string())
+
+
+@audit_app.command("memorization")
+def audit_memorization_cmd(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
+                           root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = 40,
+                           n_val: int = 40, split_seed: int = 0,
+                           encoder: str = typer.Option("clip", help="clip[:PATH] | timm:NAME | pixels"),
+                           quantile: float = typer.Option(0.01, help="Calibration quantile of real NN distances."),
+                           max_flagged: int = typer.Option(0, help="Exit non-zero above this many flags."),
+                           out: Path = typer.Option(Path("memorization"))):
+    """Nearest real neighbours of every synthetic image; flags copies; exit 1 above --max-flagged."""
+    from dermsynth.analysis.embeddings import make_encoder
+    from dermsynth.analysis.synthetic_study import memorization_study
+
+    enc = None if encoder == "pixels" else make_encoder(encoder)
+    table = memorization_study(_split_for(dataset, root, classes, n_test, n_val, split_seed), store, enc, out,
+                               quantile)
+    flagged = table[table["flagged"]]
+    for _, r in flagged.head(20).iterrows():
+        Console().print(f"[red]✗[/] {r['synth_id']} ({r['method']}) is a near-copy of a real image")
+    Console().print(f"{len(flagged)} of {len(table)} synthetic images flagged → {out / 'memorization.csv'}")
+    if len(flagged) > max_flagged:
+        raise typer.Exit(1)
 
 
 @app.command()

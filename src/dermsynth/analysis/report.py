@@ -123,6 +123,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     for s in stores:
         if Path(s, "store.json").exists():
             parts.append(f"<h2>Real and synthetic samples</h2><p>store: {html.escape(s)}</p>" + sample_grid(s))
+    parts.extend(_synthetic_analysis_sections(out_dir))
     for head, body in extra_sections or []:
         parts.append(f"<h2>{html.escape(head)}</h2>{body}")
     if exp:
@@ -133,6 +134,31 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     tmp.write_text("\n".join(parts))
     tmp.replace(report_path)
     return report_path
+
+
+def _synthetic_analysis_sections(out_dir: Path) -> list[str]:
+    """Fig. 2, quality and memorization results written under OUT/analysis by `dermsynth embed` & co."""
+    base = out_dir / "analysis"
+    parts = []
+    emb = base / "embedding" / "embedding.json"
+    if emb.exists():
+        res = json.loads(emb.read_text())
+        rows = "".join(f"<tr><td>{k}</td><td>{v:.4f}</td><td>{res['paper_means'].get(k, '')}</td></tr>"
+                       for k, v in res["means"].items())
+        pngs = [Path(p) for p in res["figures"].values() if str(p).endswith(".png")]
+        figs = "".join(_img_tag(p) for p in pngs if p.exists())
+        parts.append(f"<h2>Embedding analysis (Fig. 2, {html.escape(res['encoder'])})</h2><table><tr><th>pairs</th>"
+                     f"<th>mean cosine distance</th><th>paper</th></tr>{rows}</table>"
+                     + _fmt_table(pd.DataFrame(res["tests"])) + figs)
+    q = base / "quality" / "quality.csv"
+    if q.exists():
+        parts.append("<h2>Synthetic-data quality</h2>" + pd.read_csv(q).to_html(index=False, float_format="%.4g"))
+    m = base / "memorization" / "memorization.json"
+    if m.exists():
+        info = json.loads(m.read_text())
+        parts.append(f"<h2>Memorization audit</h2><p>{info['flagged']} of {info['n_synthetic']} synthetic images "
+                     f"flagged as near-copies of a real image (thresholds {info['thresholds']}).</p>")
+    return parts
 
 
 def dose_fits(table: pd.DataFrame) -> dict:

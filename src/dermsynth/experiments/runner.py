@@ -84,8 +84,11 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     out = Path(out)
     claim_output(spec, out, force)
     runs = resolve_runs(spec, out)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     preflight(spec, runs)
-    prepare_synthetic(spec, runs, out, progress)
+    timings["preflight"] = time.perf_counter() - t0
+    prepare_synthetic(spec, runs, out, progress, timings)
     if spec.audit_leakage:
         from dermsynth.analysis.leakage import audit_runs
 
@@ -96,7 +99,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs, {len(runs) - len(pending)} done, {len(pending)} to run")
     workers = workers or max(1, min(len(pending), (os.cpu_count() or 1) // 2 or 1))
     failures = {}
-    t0 = time.perf_counter()
+    runs_start = time.perf_counter()
     if executor == "ray":
         failures = _run_ray(pending, rdir, workers, address)
     elif executor != "local":
@@ -117,7 +120,9 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
                     failures[rid] = err
     for rid, err in failures.items():
         console.print(f"[red]run {rid} failed:[/] {err}")
-    return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": time.perf_counter() - t0}
+    timings["training_runs"] = time.perf_counter() - runs_start
+    return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
+            "timings": timings}
 
 
 def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | None) -> dict:
@@ -159,6 +164,15 @@ def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
             state = "pending"
         rows.append({"run_id": rid, "state": state, **{k: getattr(run, k) for k in spec.grid}, "seed": run.seed})
     return pd.DataFrame(rows)
+
+
+def eta_seconds(status: pd.DataFrame, out: str | Path, workers: int = 1) -> float | None:
+    """Remaining time: mean wall time of finished runs × runs left ÷ workers."""
+    done = [r["wall_seconds"] for r in load_records(out)]
+    left = int(status["state"].isin(["pending", "running", "failed"]).sum())
+    if not done or not left:
+        return None
+    return float(sum(done) / len(done) * left / max(1, workers))
 
 
 def _alive(marker: Path) -> bool:

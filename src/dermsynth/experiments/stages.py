@@ -75,8 +75,15 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, out: Path, progress: bo
     return model_dir / "model"
 
 
-def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True) -> str | None:
-    """Make sure the store holds K images per needed reference for every method; return its path."""
+def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True,
+                      timings: dict | None = None) -> str | None:
+    """Make sure the store holds K images per needed reference for every method; return its path.
+
+    ``timings`` (if given) receives the seconds spent training the generator and generating.
+    """
+    import time
+
+    timings = {} if timings is None else timings
     gen = spec.generator
     needs = [r for r in runs if r.synthetic_per_real > 0]
     if gen is None:
@@ -92,7 +99,9 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
         raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
     base = needs[0]
     if gen.backend == "builtin":
+        t0 = time.perf_counter()
         model = gen.model or str(builtin_generator(gen, base, out, progress))
+        timings["generator_training"] = time.perf_counter() - t0
         backend = make_backend("builtin", model, steps=gen.steps, guidance=gen.guidance,
                                strength_inpaint=gen.strength_inpaint, strength_outpaint=gen.strength_outpaint,
                                scheduler=gen.scheduler)
@@ -102,6 +111,7 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
         backend = make_backend("sd", gen.model, inpaint_model=gen.inpaint_model, steps=gen.steps,
                                guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
                                strength_outpaint=gen.strength_outpaint)
+    t0 = time.perf_counter()
     refs = references_needed(needs)
     methods = sorted({m for r in needs for m in (r.synthetic_methods or gen.methods)})
     for method in methods:
@@ -109,4 +119,5 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
                              with_skin_type=gen.with_skin_type, progress=progress)
         console.print(f"{method}: generated {res['generated']}, reused {res['skipped']} "
                       f"({res['images_per_second']:.1f} img/s)")
+    timings["generation"] = time.perf_counter() - t0
     return str(store)

@@ -32,7 +32,8 @@ class FitResult:
     best_epoch: int = 0
     epochs_run: int = 0
     train_seconds: float = 0.0
-    images_per_second: float = 0.0
+    images_per_second: float = 0.0  # over the whole fit, validation included
+    train_images_per_second: float = 0.0  # optimisation steps only
     batch_size: int = 0
 
 
@@ -94,6 +95,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         model.to(memory_format=torch.channels_last)
     res = FitResult(batch_size=bs)
     best_score, best_state, bad_epochs, seen = -math.inf, copy.deepcopy(model.state_dict()), 0, 0
+    step_seconds = 0.0
     t0 = time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):
         model.train()
@@ -120,6 +122,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
             losses.append(loss.item())
             seen += len(idx)
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(step + 1) * bs / (time.perf_counter() - te):.0f}")
+        step_seconds += time.perf_counter() - te
         probs = predict(model, val_x, spec, device)
         val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_y).item())
         val_acc = float((probs.argmax(1) == val_y.numpy()).mean())
@@ -135,5 +138,6 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
                 break
     res.train_seconds = time.perf_counter() - t0
     res.images_per_second = seen / max(res.train_seconds, 1e-9)
+    res.train_images_per_second = seen / max(step_seconds, 1e-9)
     model.load_state_dict(best_state)
     return res

@@ -1,0 +1,120 @@
+"""Fig. 2 embedding analysis, quality metrics and the memorization audit (tiny random CLIP)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dermsynth.analysis.embeddings import clip_encoder, distance_analysis, pixel_encoder
+from dermsynth.analysis.memorization import audit_memorization
+from dermsynth.analysis.quality import fid, kid, precision_recall, quality
+from dermsynth.analysis.synthetic_study import embedding_study, memorization_study, quality_study
+from dermsynth.data.splits import make_split
+from dermsynth.generate.store import append_manifest, open_store
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                           num_hidden_layers=2, projection_dim=16)
+    path = tmp_path_factory.mktemp("clip") / "tiny-clip"
+    CLIPVisionModelWithProjection(cfg).save_pretrained(path)
+    return clip_encoder(str(path))
+
+
+@pytest.fixture(scope="module")
+def planted_store(demo_table, tmp_path_factory):
+    """Honest samples (other images rendered afresh) plus planted jittered copies of pool and test images."""
+    from dermsynth.data.demo import render
+
+    split = make_split(demo_table, 5, 4)
+    store = open_store(tmp_path_factory.mktemp("store") / "s", "test", "planted", "fp0")
+    rows = []
+    rng = np.random.default_rng(0)
+    pool = split.pool.reset_index(drop=True)
+    for n, (_, r) in enumerate(pool.iloc[:27].iterrows()):
+        c = sorted(set(demo_table["label"])).index(r["label"])
+        from dermsynth.data.demo import DEMO_CLASSES
+
+        honest = render(DEMO_CLASSES.index(r["label"]), 500 + n, 32, seed=9)
+        rel = f"images/text-to-image/h{n}.png"
+        Image.fromarray(honest).save(store / rel)
+        rows.append(dict(synth_id=f"honest-{n}", ref_id=r["id"], label=r["label"], method="text-to-image", path=rel))
+        del c
+    for kind, src in (("copy-train", pool.iloc[30]), ("copy-test", split.test.iloc[0])):
+        arr = np.asarray(Image.open(src["path"]).convert("RGB"), dtype=np.int16)
+        jit = np.clip(arr + rng.integers(-3, 4, arr.shape), 0, 255).astype(np.uint8)
+        rel = f"images/text-to-image/{kind}.png"
+        Image.fromarray(jit).save(store / rel)
+        rows.append(dict(synth_id=kind, ref_id=pool.iloc[0]["id"], label=src["label"], method="text-to-image",
+                         path=rel))
+    append_manifest(store, rows)
+    return split, store
+
+
+def test_metric_sanity():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+    shifted = b + 2.0
+    assert fid(a, b) < 0.5 < fid(a, shifted)
+    assert abs(kid(a, b)) < 0.05 < kid(a, shifted)
+    p, r = precision_recall(a, b)
+    assert p > 0.7 and r > 0.7
+    p2, _ = precision_recall(a, shifted)
+    assert p2 < 0.3
+
+
+def test_small_samples_warn_and_never_negative():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        row = quality(a, b, "tiny", reps=10)
+    assert any("small sample" in str(x.message) for x in w)
+    assert row.kid >= 0 and row.kid_ci[0] >= 0 and np.isfinite(row.fid)
+
+
+def test_distance_analysis_orders_reference_pairs_closest():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(100, 16))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    syn = real[:40] + 0.2 * rng.normal(size=(40, 16))
+    syn /= np.linalg.norm(syn, axis=1, keepdims=True)
+    res = distance_analysis(real, [f"r{i}" for i in range(100)], syn, [f"r{i}" for i in range(40)])
+    m = res.means()
+    assert m["synthetic-own-reference"] < m["real-synthetic"] and m["synthetic-own-reference"] < m["real-real"]
+    assert set(res.tests["comparison"]) and (res.tests["p_bh"] >= res.tests["p_value"]).all()
+
+
+def test_embedding_study_figures_and_numbers(planted_store, tiny_clip, tmp_path):
+    split, store = planted_store
+    res = embedding_study(split, store, tiny_clip, tmp_path / "emb", umap=True, cache_dir=str(tmp_path / "c"))
+    assert res["n_synthetic"] == 29 and res["encoder"].startswith("clip:")
+    assert (tmp_path / "emb" / "fig2_pca.png").exists() and (tmp_path / "emb" / "fig2_distances.png").exists()
+    assert 0 <= res["means"]["real-real"] <= 2
+    q = quality_study(split, store, tiny_clip, tmp_path / "q", reps=5, cache_dir=str(tmp_path / "c"))
+    assert {"fid", "kid", "precision", "recall"} <= set(q.columns) and (q["kid"] >= 0).all()
+
+
+def test_memorization_flags_planted_copies_only(planted_store, tmp_path):
+    split, store = planted_store
+    table = memorization_study(split, store, None, tmp_path / "m", cache_dir=str(tmp_path / "c"))
+    flagged = set(table.loc[table["flagged"], "synth_id"])
+    assert {"copy-train", "copy-test"} <= flagged
+    assert not any(s.startswith("honest") for s in flagged)
+
+
+def test_masked_methods_may_keep_their_own_reference():
+    syn = pd.DataFrame({"synth_id": ["a", "b"], "ref_id": ["r0", "r1"], "method": ["inpaint", "text-to-image"],
+                        "label": ["x", "x"]})
+    base = np.eye(4)
+    s = np.stack([base[0], base[1]])
+    rep = audit_memorization(syn, {"pix": (s, base[:3], base[3:])}, ["r0", "r1", "r2"], ["t0"])
+    assert rep.table["flagged"].tolist() == [False, True]
+    assert pixel_encoder(8).size == 8

@@ -31,22 +31,19 @@ def tiny_clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def planted_store(demo_table, tmp_path_factory):
     """Honest samples (other images rendered afresh) plus planted jittered copies of pool and test images."""
-    from dermsynth.data.demo import render
+    from dermsynth.data.demo import DEMO_CLASSES, render
 
     split = make_split(demo_table, 5, 4)
     store = open_store(tmp_path_factory.mktemp("store") / "s", "test", "planted", "fp0")
+    (store / "images" / "text-to-image").mkdir(parents=True)
     rows = []
     rng = np.random.default_rng(0)
     pool = split.pool.reset_index(drop=True)
     for n, (_, r) in enumerate(pool.iloc[:27].iterrows()):
-        c = sorted(set(demo_table["label"])).index(r["label"])
-        from dermsynth.data.demo import DEMO_CLASSES
-
         honest = render(DEMO_CLASSES.index(r["label"]), 500 + n, 32, seed=9)
         rel = f"images/text-to-image/h{n}.png"
         Image.fromarray(honest).save(store / rel)
         rows.append(dict(synth_id=f"honest-{n}", ref_id=r["id"], label=r["label"], method="text-to-image", path=rel))
-        del c
     for kind, src in (("copy-train", pool.iloc[30]), ("copy-test", split.test.iloc[0])):
         arr = np.asarray(Image.open(src["path"]).convert("RGB"), dtype=np.int16)
         jit = np.clip(arr + rng.integers(-3, 4, arr.shape), 0, 255).astype(np.uint8)

@@ -48,7 +48,7 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
                     ci = np.array([wald_ci(p, n) for p, n in zip(g["acc"], g["n"], strict=True)])
                     name = f"{label}{f' ×{k}' if k else ''}, transforms {'on' if tr else 'off'}"
                     ax.errorbar(g["n_real"], 100 * g["acc"], yerr=100 * np.abs(ci.T - g["acc"].to_numpy()),
-                                marker="o", capsize=3, color=OKABE_ITO[1 + si * 4 if si else 5],
+                                marker="o" if si else "s", capsize=3, color=OKABE_ITO[6] if si else OKABE_ITO[0],
                                 linestyle="-" if ti else "--", label=name)
                     if comparisons is not None and len(comparisons) and k:
                         c = comparisons[(comparisons["method"] == method) &

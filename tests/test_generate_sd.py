@@ -67,3 +67,26 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
                               cfg=DreamBoothConfig(max_steps=1, resolution=32, batch_size=2), progress=False)
     used = (tmp_path / "ok" / "finetune_ids.txt").read_text().split()
     assert res["n_images"] == len(used) and set(used) <= set(split.pool["id"])
+
+
+def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
+    from dermsynth.experiments.runner import load_records, run_experiment
+    from dermsynth.experiments.spec import validate_experiment
+
+    t2i, inp = tiny
+    spec = validate_experiment({
+        "name": "sd-tiny", "seeds": 1,
+        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                     image_size=32, backbone="test_efficientnet", max_epochs=1, cache_dir=str(demo_root / "cache"),
+                     threads=1),
+        "generator": {"backend": "sd", "model": str(t2i), "inpaint_model": str(inp), "methods": ["inpaint"],
+                      "per_image": 1, "steps": 2, "resolution": 32, "finetune": "all", "finetune_steps": 1,
+                      "batch_size": 8},
+        "grid": {"n_real": [1], "synthetic_per_real": [0, 1]},
+    })
+    res = run_experiment(spec, tmp_path / "e", progress=False)
+    assert res["failed"] == 0 and res["runs"] == 2
+    assert (tmp_path / "e" / "finetuned" / "all" / "inpaint" / "dreambooth.json").exists()
+    assert not (tmp_path / "e" / "finetuned" / "all" / "t2i").exists()  # only the methods asked for
+    syn = [r for r in load_records(tmp_path / "e") if r["n_train_synthetic"]]
+    assert syn and syn[0]["n_train_synthetic"] == 9

@@ -24,7 +24,8 @@ def study(demo_root, tmp_path_factory):
                      image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
                      cache_dir=str(demo_root / "cache"), threads=1),
         "generator": {"backend": "builtin", "methods": ["inpaint", "text-to-image"], "per_image": 2, "steps": 2,
-                      "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32},
+                      "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32,
+                      "finetune": "per-class", "finetune_steps": 2},
         "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
     })
     res = quickstart(out, spec=spec, progress=False)
@@ -37,6 +38,10 @@ def test_study_outputs(study):
     assert len(records) == 2 * 3 * 2  # n_real × (baseline + 2 methods) × seeds
     man = read_manifest(out / "synthetic")
     assert set(man["method"]) == {"inpaint", "text-to-image"}
+    # one fine-tuned generator per class, and the images they learnt from are all in the training pool
+    assert len(list((out / "finetuned").glob("*/model/dermsynth_builtin.json"))) == 9
+    assert man["model"].str.startswith("per-class:").all()
+    assert (out / "synthetic" / "finetune_ids.txt").read_text().split()
     # every synthetic image used by a run is linked to a real image of that run
     for rec in records:
         if rec["n_train_synthetic"]:

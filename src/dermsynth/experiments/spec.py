@@ -47,6 +47,12 @@ class GeneratorSpec(BaseModel):
     strength_outpaint: float = Field(0.95, gt=0, le=1)
     batch_size: int = Field(16, ge=1)
     with_skin_type: bool = False
+    resolution: int = Field(512, ge=8)  # sd: generation and fine-tuning resolution
+    # DreamBooth-style fine-tuning on the training pool: one model for all classes or one per class
+    finetune: Literal["none", "all", "per-class"] = "none"
+    finetune_steps: int | None = Field(None, ge=1)  # None: 4 epochs (sd, the authors') / 200 steps (builtin)
+    finetune_lr: float | None = Field(None, gt=0)
+    lora: bool = False
     # built-in generator training (when model is not given)
     size: int = 32
     train_steps: int = Field(600, ge=1)

@@ -14,7 +14,7 @@ from rich.console import Console
 from dermsynth.data.cache import cache_images
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
-from dermsynth.generate.runner import make_backend, run_generation
+from dermsynth.generate.runner import PerClassBackend, make_backend, run_generation
 from dermsynth.train.run import load_split
 from dermsynth.train.spec import RunSpec
 
@@ -75,6 +75,61 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, out: Path, progress: bo
     return model_dir / "model"
 
 
+def finetune_stage(gen: GeneratorSpec, base: RunSpec, base_model: str, out: Path, progress: bool = True) -> dict:
+    """DreamBooth-style fine-tuning on the training pool: {class or "all": model path(s)}, cached.
+
+    sd: the text-to-image and/or inpainting UNet (authors' settings unless overridden);
+    builtin: continued training of the built-in model on one class's images.
+    Every image used is listed in OUT/finetuned/finetune_ids.txt for the leakage audit.
+    """
+    from dermsynth.generate.builtin import train_builtin
+    from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
+
+    split = load_split(base)
+    targets = [None] if gen.finetune == "all" else sorted(split.pool["label"].unique())
+    root = out / "finetuned"
+    models: dict = {}
+    used: set[str] = set()
+    for label in targets:
+        name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
+        rows = split.pool if label is None else split.pool[split.pool["label"] == label]
+        used |= set(rows["id"])
+        if gen.backend == "builtin":
+            dest = root / name
+            if not (dest / "model" / "dermsynth_builtin.json").exists():
+                cached = cache_images(rows, gen.size, Path(base.cache_dir) / "images", progress=False)
+                train_builtin(cached.array, list(rows.set_index("id").loc[cached.ids, "label"]), dest,
+                              max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
+            models[label or "all"] = {"builtin": str(dest / "model")}
+            continue
+        cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
+                               **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
+        paths = {}
+        wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
+        if any(m != "text-to-image" for m in gen.methods):
+            wanted["inpaint"] = gen.inpaint_model or gen.model
+        for kind, model in wanted.items():
+            dest = root / name / kind
+            if not (dest / "dreambooth.json").exists():
+                console.print(f"[bold]DreamBooth[/] {kind} on {len(rows)} training-pool images ({label or 'all'})")
+                finetune_from_split(model, split, dest, label=label, cfg=cfg, progress=progress)
+            paths[kind] = str(dest)
+        models[label or "all"] = paths
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "finetune_ids.txt").write_text("\n".join(sorted(used)))
+    return models
+
+
+def _backend_for(gen: GeneratorSpec, paths: dict):
+    common = dict(steps=gen.steps, guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
+                  strength_outpaint=gen.strength_outpaint)
+    if "builtin" in paths:
+        return make_backend("builtin", paths["builtin"], scheduler=gen.scheduler, **common)
+    t2i = paths.get("t2i", gen.model)
+    return make_backend("sd", t2i, inpaint_model=paths.get("inpaint", gen.inpaint_model), size=gen.resolution,
+                        **common)
+
+
 def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True,
                       timings: dict | None = None) -> str | None:
     """Make sure the store holds K images per needed reference for every method; return its path.
@@ -98,19 +153,28 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
     if k > gen.per_image:
         raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
     base = needs[0]
+    t0 = time.perf_counter()
     if gen.backend == "builtin":
-        t0 = time.perf_counter()
         model = gen.model or str(builtin_generator(gen, base, out, progress))
-        timings["generator_training"] = time.perf_counter() - t0
-        backend = make_backend("builtin", model, steps=gen.steps, guidance=gen.guidance,
-                               strength_inpaint=gen.strength_inpaint, strength_outpaint=gen.strength_outpaint,
-                               scheduler=gen.scheduler)
+        base_paths = {"builtin": model}
     else:
         if not gen.model:
             raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
-        backend = make_backend("sd", gen.model, inpaint_model=gen.inpaint_model, steps=gen.steps,
-                               guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
-                               strength_outpaint=gen.strength_outpaint)
+        model, base_paths = gen.model, {}
+    timings["generator_training"] = time.perf_counter() - t0
+    trained_on = set(load_split(base).pool["id"]) if gen.backend == "builtin" and not gen.model else set()
+    if gen.finetune != "none":
+        t0 = time.perf_counter()
+        tuned = finetune_stage(gen, base, model, out, progress)
+        timings["finetuning"] = time.perf_counter() - t0
+        backends = {label: _backend_for(gen, paths) for label, paths in tuned.items()}
+        backend = backends["all"] if "all" in backends else PerClassBackend(backends)
+        trained_on |= set((out / "finetuned" / "finetune_ids.txt").read_text().split())
+    else:
+        backend = _backend_for(gen, base_paths)
+    if trained_on:  # the images the generator learnt from, for the leakage audit
+        store.mkdir(parents=True, exist_ok=True)
+        (store / "finetune_ids.txt").write_text("\n".join(sorted(trained_on)))
     t0 = time.perf_counter()
     refs = references_needed(needs)
     methods = sorted({m for r in needs for m in (r.synthetic_methods or gen.methods)})

@@ -136,6 +136,35 @@ class BuiltinBackend:
                                self.fraction, scheduler=self.scheduler)
 
 
+class PerClassBackend:
+    """One model per class (DreamBooth per class) behind one Backend: batches are split by label."""
+
+    def __init__(self, backends: dict[str, Backend]):
+        import hashlib
+
+        self.backends = backends
+        first = next(iter(backends.values()))
+        self.name, self.size = first.name, first.size
+        self.model = "per-class:" + ",".join(f"{k}={b.model}" for k, b in sorted(backends.items()))
+        self.fingerprint = hashlib.sha256("|".join(f"{k}:{b.fingerprint}" for k, b in sorted(backends.items()))
+                                          .encode()).hexdigest()[:16]
+
+    def params(self, method: str) -> dict:
+        return next(iter(self.backends.values())).params(method)
+
+    def generate(self, method, labels, prompts, refs, seeds) -> np.ndarray:
+        out: list = [None] * len(labels)
+        for label in sorted(set(labels)):
+            if label not in self.backends:
+                raise DermsynthError(f"no fine-tuned model for class {label!r}")
+            idx = [i for i, lab in enumerate(labels) if lab == label]
+            imgs = self.backends[label].generate(method, [labels[i] for i in idx], [prompts[i] for i in idx],
+                                                 None if refs is None else refs[idx], [seeds[i] for i in idx])
+            for i, img in zip(idx, imgs, strict=True):
+                out[i] = img
+        return np.stack(out)
+
+
 def make_backend(backend: str, model: str | Path, **kwargs) -> Backend:
     if backend == "builtin":
         return BuiltinBackend(model, **kwargs)

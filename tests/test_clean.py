@@ -29,3 +29,22 @@ def test_exact_and_near_duplicates_found_across_classes(tmp_path):
     # distinct images are not flagged
     assert not any(a == "img2" or b == "img2" for a, b, _ in pairs)
     assert np.isfinite(rep.pairs["distance"]).all()
+
+
+def test_embedding_cosine_finds_colour_edited_copy(tmp_path):
+    from PIL import ImageEnhance
+
+    from dermsynth.analysis.embeddings import pixel_encoder
+
+    rows = []
+    for i in range(4):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(render(i, i, 64)).save(p)
+        rows.append({"id": f"img{i}", "path": str(p), "label": "c"})
+    ImageEnhance.Brightness(Image.open(tmp_path / "2.png")).enhance(1.08).save(tmp_path / "bright.png")
+    rows.append({"id": "bright", "path": str(tmp_path / "bright.png"), "label": "c"})
+    rep = find_duplicates(pd.DataFrame(rows), max_distance=0, encoder=pixel_encoder(16), max_cosine=0.02)
+    emb = rep.pairs[rep.pairs["kind"] == "embedding"]
+    assert {("img2", "bright")} <= set(zip(emb["id_a"], emb["id_b"], strict=True)) or \
+        ("img2", "bright") in set(zip(rep.pairs["id_a"], rep.pairs["id_b"], strict=True))
+    assert not ((rep.pairs["id_a"] == "img0") & (rep.pairs["id_b"] == "img1")).any()

@@ -91,7 +91,9 @@ def data_clean(dataset: str = DatasetOpt, root: Path | None = RootOpt,
                classes: str | None = ClassesOpt,
                max_distance: int = typer.Option(4, help="pHash Hamming distance for near duplicates."),
                out: Path = typer.Option(Path("duplicates.csv"), help="Where to write the pair report."),
-               drop: bool = typer.Option(False, help="Also write a cleaned table keeping one image per cluster.")):
+               drop: bool = typer.Option(False, help="Also write a cleaned table keeping one image per cluster."),
+               embedding: str | None = typer.Option(None, help="Also compare embeddings: clip[:PATH] | timm:NAME."),
+               max_cosine: float = typer.Option(0.02, help="Cosine distance for embedding near-duplicates.")):
     """Find exact and near-duplicate images within and across classes."""
     from dermsynth.data.clean import find_duplicates
     from dermsynth.data.datasets import load_dataset
@@ -100,7 +102,12 @@ def data_clean(dataset: str = DatasetOpt, root: Path | None = RootOpt,
         table = load_dataset(dataset, root, classes=classes)
     except DermsynthError as exc:
         _fail(exc)
-    rep = find_duplicates(table, max_distance)
+    encoder = None
+    if embedding:
+        from dermsynth.analysis.embeddings import make_encoder
+
+        encoder = make_encoder(embedding)
+    rep = find_duplicates(table, max_distance, encoder=encoder, max_cosine=max_cosine)
     rep.pairs.to_csv(out, index=False)
     Console().print(f"{rep.summary()} → {out}")
     if drop:
@@ -172,11 +179,16 @@ def experiment_results(config: Path, out: Path | None = typer.Option(None),
 
 @app.command()
 def report(results: Path = typer.Argument(..., help="An experiment's output folder."),
-           out: Path | None = typer.Option(None, help="HTML file (default RESULTS/report.html).")):
+           out: Path | None = typer.Option(None, help="HTML file (default RESULTS/report.html)."),
+           ci: str = typer.Option("wald", help="wald (as the paper) | wilson"),
+           test: str = typer.Option("prop", help="prop (two-sample proportion test) | fisher"),
+           correction: bool = typer.Option(True, help="Yates' continuity correction (R's prop.test default).")):
     """Statistics, figures and one self-contained HTML report."""
     from dermsynth.analysis.report import build_report
 
-    Console().print(f"report → {build_report(results, out)}")
+    if ci not in ("wald", "wilson") or test not in ("prop", "fisher"):
+        _fail(DermsynthError(f"--ci {ci!r} / --test {test!r}: choose wald|wilson and prop|fisher"))
+    Console().print(f"report → {build_report(results, out, ci=ci, test=test, correct=correction)}")
 
 
 @app.command()

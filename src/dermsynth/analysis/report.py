@@ -77,7 +77,8 @@ def sample_grid(store: str | Path, per_class: int = 3) -> str:
 
 
 def build_report(out_dir: str | Path, report_path: str | Path | None = None, title: str | None = None,
-                 extra_sections: list[tuple[str, str]] | None = None) -> Path:
+                 extra_sections: list[tuple[str, str]] | None = None, ci: str = "wald", test: str = "prop",
+                 correct: bool = True) -> Path:
     """Analyse ``OUT/runs`` and write the HTML report (figures also saved under OUT/figures)."""
     out_dir = Path(out_dir)
     records = load_records(out_dir)
@@ -86,8 +87,8 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     table = results_table(out_dir)
     table.to_csv(out_dir / "results.csv", index=False)
     exp = json.loads((out_dir / "experiment.json").read_text()) if (out_dir / "experiment.json").exists() else {}
-    cells = cell_summary(table)
-    comps = synthetic_comparisons(table, records)
+    cells = cell_summary(table, ci)
+    comps = synthetic_comparisons(table, records, test, correct)
     cells.to_csv(out_dir / "cells.csv", index=False)
     if len(comps):
         comps.to_csv(out_dir / "comparisons.csv", index=False)
@@ -101,11 +102,17 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         figures.fig_imbalance(table, fig_dir),
     ) if f is not None]
     name = title or exp.get("name", out_dir.name)
+    if test == "fisher":
+        test_text = "Fisher's exact tests"
+    elif correct:
+        test_text = "two-sample proportion tests (Yates-corrected, as R's prop.test)"
+    else:
+        test_text = "two-sample proportion tests (uncorrected z-test)"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
              f"<style>{CSS}</style></head><body><h1>dermsynth report — {html.escape(name)}</h1>",
              f"<p>{len(records)} runs · generated {time.strftime('%Y-%m-%d %H:%M')} · accuracy on the held-out "
-             f"test set ({int(table['n_test'].iloc[0])} images), mean over seeds, 95 % Wald CI with n = test-set "
-             "size; two-sample proportion tests (Yates-corrected, as R's prop.test) on mean accuracies, "
+             f"test set ({int(table['n_test'].iloc[0])} images), mean over seeds, 95 % {ci.title()} CI with n = "
+             f"test-set size; {test_text} on mean accuracies, "
              "Benjamini–Hochberg over the figure's comparisons; bootstrap CIs resample test images (paired) "
              "and seeds.</p>",
              "<h2>Summary</h2><ul class='summary'>" +

@@ -59,8 +59,26 @@ def _popcount64(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
 
 
-def find_duplicates(table: pd.DataFrame, max_distance: int = 4) -> DuplicateReport:
-    """Exact duplicates by file digest; near duplicates by pHash Hamming distance ≤ max_distance."""
+def embedding_pairs(table: pd.DataFrame, encoder, max_cosine: float, skip: set[int]) -> list[tuple]:
+    """Pairs whose embeddings' cosine distance ≤ max_cosine (catches crops and colour edits pHash misses)."""
+    from dermsynth.analysis.embeddings import embed_table
+
+    ok = [i for i in range(len(table)) if i not in skip]
+    emb = embed_table(table.iloc[ok], encoder)
+    pairs = []
+    for start in range(0, len(ok), 1024):
+        d = 1.0 - emb[start:start + 1024] @ emb.T
+        for bi, oj in zip(*np.nonzero(d <= max_cosine), strict=True):
+            i, j = ok[start + int(bi)], ok[int(oj)]
+            if i < j:
+                pairs.append((i, j, "embedding", float(d[bi, oj])))
+    return pairs
+
+
+def find_duplicates(table: pd.DataFrame, max_distance: int = 4, encoder=None,
+                    max_cosine: float = 0.02) -> DuplicateReport:
+    """Exact duplicates by file digest; near duplicates by pHash Hamming distance ≤ max_distance and,
+    with an ``encoder``, by embedding cosine distance ≤ ``max_cosine``."""
     table = table.reset_index(drop=True)
     digests = [file_digest(p) if _exists(p) else None for p in table["path"]]
     hashes, bad = perceptual_hashes(table)
@@ -82,6 +100,10 @@ def find_duplicates(table: pd.DataFrame, max_distance: int = 4) -> DuplicateRepo
             i, j = int(block[bi]), int(ok[oj])
             if i < j and (i, j) not in exact and digests[i] != digests[j]:
                 pairs.append((i, j, "near", int(dist[bi, oj])))
+    if encoder is not None:
+        bad_rows = {i for i in range(len(table)) if table["id"][i] in {b[0] for b in bad}}
+        found = {(a, b) for a, b, _, _ in pairs}
+        pairs += [p for p in embedding_pairs(table, encoder, max_cosine, bad_rows) if (p[0], p[1]) not in found]
     parent = list(range(len(table)))
 
     def find(x):

@@ -30,6 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dermsynth-gen-"))
     spec = RunSpec(dataset="demo", demo_n_per_class=200, n_test=40, n_val=20, image_size=32, backbone="test_resnet",
@@ -66,7 +68,8 @@ def main() -> None:
             refs = refs_by_class[c]
             arr = cache_images(refs, 32, work / "cache", progress=False).array
             seeds = list(range(len(refs)))
-            imgs.append(generate_method(model, method, [c] * len(refs), seeds, arr, steps=10, guidance=2.0))
+            imgs.append(generate_method(model, method, [c] * len(refs), seeds, arr, steps=args.steps,
+                                        guidance=args.guidance))
             labels += [classes.index(c)] * len(refs)
         x = torch.from_numpy(np.concatenate(imgs)).permute(0, 3, 1, 2).contiguous()
         acc = float((predict(clf, x, spec, torch.device("cpu")).argmax(1) == np.array(labels)).mean())

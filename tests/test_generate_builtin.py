@@ -74,10 +74,17 @@ def test_sampling_keeps_unmasked_pixels_and_is_seeded(model_dir):
     assert not np.array_equal(out, other)
     t2i = generate_method(m, "text-to-image", labels, [1, 2], None, steps=3)
     assert t2i.shape == (2, 16, 16, 3)
-    # low strength stays close to the reference, full strength does not
-    low = sample(m, labels, [1, 2], refs, np.ones((16, 16), np.float32), steps=10, strength=0.1)
-    high = sample(m, labels, [1, 2], refs, np.ones((16, 16), np.float32), steps=10, strength=1.0)
-    assert np.abs(low.astype(int) - refs).mean() < np.abs(high.astype(int) - refs).mean()
+    # strength as in diffusers: int(steps × strength) denoising steps from the noised reference
+    calls = []
+    forward = m.unet.forward
+    m.unet.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        for strength, expected in ((0.3, 3), (1.0, 10)):
+            calls.clear()
+            sample(m, labels, [1, 2], refs, np.ones((16, 16), np.float32), steps=10, strength=strength, guidance=1.0)
+            assert len(calls) == expected
+    finally:
+        m.unet.forward = forward
     with pytest.raises(DermsynthError, match="unknown to the generator"):
         sample(m, ["not-a-class"], [1])
     with pytest.raises(ConfigError, match="strength"):

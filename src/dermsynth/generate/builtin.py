@@ -47,6 +47,9 @@ class BuiltinConfig:
     cond_dropout: float = 0.1
     ema_decay: float = 0.995
     mask_fraction: float = 0.5
+    # What the UNet predicts. "sample" (x0) degrades gracefully when training is short: an
+    # under-trained model still outputs class-typical images, where "epsilon" leaves noise.
+    prediction_type: str = "sample"
 
 
 def build_unet(cfg: BuiltinConfig) -> UNet2DModel:
@@ -78,6 +81,16 @@ def _random_masks(b: int, size: int, gen: torch.Generator, fraction: float) -> t
             masks[i, 0] = 0
             masks[i, 0, y:y + h, x:x + w] = 1
     return masks
+
+
+def _target(sched, prediction_type: str, x0, noise, t):
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "v_prediction":
+        return sched.get_velocity(x0, noise, t)
+    raise ConfigError(f"prediction_type={prediction_type!r}; choose epsilon, sample or v_prediction")
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -127,7 +140,8 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
         raise ConfigError(f"images are {images.shape[1]} px but the generator works at {cfg.size} px")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    sched = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule)
+    sched = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
+                          prediction_type=cfg.prediction_type)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
     step, losses = 0, []
@@ -159,7 +173,7 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
         t = torch.randint(0, cfg.train_timesteps, (len(idx),), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         pred = unet(torch.cat([xt, m, x0 * (1 - m)], 1), t, class_labels=y).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, _target(sched, cfg.prediction_type, x0, noise, t))
         if not torch.isfinite(loss):
             raise DermsynthError(f"generator loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
         warm = min(1.0, (step + 1) / 50)
@@ -215,7 +229,8 @@ def load_builtin(model_dir: str | Path) -> BuiltinModel:
 
 
 def _scheduler(model: BuiltinModel, name: str):
-    base = dict(num_train_timesteps=model.cfg.train_timesteps, beta_schedule=model.cfg.beta_schedule)
+    base = dict(num_train_timesteps=model.cfg.train_timesteps, beta_schedule=model.cfg.beta_schedule,
+                prediction_type=model.cfg.prediction_type)
     if name == "ddim":
         return DDIMScheduler(**base, clip_sample=True)
     if name == "dpm":

@@ -54,7 +54,7 @@ def bare_loop(backbone, n_classes, size, batch, steps, precision):
 
 def fastai_run(train, val, test, classes, backbone, size, batch, epochs):
     try:
-        from fastai.vision.all import ImageDataLoaders, Resize, accuracy, aug_transforms, timm, vision_learner  # noqa: F401
+        from fastai.vision.all import ImageDataLoaders, Resize, accuracy, aug_transforms, vision_learner
     except ImportError:
         return None
     df = pd.concat([train.assign(is_valid=False), val.assign(is_valid=True)])[["path", "label", "is_valid"]]

@@ -58,7 +58,7 @@ def fastai_run(train, val, test, classes, backbone, size, batch, epochs):
     except ImportError:
         return None
     df = pd.concat([train.assign(is_valid=False), val.assign(is_valid=True)])[["path", "label", "is_valid"]]
-    dls = ImageDataLoaders.from_df(df, fn_col="path", label_col="label", valid_col="is_valid", bs=batch,
+    dls = ImageDataLoaders.from_df(df, path="/", fn_col="path", label_col="label", valid_col="is_valid", bs=batch,
                                    item_tfms=Resize(size), batch_tfms=aug_transforms(), num_workers=0)
     learn = vision_learner(dls, backbone, pretrained=False, metrics=accuracy)
     t0 = time.perf_counter()
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--precisions", nargs="*", default=["fp32", "bf16"], help="dermsynth runs to time")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     table, name = data()
@@ -93,7 +94,7 @@ def main() -> None:
     (tx, ty), (vx, vy), (sx, sy) = xy(train), xy(val), xy(test)
     print(f"data: {name}, {len(train)} train / {len(val)} val / {len(test)} test images, {args.size} px, "
           f"{args.backbone}, batch {args.batch}, {args.epochs} epochs, {torch.get_num_threads()} threads")
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions:
         spec = RunSpec(backbone=args.backbone, image_size=args.size, batch_size=args.batch, max_epochs=args.epochs,
                        patience=args.epochs, transforms=True, precision=precision)
         model = timm.create_model(args.backbone, num_classes=len(classes))

@@ -9,7 +9,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -180,6 +179,3 @@ def dose_fits(table: pd.DataFrame) -> dict:
                                                          rows["accuracy"].to_numpy(), reps=200)
     return fits
 
-
-def np_encoder(o):  # pragma: no cover
-    return o.item() if isinstance(o, np.generic) else str(o)

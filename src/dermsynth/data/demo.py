@@ -96,7 +96,7 @@ class _Painter:
     def __init__(self, X, Y, skin, rng, size):
         self.X, self.Y, self.skin, self.rng, self.size = X, Y, skin, rng, size
 
-    def speckle(self, density, cells=None):
+    def speckle(self, density):
         n = self.rng.random(self.X.shape)
         return (n < density).astype(np.float32)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -204,6 +203,3 @@ def results_table(out: str | Path) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def clean_output(out: Path) -> None:  # pragma: no cover - convenience for users
-    shutil.rmtree(out, ignore_errors=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -296,10 +295,3 @@ def generate_method(model: BuiltinModel, method: str, labels: list[str], seeds: 
         cur = sample(model, labels, [sd + 7919 * i for sd in seeds], cur, m, steps, guidance, strength, scheduler)
     return cur
 
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def steps_for_minutes(it_per_second: float, minutes: float) -> int:
-    return max(1, math.floor(it_per_second * 60 * minutes))

@@ -10,7 +10,6 @@ folders; offline, a missing model is a clear error naming it — never random we
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -119,13 +118,3 @@ class SDBackend:
             cur = out
         return np.stack([np.asarray(im.convert("RGB")) for im in cur])
 
-
-def describe(model: str) -> dict:
-    """What a local model folder is (for logs): its pipeline class and UNet input channels."""
-    path = Path(model)
-    info = {"model": model, "local": path.exists()}
-    if (path / "model_index.json").exists():
-        info["pipeline"] = json.loads((path / "model_index.json").read_text()).get("_class_name")
-    if (path / "unet" / "config.json").exists():
-        info["unet_in_channels"] = json.loads((path / "unet" / "config.json").read_text()).get("in_channels")
-    return info

@@ -233,11 +233,8 @@ def generator_train(dataset: str = DatasetOpt, root: Path | None = RootOpt, clas
     """Train the built-in generator on the training pool only (resumable)."""
     from dermsynth.data.cache import cache_images
     from dermsynth.generate.builtin import BuiltinConfig, train_builtin
-    from dermsynth.train.run import load_split
-    from dermsynth.train.spec import RunSpec
 
-    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
-                               n_val=n_val, split_seed=split_seed))
+    split = _split_for(dataset, root, classes, n_test, n_val, split_seed)
     pool = split.pool if finetune_class is None else split.pool[split.pool["label"] == finetune_class]
     if pool.empty:
         _fail(DermsynthError(f"no training-pool images of class {finetune_class!r}"))
@@ -263,15 +260,12 @@ def generate(backend: str = typer.Option("builtin", help="builtin | sd"),
              out: Path = typer.Option(..., "--out", help="The synthetic store folder.")):
     """Generate K images per training-pool reference into a store (resumable, shardable)."""
     from dermsynth.generate.runner import make_backend, run_generation
-    from dermsynth.train.run import load_split
-    from dermsynth.train.spec import RunSpec
 
     try:
         i, n = (int(x) for x in shard.split("/"))
     except ValueError:
         _fail(DermsynthError(f"--shard {shard!r}: use i/n, e.g. 0/4"))
-    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
-                               n_val=n_val, split_seed=split_seed))
+    split = _split_for(dataset, root, classes, n_test, n_val, split_seed)
     refs = split.pool if n_real is None else split.train_subset(n_real, seed).assign(split="pool")
     kw = {"steps": steps, "guidance": guidance}
     if backend == "sd" and inpaint_model:
@@ -306,11 +300,8 @@ def audit_leakage(dataset: str = DatasetOpt, root: Path | None = RootOpt, classe
     """Prove that no held-out image reached a generator or a training set; exit 1 on a violation."""
     from dermsynth.analysis.leakage import audit
     from dermsynth.generate.store import read_manifest
-    from dermsynth.train.run import load_split
-    from dermsynth.train.spec import RunSpec
 
-    split = load_split(RunSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
-                               n_val=n_val, split_seed=split_seed))
+    split = _split_for(dataset, root, classes, n_test, n_val, split_seed)
     manifest = read_manifest(store) if store else None
     ft = finetune_manifest.read_text().split() if finetune_manifest else None
     problems = audit(split, manifest, ft)

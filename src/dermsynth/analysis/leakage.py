@@ -33,16 +33,16 @@ def audit(split: Split, manifest: pd.DataFrame | None = None, finetune_ids: list
 def audit_runs(runs) -> None:
     """Audit every (split, store) pair an experiment uses; raise on any violation."""
     from dermsynth.generate.store import read_manifest
-    from dermsynth.train.run import load_split
+    from dermsynth.train.run import load_splits, split_key
 
+    splits = load_splits(runs)
     seen = set()
     for run in runs:
-        key = (run.dataset, run.root, str(run.classes), run.n_test, run.n_val, run.split_seed, run.stratify,
-               run.synthetic_store if run.synthetic_per_real else None)
+        key = (split_key(run), run.synthetic_store if run.synthetic_per_real else None)
         if key in seen:
             continue
         seen.add(key)
-        split = load_split(run)
+        split = splits[split_key(run)]
         manifest = None
         if run.synthetic_per_real and run.synthetic_store and Path(run.synthetic_store, "store.json").exists():
             manifest = read_manifest(run.synthetic_store)

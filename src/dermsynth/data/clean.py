@@ -8,6 +8,7 @@ leak that inflates accuracy. Clusters become split groups so duplicates never st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import imagehash
 import numpy as np
@@ -80,7 +81,7 @@ def find_duplicates(table: pd.DataFrame, max_distance: int = 4, encoder=None,
     """Exact duplicates by file digest; near duplicates by pHash Hamming distance ≤ max_distance and,
     with an ``encoder``, by embedding cosine distance ≤ ``max_cosine``."""
     table = table.reset_index(drop=True)
-    digests = [file_digest(p) if _exists(p) else None for p in table["path"]]
+    digests = [file_digest(p) if Path(p).is_file() else None for p in table["path"]]
     hashes, bad = perceptual_hashes(table)
     ok = np.array([i for i in range(len(table)) if table["id"][i] not in {b[0] for b in bad}])
     pairs = []
@@ -128,8 +129,3 @@ def find_duplicates(table: pd.DataFrame, max_distance: int = 4, encoder=None,
     })
     return DuplicateReport(frame, clusters, bad)
 
-
-def _exists(p: str) -> bool:
-    from pathlib import Path
-
-    return Path(p).is_file()

@@ -23,14 +23,13 @@ console = Console(stderr=True)
 
 def references_needed(runs: list[RunSpec]) -> pd.DataFrame:
     """The union of the real training subsets of all cells that use synthetic data."""
-    from dermsynth.train.run import real_subset
+    from dermsynth.train.run import load_splits, real_subset, split_key
 
     frames = []
-    for run in runs:
-        if run.synthetic_per_real == 0:
-            continue
-        split = load_split(run)
-        real = real_subset(run, split)
+    needs = [r for r in runs if r.synthetic_per_real > 0]
+    splits = load_splits(needs)
+    for run in needs:
+        real = real_subset(run, splits[split_key(run)])
         if run.synthetic_classes is not None:
             real = real[real["label"].isin(run.synthetic_classes)]
         frames.append(real.assign(split="pool"))
@@ -41,15 +40,11 @@ def references_needed(runs: list[RunSpec]) -> pd.DataFrame:
 
 def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
     """Catch bad axis values before any training: n_real beyond the pool, missing stores."""
-    from dermsynth.train.run import real_subset
+    from dermsynth.train.run import load_splits, real_subset, split_key
 
-    splits: dict = {}
+    splits = load_splits(runs)
     for run in runs:
-        key = (run.dataset, run.root, str(run.classes), run.label_column, run.demo_n_per_class, run.demo_size,
-               run.n_test, run.n_val, run.split_seed, run.stratify)
-        if key not in splits:
-            splits[key] = load_split(run)
-        real_subset(run, splits[key])  # raises SplitError naming the class and sizes
+        real_subset(run, splits[split_key(run)])  # raises SplitError naming the class and sizes
         has_store = bool(run.synthetic_store) and Path(str(run.synthetic_store), "store.json").exists()
         if run.synthetic_per_real > 0 and spec.generator is None and not has_store:
             raise ConfigError(f"synthetic_store={run.synthetic_store!r} is not a synthetic store (no store.json); "

@@ -24,6 +24,21 @@ from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.spec import RunSpec
 
 
+def split_key(spec: RunSpec) -> tuple:
+    """The fields that determine a run's split: runs sharing a key share one split."""
+    return (spec.dataset, spec.root, str(spec.classes), spec.label_column, spec.demo_n_per_class, spec.demo_size,
+            spec.n_test, spec.n_val, spec.split_seed, spec.stratify)
+
+
+def load_splits(runs: list[RunSpec]) -> dict[tuple, Split]:
+    """One split per distinct split key, so a grid of hundreds of runs loads its data once."""
+    splits: dict[tuple, Split] = {}
+    for run in runs:
+        if split_key(run) not in splits:
+            splits[split_key(run)] = load_split(run)
+    return splits
+
+
 def load_split(spec: RunSpec) -> Split:
     """The image table and its held-out split for a spec (deterministic by split_seed)."""
     table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,

@@ -1,11 +1,13 @@
 """Does a classifier trained on real images recognise the built-in generator's classes?
 
-Trains the built-in generator for a CPU budget on the demo training pool, generates
-text-to-image and inpainted images per class, and scores them with a classifier trained on
-real images only; prints accuracy on real test images and on each method's synthetic images
-next to chance (1/9).
+Trains the built-in generator on the demo training pool for a step (or CPU-minute) budget,
+generates images per method for the first references of each class, and scores them with
+`dermsynth.analysis.recognisability` (a classifier trained on real pool images only):
+accuracy on real test images and per method, next to chance (1/9), with an exact binomial
+test against chance. Several guidance scales can be compared on the one trained model.
 
-Usage: python bench/generator_recognisability.py [--minutes 3] [--per-class 20]
+Usage: python bench/generator_recognisability.py [--train-steps 550] [--minutes M]
+       [--guidance 4 6] [--steps 10] [--per-class 20] [--sheet samples.png]
 """
 
 from __future__ import annotations
@@ -16,22 +18,37 @@ import time
 from pathlib import Path
 
 import numpy as np
-import timm
-import torch
+from PIL import Image
 
+from dermsynth.analysis.recognisability import recognisability
 from dermsynth.data.cache import cache_images
-from dermsynth.generate.builtin import BuiltinConfig, generate_method, load_builtin, train_builtin
-from dermsynth.train.loop import fit, predict
+from dermsynth.generate.builtin import BuiltinConfig, train_builtin
+from dermsynth.generate.runner import BuiltinBackend, run_generation
+from dermsynth.generate.store import read_manifest
 from dermsynth.train.run import load_split
 from dermsynth.train.spec import RunSpec
+
+METHODS = ("text-to-image", "inpaint", "in-then-outpaint")
+
+
+def _sheet(store: Path, path: Path, per_row: int = 10) -> None:
+    """One row per class of the text-to-image samples, for looking at."""
+    man = read_manifest(store)
+    man = man[man["method"] == "text-to-image"]
+    rows = [np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in g["path"].head(per_row)], axis=1)
+            for _, g in man.groupby("label", sort=True)]
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(path)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--train-steps", type=int, default=550)
+    ap.add_argument("--minutes", type=float, default=None, help="CPU-minute budget (stops at whichever is first)")
     ap.add_argument("--per-class", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=4.0)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[6.0])
+    ap.add_argument("--steps", type=int, default=10, help="denoising steps")
+    ap.add_argument("--sheet", type=Path, default=None, help="save text-to-image samples (row = class) here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dermsynth-gen-"))
     spec = RunSpec(dataset="demo", demo_n_per_class=200, n_test=40, n_val=20, image_size=32, backbone="test_resnet",
@@ -39,42 +56,24 @@ def main() -> None:
     split = load_split(spec)
     classes = sorted(split.table["label"].unique())
     pool = split.pool
-    c32 = cache_images(pool, 32, work / "cache", progress=False)
+    c32 = cache_images(pool, 32, work / "cache" / "images", progress=False)
     t0 = time.perf_counter()
     summary = train_builtin(c32.array, list(pool.set_index("id").loc[c32.ids, "label"]), work / "gen",
-                            classes=classes, max_steps=100_000, max_minutes=args.minutes,
+                            classes=classes, max_steps=args.train_steps, max_minutes=args.minutes,
                             config=BuiltinConfig(block_out_channels=(16, 32, 64)), progress=False)
     print(f"generator: {summary['steps']} steps in {time.perf_counter() - t0:.0f} s, "
           f"loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f}")
-    model = load_builtin(work / "gen")
-
-    def tensors(t):
-        c = cache_images(t, 32, work / "cache", progress=False)
-        x = torch.from_numpy(np.ascontiguousarray(c.array)).permute(0, 3, 1, 2).contiguous()
-        y = torch.tensor([classes.index(v) for v in t.set_index("id").loc[c.ids, "label"]])
-        return x, y
-
-    (tx, ty), (vx, vy), (sx, sy) = tensors(pool), tensors(split.val), tensors(split.test)
-    clf = timm.create_model("test_resnet", num_classes=len(classes))
-    torch.manual_seed(0)
-    fit(clf, tx, ty, vx, vy, spec, torch.device("cpu"), progress=False)
-    real_acc = float((predict(clf, sx, spec, torch.device("cpu")).argmax(1) == sy.numpy()).mean())
-    print(f"classifier trained on {len(tx)} real images: real test accuracy {real_acc:.3f} (chance {1 / 9:.3f})")
-    refs_by_class = {c: pool[pool["label"] == c].head(args.per_class) for c in classes}
-    for method in ("text-to-image", "inpaint", "in-then-outpaint"):
-        labels, imgs = [], []
-        t1 = time.perf_counter()
-        for c in classes:
-            refs = refs_by_class[c]
-            arr = cache_images(refs, 32, work / "cache", progress=False).array
-            seeds = list(range(len(refs)))
-            imgs.append(generate_method(model, method, [c] * len(refs), seeds, arr, steps=args.steps,
-                                        guidance=args.guidance))
-            labels += [classes.index(c)] * len(refs)
-        x = torch.from_numpy(np.concatenate(imgs)).permute(0, 3, 1, 2).contiguous()
-        acc = float((predict(clf, x, spec, torch.device("cpu")).argmax(1) == np.array(labels)).mean())
-        print(f"{method:<17} {len(labels)} synthetic images: recognised {acc:.3f} "
-              f"({len(labels) / (time.perf_counter() - t1):.1f} img/s to generate)")
+    refs = pool.groupby("label", sort=True).head(args.per_class)
+    for guidance in args.guidance:
+        store = work / f"store-g{guidance}"
+        backend = BuiltinBackend(work / "gen", steps=args.steps, guidance=guidance)
+        for method in METHODS:
+            res = run_generation(backend, refs, method, 1, store, batch_size=64, progress=False)
+            print(f"guidance {guidance}: {method} {res['generated']} images at {res['images_per_second']:.1f} img/s")
+        table = recognisability(split, store, spec)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if args.sheet is not None:
+            _sheet(store, args.sheet.with_name(f"{args.sheet.stem}-g{guidance}{args.sheet.suffix}"))
 
 
 if __name__ == "__main__":

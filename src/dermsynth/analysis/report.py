@@ -41,7 +41,7 @@ def _thumb(path: str, size: int = 72) -> str:
 def _fmt_table(df: pd.DataFrame) -> str:
     df = df.copy()
     for c in df.columns:
-        if c.startswith(("acc", "ci_", "difference", "diff_", "balanced")):
+        if c.startswith(("acc", "ci_", "difference", "diff_", "balanced", "chance")):
             df[c] = (100 * df[c]).map(lambda v: f"{v:.1f}")
         elif c.startswith("p_"):
             df[c] = df[c].map(lambda v: f"{v:.2g}")
@@ -156,6 +156,14 @@ def _synthetic_analysis_sections(out_dir: Path) -> list[str]:
         parts.append(f"<h2>Embedding analysis (Fig. 2, {html.escape(res['encoder'])})</h2><table><tr><th>pairs</th>"
                      f"<th>mean cosine distance</th><th>paper</th></tr>{rows}</table>"
                      + _fmt_table(pd.DataFrame(res["tests"])) + figs)
+    r = base / "recognisability" / "recognisability.json"
+    if r.exists():
+        info = json.loads(r.read_text())
+        rows = pd.DataFrame(info["rows"])
+        parts.append(f"<h2>Do synthetic images show their class?</h2><p>A {html.escape(info['backbone'])} at "
+                     f"{info['image_size']} px trained on the {info['n_train_real']} real training-pool images only, "
+                     "scored on real test images and on each method's synthetic images (Wilson 95 % CI; "
+                     "one-sided exact binomial test against chance).</p>" + _fmt_table(rows))
     q = base / "quality" / "quality.csv"
     if q.exists():
         parts.append("<h2>Synthetic-data quality</h2>" + pd.read_csv(q).to_html(index=False, float_format="%.4g"))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError, DermsynthError
 from dermsynth.experiments.spec import ExperimentSpec, cells
-from dermsynth.experiments.stages import preflight, prepare_synthetic
+from dermsynth.experiments.stages import preflight, prepare_synthetic, recognisability_stage
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -87,7 +87,11 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     t0 = time.perf_counter()
     preflight(spec, runs)
     timings["preflight"] = time.perf_counter() - t0
-    prepare_synthetic(spec, runs, out, progress, timings)
+    store = prepare_synthetic(spec, runs, out, progress, timings)
+    if spec.recognisability and spec.generator is not None and store is not None:
+        t1 = time.perf_counter()
+        recognisability_stage(runs, store, out, progress)
+        timings["recognisability"] = time.perf_counter() - t1
     if spec.audit_leakage:
         from dermsynth.analysis.leakage import audit_runs
 

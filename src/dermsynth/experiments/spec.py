@@ -72,6 +72,8 @@ class ExperimentSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)  # crossed with the grid; for paired settings
     audit_leakage: bool = True
+    # Score the synthetic store with a classifier trained on real images only (needs a generator).
+    recognisability: bool = True
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)

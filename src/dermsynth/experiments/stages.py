@@ -180,3 +180,32 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
                       f"({res['images_per_second']:.1f} img/s)")
     timings["generation"] = time.perf_counter() - t0
     return str(store)
+
+
+def recognisability_stage(runs: list[RunSpec], store: str | Path, out: Path, progress: bool = True) -> Path | None:
+    """Score the store with a classifier trained on the real pool; cached while the store is unchanged.
+
+    The classifier uses the settings of the first cell with synthetic data (backbone, image
+    size, epochs), trained on every real pool image without synthetic ones.
+    """
+    import json
+
+    from dermsynth.analysis.recognisability import recognisability
+    from dermsynth.generate.store import read_manifest
+
+    needs = [r for r in runs if r.synthetic_per_real > 0]
+    if not needs or not Path(store, "store.json").exists():
+        return None
+    folder = out / "analysis" / "recognisability"
+    n_synthetic = len(read_manifest(store))
+    done = folder / "recognisability.json"
+    if done.exists() and json.loads(done.read_text()).get("n_synthetic") == n_synthetic:
+        return done
+    spec = needs[0].model_copy(update={"synthetic_per_real": 0, "use_all_pool": True, "seed": 0})
+    table = recognisability(load_split(spec), store, spec, folder, progress=progress)
+    info = json.loads(done.read_text())
+    done.write_text(json.dumps({**info, "n_synthetic": n_synthetic}, indent=2))
+    for row in table.itertuples():
+        console.print(f"recognisability — {row.group}: {100 * row.accuracy:.1f} % of {row.n} "
+                      f"(chance {100 * row.chance:.1f} %, p = {row.p_above_chance:.2g})")
+    return done

@@ -2,8 +2,8 @@
 
 Why: without GPU or hub access a user still needs a real generator to study the effect of
 synthetic data. The model is conditioned like Stable Diffusion's inpainting UNet — input =
-noisy image ⊕ mask ⊕ masked image, the class embedding plays the prompt — so one model
-serves all four methods (a full mask is text-to-image). Pixel space at 32 px: a latent
+noisy image ⊕ mask ⊕ masked image, the class (an embedding plus a learned input map) plays the
+prompt — so one model serves all four methods (a full mask is text-to-image). Pixel space at 32 px: a latent
 autoencoder would cost more CPU than it saves at this size. Classifier-free guidance comes
 from dropping the class 10 % of the time (a "null" class). "Fine-tuning" on one class is
 DreamBooth-style continued training from the weights.
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError, DermsynthError
@@ -41,24 +42,54 @@ class BuiltinConfig:
     layers_per_block: int = 1
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    lr: float = 1e-3
+    lr: float = 2e-3
     batch_size: int = 32
     cond_dropout: float = 0.1
     ema_decay: float = 0.995
     mask_fraction: float = 0.5
+    # FiLM (scale and shift) from the time + class embedding instead of a bias only.
+    resnet_time_scale_shift: str = "scale_shift"
+    # Channels of a learned per-class spatial map given to the UNet's input beside the noisy
+    # image. Why: a class embedding that only biases the resnet blocks is ignored for the
+    # first thousands of steps (samples then depend on the noise, not the class); a class
+    # map at the input carries class-typical layout and colour from the first steps.
+    class_map_channels: int = 4
     # What the UNet predicts. "sample" (x0) degrades gracefully when training is short: an
     # under-trained model still outputs class-typical images, where "epsilon" leaves noise.
     prediction_type: str = "sample"
 
 
-def build_unet(cfg: BuiltinConfig) -> UNet2DModel:
+class ConditionedUNet(torch.nn.Module):
+    """UNet2DModel with the inpainting input (noisy ⊕ mask ⊕ masked image) and a class map.
+
+    The last class index is the "null" class used for classifier-free guidance.
+    """
+
+    def __init__(self, unet: UNet2DModel, n_classes: int, size: int, map_channels: int):
+        super().__init__()
+        self.unet = unet
+        self.map_channels = map_channels
+        self.class_maps = torch.nn.Embedding(n_classes + 1, map_channels * size * size) if map_channels else None
+        if self.class_maps is not None:
+            torch.nn.init.zeros_(self.class_maps.weight)
+
+    def forward(self, x: torch.Tensor, t, class_labels: torch.Tensor) -> torch.Tensor:
+        if self.class_maps is not None:
+            maps = self.class_maps(class_labels).view(len(x), self.map_channels, *x.shape[-2:])
+            x = torch.cat([x, maps], 1)
+        return self.unet(x, t, class_labels=class_labels).sample
+
+
+def build_unet(cfg: BuiltinConfig) -> ConditionedUNet:
     n = len(cfg.block_out_channels)
     down = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D"]  # attention only at the lowest resolution
     up = ["AttnUpBlock2D"] + ["UpBlock2D"] * (n - 1)
-    return UNet2DModel(sample_size=cfg.size, in_channels=7, out_channels=3, down_block_types=tuple(down),
-                       up_block_types=tuple(up), block_out_channels=tuple(cfg.block_out_channels),
-                       layers_per_block=cfg.layers_per_block, num_class_embeds=len(cfg.classes) + 1,
-                       norm_num_groups=min(32, min(cfg.block_out_channels)), attention_head_dim=8)
+    unet = UNet2DModel(sample_size=cfg.size, in_channels=7 + cfg.class_map_channels, out_channels=3,
+                       down_block_types=tuple(down), up_block_types=tuple(up),
+                       block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+                       num_class_embeds=len(cfg.classes) + 1, norm_num_groups=min(32, min(cfg.block_out_channels)),
+                       attention_head_dim=8, resnet_time_scale_shift=cfg.resnet_time_scale_shift)
+    return ConditionedUNet(unet, len(cfg.classes), cfg.size, cfg.class_map_channels)
 
 
 def _random_masks(b: int, size: int, gen: torch.Generator, fraction: float) -> torch.Tensor:
@@ -101,10 +132,12 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _save_atomic(unet: UNet2DModel, cfg: BuiltinConfig, out: Path, extra: dict | None = None) -> None:
+def _save_atomic(model: ConditionedUNet, cfg: BuiltinConfig, out: Path, extra: dict | None = None) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    unet.save_pretrained(tmp / "unet")
+    model.unet.save_pretrained(tmp / "unet")
+    if model.class_maps is not None:
+        save_file({"weight": model.class_maps.weight.detach().contiguous()}, tmp / "class_maps.safetensors")
     (tmp / CONFIG_NAME).write_text(json.dumps({**asdict(cfg), **(extra or {})}, indent=2))
     if out.exists():
         shutil.rmtree(out)
@@ -171,7 +204,7 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, cfg.train_timesteps, (len(idx),), generator=gen)
         xt = sched.add_noise(x0, noise, t)
-        pred = unet(torch.cat([xt, m, x0 * (1 - m)], 1), t, class_labels=y).sample
+        pred = unet(torch.cat([xt, m, x0 * (1 - m)], 1), t, class_labels=y)
         loss = F.mse_loss(pred, _target(sched, cfg.prediction_type, x0, noise, t))
         if not torch.isfinite(loss):
             raise DermsynthError(f"generator loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
@@ -204,7 +237,7 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
 
 @dataclass
 class BuiltinModel:
-    unet: UNet2DModel
+    unet: ConditionedUNet
     cfg: BuiltinConfig
     path: Path
     fingerprint: str
@@ -221,8 +254,14 @@ def load_builtin(model_dir: str | Path) -> BuiltinModel:
     raw = json.loads(cfg_path.read_text())
     raw.pop("training", None)
     raw["block_out_channels"] = tuple(raw["block_out_channels"])
+    # Models saved before class maps and FiLM existed load with what they were trained with.
+    raw.setdefault("class_map_channels", 0)
+    raw.setdefault("resnet_time_scale_shift", "default")
     cfg = BuiltinConfig(**raw)
-    unet = UNet2DModel.from_pretrained(model_dir / "unet")
+    unet = ConditionedUNet(UNet2DModel.from_pretrained(model_dir / "unet"), len(cfg.classes), cfg.size,
+                           cfg.class_map_channels)
+    if unet.class_maps is not None:
+        unet.class_maps.weight.data.copy_(load_file(model_dir / "class_maps.safetensors")["weight"])
     unet.eval()
     return BuiltinModel(unet, cfg, model_dir, model_fingerprint(model_dir))
 
@@ -269,11 +308,11 @@ def sample(model: BuiltinModel, labels: list[str], seeds: list[int], refs: np.nd
     for t in timesteps:
         inp = torch.cat([x, m, cond_img], 1)
         if guidance != 1.0:
-            out = model.unet(torch.cat([inp, inp]), t, class_labels=torch.cat([y, y_null])).sample
+            out = model.unet(torch.cat([inp, inp]), t, class_labels=torch.cat([y, y_null]))
             eps_c, eps_u = out.chunk(2)
             eps = eps_u + guidance * (eps_c - eps_u)
         else:
-            eps = model.unet(inp, t, class_labels=y).sample
+            eps = model.unet(inp, t, class_labels=y)
         x = sch.step(eps, t, x).prev_sample
     x = x.clamp(-1, 1) * m + ref * (1 - m)
     return ((x + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()

@@ -93,7 +93,7 @@ def _per_class_subset(spec: RunSpec, split: Split) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _device(spec: RunSpec) -> torch.device:
+def device_for(spec: RunSpec) -> torch.device:
     if spec.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec.device)
@@ -113,7 +113,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
         torch.set_num_threads(spec.threads)
     else:
         torch.set_num_threads(os.cpu_count() or 1)
-    device = _device(spec)
+    device = device_for(spec)
     split = load_split(spec)
     train = training_table(spec, split)
     val, test = split.val, split.test

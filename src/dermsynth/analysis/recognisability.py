@@ -1,0 +1,90 @@
+"""Do synthetic images carry their class? A classifier trained on real images only scores them.
+
+Why: synthetic images can only add class signal to a classifier if they show their
+condition. The check the field uses is to train a classifier on the real training pool and
+measure its accuracy on each generation method's images, next to its accuracy on real test
+images and chance. A one-sided exact binomial test says whether a method is above chance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import binomtest
+
+from dermsynth.analysis.stats import wilson_ci
+from dermsynth.data.cache import cache_images
+from dermsynth.data.splits import Split
+from dermsynth.errors import DermsynthError
+from dermsynth.generate.store import read_manifest
+from dermsynth.train.backbones import create_backbone
+from dermsynth.train.loop import fit, predict
+from dermsynth.train.run import device_for
+from dermsynth.train.spec import RunSpec
+
+
+def _xy(table: pd.DataFrame, classes: list[str], spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    cached = cache_images(table, spec.image_size, Path(spec.cache_dir) / "images", progress=False)
+    x = torch.from_numpy(np.ascontiguousarray(cached.array[cached.index_of(table["id"])])).permute(0, 3, 1, 2)
+    y = torch.tensor([classes.index(c) for c in table["label"]], dtype=torch.long)
+    return x.contiguous(), y
+
+
+def _row(group: str, correct: np.ndarray, chance: float) -> dict:
+    n, k = len(correct), int(correct.sum())
+    acc = k / n if n else float("nan")
+    lo, hi = wilson_ci(acc, n) if n else (float("nan"), float("nan"))
+    p = binomtest(k, n, chance, alternative="greater").pvalue if n else float("nan")
+    return {"group": group, "n": n, "accuracy": acc, "ci_low": lo, "ci_high": hi, "chance": chance,
+            "p_above_chance": p}
+
+
+def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | Path | None = None,
+                    progress: bool = False) -> pd.DataFrame:
+    """Accuracy of a real-only classifier on real test images and on each method's synthetic images.
+
+    The classifier is ``spec``'s backbone and training settings, trained on the whole real
+    training pool with early stopping on the validation split. Returns one row per group
+    (``real test`` and each method) and, with ``out``, writes ``recognisability.csv`` (also
+    per class) and ``recognisability.json`` there.
+    """
+    syn = read_manifest(store)
+    if syn.empty:
+        raise DermsynthError(f"the synthetic store {store} holds no images; generate some first")
+    classes = sorted(split.table["label"].unique())
+    unknown = sorted(set(syn["label"]) - set(classes))
+    if unknown:
+        raise DermsynthError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
+    syn = syn.assign(id=syn["synth_id"])
+    torch.manual_seed(spec.seed)
+    (tx, ty), (vx, vy), (sx, sy) = (_xy(t, classes, spec) for t in (split.pool, split.val, split.test))
+    model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
+    device = device_for(spec)
+    model.to(device)
+    fit(model, tx, ty, vx, vy, spec, device, progress)
+    chance = 1 / len(classes)
+    rows = [_row("real test", predict(model, sx, spec, device).argmax(1) == sy.numpy(), chance)]
+    per_class = []
+    for method, part in syn.groupby("method", sort=True):
+        part = part.reset_index(drop=True)
+        px, py = _xy(part, classes, spec)
+        correct = predict(model, px, spec, device).argmax(1) == py.numpy()
+        rows.append(_row(str(method), correct, chance))
+        for c in classes:
+            sel = (part["label"] == c).to_numpy()
+            if sel.any():
+                per_class.append({**_row(str(method), correct[sel], chance), "class": c})
+    table = pd.DataFrame(rows)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        pd.concat([table.assign(**{"class": "all"}), pd.DataFrame(per_class)]).to_csv(
+            out / "recognisability.csv", index=False)
+        (out / "recognisability.json").write_text(json.dumps(
+            {"backbone": spec.backbone, "image_size": spec.image_size, "n_train_real": int(len(split.pool)),
+             "rows": table.to_dict(orient="records")}, indent=2))
+    return table

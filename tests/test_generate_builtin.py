@@ -191,3 +191,28 @@ def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, 
     assert len(man) == 24 and man["synth_id"].is_unique
     assert res["generated"] == 24 - partial
     assert man["path"].is_unique and all(Path(p).exists() for p in man["path"])
+
+
+def test_class_maps_are_learnt_saved_and_condition_the_samples(model_dir):
+    m = load_builtin(model_dir)
+    assert m.unet.class_maps.weight.abs().sum() > 0  # zero at start: the saved maps are the trained ones
+    a, b = m.cfg.classes[:2]
+    out = sample(m, [a, b], [5, 5], steps=4, guidance=3.0)
+    assert not np.array_equal(out[0], out[1])  # same noise, different class → different image
+
+
+def test_model_saved_before_class_maps_existed_loads_and_samples(split, tmp_path):
+    import json
+
+    pool = split.pool.head(12)
+    cached = cache_images(pool, 16, tmp_path / "cache", progress=False)
+    legacy = BuiltinConfig(**{**TINY.__dict__, "class_map_channels": 0, "resnet_time_scale_shift": "default"})
+    train_builtin(cached.array, list(pool.set_index("id").loc[cached.ids, "label"]), tmp_path / "old", max_steps=2,
+                  config=legacy, progress=False)
+    cfg_path = tmp_path / "old" / "model" / "dermsynth_builtin.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["class_map_channels"], cfg["resnet_time_scale_shift"]  # as the older version wrote it
+    cfg_path.write_text(json.dumps(cfg))
+    m = load_builtin(tmp_path / "old")
+    assert m.unet.class_maps is None and m.cfg.resnet_time_scale_shift == "default"
+    assert sample(m, [m.cfg.classes[0]], [1], steps=2).shape == (1, 16, 16, 3)

@@ -2,11 +2,11 @@
 
 Why: without GPU or hub access a user still needs a real generator to study the effect of
 synthetic data. The model is conditioned like Stable Diffusion's inpainting UNet — input =
-noisy image ⊕ mask ⊕ masked image, the class (an embedding plus a learned input map) plays the
-prompt — so one model serves all four methods (a full mask is text-to-image). Pixel space at 32 px: a latent
-autoencoder would cost more CPU than it saves at this size. Classifier-free guidance comes
-from dropping the class 10 % of the time (a "null" class). "Fine-tuning" on one class is
-DreamBooth-style continued training from the weights.
+noisy image ⊕ mask ⊕ masked image, the class (an embedding plus a learned input map) plays
+the prompt — so one model serves all four methods (a full mask is text-to-image). Pixel
+space at 32 px: a latent autoencoder would cost more CPU than it saves at this size.
+Classifier-free guidance comes from dropping the class 10 % of the time (a "null" class).
+"Fine-tuning" on one class is DreamBooth-style continued training from the weights.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Why: synthetic images can only add class signal to a classifier if they show the
 condition. The check the field uses is to train a classifier on the real training pool and
 measure its accuracy on each generation method's images, next to its accuracy on real test
 images and chance. A one-sided exact binomial test says whether a method is above chance.
+Inpainted and outpainted images keep part of a pool image the classifier was trained on, so
+their accuracy is an upper bound; text-to-image images have no such link.
 """
 
 from __future__ import annotations

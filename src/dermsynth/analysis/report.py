@@ -163,7 +163,9 @@ def _synthetic_analysis_sections(out_dir: Path) -> list[str]:
         parts.append(f"<h2>Do synthetic images show their class?</h2><p>A {html.escape(info['backbone'])} at "
                      f"{info['image_size']} px trained on the {info['n_train_real']} real training-pool images only, "
                      "scored on real test images and on each method's synthetic images (Wilson 95 % CI; "
-                     "one-sided exact binomial test against chance).</p>" + _fmt_table(rows))
+                     "one-sided exact binomial test against chance). Masked methods keep part of a training "
+                     "image this classifier saw, so their rows are upper bounds; text-to-image has no such link."
+                     "</p>" + _fmt_table(rows))
     q = base / "quality" / "quality.csv"
     if q.exists():
         parts.append("<h2>Synthetic-data quality</h2>" + pd.read_csv(q).to_html(index=False, float_format="%.4g"))

@@ -65,7 +65,7 @@ def test_files_per_class_and_report_section(scored):
     faithful = per_class[per_class["group"] == "faithful"]
     assert np.isclose(faithful["accuracy"].mean(), table.loc["faithful", "accuracy"])  # 6 per class: equal weights
     info = json.loads((out / "recognisability.json").read_text())
-    assert info["n_train_real"] > 0 and info["backbone"] == "test_resnet"
+    assert info["n_train_real"] > 0 and info["backbone"] == "test_resnet" and info["n_synthetic"] == 108
     report_dir = out.parent / "experiment"
     assert "show their class" not in "".join(_synthetic_analysis_sections(report_dir))
     (report_dir / "analysis" / "recognisability").mkdir(parents=True)

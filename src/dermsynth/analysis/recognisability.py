@@ -25,15 +25,14 @@ from dermsynth.errors import DermsynthError
 from dermsynth.generate.store import read_manifest
 from dermsynth.train.backbones import create_backbone
 from dermsynth.train.loop import fit, predict
-from dermsynth.train.run import device_for
+from dermsynth.train.run import device_for, images_tensor
 from dermsynth.train.spec import RunSpec
 
 
 def _xy(table: pd.DataFrame, classes: list[str], spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
     cached = cache_images(table, spec.image_size, Path(spec.cache_dir) / "images", progress=False)
-    x = torch.from_numpy(np.ascontiguousarray(cached.array[cached.index_of(table["id"])])).permute(0, 3, 1, 2)
     y = torch.tensor([classes.index(c) for c in table["label"]], dtype=torch.long)
-    return x.contiguous(), y
+    return images_tensor(cached, table["id"]), y
 
 
 def _row(group: str, correct: np.ndarray, chance: float) -> dict:
@@ -88,5 +87,5 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
             out / "recognisability.csv", index=False)
         (out / "recognisability.json").write_text(json.dumps(
             {"backbone": spec.backbone, "image_size": spec.image_size, "n_train_real": int(len(split.pool)),
-             "rows": table.to_dict(orient="records")}, indent=2))
+             "n_synthetic": int(len(syn)), "rows": table.to_dict(orient="records")}, indent=2))
     return table

@@ -203,8 +203,6 @@ def recognisability_stage(runs: list[RunSpec], store: str | Path, out: Path, pro
         return done
     spec = needs[0].model_copy(update={"synthetic_per_real": 0, "use_all_pool": True, "seed": 0})
     table = recognisability(load_split(spec), store, spec, folder, progress=progress)
-    info = json.loads(done.read_text())
-    done.write_text(json.dumps({**info, "n_synthetic": n_synthetic}, indent=2))
     for row in table.itertuples():
         console.print(f"recognisability — {row.group}: {100 * row.accuracy:.1f} % of {row.n} "
                       f"(chance {100 * row.chance:.1f} %, p = {row.p_above_chance:.2g})")

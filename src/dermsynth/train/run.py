@@ -99,7 +99,8 @@ def device_for(spec: RunSpec) -> torch.device:
     return torch.device(spec.device)
 
 
-def _tensor(cache, ids) -> torch.Tensor:
+def images_tensor(cache, ids) -> torch.Tensor:
+    """The cached images of ``ids`` as a uint8 (N, 3, H, W) tensor, in the order of ``ids``."""
     arr = np.ascontiguousarray(cache.array[cache.index_of(ids)])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
@@ -127,7 +128,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     cls_idx = {c: i for i, c in enumerate(classes)}
 
     def xy(t):
-        return _tensor(cached, t["id"]), torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
+        return images_tensor(cached, t["id"]), torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
 
     (tx, ty), (vx, vy), (sx, _) = xy(train), xy(val), xy(test)
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)

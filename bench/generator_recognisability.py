@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from dermsynth.audits.recognisability import recognisability
+from dermsynth.generate.builtin import BuiltinConfig, train_builtin
+from dermsynth.data.synthetic_store import read_manifest
 from PIL import Image
 
-from dermsynth.analysis.recognisability import recognisability
 from dermsynth.data.cache import cache_images
-from dermsynth.generate.builtin import BuiltinConfig, train_builtin
-from dermsynth.generate.runner import BuiltinBackend, run_generation
-from dermsynth.generate.store import read_manifest
+from dermsynth.generate.runner import run_generation
 from dermsynth.train.run import load_split
 from dermsynth.train.spec import RunSpec
 

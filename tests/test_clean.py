@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
 
-from dermsynth.data.clean import find_duplicates
+from dermsynth.data.duplicates import find_duplicates
 from dermsynth.data.demo import render
 
 
@@ -34,7 +34,7 @@ def test_exact_and_near_duplicates_found_across_classes(tmp_path):
 def test_embedding_cosine_finds_colour_edited_copy(tmp_path):
     from PIL import ImageEnhance
 
-    from dermsynth.analysis.embeddings import pixel_encoder
+    from dermsynth.models.encoders import pixel_encoder
 
     rows = []
     for i in range(4):

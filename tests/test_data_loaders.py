@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.data.datasets import load_dataset
+from dermsynth.data.registry import load_dataset
 from dermsynth.data.ddi import load_ddi
 from dermsynth.data.demo import DEMO_CLASSES, load_demo, render
 from dermsynth.data.fitzpatrick import F17K9, load_fitzpatrick17k

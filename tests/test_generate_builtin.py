@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import make_split
 from dermsynth.errors import ConfigError, DermsynthError, LeakageError
-from dermsynth.generate.builtin import BuiltinConfig, generate_method, load_builtin, sample, train_builtin
+from dermsynth.generate.backends.builtin import BuiltinBackend
+from dermsynth.generate.builtin_model import load_builtin
+from dermsynth.generate.builtin_sampling import generate_method, sample
+from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
 from dermsynth.generate.methods import centre_square_mask, method_masks, prompt_for
-from dermsynth.generate.runner import BuiltinBackend, run_generation
-from dermsynth.generate.store import export_webdataset, import_webdataset, read_manifest
+from dermsynth.generate.runner import run_generation
+from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
 
 TINY = BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=8)
 
@@ -84,7 +88,7 @@ def test_sampling_keeps_unmasked_pixels_and_is_seeded(model_dir):
             assert len(calls) == expected
     finally:
         m.unet.forward = forward
-    with pytest.raises(DermsynthError, match="unknown to the generator"):
+    with pytest.raises(DermsynthError, match="unknown to the built-in generator"):
         sample(m, ["not-a-class"], [1])
     with pytest.raises(ConfigError, match="strength"):
         sample(m, labels[:1], [1], strength=0.0)
@@ -114,8 +118,10 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     backend = BuiltinBackend(model_dir, steps=2)
     refs = split.pool.iloc[:6]
     store = tmp_path / "store"
-    r1 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, shard=(0, 2), progress=False)
-    r2 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, shard=(1, 2), progress=False)
+    r1 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(0, 2),
+                        progress=False)
+    r2 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(1, 2),
+                        progress=False)
     assert r1["generated"] + r2["generated"] == 12
     man = read_manifest(store)
     assert len(man) == 12 and man["synth_id"].is_unique
@@ -127,16 +133,16 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     import os
 
     os.remove(victim)
-    r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, progress=False)
+    r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, split=split, progress=False)
     assert r3["generated"] == 1 and Path(victim).read_bytes() == before
     # another model may not write into this store
     other = tmp_path / "other-model"
     import shutil
 
     shutil.copytree(model_dir, other)
-    (other / "dermsynth_builtin.json").write_text((other / "dermsynth_builtin.json").read_text() + " ")
+    (other / "config.json").write_text((other / "config.json").read_text() + " ")
     with pytest.raises(DermsynthError, match="one model per store"):
-        run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, progress=False)
+        run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, split=split, progress=False)
     shards = export_webdataset(store, tmp_path / "wds", shard_size=5)
     assert [s.name for s in shards] == ["shard-inpaint-00000.tar", "shard-inpaint-00001.tar",
                                         "shard-inpaint-00002.tar"]
@@ -149,29 +155,36 @@ def test_generation_bad_input(model_dir, split, tmp_path):
     backend = BuiltinBackend(model_dir, steps=2)
     refs = split.pool.iloc[:2]
     with pytest.raises(ConfigError, match="per_image"):
-        run_generation(backend, refs, "inpaint", 0, tmp_path / "s", progress=False)
+        run_generation(backend, refs, "inpaint", 0, tmp_path / "s", split=split, progress=False)
     with pytest.raises(ConfigError, match="unknown"):
-        run_generation(backend, refs, "style-transfer", 1, tmp_path / "s", progress=False)
+        run_generation(backend, refs, "style-transfer", 1, tmp_path / "s", split=split, progress=False)
+    held = split.table[split.table["split"] == "test"].iloc[:2]
     with pytest.raises(LeakageError, match="validation/test"):
-        run_generation(backend, split.table[split.table["split"] == "test"].iloc[:2], "inpaint", 1,
-                       tmp_path / "s", progress=False)
+        run_generation(backend, held, "inpaint", 1, tmp_path / "s", split=split, progress=False)
+    # the guard checks ids against the split, not a column the caller could have set
+    with pytest.raises(LeakageError, match="validation/test"):
+        run_generation(backend, held.assign(split="pool"), "inpaint", 1, tmp_path / "s", split=split, progress=False)
     broken = refs.copy()
     broken.loc[broken.index[0], "path"] = str(tmp_path / "gone.png")
     with pytest.raises(DermsynthError, match="gone.png"):
-        run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", progress=False)
+        run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", split=split, progress=False)
 
 
 def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, tmp_path):
     refs = split.pool.iloc[:12]
     refs_path = tmp_path / "refs.parquet"
     refs.to_parquet(refs_path)
+    split.save(tmp_path / "split.parquet")
     store = tmp_path / "store"
     script = textwrap.dedent(f"""
         import pandas as pd
-        from dermsynth.generate.runner import BuiltinBackend, run_generation
+        from dermsynth.data.splits import Split
+        from dermsynth.generate.backends.builtin import BuiltinBackend
+        from dermsynth.generate.runner import run_generation
         refs = pd.read_parquet({str(refs_path)!r})
+        split = Split.load({str(tmp_path / "split.parquet")!r})
         run_generation(BuiltinBackend({str(model_dir)!r}, steps=2), refs, "text-to-image", 2, {str(store)!r},
-                       batch_size=2, progress=False)
+                       split=split, batch_size=2, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     import time
@@ -185,8 +198,8 @@ def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, 
     proc.wait()
     partial = len(read_manifest(store))
     assert 0 < partial < 24
-    res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 2, store, batch_size=2,
-                         progress=False)
+    res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 2, store, split=split,
+                         batch_size=2, progress=False)
     man = read_manifest(store)
     assert len(man) == 24 and man["synth_id"].is_unique
     assert res["generated"] == 24 - partial
@@ -201,18 +214,21 @@ def test_class_maps_are_learnt_saved_and_condition_the_samples(model_dir):
     assert not np.array_equal(out[0], out[1])  # same noise, different class → different image
 
 
-def test_model_saved_before_class_maps_existed_loads_and_samples(split, tmp_path):
-    import json
+def test_model_round_trips_through_save_pretrained(model_dir, tmp_path):
+    """A diffusers ModelMixin: architecture, classes and schedule come back with the weights."""
+    m = load_builtin(model_dir)
+    m.unet.save_pretrained(tmp_path / "copy")
+    again = load_builtin(tmp_path / "copy")
+    assert list(again.cfg.classes) == list(m.cfg.classes) and again.cfg.size == 16
+    assert again.cfg.prediction_type == "sample"
+    for (name, a), (_, b) in zip(m.unet.state_dict().items(), again.unet.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    out = sample(m, list(m.cfg.classes[:1]), [3], steps=2)
+    assert np.array_equal(out, sample(again, list(m.cfg.classes[:1]), [3], steps=2))
 
-    pool = split.pool.head(12)
-    cached = cache_images(pool, 16, tmp_path / "cache", progress=False)
-    legacy = BuiltinConfig(**{**TINY.__dict__, "class_map_channels": 0, "resnet_time_scale_shift": "default"})
-    train_builtin(cached.array, list(pool.set_index("id").loc[cached.ids, "label"]), tmp_path / "old", max_steps=2,
-                  config=legacy, progress=False)
-    cfg_path = tmp_path / "old" / "model" / "dermsynth_builtin.json"
-    cfg = json.loads(cfg_path.read_text())
-    del cfg["class_map_channels"], cfg["resnet_time_scale_shift"]  # as the older version wrote it
-    cfg_path.write_text(json.dumps(cfg))
-    m = load_builtin(tmp_path / "old")
-    assert m.unet.class_maps is None and m.cfg.resnet_time_scale_shift == "default"
-    assert sample(m, [m.cfg.classes[0]], [1], steps=2).shape == (1, 16, 16, 3)
+
+def test_sampling_settings_change_the_fingerprint(model_dir):
+    """A store made with other sampling settings is another store, never silently mixed."""
+    a, b = BuiltinBackend(model_dir, steps=2), BuiltinBackend(model_dir, steps=3)
+    assert a.fingerprint != b.fingerprint
+    assert a.fingerprint == BuiltinBackend(model_dir, steps=2).fingerprint

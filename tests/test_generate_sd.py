@@ -7,8 +7,8 @@ from dermsynth.data.splits import make_split
 from dermsynth.errors import DermsynthError, LeakageError
 from dermsynth.generate.dreambooth import DreamBoothConfig, finetune, finetune_from_split
 from dermsynth.generate.runner import run_generation
-from dermsynth.generate.sd import SDBackend
-from dermsynth.generate.store import read_manifest
+from dermsynth.generate.backends.sd import SDBackend
+from dermsynth.data.synthetic_store import read_manifest
 from tiny_sd import build_tiny_sd
 
 
@@ -70,7 +70,8 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
 
 
 def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
-    from dermsynth.experiments.runner import load_records, run_experiment
+    from dermsynth.experiments.results import load_records
+    from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import validate_experiment
 
     t2i, inp = tiny

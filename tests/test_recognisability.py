@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.analysis.recognisability import recognisability
-from dermsynth.analysis.report import _synthetic_analysis_sections
+from dermsynth.audits.recognisability import recognisability
+from dermsynth.analysis.report import build_report
 from dermsynth.data.demo import DEMO_CLASSES, render
 from dermsynth.data.splits import make_split
 from dermsynth.errors import DermsynthError
-from dermsynth.generate.store import append_manifest, open_store
+from dermsynth.data.synthetic_store import append_manifest, open_store
 from dermsynth.train.spec import RunSpec
 
 

@@ -5,14 +5,15 @@ import json
 import pandas as pd
 import pytest
 
-from dermsynth.analysis.leakage import audit
+from dermsynth.data.leakage import audit
 from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
 from dermsynth.data.splits import make_split
 from dermsynth.errors import LeakageError
-from dermsynth.experiments.runner import load_records, results_table, run_experiment
+from dermsynth.experiments.results import load_records, results_table
+from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment
-from dermsynth.generate.store import read_manifest
-from dermsynth.quickstart import quickstart
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.cli.quickstart import run_quickstart
 
 
 @pytest.fixture(scope="module")

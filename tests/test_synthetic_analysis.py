@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.analysis.embeddings import clip_encoder, distance_analysis, pixel_encoder
-from dermsynth.analysis.memorization import audit_memorization
+from dermsynth.analysis.distances import distance_analysis
+from dermsynth.models.encoders import clip_encoder, pixel_encoder
+from dermsynth.audits.memorization import audit_memorization, memorization_study
 from dermsynth.analysis.quality import fid, kid, precision_recall, quality
-from dermsynth.analysis.synthetic_study import embedding_study, memorization_study, quality_study
+from dermsynth.analysis.embedding_study import embedding_study, quality_study
 from dermsynth.data.splits import make_split
-from dermsynth.generate.store import append_manifest, open_store
+from dermsynth.data.synthetic_store import append_manifest, open_store
 
 
 @pytest.fixture(scope="module")

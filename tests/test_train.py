@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dermsynth.errors import ConfigError, DermsynthError
-from dermsynth.train.backbones import create_backbone, set_trainable
+from dermsynth.models.backbones import create_backbone, set_trainable
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.run import run_training
 from dermsynth.train.spec import RunSpec, auto_batch_size

@@ -1,4 +1,9 @@
 """dermsynth: measure whether, when and how much synthetic images from diffusion models
 improve medical image classifiers, with leakage-proof splits and reproducible runs."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one source of truth: the version in pyproject.toml
+    __version__ = version("dermsynth")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"

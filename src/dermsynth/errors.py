@@ -9,7 +9,13 @@ from __future__ import annotations
 
 
 class DermsynthError(Exception):
-    """An error the user can act on; the message says what and how."""
+    """An error the user can act on; the message says what and how.
+
+    ``exit_code`` is what the CLI exits with: 3 (bad input or data) unless a subclass says
+    otherwise.
+    """
+
+    exit_code = 3
 
 
 class ImageDecodeError(DermsynthError):
@@ -19,13 +25,15 @@ class ImageDecodeError(DermsynthError):
         self.path = str(path)
         self.reason = reason
         super().__init__(
-            f"cannot read image {path}: {reason}. Replace or delete the file, or pass "
-            "--skip-bad-images to skip unreadable images and list them in the report."
+            f"cannot read image {path}: {reason}. Replace or delete the file; "
+            "`dermsynth data info --check-images` lists every unreadable file of a data set."
         )
 
 
 class ConfigError(DermsynthError):
     """A config file or option is malformed; the message names the field."""
+
+    exit_code = 2
 
 
 class SplitError(DermsynthError):
@@ -34,3 +42,16 @@ class SplitError(DermsynthError):
 
 class LeakageError(DermsynthError):
     """Something derived from validation or test data would reach training."""
+
+    exit_code = 1
+
+
+class DataError(DermsynthError):
+    """The data (files, tables, class counts) cannot support what was asked."""
+
+
+# The CLI's exit codes (documented in the README's command reference).
+EXIT_OK = 0
+EXIT_AUDIT_FAILED = 1  # an audit (leakage, memorization) found a problem, or runs failed
+EXIT_USAGE = 2  # a bad flag or config value
+EXIT_BAD_INPUT = 3  # bad input or data: unreadable files, too few images, missing folders

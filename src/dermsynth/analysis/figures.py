@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from dermsynth.analysis.stats import wald_ci  # noqa: E402
-from dermsynth.analysis.summary import add_method_column  # noqa: E402
+from dermsynth.analysis.stats import wald_ci
+from dermsynth.analysis.summary import add_method_column
 
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 
@@ -21,7 +18,6 @@ def _save(fig, out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png", dpi=150, bbox_inches="tight")
     fig.savefig(out / f"{name}.svg", bbox_inches="tight")
-    plt.close(fig)
     return out / f"{name}.png"
 
 
@@ -35,7 +31,8 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
     if t["n_real"].nunique() < 1:
         return None
     methods = [m for m in sorted(t["method"].unique()) if m != "none"] or ["none"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), sharey=True, squeeze=False)
+    fig = Figure(figsize=(4.2 * len(methods), 3.6))
+    axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
         for ti, tr in enumerate(sorted(t["transforms"].unique())):
             for si, (label, rows) in enumerate((("real only", t[t["method"] == "none"]),
@@ -77,7 +74,8 @@ def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) 
     if t["synthetic_per_real"].nunique() < 3:
         return None
     nreals = sorted(t["n_real"].unique())
-    fig, axes = plt.subplots(1, len(nreals), figsize=(4 * len(nreals), 3.4), sharey=True, squeeze=False)
+    fig = Figure(figsize=(4 * len(nreals), 3.4))
+    axes = fig.subplots(1, len(nreals), sharey=True, squeeze=False)
     for ax, n in zip(axes[0], nreals, strict=True):
         for ti, tr in enumerate(sorted(t["transforms"].unique())):
             rows = t[(t["n_real"] == n) & (t["transforms"] == tr)]
@@ -108,7 +106,8 @@ def fig_per_class_gain(table: pd.DataFrame, out: Path) -> Path | None:
     gain = (with_s - without).dropna(how="all") * 100
     if gain.empty:
         return None
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cls_cols), 0.6 + 0.5 * len(gain)))
+    fig = Figure(figsize=(1.0 + 0.9 * len(cls_cols), 0.6 + 0.5 * len(gain)))
+    ax = fig.subplots()
     lim = max(1.0, float(np.nanmax(np.abs(gain.to_numpy()))))
     im = ax.imshow(gain.to_numpy(), cmap="PuOr", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(len(cls_cols)), [c.split(":", 1)[1] for c in cls_cols], rotation=40, ha="right", fontsize=8)
@@ -127,7 +126,8 @@ def fig_skin_groups(table: pd.DataFrame, out: Path) -> Path | None:
     if not cols:
         return None
     g = t.groupby(["method", "transforms"])[cols].mean() * 100
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig = Figure(figsize=(5.5, 3.4))
+    ax = fig.subplots()
     width = 0.8 / len(g)
     for i, (key, row) in enumerate(g.iterrows()):
         ax.bar(np.arange(len(cols)) + i * width, row.to_numpy(), width, color=OKABE_ITO[(i + 1) % 8],
@@ -156,7 +156,8 @@ def fig_imbalance(table: pd.DataFrame, out: Path) -> Path | None:
     t["rare_acc"] = [row[f"acc_class:{r[0]}"] for r, (_, row) in zip(t["rare"], t.iterrows(), strict=True)]
     t["arm"] = np.where(t["synthetic_per_real"] > 0, "synthetic", np.where(
         t["duplicate_classes"].astype(str).str.len() > 2, "duplication", "none"))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2, sharex=True)
     for i, (arm, rows) in enumerate(t.groupby("arm")):
         g = rows.groupby("rare_n")[["rare_acc", "accuracy"]].mean() * 100
         axes[0].plot(g.index, g["rare_acc"], marker="o", color=OKABE_ITO[i + 1], label=arm)

@@ -1,4 +1,9 @@
-"""One self-contained HTML report of a study: config, tables, figures, samples, summary."""
+"""One self-contained HTML report of a study: config, tables, figures, samples, summary.
+
+The page is a jinja2 template (``templates/report.html.j2``); this module gathers the
+numbers, tables and figures it shows. Figures are embedded as base64 PNGs so the report is
+one file a user can mail to a co-author.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,39 @@ import html
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
+from dermsynth import io as dio
 from dermsynth.analysis import figures
+from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
-from dermsynth.errors import DermsynthError
-from dermsynth.experiments.runner import load_records, results_table
+from dermsynth.data.synthetic_store import is_store, read_manifest, read_references
+from dermsynth.errors import DataError
+from dermsynth.experiments.results import load_records, results_table
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.82em;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}img.fig{max-width:100%}.summary li{margin:.3em 0}.samples td{text-align:center}
-.samples img{width:72px;height:72px;image-rendering:pixelated}
-pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}"""
+_ENV = Environment(loader=PackageLoader("dermsynth.analysis", "templates"), autoescape=select_autoescape(["j2"]))
 
 
-def _img_tag(path: Path, cls: str = "fig") -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img class="{cls}" src="data:image/png;base64,{data}">'
+@dataclass
+class Section:
+    """One titled part of the report: an escaped sentence and an HTML fragment we built."""
+
+    title: str
+    html: str
+    text: str = ""
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _img_tag(path: Path) -> str:
+    return f'<img class="fig" src="data:image/png;base64,{_b64(path)}">'
 
 
 def _thumb(path: str, size: int = 72) -> str:
@@ -52,15 +68,10 @@ def _fmt_table(df: pd.DataFrame) -> str:
 
 def sample_grid(store: str | Path, per_class: int = 3) -> str:
     """Real references and their synthetic images side by side, per class and method."""
-    from dermsynth.generate.store import read_manifest
-
     man = read_manifest(store)
     if not len(man):
         return "<p>No synthetic images.</p>"
-    ref_paths = {}
-    for rec_path in [Path(store) / "references.parquet"]:
-        if rec_path.exists():
-            ref_paths = dict(pd.read_parquet(rec_path)[["id", "path"]].itertuples(index=False))
+    ref_paths = dict(read_references(store)[["id", "path"]].itertuples(index=False))
     methods = sorted(man["method"].unique())
     rows = ["<table class='samples'><tr><th>class</th><th>real reference</th>" +
             "".join(f"<th>{html.escape(m)}</th>" for m in methods) + "</tr>"]
@@ -75,6 +86,20 @@ def sample_grid(store: str | Path, per_class: int = 3) -> str:
     return "\n".join(rows) + "</table>"
 
 
+def _test_text(test: str, correct: bool) -> str:
+    if test == "fisher":
+        return "Fisher's exact tests"
+    if correct:
+        return "two-sample proportion tests (Yates-corrected, as R's prop.test)"
+    return "two-sample proportion tests (uncorrected z-test)"
+
+
+def _fit_lines(fits: dict) -> list[str]:
+    return [f"n_real={n}, transforms {'on' if tr else 'off'}: 90 % of the fitted gain is reached at "
+            f"{f.ratio90:.1f} synthetic per real (95 % CI {f.ratio90_ci[0]:.1f}–{f.ratio90_ci[1]:.1f}); "
+            f"plateau {100 * f.plateau:.1f} %." for (n, tr), f in fits.items() if f.converged]
+
+
 def build_report(out_dir: str | Path, report_path: str | Path | None = None, title: str | None = None,
                  extra_sections: list[tuple[str, str]] | None = None, ci: str = "wald", test: str = "prop",
                  correct: bool = True) -> Path:
@@ -82,10 +107,10 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     out_dir = Path(out_dir)
     records = load_records(out_dir)
     if not records:
-        raise DermsynthError(f"no finished runs under {out_dir / 'runs'}; run the experiment first")
+        raise DataError(f"no finished runs under {out_dir / 'runs'}; run the experiment first")
     table = results_table(out_dir)
     table.to_csv(out_dir / "results.csv", index=False)
-    exp = json.loads((out_dir / "experiment.json").read_text()) if (out_dir / "experiment.json").exists() else {}
+    exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
     cells = cell_summary(table, ci)
     comps = synthetic_comparisons(table, records, test, correct)
     cells.to_csv(out_dir / "cells.csv", index=False)
@@ -100,86 +125,57 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         figures.fig_skin_groups(table, fig_dir),
         figures.fig_imbalance(table, fig_dir),
     ) if f is not None]
-    name = title or exp.get("name", out_dir.name)
-    if test == "fisher":
-        test_text = "Fisher's exact tests"
-    elif correct:
-        test_text = "two-sample proportion tests (Yates-corrected, as R's prop.test)"
-    else:
-        test_text = "two-sample proportion tests (uncorrected z-test)"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title>"
-             f"<style>{CSS}</style></head><body><h1>dermsynth report — {html.escape(name)}</h1>",
-             f"<p>{len(records)} runs · generated {time.strftime('%Y-%m-%d %H:%M')} · accuracy on the held-out "
-             f"test set ({int(table['n_test'].iloc[0])} images), mean over seeds, 95 % {ci.title()} CI with n = "
-             f"test-set size; {test_text} on mean accuracies, "
-             "Benjamini–Hochberg over the figure's comparisons; bootstrap CIs resample test images (paired) "
-             "and seeds.</p>",
-             "<h2>Summary</h2><ul class='summary'>" +
-             "".join(f"<li>{html.escape(s)}</li>" for s in plain_summary(comps)) + "</ul>"]
-    if fits:
-        parts.append("<ul class='summary'>" + "".join(
-            f"<li>n_real={n}, transforms {'on' if tr else 'off'}: 90 % of the fitted gain is reached at "
-            f"{f.ratio90:.1f} synthetic per real (95 % CI {f.ratio90_ci[0]:.1f}–{f.ratio90_ci[1]:.1f}); "
-            f"plateau {100 * f.plateau:.1f} %.</li>" for (n, tr), f in fits.items() if f.converged) + "</ul>")
-    parts.append("<h2>Figures</h2>" + "".join(_img_tag(f) for f in figs))
-    parts.append("<h2>Accuracy per cell</h2>" + _fmt_table(cells))
+    sections = [Section("Accuracy per cell", _fmt_table(cells))]
     if len(comps):
-        parts.append("<h2>With vs without synthetic data</h2>" + _fmt_table(comps))
+        sections.append(Section("With vs without synthetic data", _fmt_table(comps)))
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
-    for s in stores:
-        if Path(s, "store.json").exists():
-            parts.append(f"<h2>Real and synthetic samples</h2><p>store: {html.escape(s)}</p>" + sample_grid(s))
-    parts.extend(_synthetic_analysis_sections(out_dir))
-    for head, body in extra_sections or []:
-        parts.append(f"<h2>{html.escape(head)}</h2>{body}")
-    if exp:
-        parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(exp.get("spec", exp), indent=2)) + "</pre>")
-    parts.append("</body></html>")
-    report_path = Path(report_path) if report_path else out_dir / "report.html"
-    tmp = report_path.with_suffix(".tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(report_path)
-    return report_path
+    sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
+    sections += _synthetic_analysis_sections(out_dir)
+    sections += [Section(head, body) for head, body in extra_sections or []]
+    page = _ENV.get_template("report.html.j2").render(
+        name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
+        n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct), warnings=[],
+        summary=plain_summary(comps), fit_lines=_fit_lines(fits), figures=[_b64(f) for f in figs],
+        sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")
+    return dio.write_text(Path(report_path) if report_path else out_dir / "report.html", page)
 
 
-def _synthetic_analysis_sections(out_dir: Path) -> list[str]:
+def _synthetic_analysis_sections(out_dir: Path) -> list[Section]:
     """Fig. 2, quality and memorization results written under OUT/analysis by `dermsynth embed` & co."""
     base = out_dir / "analysis"
     parts = []
     emb = base / "embedding" / "embedding.json"
     if emb.exists():
-        res = json.loads(emb.read_text())
+        res = dio.read_json(emb)
         rows = "".join(f"<tr><td>{k}</td><td>{v:.4f}</td><td>{res['paper_means'].get(k, '')}</td></tr>"
                        for k, v in res["means"].items())
         pngs = [Path(p) for p in res["figures"].values() if str(p).endswith(".png")]
         figs = "".join(_img_tag(p) for p in pngs if p.exists())
-        parts.append(f"<h2>Embedding analysis (Fig. 2, {html.escape(res['encoder'])})</h2><table><tr><th>pairs</th>"
-                     f"<th>mean cosine distance</th><th>paper</th></tr>{rows}</table>"
-                     + _fmt_table(pd.DataFrame(res["tests"])) + figs)
+        parts.append(Section(f"Embedding analysis (Fig. 2, {res['encoder']})",
+                             "<table><tr><th>pairs</th><th>mean cosine distance</th><th>paper</th></tr>"
+                             f"{rows}</table>" + _fmt_table(pd.DataFrame(res["tests"])) + figs))
     r = base / "recognisability" / "recognisability.json"
     if r.exists():
-        info = json.loads(r.read_text())
+        info = dio.read_json(r)
         rows = pd.DataFrame(info["rows"])
-        parts.append(f"<h2>Do synthetic images show their class?</h2><p>A {html.escape(info['backbone'])} at "
-                     f"{info['image_size']} px trained on the {info['n_train_real']} real training-pool images only, "
-                     "scored on real test images and on each method's synthetic images (Wilson 95 % CI; "
-                     "one-sided exact binomial test against chance). Masked methods keep part of a training "
-                     "image this classifier saw, so their rows are upper bounds; text-to-image has no such link."
-                     "</p>" + _fmt_table(rows))
+        parts.append(Section(
+            "Do synthetic images show their class?", _fmt_table(rows),
+            f"A {info['backbone']} at {info['image_size']} px trained on the {info['n_train_real']} real "
+            "training-pool images only, scored on real test images and on each method's synthetic images (Wilson "
+            "95 % CI; one-sided exact binomial test against chance). Masked methods keep part of a training image "
+            "this classifier saw, so their rows are upper bounds; text-to-image has no such link."))
     q = base / "quality" / "quality.csv"
     if q.exists():
-        parts.append("<h2>Synthetic-data quality</h2>" + pd.read_csv(q).to_html(index=False, float_format="%.4g"))
+        parts.append(Section("Synthetic-data quality", pd.read_csv(q).to_html(index=False, float_format="%.4g")))
     m = base / "memorization" / "memorization.json"
     if m.exists():
-        info = json.loads(m.read_text())
-        parts.append(f"<h2>Memorization audit</h2><p>{info['flagged']} of {info['n_synthetic']} synthetic images "
-                     f"flagged as near-copies of a real image (thresholds {info['thresholds']}).</p>")
+        info = dio.read_json(m)
+        parts.append(Section("Memorization audit", "", f"{info['flagged']} of {info['n_synthetic']} synthetic "
+                             f"images flagged as near-copies of a real image (thresholds {info['thresholds']})."))
     return parts
 
 
 def dose_fits(table: pd.DataFrame) -> dict:
-    from dermsynth.analysis.dose import fit_dose_response
-
     fits = {}
     if table["synthetic_per_real"].nunique() < 3:
         return fits

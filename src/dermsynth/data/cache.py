@@ -8,7 +8,6 @@ decoding JPEGs each time would dominate a CPU run. The cache key is the file *co
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.data.images import load_array
 from dermsynth.errors import ImageDecodeError
+from dermsynth.io import atomic_path
 
 
 def file_digest(path: str | Path) -> str:
@@ -62,9 +62,8 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
                 arr = np.load(entry, mmap_mode="r")
             else:
                 arr = load_array(path, size)
-                tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
-                np.save(tmp, arr)
-                tmp.replace(entry)
+                with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, arr)
         except ImageDecodeError as exc:
             if not skip_bad:
                 raise
@@ -74,3 +73,10 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
         arrays.append(arr)
     stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     return CachedImages(ids, stacked, skipped)
+
+
+def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache") -> np.ndarray:
+    """Embeddings of a table's images (rows in table order) by ``encoder`` — any callable on uint8
+    arrays (N, S, S, 3) with a ``size`` attribute. Decoded images are cached; embeddings are not."""
+    cached = cache_images(table, encoder.size, Path(cache_dir) / "images", progress=False)
+    return encoder(cached.array)

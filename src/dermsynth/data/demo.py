@@ -14,7 +14,6 @@ Images are rendered with numpy; image ``i`` of class ``c`` depends only on
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +22,12 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from scipy.ndimage import zoom
 
+from dermsynth.data.fitzpatrick import F17K9
 from dermsynth.data.table import make_table
+from dermsynth.io import atomic_path, write_json
 
-DEMO_CLASSES = [
-    "psoriasis",
-    "squamous cell carcinoma",
-    "lichen planus",
-    "basal cell carcinoma",
-    "allergic contact dermatitis",
-    "lupus erythematosus",
-    "sarcoidosis",
-    "neutrophilic dermatoses",
-    "photodermatoses",
-]
+# The conditions of the paper's F17k-9, so demo studies read like the real one.
+DEMO_CLASSES = list(F17K9)
 
 # Typical sRGB skin colours for Fitzpatrick types I..VI.
 SKIN_RGB = np.array(
@@ -306,31 +298,13 @@ def load_demo(root: str | Path, n_per_class: int = 200, size: int = 64, seed: in
         for i in range(n_per_class):
             path = cdir / f"{i:05d}.png"
             if not path.exists():
-                tmp = path.with_suffix(".tmp.png")
-                Image.fromarray(render(c, i, size, seed)).save(tmp)
-                tmp.replace(path)
+                with atomic_path(path) as tmp:
+                    Image.fromarray(render(c, i, size, seed)).save(tmp, format="PNG")
             skin_type, patient = render_meta(c, i, seed)
             rows.append({"id": f"demo-{c}-{i:05d}", "path": str(path), "label": name,
                          "skin_type": skin_type, "patient": f"demo-{c}-p{patient:05d}"})
-    (folder / "README.json").write_text(json.dumps(
-        {"what": "dermsynth procedural demo set", "seed": seed, "size": size,
-         "classes": DEMO_CLASSES, "digest": hashlib.sha1(spec.key().encode()).hexdigest()}))
+    write_json(folder / "README.json", {"what": "dermsynth procedural demo set", "seed": seed, "size": size,
+                                        "classes": DEMO_CLASSES,
+                                        "digest": hashlib.sha1(spec.key().encode()).hexdigest()})
     return make_table(pd.DataFrame(rows), "demo")
 
-
-def contact_sheet(path: str | Path, per_class: int = 8, size: int = 64, seed: int = 0) -> Path:
-    """Save a grid (one row per condition) of demo images, for the README."""
-    from PIL import ImageFont
-
-    label_w = 190
-    sheet = Image.new("RGB", (label_w + per_class * (size + 2), len(DEMO_CLASSES) * (size + 2)), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for c, name in enumerate(DEMO_CLASSES):
-        draw.text((4, c * (size + 2) + size // 2 - 6), name, fill="black", font=font)
-        for i in range(per_class):
-            sheet.paste(Image.fromarray(render(c, i * 3, size, seed)), (label_w + i * (size + 2), c * (size + 2)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path

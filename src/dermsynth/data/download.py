@@ -19,7 +19,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-USER_AGENT = "dermsynth/0.1 (research; +https://pypi.org/project/dermsynth)"
+from dermsynth import __version__
+from dermsynth.io import write_bytes
+
+USER_AGENT = f"dermsynth/{__version__} (research)"
 
 
 @dataclass
@@ -52,9 +55,7 @@ def fetch_one(url: str, md5: str, dest: Path, retries: int = 3, timeout: float =
             if verify and _md5(data) != md5:
                 detail = f"md5 mismatch (got {_md5(data)})"
             else:
-                tmp = dest.with_suffix(".part")
-                tmp.write_bytes(data)
-                tmp.replace(dest)
+                write_bytes(dest, data)
                 return DownloadResult(md5, "ok", "", attempt)
         except urllib.error.HTTPError as exc:
             detail = f"HTTP {exc.code}"

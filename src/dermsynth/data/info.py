@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth.data.datasets import load_dataset
 from dermsynth.data.images import load_rgb
+from dermsynth.data.registry import load_dataset
 from dermsynth.errors import ImageDecodeError
 
 

@@ -10,15 +10,72 @@ is scored on the same images (the paper's proportion tests assume that).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dermsynth import io
+from dermsynth.data.groups import components, edges_by_key
+from dermsynth.data.registry import load_dataset
 from dermsynth.errors import LeakageError, SplitError
 
+log = logging.getLogger(__name__)
+
 HELD_OUT = ("val", "test")
+
+
+class SplitSpec(BaseModel):
+    """Everything that decides which images are test, validation and training pool.
+
+    Runs sharing a SplitSpec share one split (hashable: a grid of hundreds of runs loads its
+    data once); every command that needs a split builds one of these, nothing else.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "demo"
+    root: str | None = None
+    classes: str | tuple[str, ...] | None = None
+    label_column: str = "label"
+    demo_n_per_class: int = Field(200, ge=1)
+    demo_size: int = Field(64, ge=8)
+    n_test: int = Field(40, ge=1)
+    n_val: int = Field(40, ge=1)
+    split_seed: int = 0
+    stratify: Literal["label", "skin_group"] = "label"
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _hashable_classes(cls, v):
+        return tuple(v) if isinstance(v, list) else v
+
+
+def load_split(spec: SplitSpec) -> Split:
+    """The image table and its held-out split for a spec (deterministic by split_seed)."""
+    table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
+                         size=spec.demo_size, seed=0, label_column=spec.label_column)
+    if spec.stratify == "skin_group" and table["skin_group"].isna().any():
+        unknown = int(table["skin_group"].isna().sum())
+        log.warning("%d images without a skin type are left out of a skin-group-stratified split", unknown)
+        table = table[table["skin_group"].notna()].reset_index(drop=True)
+    split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify)
+    assert_no_leakage(split)
+    return split
+
+
+def load_splits(specs) -> dict[SplitSpec, Split]:
+    """One split per distinct SplitSpec."""
+    out: dict[SplitSpec, Split] = {}
+    for spec in specs:
+        if spec not in out:
+            out[spec] = load_split(spec)
+    return out
 
 
 @dataclass
@@ -53,12 +110,7 @@ class Split:
         return pd.concat(parts).reset_index(drop=True)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        self.table.to_parquet(tmp)
-        tmp.replace(path)
-        return path
+        return io.write_parquet(path, self.table)
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
@@ -72,38 +124,22 @@ def _seeded_order(ids: pd.Series, seed: int) -> pd.Index:
 
 
 def hash_unit(text: str) -> float:
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
 
 
 def assign_groups(table: pd.DataFrame, duplicate_groups: pd.Series | None = None) -> pd.Series:
-    """Group ids: images of one patient or one duplicate cluster share a group (union-find)."""
-    parent = {i: i for i in table["id"]}
+    """Group ids: images of one patient or one duplicate cluster share a group.
 
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union_by(keys: pd.Series):
-        first: dict = {}
-        for img, key in zip(table["id"], keys, strict=True):
-            if key is None or pd.isna(key):
-                continue
-            if key in first:
-                parent[find(img)] = find(first[key])
-            else:
-                first[key] = img
-
-    union_by(table["patient"])
+    Each group is named by its smallest member id, so ids do not depend on row order.
+    """
+    keys = [table["patient"].to_numpy()]
     if duplicate_groups is not None:
-        union_by(duplicate_groups.reindex(table.index))
-    roots = pd.Series([find(i) for i in table["id"]], index=table.index)
-    # name each group by its smallest member so ids do not depend on row order
-    canonical = pd.Series(table["id"].to_numpy(), index=table.index).groupby(roots).transform("min")
-    return canonical
+        keys.append(duplicate_groups.reindex(table.index).to_numpy())
+    edges = [edges_by_key(k) for k in keys]
+    a = np.concatenate([e[0] for e in edges])
+    b = np.concatenate([e[1] for e in edges])
+    roots = pd.Series(components(len(table), a, b), index=table.index)
+    return pd.Series(table["id"].to_numpy(), index=table.index).groupby(roots).transform("min")
 
 
 def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_seed: int = 0,
@@ -179,3 +215,16 @@ def assert_no_leakage(split: Split, extra_keys: dict[str, pd.Series] | None = No
 
 def held_out_ids(split: Split) -> set[str]:
     return set(split.table.loc[split.table["split"].isin(HELD_OUT), "id"])
+
+
+def refuse_held_out(rows: pd.DataFrame, split: Split, purpose: str) -> None:
+    """Raise LeakageError when any of ``rows`` (by id) is a validation or test image.
+
+    The one guard every path to a generator goes through (references, fine-tuning images);
+    it checks ids against the split itself, never a label the caller could have set.
+    """
+    held = held_out_ids(split)
+    bad = [i for i in rows["id"].astype(str) if i in held]
+    if bad:
+        raise LeakageError(f"{purpose} refused: {len(bad)} image(s) are validation/test images "
+                           f"(e.g. {bad[0]!r}); use training-pool images only")

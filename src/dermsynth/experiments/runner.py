@@ -8,32 +8,28 @@ stop the others; it is retried on the next ``run``.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
-from tqdm.auto import tqdm
 
-from dermsynth.errors import ConfigError, DermsynthError
+from dermsynth import io
+from dermsynth.data.leakage import assert_clean, audit_store
+from dermsynth.data.splits import load_splits
+from dermsynth.errors import ConfigError
+from dermsynth.experiments.executors import EXECUTORS, run_cells
+from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, prepare_synthetic, recognisability_stage
-from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
-console = Console(stderr=True)
-
-
-def runs_dir(out: Path) -> Path:
-    return Path(out) / "runs"
+log = logging.getLogger(__name__)
 
 
 def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
+    """The grid's cells, with the experiment's own store filled in where a generator makes it."""
     runs = cells(spec)
     if spec.generator is not None:
         store = spec.generator.store or str(Path(out) / "synthetic")
@@ -43,43 +39,28 @@ def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
 
 def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
     """Refuse a results folder written by a different config."""
-    out.mkdir(parents=True, exist_ok=True)
     marker = out / "experiment.json"
     if marker.exists():
-        old = json.loads(marker.read_text())
+        old = io.read_json(marker)
         if old["digest"] != spec.digest() and not force:
             raise ConfigError(f"{out} holds results of another config ({old['name']}, digest {old['digest']}); "
                               "use another --out, or --force to add these runs beside them")
-    tmp = out / ".experiment.json.tmp"
-    tmp.write_text(json.dumps({"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()}, indent=2))
-    tmp.replace(marker)
+    io.write_json(marker, {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()})
 
 
-def _execute(spec_json: str, out: str, threads: int) -> tuple[str, str | None]:
-    """Run one cell (in a worker); returns (run_id, error or None)."""
-    run = RunSpec.model_validate_json(spec_json)
-    if threads:
-        run = run.model_copy(update={"threads": threads})
-    rid = run.run_id()
-    rdir = Path(out)
-    running = rdir / f"{rid}.running"
-    running.write_text(str(os.getpid()))
-    try:
-        run_training(run, rdir, progress=False)
-        (rdir / f"{rid}.failed.json").unlink(missing_ok=True)
-        return rid, None
-    except Exception as exc:  # recorded, never fatal for the others
-        msg = f"{type(exc).__name__}: {exc}"
-        write_record({"run_id": rid, "spec": run.model_dump(), "error": msg,
-                      "traceback": traceback.format_exc()}, rdir / f"{rid}.failed.json")
-        return rid, msg
-    finally:
-        running.unlink(missing_ok=True)
+def audit_runs(runs: list[RunSpec]) -> None:
+    """Audit every (split, store) pair the experiment uses; raise LeakageError on any violation."""
+    splits = load_splits(r.split_spec() for r in runs)
+    pairs = {(r.split_spec(), r.synthetic_store if r.synthetic_per_real else None) for r in runs}
+    for split_spec, store in sorted(pairs, key=str):
+        assert_clean(audit_store(splits[split_spec], store))
 
 
 def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local", workers: int | None = None,
                    address: str | None = None, force: bool = False, progress: bool = True) -> dict:
     """Run the stages and every pending cell; returns counts of done / failed runs."""
+    if executor not in EXECUTORS:  # checked before any stage runs
+        raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
     out = Path(out)
     claim_output(spec, out, force)
     runs = resolve_runs(spec, out)
@@ -93,61 +74,19 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
         recognisability_stage(runs, store, out, progress)
         timings["recognisability"] = time.perf_counter() - t1
     if spec.audit_leakage:
-        from dermsynth.analysis.leakage import audit_runs
-
         audit_runs(runs)
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)
     pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()]
-    console.print(f"[bold]{spec.name}[/]: {len(runs)} runs, {len(runs) - len(pending)} done, {len(pending)} to run")
+    log.info("%s: %d runs, %d done, %d to run", spec.name, len(runs), len(runs) - len(pending), len(pending))
     workers = workers or max(1, min(len(pending), (os.cpu_count() or 1) // 2 or 1))
-    failures = {}
     runs_start = time.perf_counter()
-    if executor == "ray":
-        failures = _run_ray(pending, rdir, workers, address)
-    elif executor != "local":
-        raise ConfigError(f"executor={executor!r}; choose local or ray")
-    elif workers <= 1 or len(pending) <= 1:
-        for run in tqdm(pending, desc="runs", disable=not progress):
-            rid, err = _execute(run.model_dump_json(), str(rdir), run.threads or 0)
-            if err:
-                failures[rid] = err
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_execute, r.model_dump_json(), str(rdir), threads) for r in pending]
-            for fut in tqdm(as_completed(futs), total=len(futs), desc="runs", disable=not progress):
-                rid, err = fut.result()
-                if err:
-                    failures[rid] = err
+    failures = run_cells(pending, rdir, executor, workers, address, progress)
     for rid, err in failures.items():
-        console.print(f"[red]run {rid} failed:[/] {err}")
+        log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start
     return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
             "timings": timings}
-
-
-def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | None) -> dict:
-    try:
-        import ray
-    except ImportError:
-        raise DermsynthError("executor 'ray' needs Ray: pip install 'dermsynth[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else max(workers, 1), include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
-        started = True
-    try:
-        import torch
-
-        gpus = 1 if torch.cuda.is_available() else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus)(_execute)
-        refs = [remote.remote(r.model_dump_json(), str(rdir), 1) for r in pending]
-        return {rid: err for rid, err in ray.get(refs) if err}
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
@@ -184,26 +123,3 @@ def _alive(marker: Path) -> bool:
         return True
     except (ValueError, OSError):
         return False
-
-
-def load_records(out: str | Path) -> list[dict]:
-    rdir = runs_dir(Path(out))
-    return [json.loads(p.read_text()) for p in sorted(rdir.glob("*.json")) if not p.name.endswith(".failed.json")]
-
-
-def results_table(out: str | Path) -> pd.DataFrame:
-    """One row per finished run: its spec fields and metrics, flattened."""
-    rows = []
-    for rec in load_records(out):
-        m = rec["metrics"]
-        row = {"run_id": rec["run_id"], **{k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                                           for k, v in rec["spec"].items()}}
-        row.update({k: m[k] for k in ("accuracy", "balanced_accuracy", "top3_accuracy", "n_test")})
-        row.update({f"acc_class:{c}": v for c, v in m["per_class_accuracy"].items()})
-        row.update({f"acc_group:{g}": v for g, v in m.get("per_skin_group_accuracy", {}).items()})
-        row.update({"n_train": rec["n_train"], "n_train_synthetic": rec["n_train_synthetic"],
-                    "epochs_run": rec["fit"]["epochs_run"], "wall_seconds": rec["wall_seconds"],
-                    "images_per_second": rec["fit"]["images_per_second"]})
-        rows.append(row)
-    return pd.DataFrame(rows)
-

@@ -98,7 +98,7 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     try:
         spec = ExperimentSpec(**raw)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: " + _explain(exc)) from None
+        raise ConfigError(f"{where}: " + explain_validation(exc)) from None
     fields = set(RunSpec.model_fields)
     sections = [("base", spec.base), ("grid", spec.grid)] + [(f"variants[{i}]", v) for i, v in
                                                             enumerate(spec.variants)]
@@ -124,7 +124,7 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     return spec
 
 
-def _explain(exc: ValidationError) -> str:
+def explain_validation(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"])
@@ -148,7 +148,7 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
             run = RunSpec(**fields)
         except ValidationError as exc:
             cell = {**dict(zip(names, values, strict=True)), **variant}
-            raise ConfigError(f"grid cell {cell}: " + _explain(exc)) from None
+            raise ConfigError(f"grid cell {cell}: " + explain_validation(exc)) from None
         if run.run_id() not in seen:
             seen.add(run.run_id())
             out.append(run)

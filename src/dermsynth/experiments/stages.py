@@ -6,33 +6,37 @@ a re-run after a crash continues where it stopped.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 
-from dermsynth.data.cache import cache_images
+from dermsynth import io
+from dermsynth.audits.recognisability import recognisability
+from dermsynth.data.splits import Split, load_split, load_splits
+from dermsynth.data.synthetic_store import is_store, read_manifest
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
-from dermsynth.generate.runner import PerClassBackend, make_backend, run_generation
-from dermsynth.train.run import load_split
+from dermsynth.generate.backends.registry import PerClassBackend, make_backend
+from dermsynth.generate.builtin_model import ConditionedUNet
+from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
+from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
+from dermsynth.generate.runner import run_generation
+from dermsynth.train.run import real_subset
 from dermsynth.train.spec import RunSpec
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
-def references_needed(runs: list[RunSpec]) -> pd.DataFrame:
+def references_needed(runs: list[RunSpec], splits: dict) -> pd.DataFrame:
     """The union of the real training subsets of all cells that use synthetic data."""
-    from dermsynth.train.run import load_splits, real_subset, split_key
-
     frames = []
-    needs = [r for r in runs if r.synthetic_per_real > 0]
-    splits = load_splits(needs)
-    for run in needs:
-        real = real_subset(run, splits[split_key(run)])
+    for run in (r for r in runs if r.synthetic_per_real > 0):
+        real = real_subset(run, splits[run.split_spec()])
         if run.synthetic_classes is not None:
             real = real[real["label"].isin(run.synthetic_classes)]
-        frames.append(real.assign(split="pool"))
+        frames.append(real)
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames).drop_duplicates("id").reset_index(drop=True)
@@ -40,61 +44,52 @@ def references_needed(runs: list[RunSpec]) -> pd.DataFrame:
 
 def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
     """Catch bad axis values before any training: n_real beyond the pool, missing stores."""
-    from dermsynth.train.run import load_splits, real_subset, split_key
-
-    splits = load_splits(runs)
+    splits = load_splits(r.split_spec() for r in runs)
     for run in runs:
-        real_subset(run, splits[split_key(run)])  # raises SplitError naming the class and sizes
-        has_store = bool(run.synthetic_store) and Path(str(run.synthetic_store), "store.json").exists()
-        if run.synthetic_per_real > 0 and spec.generator is None and not has_store:
+        real_subset(run, splits[run.split_spec()])  # raises SplitError naming the class and sizes
+        if run.synthetic_per_real > 0 and spec.generator is None and not is_store(run.synthetic_store):
             raise ConfigError(f"synthetic_store={run.synthetic_store!r} is not a synthetic store (no store.json); "
                               "create it with `dermsynth generate` or add a [generator] section")
 
 
-def builtin_generator(gen: GeneratorSpec, base: RunSpec, out: Path, progress: bool = True) -> Path:
-    """Train the built-in generator on the training pool (only), once."""
-    from dermsynth.generate.builtin import BuiltinConfig, train_builtin
+def _is_builtin_model(folder: Path) -> bool:
+    return (folder / "model" / ConditionedUNet.config_name).exists()
 
+
+def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, out: Path, progress: bool = True) -> Path:
+    """Train the built-in generator on the training pool (only), once."""
     model_dir = out / "generator"
-    if (model_dir / "model" / "dermsynth_builtin.json").exists():
+    if _is_builtin_model(model_dir):
         return model_dir / "model"
-    split = load_split(base)
     pool = split.pool
-    cached = cache_images(pool, gen.size, Path(base.cache_dir) / "images", progress=progress)
-    console.print(f"[bold]training the built-in generator[/] on {len(pool)} training-pool images "
-                  f"({gen.train_steps} steps max{f', {gen.train_minutes} min max' if gen.train_minutes else ''})")
+    log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
+             gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
     cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels))
-    train_builtin(cached.array, list(pool.set_index("id").loc[cached.ids, "label"]), model_dir,
-                  classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
-                  max_minutes=gen.train_minutes, config=cfg, progress=progress)
+    train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
+                     classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
+                     max_minutes=gen.train_minutes, config=cfg, progress=progress)
     return model_dir / "model"
 
 
-def finetune_stage(gen: GeneratorSpec, base: RunSpec, base_model: str, out: Path, progress: bool = True) -> dict:
+def finetune_stage(gen: GeneratorSpec, base: RunSpec, split: Split, base_model: str, out: Path,
+                   progress: bool = True) -> dict:
     """DreamBooth-style fine-tuning on the training pool: {class or "all": model path(s)}, cached.
 
     sd: the text-to-image and/or inpainting UNet (authors' settings unless overridden);
-    builtin: continued training of the built-in model on one class's images.
-    Every image used is listed in OUT/finetuned/finetune_ids.txt for the leakage audit.
+    builtin: continued training of the built-in model on one class's images. Each model
+    folder records the images it learnt from; generation carries them into the store.
     """
-    from dermsynth.generate.builtin import train_builtin
-    from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
-
-    split = load_split(base)
     targets = [None] if gen.finetune == "all" else sorted(split.pool["label"].unique())
     root = out / "finetuned"
     models: dict = {}
-    used: set[str] = set()
     for label in targets:
         name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
         rows = split.pool if label is None else split.pool[split.pool["label"] == label]
-        used |= set(rows["id"])
         if gen.backend == "builtin":
             dest = root / name
-            if not (dest / "model" / "dermsynth_builtin.json").exists():
-                cached = cache_images(rows, gen.size, Path(base.cache_dir) / "images", progress=False)
-                train_builtin(cached.array, list(rows.set_index("id").loc[cached.ids, "label"]), dest,
-                              max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
+            if not _is_builtin_model(dest):
+                train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
+                                 max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
             models[label or "all"] = {"builtin": str(dest / "model")}
             continue
         cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
@@ -106,12 +101,10 @@ def finetune_stage(gen: GeneratorSpec, base: RunSpec, base_model: str, out: Path
         for kind, model in wanted.items():
             dest = root / name / kind
             if not (dest / "dreambooth.json").exists():
-                console.print(f"[bold]DreamBooth[/] {kind} on {len(rows)} training-pool images ({label or 'all'})")
+                log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
                 finetune_from_split(model, split, dest, label=label, cfg=cfg, progress=progress)
             paths[kind] = str(dest)
         models[label or "all"] = paths
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "finetune_ids.txt").write_text("\n".join(sorted(used)))
     return models
 
 
@@ -131,8 +124,6 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
 
     ``timings`` (if given) receives the seconds spent training the generator and generating.
     """
-    import time
-
     timings = {} if timings is None else timings
     gen = spec.generator
     needs = [r for r in runs if r.synthetic_per_real > 0]
@@ -148,36 +139,33 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
     if k > gen.per_image:
         raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
     base = needs[0]
+    splits = load_splits(r.split_spec() for r in needs)
+    split = splits[base.split_spec()]
     t0 = time.perf_counter()
     if gen.backend == "builtin":
-        model = gen.model or str(builtin_generator(gen, base, out, progress))
+        model = gen.model or str(builtin_generator(gen, base, split, out, progress))
         base_paths = {"builtin": model}
     else:
         if not gen.model:
             raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
         model, base_paths = gen.model, {}
     timings["generator_training"] = time.perf_counter() - t0
-    trained_on = set(load_split(base).pool["id"]) if gen.backend == "builtin" and not gen.model else set()
     if gen.finetune != "none":
         t0 = time.perf_counter()
-        tuned = finetune_stage(gen, base, model, out, progress)
+        tuned = finetune_stage(gen, base, split, model, out, progress)
         timings["finetuning"] = time.perf_counter() - t0
         backends = {label: _backend_for(gen, paths) for label, paths in tuned.items()}
         backend = backends["all"] if "all" in backends else PerClassBackend(backends)
-        trained_on |= set((out / "finetuned" / "finetune_ids.txt").read_text().split())
     else:
         backend = _backend_for(gen, base_paths)
-    if trained_on:  # the images the generator learnt from, for the leakage audit
-        store.mkdir(parents=True, exist_ok=True)
-        (store / "finetune_ids.txt").write_text("\n".join(sorted(trained_on)))
     t0 = time.perf_counter()
-    refs = references_needed(needs)
+    refs = references_needed(needs, splits)
     methods = sorted({m for r in needs for m in (r.synthetic_methods or gen.methods)})
     for method in methods:
-        res = run_generation(backend, refs, method, k, store, batch_size=gen.batch_size,
+        res = run_generation(backend, refs, method, k, store, split=split, batch_size=gen.batch_size,
                              with_skin_type=gen.with_skin_type, progress=progress)
-        console.print(f"{method}: generated {res['generated']}, reused {res['skipped']} "
-                      f"({res['images_per_second']:.1f} img/s)")
+        log.info("%s: generated %d, reused %d (%.1f img/s)", method, res["generated"], res["skipped"],
+                 res["images_per_second"])
     timings["generation"] = time.perf_counter() - t0
     return str(store)
 
@@ -188,22 +176,17 @@ def recognisability_stage(runs: list[RunSpec], store: str | Path, out: Path, pro
     The classifier uses the settings of the first cell with synthetic data (backbone, image
     size, epochs), trained on every real pool image without synthetic ones.
     """
-    import json
-
-    from dermsynth.analysis.recognisability import recognisability
-    from dermsynth.generate.store import read_manifest
-
     needs = [r for r in runs if r.synthetic_per_real > 0]
-    if not needs or not Path(store, "store.json").exists():
+    if not needs or not is_store(store):
         return None
     folder = out / "analysis" / "recognisability"
     n_synthetic = len(read_manifest(store))
     done = folder / "recognisability.json"
-    if done.exists() and json.loads(done.read_text()).get("n_synthetic") == n_synthetic:
+    if done.exists() and io.read_json(done).get("n_synthetic") == n_synthetic:
         return done
     spec = needs[0].model_copy(update={"synthetic_per_real": 0, "use_all_pool": True, "seed": 0})
-    table = recognisability(load_split(spec), store, spec, folder, progress=progress)
+    table = recognisability(load_split(spec.split_spec()), store, spec, folder, progress=progress)
     for row in table.itertuples():
-        console.print(f"recognisability — {row.group}: {100 * row.accuracy:.1f} % of {row.n} "
-                      f"(chance {100 * row.chance:.1f} %, p = {row.p_above_chance:.2g})")
+        log.info("recognisability — %s: %.1f %% of %d (chance %.1f %%, p = %.2g)", row.group, 100 * row.accuracy,
+                 row.n, 100 * row.chance, row.p_above_chance)
     return done

@@ -7,13 +7,13 @@ UNet (4 input channels) and the inpainting UNet (9 channels: latents âŠ• mask âŠ
 latents, trained with the method's masks). Optional prior preservation and LoRA (peft).
 
 Only training-pool images may be used: :func:`finetune_from_split` takes the split and
-refuses validation/test images, and writes the ids it used (``finetune_ids.txt``) so the
+refuses validation/test images, and records the ids it used in the model folder (the
+synthetic store's training-ids file) so generation carries them into the store and the
 leakage audit can prove it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from dermsynth import io
 from dermsynth.data.images import load_array
-from dermsynth.data.splits import Split
-from dermsynth.errors import DermsynthError, LeakageError
+from dermsynth.data.splits import Split, refuse_held_out
+from dermsynth.data.synthetic_store import write_training_ids
+from dermsynth.errors import DataError
 from dermsynth.generate.methods import centre_square_mask, prompt_for
 
 
@@ -61,7 +63,7 @@ def _load_components(model: str):
                 UNet2DConditionModel.from_pretrained(model, subfolder="unet", **kw),
                 DDPMScheduler.from_pretrained(model, subfolder="scheduler", **kw))
     except (OSError, ValueError) as exc:
-        raise DermsynthError(f"could not load Stable Diffusion components from {model!r} ({exc}); pass a local "
+        raise DataError(f"could not load Stable Diffusion components from {model!r} ({exc}); pass a local "
                              "folder saved with save_pretrained") from None
 
 
@@ -97,7 +99,7 @@ def _loss(unet, vae, sched, x, cond, gen, masks=None):
 
 def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | Path,
              cfg: DreamBoothConfig | None = None, prior_images: np.ndarray | None = None,
-             prior_prompts: list[str] | None = None, progress: bool = True) -> dict:
+             prior_prompts: list[str] | None = None, training_ids=None, progress: bool = True) -> dict:
     """Fine-tune the UNet of ``model`` on uint8 images (N, R, R, 3) with their prompts; save a pipeline folder.
 
     Returns the loss on a fixed held batch (same noise and timesteps) before and after, so a
@@ -105,7 +107,7 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     """
     cfg = cfg or DreamBoothConfig()
     if len(images) == 0:
-        raise DermsynthError("DreamBooth needs at least one training image")
+        raise DataError("DreamBooth needs at least one training image")
     tokenizer, text_encoder, vae, unet, sched = _load_components(model)
     text_encoder.requires_grad_(False)
     vae.requires_grad_(False)
@@ -168,7 +170,9 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     summary = {"steps": step, "seconds": time.perf_counter() - t0, "held_loss_before": before,
                "held_loss_after": after, "train_losses": losses, "config": asdict(cfg), "base_model": model,
                "n_images": int(len(images))}
-    (out_dir / "dreambooth.json").write_text(json.dumps(summary, indent=2))
+    if training_ids is not None:  # before dreambooth.json, which marks the folder complete
+        write_training_ids(out_dir, training_ids)
+    io.write_json(out_dir / "dreambooth.json", summary)
     return summary
 
 
@@ -181,13 +185,8 @@ def _save(model: str, unet, out_dir: Path, cfg: DreamBoothConfig) -> None:
         unet.unload_lora()
     pipe = DiffusionPipeline.from_pretrained(model, unet=unet, safety_checker=None, requires_safety_checker=False,
                                              local_files_only=Path(model).exists())
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    pipe.save_pretrained(tmp)
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with io.atomic_path(out_dir) as tmp:
+        pipe.save_pretrained(tmp)
 
 
 def finetune_from_split(model: str, split: Split, out_dir: str | Path, label: str | None = None,
@@ -198,17 +197,12 @@ def finetune_from_split(model: str, split: Split, out_dir: str | Path, label: st
     table = split.table
     if ids is not None:
         chosen = table[table["id"].isin(ids)]
-        held = chosen[chosen["split"] != "pool"]
-        if len(held):
-            raise LeakageError(f"DreamBooth refused: {len(held)} image(s) are validation/test images "
-                               f"(e.g. {held['id'].iloc[0]!r}); fine-tune on the training pool only")
+        refuse_held_out(chosen, split, "DreamBooth")
     else:
         chosen = split.pool if label is None else split.pool[split.pool["label"] == label]
     if chosen.empty:
-        raise DermsynthError(f"no training-pool images{' of class ' + repr(label) if label else ''} to fine-tune on")
+        raise DataError(f"no training-pool images{' of class ' + repr(label) if label else ''} to fine-tune on")
     images = np.stack([load_array(p, cfg.resolution) for p in chosen["path"]])
     prompts = [prompt_for(lab, st, with_skin_type=with_skin_type) for lab, st in
                zip(chosen["label"], chosen["skin_type"], strict=True)]
-    summary = finetune(model, images, prompts, out_dir, cfg, progress=progress)
-    (Path(out_dir) / "finetune_ids.txt").write_text("\n".join(chosen["id"]))
-    return summary
+    return finetune(model, images, prompts, out_dir, cfg, training_ids=list(chosen["id"]), progress=progress)

@@ -60,3 +60,12 @@ def prompt_for(label: str, skin_type=None, template: str = DEFAULT_PROMPT, with_
     if with_skin_type and skin_type is not None and not (isinstance(skin_type, float) and np.isnan(skin_type)):
         text += SKIN_TYPE_SUFFIX.format(skin_type=int(skin_type))
     return text
+
+
+def method_params(method: str, steps: int, guidance: float, strength_inpaint: float, strength_outpaint: float,
+                  mask_fraction: float = 0.5) -> dict:
+    """The sampling settings recorded in the manifest for one image of ``method``."""
+    strength = {"inpaint": strength_inpaint, "outpaint": strength_outpaint, "text-to-image": 1.0}.get(
+        method, strength_inpaint)
+    mask = "none" if method == "text-to-image" else f"centre-square-{mask_fraction}"
+    return {"steps": steps, "guidance": guidance, "strength": strength, "mask": mask}

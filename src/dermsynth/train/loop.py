@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dermsynth.errors import DermsynthError
+from dermsynth.registry import Registry
 from dermsynth.train.spec import RunSpec, auto_batch_size
 from dermsynth.train.transforms import AugConfig, augment
 
@@ -37,14 +38,14 @@ class FitResult:
     batch_size: int = 0
 
 
-def _normalizer(model: nn.Module, device):
+def normalizer(model: nn.Module, device):
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), device=device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), device=device).view(1, 3, 1, 1)
     return lambda x: (x - mean) / std
 
 
-def _to_input(xb: torch.Tensor, norm, channels_last: bool, aug: AugConfig | None, gen) -> torch.Tensor:
+def to_input(xb: torch.Tensor, norm, channels_last: bool, aug: AugConfig | None, gen) -> torch.Tensor:
     x = xb.float().div_(255.0)
     if aug is not None:
         x = augment(x, aug, gen)
@@ -56,23 +57,26 @@ def _to_input(xb: torch.Tensor, norm, channels_last: bool, aug: AugConfig | None
 def predict(model: nn.Module, x: torch.Tensor, spec: RunSpec, device, batch: int = 256) -> np.ndarray:
     """Softmax probabilities for uint8 images (N, 3, H, W)."""
     model.eval()
-    norm = _normalizer(model, device)
+    norm = normalizer(model, device)
     out = []
     for i in range(0, len(x), batch):
-        xb = _to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
+        xb = to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
             logits = model(xb)
         out.append(torch.softmax(logits.float(), 1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
-def _optimizer(model: nn.Module, spec: RunSpec):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=(0.9, 0.99), weight_decay=spec.weight_decay)
-    return torch.optim.AdamW(params, lr=spec.lr, betas=(0.9, 0.99), weight_decay=spec.weight_decay)
+# fastai's defaults (betas 0.9, 0.99), which the authors' code trained with.
+OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS.register("adamw")(lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd))
+OPTIMIZERS.register("adam")(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd))
+OPTIMIZERS.register("sgd")(lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd))
+
+SCHEDULES: Registry = Registry("schedule")
+SCHEDULES.register("constant")(lambda opt, lr, total: None)
+SCHEDULES.register("cosine")(lambda opt, lr, total: torch.optim.lr_scheduler.CosineAnnealingLR(opt, total))
+SCHEDULES.register("onecycle")(lambda opt, lr, total: torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total))
 
 
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
@@ -83,14 +87,10 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     bs = spec.batch_size if spec.batch_size != "auto" else auto_batch_size(len(train_x))
     bs = min(bs, len(train_x))
     steps_per_epoch = max(1, len(train_x) // bs)
-    opt = _optimizer(model, spec)
-    total = steps_per_epoch * spec.max_epochs
-    sched = None
-    if spec.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    elif spec.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=total)
-    norm = _normalizer(model, device)
+    opt = OPTIMIZERS.get(spec.optimizer)([p for p in model.parameters() if p.requires_grad], spec.lr,
+                                         spec.weight_decay)
+    sched = SCHEDULES.get(spec.schedule)(opt, spec.lr, steps_per_epoch * spec.max_epochs)
+    norm = normalizer(model, device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
     res = FitResult(batch_size=bs)
@@ -105,7 +105,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         te = time.perf_counter()
         for step in bar:
             idx = perm[step * bs:(step + 1) * bs]
-            xb = _to_input(train_x[idx].to(device), norm, spec.channels_last, aug, gen)
+            xb = to_input(train_x[idx].to(device), norm, spec.channels_last, aug, gen)
             yb = train_y[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
                 loss = F.cross_entropy(model(xb), yb)

@@ -12,15 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.data.splits import hash_unit
-from dermsynth.errors import DermsynthError
-
-MANIFEST_COLUMNS = ["synth_id", "ref_id", "label", "method", "path"]
-
-
-def check_manifest(manifest: pd.DataFrame, where: str = "synthetic manifest") -> None:
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise DermsynthError(f"{where} lacks the columns {missing}; expected {MANIFEST_COLUMNS}")
+from dermsynth.data.synthetic_store import check_manifest
+from dermsynth.errors import DataError
 
 
 def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
@@ -32,7 +25,7 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
     ``ref_id`` columns.
     """
     if k < 0:
-        raise DermsynthError(f"synthetic_per_real={k} must be ≥ 0")
+        raise DataError(f"synthetic_per_real={k} must be ≥ 0")
     out = real.assign(synthetic=False, ref_id=real["id"])
     if k == 0:
         return out
@@ -43,7 +36,7 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
     short = [(r, int(counts.get(r, 0))) for r in real["id"] if counts.get(r, 0) < k]
     if short:
         ref, have = short[0]
-        raise DermsynthError(
+        raise DataError(
             f"reference image {ref!r} has {have} synthetic images{' of ' + str(methods) if methods else ''}"
             f" but synthetic_per_real={k} was asked ({len(short)} references are short); generate more "
             "with `dermsynth generate --per-image K` or lower synthetic_per_real")
@@ -51,7 +44,7 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
     chosen = order.sort_values(["ref_id", "_key"]).groupby("ref_id", sort=False).head(k)
     missing_files = [p for p in chosen["path"] if not Path(p).exists()]
     if missing_files:
-        raise DermsynthError(f"synthetic image file {missing_files[0]} listed in the manifest is missing "
+        raise DataError(f"synthetic image file {missing_files[0]} listed in the manifest is missing "
                              f"({len(missing_files)} missing); re-run `dermsynth generate` to restore them")
     ref_meta = real.set_index("id")
     synth = pd.DataFrame({
@@ -71,7 +64,7 @@ def duplicate_classes(train: pd.DataFrame, factors: dict[str, int]) -> pd.DataFr
     parts = [train]
     for label, factor in factors.items():
         if label not in set(train["label"]):
-            raise DermsynthError(f"duplicate_classes names class {label!r}, absent from the training set")
+            raise DataError(f"duplicate_classes names class {label!r}, absent from the training set")
         rows = train[(train["label"] == label) & (~train.get("synthetic", False))]
         for _ in range(max(0, int(factor) - 1)):
             parts.append(rows)

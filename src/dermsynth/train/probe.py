@@ -8,17 +8,17 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from dermsynth.train.loop import FitResult, _normalizer, _to_input
+from dermsynth.train.loop import FitResult, normalizer, to_input
 from dermsynth.train.spec import RunSpec
 
 
 @torch.no_grad()
 def features(model, x: torch.Tensor, spec: RunSpec, device, batch: int = 256) -> np.ndarray:
     model.eval()
-    norm = _normalizer(model, device)
+    norm = normalizer(model, device)
     out = []
     for i in range(0, len(x), batch):
-        xb = _to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
+        xb = to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
         out.append(model.forward_head(model.forward_features(xb), pre_logits=True).float().cpu())
     return torch.cat(out).numpy()
 

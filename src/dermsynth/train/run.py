@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -13,43 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dermsynth import io
 from dermsynth.data.cache import cache_images
-from dermsynth.data.datasets import load_dataset
-from dermsynth.data.splits import Split, assert_no_leakage, make_split
-from dermsynth.errors import ConfigError, DermsynthError
-from dermsynth.train.backbones import create_backbone, set_trainable
+from dermsynth.data.splits import Split, load_split
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.errors import ConfigError, DataError
+from dermsynth.models.backbones import create_backbone, set_trainable
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.spec import RunSpec
-
-
-def split_key(spec: RunSpec) -> tuple:
-    """The fields that determine a run's split: runs sharing a key share one split."""
-    return (spec.dataset, spec.root, str(spec.classes), spec.label_column, spec.demo_n_per_class, spec.demo_size,
-            spec.n_test, spec.n_val, spec.split_seed, spec.stratify)
-
-
-def load_splits(runs: list[RunSpec]) -> dict[tuple, Split]:
-    """One split per distinct split key, so a grid of hundreds of runs loads its data once."""
-    splits: dict[tuple, Split] = {}
-    for run in runs:
-        if split_key(run) not in splits:
-            splits[split_key(run)] = load_split(run)
-    return splits
-
-
-def load_split(spec: RunSpec) -> Split:
-    """The image table and its held-out split for a spec (deterministic by split_seed)."""
-    table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
-                         size=spec.demo_size, seed=0, label_column=spec.label_column)
-    if spec.stratify == "skin_group" and table["skin_group"].isna().any():
-        unknown = int(table["skin_group"].isna().sum())
-        print(f"note: {unknown} images without a skin type are left out of a skin-group-stratified split")
-        table = table[table["skin_group"].notna()].reset_index(drop=True)
-    split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify)
-    assert_no_leakage(split)
-    return split
 
 
 def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
@@ -58,8 +30,6 @@ def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
     if spec.synthetic_per_real > 0:
         if not spec.synthetic_store:
             raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by `dermsynth generate`)")
-        from dermsynth.generate.store import read_manifest
-
         manifest = read_manifest(spec.synthetic_store)
         targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
         mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)
@@ -115,13 +85,13 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     else:
         torch.set_num_threads(os.cpu_count() or 1)
     device = device_for(spec)
-    split = load_split(spec)
+    split = load_split(spec.split_spec())
     train = training_table(spec, split)
     val, test = split.val, split.test
     classes = sorted(split.table["label"].unique())
     missing = [c for c in classes if c not in set(train["label"])]
     if missing:
-        raise DermsynthError(f"class(es) {missing} have no image in the training set; every class needs ≥ 1")
+        raise DataError(f"class(es) {missing} have no image in the training set; every class needs ≥ 1")
     cache_dir = Path(spec.cache_dir) / "images"
     cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir,
                           progress=progress)
@@ -169,8 +139,4 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
 
 def write_record(record: dict, path: Path) -> Path:
     """Atomic write: a reader sees the old file or the whole new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(path)
-    return path
+    return io.write_json(path, record, indent=None)

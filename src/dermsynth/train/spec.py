@@ -13,10 +13,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dermsynth.data.splits import SplitSpec
+
 PAPER_EPOCHS = 30
 
 
 class RunSpec(BaseModel):
+    """One run's settings. The split fields are flat (so a TOML grid can sweep ``n_test`` like
+    ``lr``); :meth:`split_spec` gathers them into the SplitSpec the data layer takes."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # data and split
@@ -66,6 +71,9 @@ class RunSpec(BaseModel):
     @classmethod
     def _one_method(cls, v):
         return [v] if isinstance(v, str) else v
+
+    def split_spec(self) -> SplitSpec:
+        return SplitSpec(**{k: getattr(self, k) for k in SplitSpec.model_fields})
 
     def run_id(self) -> str:
         """Hash of the settings that change the result (not threads, device or cache)."""

@@ -1,21 +1,25 @@
-"""The synthetic store: image files + a manifest linking each image to its reference.
+"""The synthetic store: image files + one manifest linking each image to its reference.
 
 Layout::
 
     STORE/store.json                     backend, model, fingerprint (one model per store)
     STORE/images/<method>/<synth_id>.png
     STORE/manifest/part-*.parquet        one part per written batch (append-only)
+    STORE/references/part-*.parquet      id → path of every reference (append-only)
+    STORE/generator_training_ids.txt     every real image the generator learnt from
 
+This module owns the manifest schema, the references and the generator's training ids —
+the records the leakage promise rests on — so they are written and read one way only.
 Each batch writes its images atomically, then its manifest part atomically; a crash
 between the two leaves images that the next run regenerates identically (same seed), so
-nothing is lost or duplicated. ``read_manifest`` keeps only rows whose image exists.
+nothing is lost or duplicated. Parts have unique names, so concurrent shard workers never
+overwrite each other. ``read_manifest`` keeps only rows whose image exists.
 """
 
 from __future__ import annotations
 
-import io
+import io as _bytes_io
 import json
-import os
 import tarfile
 import time
 import uuid
@@ -25,10 +29,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dermsynth.errors import DermsynthError
+from dermsynth import io
+from dermsynth.errors import DataError
 
 MANIFEST_FIELDS = ["synth_id", "ref_id", "label", "skin_type", "method", "backend", "model", "fingerprint",
                    "prompt", "seed", "steps", "guidance", "strength", "mask", "created", "path"]
+REQUIRED_FIELDS = ["synth_id", "ref_id", "label", "method", "path"]
+TRAINING_IDS = "generator_training_ids.txt"
 
 
 def open_store(store: str | Path, backend: str, model: str, fingerprint: str) -> Path:
@@ -36,73 +43,104 @@ def open_store(store: str | Path, backend: str, model: str, fingerprint: str) ->
     store = Path(store)
     meta_path = store / "store.json"
     if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+        meta = io.read_json(meta_path)
         if meta["fingerprint"] != fingerprint:
-            raise DermsynthError(
+            raise DataError(
                 f"{store} holds images of model {meta['model']} (fingerprint {meta['fingerprint']}), not of "
                 f"{model} ({fingerprint}); write to a new --out folder (one model per store)")
         return store
-    store.mkdir(parents=True, exist_ok=True)
-    (store / "images").mkdir(exist_ok=True)
-    (store / "manifest").mkdir(exist_ok=True)
-    tmp = store / "store.json.tmp"
-    tmp.write_text(json.dumps({"backend": backend, "model": model, "fingerprint": fingerprint,
-                               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    tmp.replace(meta_path)
+    for sub in ("images", "manifest", "references"):
+        (store / sub).mkdir(parents=True, exist_ok=True)
+    io.write_json(meta_path, {"backend": backend, "model": model, "fingerprint": fingerprint,
+                              "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return store
 
 
-def save_image_atomic(arr_or_img, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def is_store(store: str | Path | None) -> bool:
+    return store is not None and Path(store, "store.json").exists()
+
+
+def save_image(arr_or_img, path: Path) -> None:
     img = arr_or_img if isinstance(arr_or_img, Image.Image) else Image.fromarray(np.asarray(arr_or_img))
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
+    with io.atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def _append_part(folder: Path, frame: pd.DataFrame) -> None:
+    io.write_parquet(folder / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet", frame)
+
+
+def _read_parts(folder: Path) -> pd.DataFrame | None:
+    parts = sorted(folder.glob("part-*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else None
 
 
 def append_manifest(store: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    part = store / "manifest" / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = part.with_name("." + part.name + ".tmp")
-    pd.DataFrame(rows).reindex(columns=MANIFEST_FIELDS).to_parquet(tmp)
-    tmp.replace(part)
+    if rows:
+        _append_part(Path(store) / "manifest", pd.DataFrame(rows).reindex(columns=MANIFEST_FIELDS))
 
 
 def read_manifest(store: str | Path) -> pd.DataFrame:
     """All rows of a store (absolute paths), de-duplicated by synth_id, files present."""
     store = Path(store)
-    if not (store / "store.json").exists():
-        raise DermsynthError(f"{store} is not a synthetic store (no store.json); create it with `dermsynth generate`")
-    parts = sorted((store / "manifest").glob("part-*.parquet"))
-    if not parts:
+    if not is_store(store):
+        raise DataError(f"{store} is not a synthetic store (no store.json); create it with `dermsynth generate`")
+    df = _read_parts(store / "manifest")
+    if df is None:
         return pd.DataFrame(columns=MANIFEST_FIELDS)
-    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     df = df.drop_duplicates("synth_id", keep="last")
     df["path"] = [str(store / p) for p in df["path"]]
     exists = np.array([Path(p).exists() for p in df["path"]], dtype=bool)
     return df[exists].reset_index(drop=True)
 
 
+def check_manifest(manifest: pd.DataFrame, where: str = "synthetic manifest") -> None:
+    missing = [c for c in REQUIRED_FIELDS if c not in manifest.columns]
+    if missing:
+        raise DataError(f"{where} lacks the columns {missing}; expected {REQUIRED_FIELDS}")
+
+
+def record_references(store: Path, refs: pd.DataFrame) -> None:
+    """Keep id → path of every reference, so reports and audits can show real beside synthetic."""
+    cols = [c for c in ("id", "path", "label", "skin_type") if c in refs.columns]
+    _append_part(Path(store) / "references", refs[cols].astype({"id": str, "path": str}))
+
+
+def read_references(store: str | Path) -> pd.DataFrame:
+    df = _read_parts(Path(store) / "references")
+    if df is None:
+        return pd.DataFrame(columns=["id", "path", "label", "skin_type"])
+    return df.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def write_training_ids(folder: str | Path, ids) -> Path:
+    """Record the real images a generator learnt from (a model folder or a store), sorted, one per line."""
+    return io.write_text(Path(folder) / TRAINING_IDS, "\n".join(sorted({str(i) for i in ids})))
+
+
+def read_training_ids(folder: str | Path | None) -> set[str]:
+    """The generator's training ids recorded in ``folder`` (empty when none were recorded)."""
+    if folder is None or not Path(folder, TRAINING_IDS).exists():
+        return set()
+    return set(Path(folder, TRAINING_IDS).read_text().split())
+
+
 def export_webdataset(store: str | Path, out_dir: str | Path, shard_size: int = 1000) -> list[Path]:
     """Write ``shard-{method}-{index:05d}.tar`` files: ``<key>.png`` + ``<key>.json`` per sample."""
     manifest = read_manifest(store)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     shards = []
     for method, rows in manifest.groupby("method", sort=True):
         for i in range(0, len(rows), shard_size):
             path = out_dir / f"shard-{method}-{i // shard_size:05d}.tar"
-            tmp = path.with_suffix(".tar.tmp")
-            with tarfile.open(tmp, "w") as tar:
+            with io.atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
                 for _, r in rows.iloc[i:i + shard_size].iterrows():
                     meta = {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "path"}
                     meta = json.loads(json.dumps(meta, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
                     for ext, data in (("png", Path(r["path"]).read_bytes()), ("json", json.dumps(meta).encode())):
                         info = tarfile.TarInfo(f"{r['synth_id']}.{ext}")
                         info.size = len(data)
-                        tar.addfile(info, io.BytesIO(data))
-            tmp.replace(path)
+                        tar.addfile(info, _bytes_io.BytesIO(data))
             shards.append(path)
     return shards
 
@@ -117,8 +155,7 @@ def import_webdataset(shards: list[str | Path], store: str | Path) -> int:
         meta = json.loads(sample["json"])
         first = first or meta
         rel = Path("images") / meta["method"] / f"{meta['synth_id']}.png"
-        (store / rel).parent.mkdir(parents=True, exist_ok=True)
-        (store / rel).write_bytes(sample["png"])
+        io.write_bytes(store / rel, sample["png"])
         rows.append({**meta, "path": str(rel)})
     if first is None:
         return 0

@@ -10,6 +10,7 @@ folders; offline, a missing model is a clear error naming it — never random we
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dermsynth.errors import DermsynthError
-from dermsynth.generate.methods import method_masks
+from dermsynth.data.synthetic_store import read_training_ids
+from dermsynth.errors import DataError
+from dermsynth.generate.methods import method_masks, method_params
 
 DEFAULT_T2I = "stabilityai/stable-diffusion-2-1-base"
 DEFAULT_INPAINT = "runwayml/stable-diffusion-inpainting"
@@ -38,7 +40,7 @@ def load_pipeline(kind: str, model: str, dtype: torch.dtype, device: torch.devic
         pipe = cls.from_pretrained(model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
                                    local_files_only=local or _offline())
     except (OSError, ValueError) as exc:
-        raise DermsynthError(
+        raise DataError(
             f"could not load the {'text-to-image' if kind == 't2i' else 'inpainting'} model {model!r} "
             f"({type(exc).__name__}: {str(exc)[:200]}). Without internet, download it elsewhere "
             "(`huggingface-cli download MODEL --local-dir DIR`) and pass the folder with --model / inpaint_model."
@@ -52,15 +54,25 @@ def load_pipeline(kind: str, model: str, dtype: torch.dtype, device: torch.devic
 
 
 def fingerprint_of(model: str, extra: str = "") -> str:
-    """Hash of a model folder's configs and weight sizes, or of a hub id (and revision)."""
+    """Hash of a model: a hub id (and ``extra``), or a local folder's configs and weights.
+
+    Weight files are hashed by size and their first and last MiB — a retrained or swapped
+    UNet changes them — so a multi-GB pipeline is fingerprinted in milliseconds.
+    """
     h = hashlib.sha256((model + extra).encode())
     path = Path(model)
     if path.exists():
         for f in sorted(path.rglob("*")):
-            if f.is_file():
-                h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
-                if f.suffix == ".json":
-                    h.update(f.read_bytes())
+            if not f.is_file():
+                continue
+            h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
+            if f.suffix in (".json", ".txt"):
+                h.update(f.read_bytes())
+            elif f.suffix in (".safetensors", ".bin", ".ckpt", ".pt"):
+                with open(f, "rb") as fh:
+                    h.update(fh.read(1 << 20))
+                    fh.seek(max(0, f.stat().st_size - (1 << 20)))
+                    h.update(fh.read())
     return h.hexdigest()[:16]
 
 
@@ -80,7 +92,9 @@ class SDBackend:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.lora = lora
-        self.fingerprint = fingerprint_of(model, "|" + fingerprint_of(self.inpaint_model) + "|" + (lora or ""))
+        settings = json.dumps([steps, guidance, strength_inpaint, strength_outpaint, size, mask_fraction, feather])
+        self.fingerprint = fingerprint_of(model, "|".join(["", fingerprint_of(self.inpaint_model),
+                                                          fingerprint_of(lora) if lora else "", settings]))
         self._pipes: dict[str, object] = {}
 
     def pipe(self, kind: str):
@@ -91,9 +105,12 @@ class SDBackend:
         return self._pipes[kind]
 
     def params(self, method: str) -> dict:
-        strength = {"inpaint": self.s_in, "outpaint": self.s_out, "text-to-image": 1.0}.get(method, self.s_in)
-        mask = "none" if method == "text-to-image" else f"centre-square-{self.fraction}"
-        return {"steps": self.steps, "guidance": self.guidance, "strength": strength, "mask": mask}
+        return method_params(method, self.steps, self.guidance, self.s_in, self.s_out, self.fraction)
+
+    def training_ids(self) -> set[str]:
+        """Images a fine-tuned pipeline learnt from (recorded by DreamBooth); none for a pretrained one."""
+        folders = [m for m in (self.model, self.inpaint_model, self.lora) if m and Path(m).exists()]
+        return set().union(*(read_training_ids(m) for m in folders)) if folders else set()
 
     def _generators(self, seeds, offset=0):
         return [torch.Generator(device="cpu").manual_seed(int(s) + offset) for s in seeds]
@@ -105,7 +122,7 @@ class SDBackend:
                                    output_type="np").images
             return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
         if refs is None:
-            raise DermsynthError(f"method {method!r} needs reference images")
+            raise DataError(f"method {method!r} needs reference images")
         cur = [Image.fromarray(r).resize((self.size, self.size), Image.Resampling.BICUBIC) for r in refs]
         masks = method_masks(method, self.size, self.fraction, self.feather)
         for i, m in enumerate(masks):

@@ -1,4 +1,4 @@
-"""Studies of a synthetic store against its real data: Fig. 2, quality, memorization.
+"""Studies of a synthetic store against its real data: Fig. 2 (embeddings) and quality.
 
 Each function reads a split and a store, writes its tables/figures under ``out`` and
 returns the key numbers, so the CLI, the experiment report and notebooks share one path.
@@ -6,24 +6,28 @@ returns the key numbers, so the CLI, the experiment report and notebooks share o
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
-from PIL import Image  # noqa: E402
+from dermsynth import io
+from dermsynth.analysis.distances import distance_analysis, projections
+from dermsynth.analysis.figures import OKABE_ITO
+from dermsynth.analysis.quality import quality_table
+from dermsynth.data.cache import embed_table
+from dermsynth.data.splits import Split
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.models.encoders import Encoder
 
-from dermsynth.analysis.embeddings import Encoder, distance_analysis, embed_table, pixel_encoder, projections  # noqa: E402
-from dermsynth.analysis.figures import OKABE_ITO  # noqa: E402
-from dermsynth.analysis.memorization import audit_memorization  # noqa: E402
-from dermsynth.analysis.quality import quality_table  # noqa: E402
-from dermsynth.data.splits import Split  # noqa: E402
-from dermsynth.generate.store import read_manifest  # noqa: E402
+log = logging.getLogger(__name__)
+
+# UMAP needs a neighbourhood: below this many points it is not drawn (and the reason recorded).
+MIN_UMAP_POINTS = 20
 
 
 def _syn_table(store) -> pd.DataFrame:
@@ -49,14 +53,15 @@ def embedding_study(split: Split, store, encoder: Encoder, out: str | Path, max_
     paths = list(real["path"]) + list(syn["path"])
     figs = {}
     for method in ("pca", "umap") if umap else ("pca",):
-        try:
-            xy = projections(emb, method, seed)
-        except Exception as exc:  # UMAP on tiny samples can fail; PCA always works
-            figs[method] = f"skipped: {exc}"
+        if method == "umap" and len(emb) < MIN_UMAP_POINTS:
+            figs[method] = f"skipped: {len(emb)} images, UMAP needs ≥ {MIN_UMAP_POINTS}"
+            log.warning("UMAP %s", figs[method])
             continue
+        xy = projections(emb, method, seed)
         figs[method] = str(_projection_figure(xy, labels, kinds, paths, out / f"fig2_{method}.png", method, seed))
     hist = out / "fig2_distances.png"
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
     for (name, vals), col in zip(((k, v) for k, v in (("real–real", dist.real_real), ("real–synthetic",
                                  dist.real_synthetic), ("synthetic–own reference", dist.synthetic_reference))
                                   if len(v)), OKABE_ITO[1:], strict=False):
@@ -64,17 +69,17 @@ def embedding_study(split: Split, store, encoder: Encoder, out: str | Path, max_
     ax.set_xlabel(f"cosine distance ({encoder.name})")
     ax.legend(fontsize=7)
     fig.savefig(hist, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     result = {"encoder": encoder.name, "n_real": len(re), "n_synthetic": len(se), "means": dist.means(),
               "tests": dist.tests.to_dict(orient="records"), "figures": {**figs, "distances": str(hist)},
               "paper_means": {"real-real": 0.242, "real-synthetic": 0.241, "synthetic-own-reference": 0.0844}}
-    (out / "embedding.json").write_text(json.dumps(result, indent=2))
+    io.write_json(out / "embedding.json", result)
     return result
 
 
 def _projection_figure(xy, labels, kinds, paths, path: Path, method: str, seed: int, thumbs: int = 12) -> Path:
     classes = sorted(set(labels))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig = Figure(figsize=(11, 4.6))
+    axes = fig.subplots(1, 2)
     lab = np.array(labels)
     kind = np.array(kinds)
     for i, c in enumerate(classes):
@@ -92,7 +97,6 @@ def _projection_figure(xy, labels, kinds, paths, path: Path, method: str, seed: 
     axes[0].set_title(f"{method.upper()} by condition (thumbnails: random images)")
     axes[1].set_title(f"{method.upper()} real vs synthetic")
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -105,23 +109,3 @@ def quality_study(split: Split, store, encoder: Encoder, out: str | Path, reps: 
                           syn["label"], syn["method"], reps)
     table.to_csv(out / "quality.csv", index=False)
     return table
-
-
-def memorization_study(split: Split, store, encoder: Encoder | None, out: str | Path, quantile: float = 0.01,
-                       cache_dir: str = ".dermsynth-cache") -> pd.DataFrame:
-    """Nearest real neighbours (training pool and held-out) of every synthetic image; flags copies."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    train = split.pool.reset_index(drop=True)
-    held = split.table[split.table["split"] != "pool"].reset_index(drop=True)
-    syn = _syn_table(store)
-    spaces = {}
-    for enc in [e for e in (encoder, pixel_encoder(16)) if e is not None]:
-        key = enc.name.split(":")[0]
-        spaces[key] = (embed_table(syn, enc, cache_dir), embed_table(train, enc, cache_dir),
-                       embed_table(held, enc, cache_dir))
-    rep = audit_memorization(syn, spaces, list(train["id"]), list(held["id"]), quantile)
-    rep.table.to_csv(out / "memorization.csv", index=False)
-    (out / "memorization.json").write_text(json.dumps({"thresholds": rep.thresholds, "flagged": int(rep.table[
-        "flagged"].sum()), "n_synthetic": len(rep.table)}, indent=2))
-    return rep.table

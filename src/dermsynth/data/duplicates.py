@@ -1,4 +1,5 @@
-"""Duplicate detection: exact (file content) and near (perceptual hash) duplicates.
+"""Duplicate detection: exact (file content), near (perceptual hash) and, given an embedding
+function, embedding-cosine duplicates.
 
 The paper cleaned F17k with SelfClean; the minimum a study needs is to find exact and
 near-duplicate images, because a duplicate with one copy in training and one in test is a
@@ -7,6 +8,7 @@ leak that inflates accuracy. Clusters become split groups so duplicates never st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.data.cache import file_digest
+from dermsynth.data.groups import components
 from dermsynth.data.images import load_rgb
 from dermsynth.errors import ImageDecodeError
 
@@ -60,12 +63,16 @@ def _popcount64(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
 
 
-def embedding_pairs(table: pd.DataFrame, encoder, max_cosine: float, skip: set[int]) -> list[tuple]:
-    """Pairs whose embeddings' cosine distance ≤ max_cosine (catches crops and colour edits pHash misses)."""
-    from dermsynth.analysis.embeddings import embed_table
+EmbedFn = Callable[[pd.DataFrame], np.ndarray]
 
+
+def embedding_pairs(table: pd.DataFrame, embed: EmbedFn, max_cosine: float, skip: set[int]) -> list[tuple]:
+    """Pairs whose embeddings' cosine distance ≤ max_cosine (catches crops and colour edits pHash misses).
+
+    ``embed`` maps an image table to L2-normalised embeddings, one row per image.
+    """
     ok = [i for i in range(len(table)) if i not in skip]
-    emb = embed_table(table.iloc[ok], encoder)
+    emb = embed(table.iloc[ok])
     pairs = []
     for start in range(0, len(ok), 1024):
         d = 1.0 - emb[start:start + 1024] @ emb.T
@@ -76,10 +83,10 @@ def embedding_pairs(table: pd.DataFrame, encoder, max_cosine: float, skip: set[i
     return pairs
 
 
-def find_duplicates(table: pd.DataFrame, max_distance: int = 4, encoder=None,
+def find_duplicates(table: pd.DataFrame, max_distance: int = 4, embed: EmbedFn | None = None,
                     max_cosine: float = 0.02) -> DuplicateReport:
     """Exact duplicates by file digest; near duplicates by pHash Hamming distance ≤ max_distance and,
-    with an ``encoder``, by embedding cosine distance ≤ ``max_cosine``."""
+    with an ``embed`` function, by embedding cosine distance ≤ ``max_cosine``."""
     table = table.reset_index(drop=True)
     digests = [file_digest(p) if Path(p).is_file() else None for p in table["path"]]
     hashes, bad = perceptual_hashes(table)
@@ -101,23 +108,14 @@ def find_duplicates(table: pd.DataFrame, max_distance: int = 4, encoder=None,
             i, j = int(block[bi]), int(ok[oj])
             if i < j and (i, j) not in exact and digests[i] != digests[j]:
                 pairs.append((i, j, "near", int(dist[bi, oj])))
-    if encoder is not None:
+    if embed is not None:
         bad_rows = {i for i in range(len(table)) if table["id"][i] in {b[0] for b in bad}}
         found = {(a, b) for a, b, _, _ in pairs}
-        pairs += [p for p in embedding_pairs(table, encoder, max_cosine, bad_rows) if (p[0], p[1]) not in found]
-    parent = list(range(len(table)))
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, _, _ in pairs:
-        parent[find(b)] = find(a)
-    roots = [find(i) for i in range(len(table))]
+        pairs += [p for p in embedding_pairs(table, embed, max_cosine, bad_rows) if (p[0], p[1]) not in found]
+    roots = components(len(table), [p[0] for p in pairs], [p[1] for p in pairs])
     sizes = pd.Series(roots).value_counts()
-    clusters = pd.Series([f"dup-{table['id'][r]}" if sizes[r] > 1 else None for r in roots],
+    first = pd.Series(table["id"].to_numpy()).groupby(roots).transform("min").to_numpy()
+    clusters = pd.Series([f"dup-{first[i]}" if sizes[r] > 1 else None for i, r in enumerate(roots)],
                          index=table.index, dtype=object)
     frame = pd.DataFrame(pairs, columns=["a", "b", "kind", "distance"])
     frame = pd.DataFrame({

@@ -10,20 +10,20 @@ their accuracy is an upper bound; text-to-image images have no such link.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import binomtest
+from statsmodels.stats.proportion import proportion_confint
 
-from dermsynth.analysis.stats import wilson_ci
+from dermsynth import io
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import Split
-from dermsynth.errors import DermsynthError
-from dermsynth.generate.store import read_manifest
-from dermsynth.train.backbones import create_backbone
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.errors import DataError
+from dermsynth.models.backbones import create_backbone
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.run import device_for, images_tensor
 from dermsynth.train.spec import RunSpec
@@ -38,7 +38,7 @@ def _xy(table: pd.DataFrame, classes: list[str], spec: RunSpec) -> tuple[torch.T
 def _row(group: str, correct: np.ndarray, chance: float) -> dict:
     n, k = len(correct), int(correct.sum())
     acc = k / n if n else float("nan")
-    lo, hi = wilson_ci(acc, n) if n else (float("nan"), float("nan"))
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson") if n else (float("nan"), float("nan"))
     p = binomtest(k, n, chance, alternative="greater").pvalue if n else float("nan")
     return {"group": group, "n": n, "accuracy": acc, "ci_low": lo, "ci_high": hi, "chance": chance,
             "p_above_chance": p}
@@ -55,11 +55,11 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
     """
     syn = read_manifest(store)
     if syn.empty:
-        raise DermsynthError(f"the synthetic store {store} holds no images; generate some first")
+        raise DataError(f"the synthetic store {store} holds no images; generate some first")
     classes = sorted(split.table["label"].unique())
     unknown = sorted(set(syn["label"]) - set(classes))
     if unknown:
-        raise DermsynthError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
+        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
     syn = syn.assign(id=syn["synth_id"])
     torch.manual_seed(spec.seed)
     (tx, ty), (vx, vy), (sx, sy) = (_xy(t, classes, spec) for t in (split.pool, split.val, split.test))
@@ -85,7 +85,7 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
         out.mkdir(parents=True, exist_ok=True)
         pd.concat([table.assign(**{"class": "all"}), pd.DataFrame(per_class)]).to_csv(
             out / "recognisability.csv", index=False)
-        (out / "recognisability.json").write_text(json.dumps(
-            {"backbone": spec.backbone, "image_size": spec.image_size, "n_train_real": int(len(split.pool)),
-             "n_synthetic": int(len(syn)), "rows": table.to_dict(orient="records")}, indent=2))
+        io.write_json(out / "recognisability.json", {
+            "backbone": spec.backbone, "image_size": spec.image_size, "n_train_real": int(len(split.pool)),
+            "n_synthetic": int(len(syn)), "rows": table.to_dict(orient="records")})
     return table

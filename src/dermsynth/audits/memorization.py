@@ -12,9 +12,16 @@ a near-copy of a validation/test image always is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from dermsynth import io
+from dermsynth.data.cache import embed_table
+from dermsynth.data.splits import Split
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.models.encoders import Encoder, pixel_encoder
 
 MASKED = {"inpaint", "outpaint", "in-then-outpaint"}
 
@@ -65,3 +72,28 @@ def audit_memorization(syn: pd.DataFrame, spaces: dict[str, tuple[np.ndarray, np
         flag |= ((td < thr) & ~own.to_numpy()) | (hd < thr)
     out["flagged"] = flag
     return MemorizationReport(out, thresholds)
+
+
+def memorization_study(split: Split, store, encoder: Encoder | None, out: str | Path, quantile: float = 0.01,
+                       cache_dir: str = ".dermsynth-cache") -> MemorizationReport:
+    """Nearest real neighbours (training pool and held-out) of every synthetic image; flags copies.
+
+    Searched in ``encoder``'s space and always in pixel space. Writes ``memorization.csv``
+    and ``memorization.json`` under ``out``.
+    """
+    out = Path(out)
+    train = split.pool.reset_index(drop=True)
+    held = split.table[split.table["split"] != "pool"].reset_index(drop=True)
+    man = read_manifest(store)
+    syn = man.assign(id=man["synth_id"])
+    spaces = {}
+    for enc in [e for e in (encoder, pixel_encoder(16)) if e is not None]:
+        key = enc.name.split(":")[0]
+        spaces[key] = (embed_table(syn, enc, cache_dir), embed_table(train, enc, cache_dir),
+                       embed_table(held, enc, cache_dir))
+    rep = audit_memorization(syn, spaces, list(train["id"]), list(held["id"]), quantile)
+    out.mkdir(parents=True, exist_ok=True)
+    rep.table.to_csv(out / "memorization.csv", index=False)
+    io.write_json(out / "memorization.json", {"thresholds": rep.thresholds, "flagged": int(rep.table["flagged"].sum()),
+                                              "n_synthetic": len(rep.table)})
+    return rep

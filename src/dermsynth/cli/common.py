@@ -1,0 +1,96 @@
+"""What every command shares: console, logging, option definitions, errors → exit codes, --json.
+
+Library code logs and raises; only the CLI prints. Messages are printed with rich markup
+off, because markup swallows bracketed words ("add a [generator] section" would lose its
+"[generator]").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from dermsynth.data.registry import DATASETS
+from dermsynth.data.splits import SplitSpec
+from dermsynth.errors import DermsynthError
+
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
+
+DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
+MethodName = Literal["text-to-image", "inpaint", "outpaint", "in-then-outpaint"]
+BackendName = Literal["builtin", "sd"]
+EncoderSpec = str
+
+DatasetOpt = typer.Option("demo", "--dataset", help="The data set: " + DATASETS.help())
+RootOpt = typer.Option(None, "--root", help="Folder holding the data set's files.")
+ClassesOpt = typer.Option(None, "--classes", help="all | f17k9 | top-N | comma-separated list")
+NTestOpt = typer.Option(40, "--n-test", help="Test images per class (or per skin-type group).")
+NValOpt = typer.Option(40, "--n-val", help="Validation images per class.")
+SplitSeedOpt = typer.Option(0, "--split-seed", help="Seed of the test/validation split.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+EncoderOpt = typer.Option("clip", "--encoder", help="clip[:PATH_OR_ID] | timm:NAME | pixels[:SIZE]")
+ResultsOpt = typer.Option(None, "--results", help="An experiment's output folder: results go to "
+                          "RESULTS/analysis/<kind>, where `dermsynth report` finds them.")
+
+
+def split_spec(dataset: str, root: Path | None, classes: str | None, n_test: int, n_val: int,
+               split_seed: int) -> SplitSpec:
+    return SplitSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
+                     n_val=n_val, split_seed=split_seed)
+
+
+def analysis_out(out: Path | None, results: Path | None, kind: str) -> Path:
+    """``--out`` if given, else RESULTS/analysis/<kind> (so the report shows it), else ./<kind>."""
+    if out is not None:
+        return out
+    return (results / "analysis" / kind) if results is not None else Path(kind)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    handler = RichHandler(console=err_console, markup=False, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], format="%(message)s",
+                        force=True)
+    for noisy in ("urllib3", "PIL", "matplotlib", "filelock", "httpx", "diffusers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def error(message: str) -> None:
+    err_console.print(f"error: {message}", markup=False, style="bold red", highlight=False)
+
+
+def say(message: str) -> None:
+    """A human-readable result line on stdout (markup off)."""
+    out_console.print(message, markup=False, highlight=False)
+
+
+def emit(result: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
+    """Print ``result`` as JSON (``--json``) or call/print the human rendering."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    elif callable(human):
+        human()
+    elif human is not None:
+        say(human)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Turn a DermsynthError into its message and exit code (2 usage, 3 bad input, 1 audit)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DermsynthError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper

@@ -1,0 +1,71 @@
+"""``dermsynth experiment``: run, status, results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import typer
+
+from dermsynth.cli.common import JsonOpt, emit, handles_errors, say
+from dermsynth.errors import EXIT_AUDIT_FAILED
+
+app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
+
+
+def default_out(config: Path) -> Path:
+    return Path("runs") / config.stem
+
+
+@app.command("run")
+@handles_errors
+def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Results folder (default runs/NAME)."),
+                   executor: Literal["local", "ray"] = typer.Option("local", help="Where cells run."),
+                   workers: int | None = typer.Option(None, help="Parallel runs."),
+                   address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+                   force: bool = typer.Option(False, help="Write beside results of another config."),
+                   as_json: bool = JsonOpt):
+    """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import load_experiment
+
+    spec = load_experiment(config)
+    res = run_experiment(spec, out or default_out(config), executor, workers, address, force, progress=not as_json)
+    emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed")
+    if res["failed"]:
+        raise typer.Exit(EXIT_AUDIT_FAILED)
+
+
+@app.command("status")
+@handles_errors
+def experiment_status(config: Path, out: Path | None = typer.Option(None), as_json: bool = JsonOpt):
+    """done / running / failed / pending per cell, and an ETA."""
+    from dermsynth.experiments.runner import eta_seconds
+    from dermsynth.experiments.runner import experiment_status as status_of
+    from dermsynth.experiments.spec import load_experiment
+
+    folder = out or default_out(config)
+    st = status_of(load_experiment(config), folder)
+    eta = eta_seconds(st, folder)
+    counts = {k: int(v) for k, v in st["state"].value_counts().items()}
+    emit({"counts": counts, "eta_seconds": eta, "cells": st.to_dict(orient="records")}, as_json,
+         lambda: say(st.to_string(index=False) + f"\n{counts}" + (f"; ETA ≈ {eta / 60:.1f} min" if eta else "")))
+
+
+@app.command("results")
+@handles_errors
+def experiment_results(config: Path, out: Path | None = typer.Option(None),
+                       fmt: Literal["csv", "parquet"] = typer.Option("csv", "--format"),
+                       dest: Path | None = typer.Option(None, "--to", help="Output file (default OUT/results.FMT)."),
+                       as_json: bool = JsonOpt):
+    """Flatten all run records into one table."""
+    from dermsynth.experiments.results import results_table
+
+    folder = out or default_out(config)
+    table = results_table(folder)
+    dest = dest or folder / f"results.{fmt}"
+    if fmt == "parquet":
+        table.to_parquet(dest)
+    else:
+        table.to_csv(dest, index=False)
+    emit({"runs": len(table), "file": str(dest)}, as_json, f"{len(table)} runs → {dest}")

@@ -1,0 +1,42 @@
+"""Leakage audit: prove from the records that nothing held-out reaches training.
+
+Checks: (1) no synthetic image's reference is a validation/test image; (2) no image the
+generator learnt from (pre-training on the pool, fine-tuning) is held out; (3) no patient or
+duplicate group straddles splits.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dermsynth.data.splits import Split, check_split_leakage, held_out_ids
+from dermsynth.data.synthetic_store import is_store, read_manifest, read_training_ids
+from dermsynth.errors import LeakageError
+
+
+def audit(split: Split, manifest: pd.DataFrame | None = None, training_ids=None) -> list[str]:
+    """One message per violation (empty list = clean)."""
+    problems = list(check_split_leakage(split))
+    held = held_out_ids(split)
+    if manifest is not None and len(manifest):
+        bad = manifest[manifest["ref_id"].astype(str).isin(held)]
+        for _, r in bad.head(50).iterrows():
+            problems.append(f"synthetic image {r['synth_id']} has held-out reference {r['ref_id']}")
+        if len(bad) > 50:
+            problems.append(f"... and {len(bad) - 50} more synthetic images with held-out references")
+    for i in sorted(training_ids or []):
+        if str(i) in held:
+            problems.append(f"generator training image {i} is a validation/test image")
+    return problems
+
+
+def audit_store(split: Split, store) -> list[str]:
+    """Audit a split together with a synthetic store's manifest and recorded training ids."""
+    if not is_store(store):
+        return audit(split)
+    return audit(split, read_manifest(store), read_training_ids(store))
+
+
+def assert_clean(problems: list[str]) -> None:
+    if problems:
+        raise LeakageError("leakage audit failed:\n  " + "\n  ".join(problems[:30]))

@@ -1,0 +1,74 @@
+"""One entry point for every data set: ``load_dataset(name, root, ...)`` → image table.
+
+Loaders register themselves here, so the CLI's help and the error for an unknown name list
+exactly the data sets that exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth.errors import DataError
+from dermsynth.registry import Registry
+
+Loader = Callable[..., pd.DataFrame]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+def _class_list(classes) -> list[str] | None:
+    if classes in (None, "all"):
+        return None
+    return classes if isinstance(classes, list | tuple) else [c.strip() for c in str(classes).split(",") if c.strip()]
+
+
+@DATASETS.register("demo")
+def _demo(root, *, classes=None, n_per_class=200, size=64, seed=0, **_) -> pd.DataFrame:
+    from dermsynth.data.demo import load_demo
+
+    cls = _class_list(classes)
+    return load_demo(root or default_demo_root(), n_per_class=n_per_class, size=size, seed=seed,
+                     classes=list(cls) if cls else None)
+
+
+@DATASETS.register("fitzpatrick17k")
+def _fitzpatrick(root, *, classes=None, label_column="label", **_) -> pd.DataFrame:
+    from dermsynth.data.fitzpatrick import load_fitzpatrick17k
+
+    return load_fitzpatrick17k(root, list(classes) if isinstance(classes, tuple) else classes,
+                               label_column=label_column)[0]
+
+
+@DATASETS.register("ddi")
+def _ddi(root, **_) -> pd.DataFrame:
+    from dermsynth.data.ddi import load_ddi
+
+    return load_ddi(root)
+
+
+@DATASETS.register("folder")
+def _folder(root, *, classes=None, csv=None, **_) -> pd.DataFrame:
+    from dermsynth.data.folder import load_folder
+
+    table = load_folder(root, csv)
+    keep = _class_list(classes)
+    if keep is not None:
+        table = table[table["label"].isin(keep)].reset_index(drop=True)
+    return table
+
+
+def load_dataset(name: str, root: str | Path | None = None, *, classes=None, csv=None,
+                 n_per_class: int = 200, size: int = 64, seed: int = 0,
+                 label_column: str = "label") -> pd.DataFrame:
+    """Load an image table; see each loader for its options."""
+    loader = DATASETS.get(name)
+    if root is None and name != "demo":
+        raise DataError(f"dataset {name!r} needs --root DIR (where its files are)")
+    return loader(root, classes=classes, csv=csv, n_per_class=n_per_class, size=size, seed=seed,
+                  label_column=label_column)
+
+
+def default_demo_root() -> Path:
+    return Path(".dermsynth-cache") / "demo"

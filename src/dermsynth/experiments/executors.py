@@ -1,0 +1,92 @@
+"""Executors: where an experiment's cells run — in this process, a local process pool, or Ray.
+
+Every executor runs the same function on a cell (:func:`execute_cell`), which writes the
+cell's record atomically or a ``*.failed.json`` with its error; so a worker killed
+mid-task loses only that task and a re-run finishes every cell exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from dermsynth.errors import ConfigError
+from dermsynth.train.run import run_training, write_record
+from dermsynth.train.spec import RunSpec
+
+ExecutorName = Literal["local", "ray"]
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+
+def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | None]:
+    """Run one cell (in a worker); returns (run_id, error or None). Never raises."""
+    run = RunSpec.model_validate_json(spec_json)
+    if threads:
+        run = run.model_copy(update={"threads": threads})
+    rid = run.run_id()
+    folder = Path(rdir)
+    running = folder / f"{rid}.running"
+    running.write_text(str(os.getpid()))
+    try:
+        run_training(run, folder, progress=False)
+        (folder / f"{rid}.failed.json").unlink(missing_ok=True)
+        return rid, None
+    except Exception as exc:  # recorded, never fatal for the others
+        msg = f"{type(exc).__name__}: {exc}"
+        write_record({"run_id": rid, "spec": run.model_dump(), "error": msg,
+                      "traceback": traceback.format_exc()}, folder / f"{rid}.failed.json")
+        return rid, msg
+    finally:
+        running.unlink(missing_ok=True)
+
+
+def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
+              address: str | None = None, progress: bool = True) -> dict[str, str]:
+    """Run every pending cell; returns {run_id: error} of the cells that failed."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        return _run_ray(pending, rdir, workers, address)
+    failures: dict[str, str] = {}
+    if workers <= 1 or len(pending) <= 1:
+        for run in tqdm(pending, desc="runs", disable=not progress):
+            rid, err = execute_cell(run.model_dump_json(), str(rdir), run.threads or 0)
+            if err:
+                failures[rid] = err
+        return failures
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futs = [pool.submit(execute_cell, r.model_dump_json(), str(rdir), threads) for r in pending]
+        for fut in tqdm(as_completed(futs), total=len(futs), desc="runs", disable=not progress):
+            rid, err = fut.result()
+            if err:
+                failures[rid] = err
+    return failures
+
+
+def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | None) -> dict[str, str]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor 'ray' needs Ray: pip install 'dermsynth[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else max(workers, 1), include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+        started = True
+    try:
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute_cell)
+        refs = [remote.remote(r.model_dump_json(), str(rdir), 1) for r in pending]
+        return {rid: err for rid, err in ray.get(refs) if err}
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,38 @@
+"""The built-in CPU diffusion model behind the Backend interface."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dermsynth.data.synthetic_store import read_training_ids
+from dermsynth.generate.builtin_model import load_builtin
+from dermsynth.generate.builtin_sampling import generate_method
+from dermsynth.generate.methods import method_params
+
+
+class BuiltinBackend:
+    name = "builtin"
+
+    def __init__(self, model_dir: str | Path, steps: int = 25, guidance: float = 3.0, strength_inpaint: float = 0.97,
+                 strength_outpaint: float = 0.95, mask_fraction: float = 0.5, scheduler: str = "ddim"):
+        self.m = load_builtin(model_dir)
+        self.model = str(model_dir)
+        self.size = self.m.cfg.size
+        self.steps, self.guidance, self.scheduler = steps, guidance, scheduler
+        self.s_in, self.s_out, self.fraction = strength_inpaint, strength_outpaint, mask_fraction
+        settings = json.dumps([steps, guidance, strength_inpaint, strength_outpaint, mask_fraction, scheduler])
+        self.fingerprint = hashlib.sha256(f"{self.m.fingerprint}|{settings}".encode()).hexdigest()[:16]
+
+    def params(self, method: str) -> dict:
+        return method_params(method, self.steps, self.guidance, self.s_in, self.s_out, self.fraction)
+
+    def training_ids(self) -> set[str]:
+        return read_training_ids(self.m.path)
+
+    def generate(self, method, labels, prompts, refs, seeds) -> np.ndarray:
+        return generate_method(self.m, method, labels, seeds, refs, self.steps, self.guidance, self.s_in, self.s_out,
+                               self.fraction, scheduler=self.scheduler)

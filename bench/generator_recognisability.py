@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dermsynth.audits.recognisability import recognisability
-from dermsynth.generate.builtin import BuiltinConfig, train_builtin
-from dermsynth.data.synthetic_store import read_manifest
 from PIL import Image
 
+from dermsynth.audits.recognisability import recognisability
 from dermsynth.data.cache import cache_images
+from dermsynth.data.splits import load_split
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.generate.backends.builtin import BuiltinBackend
+from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
 from dermsynth.generate.runner import run_generation
-from dermsynth.train.run import load_split
 from dermsynth.train.spec import RunSpec
 
 METHODS = ("text-to-image", "inpaint", "in-then-outpaint")
@@ -53,7 +54,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dermsynth-gen-"))
     spec = RunSpec(dataset="demo", demo_n_per_class=200, n_test=40, n_val=20, image_size=32, backbone="test_resnet",
                    max_epochs=30, patience=6, batch_size=32, cache_dir=str(work / "cache"))
-    split = load_split(spec)
+    split = load_split(spec.split_spec())
     classes = sorted(split.table["label"].unique())
     pool = split.pool
     c32 = cache_images(pool, 32, work / "cache" / "images", progress=False)
@@ -68,7 +69,7 @@ def main() -> None:
         store = work / f"store-g{guidance}"
         backend = BuiltinBackend(work / "gen", steps=args.steps, guidance=guidance)
         for method in METHODS:
-            res = run_generation(backend, refs, method, 1, store, batch_size=64, progress=False)
+            res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64, progress=False)
             print(f"guidance {guidance}: {method} {res['generated']} images at {res['images_per_second']:.1f} img/s")
         table = recognisability(split, store, spec)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

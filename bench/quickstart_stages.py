@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from dermsynth.experiments.presets import preset_path
-
 from dermsynth.analysis.report import build_report
+from dermsynth.experiments.presets import preset_path
 from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import load_experiment
 

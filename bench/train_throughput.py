@@ -18,9 +18,9 @@ import pandas as pd
 import timm
 import torch
 import torch.nn.functional as F
-from dermsynth.data.registry import load_dataset
 
 from dermsynth.data.cache import cache_images
+from dermsynth.data.registry import load_dataset
 from dermsynth.data.splits import make_split
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.spec import RunSpec

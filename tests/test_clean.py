@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
 
-from dermsynth.data.duplicates import find_duplicates
 from dermsynth.data.demo import render
+from dermsynth.data.duplicates import find_duplicates
 
 
 def test_exact_and_near_duplicates_found_across_classes(tmp_path):
@@ -34,6 +34,7 @@ def test_exact_and_near_duplicates_found_across_classes(tmp_path):
 def test_embedding_cosine_finds_colour_edited_copy(tmp_path):
     from PIL import ImageEnhance
 
+    from dermsynth.data.cache import embed_table
     from dermsynth.models.encoders import pixel_encoder
 
     rows = []
@@ -43,7 +44,9 @@ def test_embedding_cosine_finds_colour_edited_copy(tmp_path):
         rows.append({"id": f"img{i}", "path": str(p), "label": "c"})
     ImageEnhance.Brightness(Image.open(tmp_path / "2.png")).enhance(1.08).save(tmp_path / "bright.png")
     rows.append({"id": "bright", "path": str(tmp_path / "bright.png"), "label": "c"})
-    rep = find_duplicates(pd.DataFrame(rows), max_distance=0, encoder=pixel_encoder(16), max_cosine=0.02)
+    enc = pixel_encoder(16)
+    rep = find_duplicates(pd.DataFrame(rows), max_distance=0, embed=lambda t: embed_table(t, enc, tmp_path),
+                          max_cosine=0.02)
     emb = rep.pairs[rep.pairs["kind"] == "embedding"]
     assert {("img2", "bright")} <= set(zip(emb["id_a"], emb["id_b"], strict=True)) or \
         ("img2", "bright") in set(zip(rep.pairs["id_a"], rep.pairs["id_b"], strict=True))

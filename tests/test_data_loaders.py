@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.data.registry import load_dataset
 from dermsynth.data.ddi import load_ddi
 from dermsynth.data.demo import DEMO_CLASSES, load_demo, render
 from dermsynth.data.fitzpatrick import F17K9, load_fitzpatrick17k
 from dermsynth.data.folder import load_folder
+from dermsynth.data.registry import load_dataset
 from dermsynth.data.table import COLUMNS, skin_group_of
 from dermsynth.errors import DermsynthError
 
@@ -116,5 +116,5 @@ def test_folder_and_csv_loaders(tmp_path):
     assert t2["skin_group"].tolist() == ["I-II", "V-VI"]
     with pytest.raises(DermsynthError, match="no images"):
         load_folder(tmp_path / "a")
-    with pytest.raises(DermsynthError, match="unknown dataset"):
+    with pytest.raises(DermsynthError, match="imagenet.*unknown.*demo, fitzpatrick17k, ddi, folder"):
         load_dataset("imagenet", tmp_path)

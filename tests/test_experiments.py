@@ -11,10 +11,10 @@ import time
 import pytest
 
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.presets import preset_path
 from dermsynth.experiments.results import results_table
 from dermsynth.experiments.runner import experiment_status, run_experiment
 from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
-from dermsynth.experiments.presets import preset_path
 
 
 def tiny_experiment(demo_root, **over):

@@ -11,6 +11,7 @@ import torch
 
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import make_split
+from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
 from dermsynth.errors import ConfigError, DermsynthError, LeakageError
 from dermsynth.generate.backends.builtin import BuiltinBackend
 from dermsynth.generate.builtin_model import load_builtin
@@ -18,7 +19,6 @@ from dermsynth.generate.builtin_sampling import generate_method, sample
 from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
 from dermsynth.generate.methods import centre_square_mask, method_masks, prompt_for
 from dermsynth.generate.runner import run_generation
-from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
 
 TINY = BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=8)
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from dermsynth.data.splits import make_split
+from dermsynth.data.synthetic_store import read_manifest, read_training_ids, write_training_ids
 from dermsynth.errors import DermsynthError, LeakageError
+from dermsynth.generate.backends.sd import SDBackend
 from dermsynth.generate.dreambooth import DreamBoothConfig, finetune, finetune_from_split
 from dermsynth.generate.runner import run_generation
-from dermsynth.generate.backends.sd import SDBackend
-from dermsynth.data.synthetic_store import read_manifest
 from tiny_sd import build_tiny_sd
 
 
@@ -21,9 +21,11 @@ def tiny(tmp_path_factory):
 def test_sd_backend_all_methods_through_the_runner(tiny, demo_table, tmp_path):
     t2i, inp = tiny
     backend = SDBackend(str(t2i), inpaint_model=str(inp), steps=2, size=32)
-    refs = make_split(demo_table, 5, 4).pool.iloc[:2]
+    split = make_split(demo_table, 5, 4)
+    refs = split.pool.iloc[:2]
     for method in ("text-to-image", "inpaint", "outpaint", "in-then-outpaint"):
-        res = run_generation(backend, refs, method, 1, tmp_path / "store", batch_size=2, progress=False)
+        res = run_generation(backend, refs, method, 1, tmp_path / "store", split=split, batch_size=2,
+                             progress=False)
         assert res["generated"] == 2
     man = read_manifest(tmp_path / "store")
     assert len(man) == 8 and set(man["method"]) == {"text-to-image", "inpaint", "outpaint", "in-then-outpaint"}
@@ -65,8 +67,17 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
                             cfg=DreamBoothConfig(max_steps=1, resolution=32), progress=False)
     res = finetune_from_split(str(tiny[0]), split, tmp_path / "ok", label="psoriasis",
                               cfg=DreamBoothConfig(max_steps=1, resolution=32, batch_size=2), progress=False)
-    used = (tmp_path / "ok" / "finetune_ids.txt").read_text().split()
-    assert res["n_images"] == len(used) and set(used) <= set(split.pool["id"])
+    used = read_training_ids(tmp_path / "ok")
+    assert res["n_images"] == len(used) and used <= set(split.pool["id"])
+    # generating with the fine-tuned pipeline carries its training ids into the store
+    backend = SDBackend(str(tmp_path / "ok"), steps=1, size=32)
+    run_generation(backend, split.pool.iloc[:1], "text-to-image", 1, tmp_path / "store", split=split, progress=False)
+    assert read_training_ids(tmp_path / "store") == used
+    # and a pipeline that learnt from a held-out image is refused at generation
+    write_training_ids(tmp_path / "ok", used | {split.test["id"].iloc[0]})
+    with pytest.raises(LeakageError, match="held-out images"):
+        run_generation(SDBackend(str(tmp_path / "ok"), steps=1, size=32), split.pool.iloc[:1], "text-to-image", 1,
+                       tmp_path / "store2", split=split, progress=False)
 
 
 def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dermsynth.analysis.report import analysis_sections
 from dermsynth.audits.recognisability import recognisability
-from dermsynth.analysis.report import build_report
 from dermsynth.data.demo import DEMO_CLASSES, render
 from dermsynth.data.splits import make_split
-from dermsynth.errors import DermsynthError
 from dermsynth.data.synthetic_store import append_manifest, open_store
+from dermsynth.errors import DermsynthError
 from dermsynth.train.spec import RunSpec
 
 
@@ -67,11 +67,11 @@ def test_files_per_class_and_report_section(scored):
     info = json.loads((out / "recognisability.json").read_text())
     assert info["n_train_real"] > 0 and info["backbone"] == "test_resnet" and info["n_synthetic"] == 108
     report_dir = out.parent / "experiment"
-    assert "show their class" not in "".join(_synthetic_analysis_sections(report_dir))
+    assert not any("show their class" in s.title for s in analysis_sections(report_dir))
     (report_dir / "analysis" / "recognisability").mkdir(parents=True)
     (report_dir / "analysis" / "recognisability" / "recognisability.json").write_text(
         (out / "recognisability.json").read_text())
-    html = "".join(_synthetic_analysis_sections(report_dir))
+    html = "".join(s.title + s.html for s in analysis_sections(report_dir))
     assert "Do synthetic images show their class?" in html and "mislabelled" in html
 
 

@@ -1,19 +1,20 @@
 """A whole tiny study: generator → store → grid → leakage audit → statistics → report."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dermsynth.data.leakage import audit
 from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
+from dermsynth.cli.quickstart import run_quickstart
+from dermsynth.data.leakage import audit
 from dermsynth.data.splits import make_split
+from dermsynth.data.synthetic_store import read_manifest, read_training_ids
 from dermsynth.errors import LeakageError
 from dermsynth.experiments.results import load_records, results_table
 from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment
-from dermsynth.data.synthetic_store import read_manifest
-from dermsynth.cli.quickstart import run_quickstart
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def study(demo_root, tmp_path_factory):
                       "finetune": "per-class", "finetune_steps": 2},
         "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
     })
-    res = quickstart(out, spec=spec, progress=False)
-    return spec, out, res
+    res = run_quickstart(out, spec=spec, progress=False)
+    return spec, out, Path(res["report"])
 
 
 def test_study_outputs(study):
@@ -40,9 +41,10 @@ def test_study_outputs(study):
     man = read_manifest(out / "synthetic")
     assert set(man["method"]) == {"inpaint", "text-to-image"}
     # one fine-tuned generator per class, and the images they learnt from are all in the training pool
-    assert len(list((out / "finetuned").glob("*/model/dermsynth_builtin.json"))) == 9
+    assert len(list((out / "finetuned").glob("*/model/config.json"))) == 9
     assert man["model"].str.startswith("per-class:").all()
-    assert (out / "synthetic" / "finetune_ids.txt").read_text().split()
+    learnt = read_training_ids(out / "synthetic")  # pre-training pool ∪ per-class fine-tuning images
+    assert learnt and learnt == read_training_ids(out / "generator" / "model")
     # every synthetic image used by a run is linked to a real image of that run
     for rec in records:
         if rec["n_train_synthetic"]:
@@ -84,9 +86,9 @@ def test_leakage_audit_catches_planted_leaks(study, demo_table):
     assert audit(split, man) == []
     test_id = split.test["id"].iloc[0]
     planted = pd.concat([man, man.iloc[:1].assign(synth_id="leak", ref_id=test_id)])
-    problems = audit(split, planted, finetune_ids=[split.val["id"].iloc[0]])
+    problems = audit(split, planted, training_ids=[split.val["id"].iloc[0]])
     assert any("leak" in p and test_id in p for p in problems)
-    assert any("fine-tuning image" in p for p in problems)
+    assert any("generator training image" in p for p in problems)
     t = split.table.copy()
     t.loc[t["split"] == "pool", "patient"] = t.loc[t["split"] == "test", "patient"].iloc[0]
     from dermsynth.data.splits import Split

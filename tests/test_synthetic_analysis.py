@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from dermsynth.analysis.distances import distance_analysis
-from dermsynth.models.encoders import clip_encoder, pixel_encoder
-from dermsynth.audits.memorization import audit_memorization, memorization_study
-from dermsynth.analysis.quality import fid, kid, precision_recall, quality
 from dermsynth.analysis.embedding_study import embedding_study, quality_study
+from dermsynth.analysis.quality import fid, kid, precision_recall, quality
+from dermsynth.audits.memorization import audit_memorization, memorization_study
 from dermsynth.data.splits import make_split
 from dermsynth.data.synthetic_store import append_manifest, open_store
+from dermsynth.models.encoders import clip_encoder, pixel_encoder
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_embedding_study_figures_and_numbers(planted_store, tiny_clip, tmp_path)
 
 def test_memorization_flags_planted_copies_only(planted_store, tmp_path):
     split, store = planted_store
-    table = memorization_study(split, store, None, tmp_path / "m", cache_dir=str(tmp_path / "c"))
+    table = memorization_study(split, store, None, tmp_path / "m", cache_dir=str(tmp_path / "c")).table
     flagged = set(table.loc[table["flagged"], "synth_id"])
     assert {"copy-train", "copy-test"} <= flagged
     assert not any(s.startswith("honest") for s in flagged)

@@ -22,7 +22,14 @@ from PIL import Image
 from dermsynth import io as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.dose import fit_dose_response
-from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
+from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
+from dermsynth.analysis.summary import (
+    add_method_column,
+    cell_summary,
+    plain_summary,
+    synthetic_comparisons,
+    varying_keys,
+)
 from dermsynth.data.synthetic_store import is_store, read_manifest, read_references
 from dermsynth.errors import DataError
 from dermsynth.experiments.results import load_records, results_table
@@ -95,9 +102,9 @@ def _test_text(test: str, correct: bool) -> str:
 
 
 def _fit_lines(fits: dict) -> list[str]:
-    return [f"n_real={n}, transforms {'on' if tr else 'off'}: 90 % of the fitted gain is reached at "
+    return [f"{', '.join(f'{k}={v}' for k, v in cell)}: 90 % of the fitted gain is reached at "
             f"{f.ratio90:.1f} synthetic per real (95 % CI {f.ratio90_ci[0]:.1f}–{f.ratio90_ci[1]:.1f}); "
-            f"plateau {100 * f.plateau:.1f} %." for (n, tr), f in fits.items() if f.converged]
+            f"plateau {100 * f.plateau:.1f} %." for cell, f in fits.items() if f.converged]
 
 
 def build_report(out_dir: str | Path, report_path: str | Path | None = None, title: str | None = None,
@@ -112,35 +119,40 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     table.to_csv(out_dir / "results.csv", index=False)
     exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
     cells = cell_summary(table, ci)
-    comps = synthetic_comparisons(table, records, test, correct)
     cells.to_csv(out_dir / "cells.csv", index=False)
+    fig_dir = out_dir / "figures"
+    imbalance = is_imbalance_study(table)
+    if imbalance:  # Fig. S-2: its own arms and comparisons, no Fig. 3/4 views
+        comps = imbalance_comparisons(table, records, test, correct)
+        summary, fits = imbalance_summary(comps), {}
+        figs = [figures.fig_imbalance(table, fig_dir)]
+        comp_title = "Rare class and overall: synthetic vs imbalanced baseline and vs duplication"
+    else:
+        comps = synthetic_comparisons(table, records, test, correct)
+        summary, fits = plain_summary(comps), dose_fits(table)
+        figs = [figures.fig_accuracy_vs_nreal(table, comps, fig_dir),
+                figures.fig_dose_response(table, fig_dir, _figure_fits(fits)),
+                figures.fig_per_class_gain(table, fig_dir), figures.fig_skin_groups(table, fig_dir)]
+        comp_title = "With vs without synthetic data"
+    figs = [f for f in figs if f is not None]
     if len(comps):
         comps.to_csv(out_dir / "comparisons.csv", index=False)
-    fig_dir = out_dir / "figures"
-    fits = dose_fits(table)
-    figs = [f for f in (
-        figures.fig_accuracy_vs_nreal(table, comps, fig_dir),
-        figures.fig_dose_response(table, fig_dir, fits),
-        figures.fig_per_class_gain(table, fig_dir),
-        figures.fig_skin_groups(table, fig_dir),
-        figures.fig_imbalance(table, fig_dir),
-    ) if f is not None]
     sections = [Section("Accuracy per cell", _fmt_table(cells))]
     if len(comps):
-        sections.append(Section("With vs without synthetic data", _fmt_table(comps)))
+        sections.append(Section(comp_title, _fmt_table(comps)))
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
-    sections += _synthetic_analysis_sections(out_dir)
+    sections += analysis_sections(out_dir)
     sections += [Section(head, body) for head, body in extra_sections or []]
     page = _ENV.get_template("report.html.j2").render(
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
         n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct), warnings=[],
-        summary=plain_summary(comps), fit_lines=_fit_lines(fits), figures=[_b64(f) for f in figs],
+        summary=summary, fit_lines=_fit_lines(fits), figures=[_b64(f) for f in figs],
         sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")
     return dio.write_text(Path(report_path) if report_path else out_dir / "report.html", page)
 
 
-def _synthetic_analysis_sections(out_dir: Path) -> list[Section]:
+def analysis_sections(out_dir: Path) -> list[Section]:
     """Fig. 2, quality and memorization results written under OUT/analysis by `dermsynth embed` & co."""
     base = out_dir / "analysis"
     parts = []
@@ -175,13 +187,40 @@ def _synthetic_analysis_sections(out_dir: Path) -> list[Section]:
     return parts
 
 
+DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods")
+
+
 def dose_fits(table: pd.DataFrame) -> dict:
+    """Dose-response fits, one per method and per cell in which every other varying field is
+    constant (the real-only runs of a cell serve as its ratio-0 point for every method).
+
+    Returns {((field, value), ...): DoseFit}; a cell needs ≥ 3 distinct ratios.
+    """
+    t = add_method_column(table)
+    if t["synthetic_per_real"].nunique() < 3 or is_imbalance_study(table):
+        return {}
+    keys = [k for k in varying_keys(t) if k not in DOSE_AXES]
     fits = {}
-    if table["synthetic_per_real"].nunique() < 3:
-        return fits
-    for (n, tr), rows in table.groupby(["n_real", "transforms"]):
-        if rows["synthetic_per_real"].nunique() >= 3:
-            fits[(int(n), bool(tr))] = fit_dose_response(rows["synthetic_per_real"].to_numpy(),
-                                                         rows["accuracy"].to_numpy(), reps=200)
+    for method in sorted(m for m in t["method"].unique() if m != "none"):
+        rows = t[(t["method"] == method) | (t["synthetic_per_real"] == 0)]
+        for cell, part in (rows.groupby(keys, dropna=False) if keys else [((), rows)]):
+            if part["synthetic_per_real"].nunique() < 3:
+                continue
+            values = cell if isinstance(cell, tuple) else (cell,)
+            key = (("method", method), *((k, _plain(v)) for k, v in zip(keys, values, strict=True)))
+            fits[key] = fit_dose_response(part["synthetic_per_real"].to_numpy(), part["accuracy"].to_numpy(), reps=200)
     return fits
 
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _figure_fits(fits: dict) -> dict:
+    """The fits Fig. 4 can draw: keyed (n_real, transforms) when nothing else varies."""
+    out = {}
+    for cell, fit in fits.items():
+        d = dict(cell)
+        if set(d) <= {"method", "n_real", "transforms"}:
+            out[(d.get("n_real"), d.get("transforms"))] = fit
+    return out

@@ -7,67 +7,53 @@ from typing import Literal
 
 import typer
 
-from dermsynth.cli.common import (
-    ClassesOpt,
-    DatasetOpt,
-    EncoderOpt,
-    JsonOpt,
-    NTestOpt,
-    NValOpt,
-    ResultsOpt,
-    RootOpt,
-    SplitSeedOpt,
-    analysis_out,
-    emit,
-    handles_errors,
-    say,
-    split_spec,
-)
+from dermsynth.cli import common as c
 
 
-@handles_errors
+@c.handles_errors
 def report(results: Path = typer.Argument(..., help="An experiment's output folder."),
            out: Path | None = typer.Option(None, help="HTML file (default RESULTS/report.html)."),
            ci: Literal["wald", "wilson"] = typer.Option("wald", help="Confidence intervals (wald as the paper)."),
            test: Literal["prop", "fisher"] = typer.Option("prop", help="Two-sample proportion test or Fisher's."),
            correction: bool = typer.Option(True, help="Yates' continuity correction (R's prop.test default)."),
-           as_json: bool = JsonOpt):
+           as_json: bool = c.JsonOpt):
     """Statistics, figures and one self-contained HTML report (writes RESULTS/report.html, figures/, *.csv)."""
     from dermsynth.analysis.report import build_report
 
     path = build_report(results, out, ci=ci, test=test, correct=correction)
-    emit({"report": str(path)}, as_json, f"report → {path}")
+    c.emit({"report": str(path)}, as_json, f"report → {path}")
 
 
-@handles_errors
-def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
-          root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = NTestOpt, n_val: int = NValOpt,
-          split_seed: int = SplitSeedOpt, encoder: str = EncoderOpt, results: Path | None = ResultsOpt,
+@c.handles_errors
+def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = c.DatasetOpt,
+          root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt, n_test: int = c.NTestOpt,
+          n_val: int = c.NValOpt,
+          split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt, results: Path | None = c.ResultsOpt,
           out: Path | None = typer.Option(None, help="Folder for figures and numbers."),
-          umap: bool = typer.Option(True, help="Also draw a UMAP projection."), as_json: bool = JsonOpt):
+          umap: bool = typer.Option(True, help="Also draw a UMAP projection."), as_json: bool = c.JsonOpt):
     """Fig. 2: PCA/UMAP projections, cosine distances real–real, real–synthetic, synthetic–reference."""
     from dermsynth.analysis.embedding_study import embedding_study
     from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
-    folder = analysis_out(out, results, "embedding")
-    res = embedding_study(load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
+    folder = c.analysis_out(out, results, "embedding")
+    res = embedding_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
                           make_encoder(encoder), folder, umap=umap)
-    emit(res, as_json, f"{res['means']} → {folder}")
+    c.emit(res, as_json, f"{res['means']} → {folder}")
 
 
-@handles_errors
-def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
-            root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = NTestOpt,
-            n_val: int = NValOpt, split_seed: int = SplitSeedOpt, encoder: str = EncoderOpt,
-            results: Path | None = ResultsOpt, out: Path | None = typer.Option(None), as_json: bool = JsonOpt):
+@c.handles_errors
+def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = c.DatasetOpt,
+            root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt, n_test: int = c.NTestOpt,
+            n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt,
+            results: Path | None = c.ResultsOpt, out: Path | None = typer.Option(None), as_json: bool = c.JsonOpt):
     """FID, KID, precision/recall per method and class, with bootstrap CIs (writes quality.csv)."""
     from dermsynth.analysis.embedding_study import quality_study
     from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
-    folder = analysis_out(out, results, "quality")
-    table = quality_study(load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
+    folder = c.analysis_out(out, results, "quality")
+    table = quality_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
                           make_encoder(encoder), folder)
     cols = ["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]
-    emit(table[cols].to_dict(orient="records"), as_json, lambda: say(table[cols].to_string()))
+    c.emit(table[cols].to_dict(orient="records"), as_json, lambda: c.say(table[cols].to_string()))

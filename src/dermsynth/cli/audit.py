@@ -6,83 +6,68 @@ from pathlib import Path
 
 import typer
 
-from dermsynth.cli.common import (
-    ClassesOpt,
-    DatasetOpt,
-    EncoderOpt,
-    JsonOpt,
-    NTestOpt,
-    NValOpt,
-    ResultsOpt,
-    RootOpt,
-    SplitSeedOpt,
-    analysis_out,
-    emit,
-    handles_errors,
-    say,
-    split_spec,
-)
+from dermsynth.cli import common as c
 from dermsynth.errors import EXIT_AUDIT_FAILED
 
 app = typer.Typer(no_args_is_help=True, help="Audits: leakage, memorization.")
 
 
 @app.command("leakage")
-@handles_errors
-def audit_leakage(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
-                  n_test: int = NTestOpt, n_val: int = NValOpt, split_seed: int = SplitSeedOpt,
+@c.handles_errors
+def audit_leakage(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
+                  n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
                   store: Path | None = typer.Option(None, help="Synthetic store to check (its manifest and the "
                                                     "generator's recorded training ids)."),
-                  as_json: bool = JsonOpt):
+                  as_json: bool = c.JsonOpt):
     """Prove that no held-out image reached a generator or a training set; exit 1 on a violation."""
     from dermsynth.data.leakage import audit_store
     from dermsynth.data.splits import load_split
     from dermsynth.data.synthetic_store import is_store, read_manifest, read_training_ids
 
-    split = load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     problems = audit_store(split, store)
     n_syn = len(read_manifest(store)) if is_store(store) else 0
     n_ids = len(read_training_ids(store))
 
     def human():
         for p in problems:
-            say(f"✗ {p}")
-        say(f"LEAK: {len(problems)} violation(s)" if problems else
+            c.say(f"✗ {p}")
+        c.say(f"LEAK: {len(problems)} violation(s)" if problems else
             f"CLEAN: no held-out image among {n_syn} synthetic references, {n_ids} generator training images "
             "or split groups")
 
-    emit({"clean": not problems, "problems": problems, "n_synthetic": n_syn, "n_training_ids": n_ids}, as_json,
+    c.emit({"clean": not problems, "problems": problems, "n_synthetic": n_syn, "n_training_ids": n_ids}, as_json,
          human)
     if problems:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 
 
 @app.command("memorization")
-@handles_errors
-def audit_memorization(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = DatasetOpt,
-                       root: Path | None = RootOpt, classes: str | None = ClassesOpt, n_test: int = NTestOpt,
-                       n_val: int = NValOpt, split_seed: int = SplitSeedOpt, encoder: str = EncoderOpt,
+@c.handles_errors
+def audit_memorization(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = c.DatasetOpt,
+                       root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt, n_test: int = c.NTestOpt,
+                       n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt,
                        quantile: float = typer.Option(0.01, help="Calibration quantile of real NN distances."),
                        max_flagged: int = typer.Option(0, help="Exit 1 above this many flags."),
-                       results: Path | None = ResultsOpt, out: Path | None = typer.Option(None),
-                       as_json: bool = JsonOpt):
+                       results: Path | None = c.ResultsOpt, out: Path | None = typer.Option(None),
+                       as_json: bool = c.JsonOpt):
     """Nearest real neighbours of every synthetic image; flags copies (writes memorization.csv/json)."""
     from dermsynth.audits.memorization import memorization_study
     from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
-    folder = analysis_out(out, results, "memorization")
+    folder = c.analysis_out(out, results, "memorization")
     enc = None if encoder.startswith("pixels") else make_encoder(encoder)
-    rep = memorization_study(load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed)), store, enc,
+    rep = memorization_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store, enc,
                              folder, quantile)
     flagged = rep.flagged
 
     def human():
         for _, r in flagged.head(20).iterrows():
-            say(f"✗ {r['synth_id']} ({r['method']}) is a near-copy of a real image")
-        say(f"{len(flagged)} of {len(rep.table)} synthetic images flagged → {folder / 'memorization.csv'}")
+            c.say(f"✗ {r['synth_id']} ({r['method']}) is a near-copy of a real image")
+        c.say(f"{len(flagged)} of {len(rep.table)} synthetic images flagged → {folder / 'memorization.csv'}")
 
-    emit({"flagged": int(len(flagged)), "n_synthetic": int(len(rep.table)), "thresholds": rep.thresholds,
+    c.emit({"flagged": int(len(flagged)), "n_synthetic": int(len(rep.table)), "thresholds": rep.thresholds,
           "flagged_ids": list(flagged["synth_id"]), "out": str(folder)}, as_json, human)
     if len(flagged) > max_flagged:
         raise typer.Exit(EXIT_AUDIT_FAILED)

@@ -7,26 +7,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dermsynth.cli.common import (
-    ClassesOpt,
-    DatasetOpt,
-    JsonOpt,
-    RootOpt,
-    emit,
-    handles_errors,
-    out_console,
-    say,
-)
+from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: info, download, clean.")
 
 
 @app.command("info")
-@handles_errors
-def data_info(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+@c.handles_errors
+def data_info(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
               check_images: bool = typer.Option(False, help="Decode every image to find unreadable ones."),
-              as_json: bool = JsonOpt):
+              as_json: bool = c.JsonOpt):
     """Per-class and skin-type counts, missing and unreadable images."""
     from dermsynth.data.info import dataset_info
 
@@ -38,20 +29,20 @@ def data_info(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: s
             t.add_column(col, justify=just)
         for name, n in info["per_class"].items():
             t.add_row(name, str(n), str(info["missing_per_class"].get(name, 0)))
-        out_console.print(t)
-        say(f"skin types: {info['skin_types']}")
+        c.out_console.print(t)
+        c.say(f"skin types: {info['skin_types']}")
         if info["unreadable"]:
-            say(f"unreadable: {info['unreadable']}")
+            c.say(f"unreadable: {info['unreadable']}")
 
-    emit(info, as_json, human)
+    c.emit(info, as_json, human)
 
 
 @app.command("download")
-@handles_errors
-def data_download(dataset: str = DatasetOpt, root: Path = typer.Option(..., "--root"), workers: int = 8,
+@c.handles_errors
+def data_download(dataset: str = c.DatasetOpt, root: Path = typer.Option(..., "--root"), workers: int = 8,
                   retries: int = 3, timeout: float = 15.0,
                   limit: int | None = typer.Option(None, help="Only the first N rows (a trial run)."),
-                  as_json: bool = JsonOpt):
+                  as_json: bool = c.JsonOpt):
     """Fetch Fitzpatrick 17k images from the CSV's URLs: verified, resumable, atomic.
 
     Writes ROOT/images/<md5hash>.jpg and, when some fail, ROOT/download_failures.csv.
@@ -69,20 +60,20 @@ def data_download(dataset: str = DatasetOpt, root: Path = typer.Option(..., "--r
     failed = res[res["status"] == "failed"]
     if len(failed):
         failed.to_csv(Path(root) / "download_failures.csv", index=False)
-    emit({**counts, "failures": failed[["md5hash", "detail"]].to_dict(orient="records")}, as_json,
+    c.emit({**counts, "failures": failed[["md5hash", "detail"]].to_dict(orient="records")}, as_json,
          f"downloaded {counts['ok']}, already present {counts['skipped']}, failed {counts['failed']}"
          + (f" (listed in {Path(root) / 'download_failures.csv'}; re-run to retry)" if len(failed) else ""))
 
 
 @app.command("clean")
-@handles_errors
-def data_clean(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
+@c.handles_errors
+def data_clean(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
                max_distance: int = typer.Option(4, help="pHash Hamming distance for near duplicates."),
                out: Path = typer.Option(Path("duplicates.csv"), help="Where to write the pair report."),
                drop: bool = typer.Option(False, help="Also write a cleaned table keeping one image per cluster."),
                embedding: str | None = typer.Option(None, help="Also compare embeddings: clip[:PATH] | timm:NAME."),
                max_cosine: float = typer.Option(0.02, help="Cosine distance for embedding near-duplicates."),
-               as_json: bool = JsonOpt):
+               as_json: bool = c.JsonOpt):
     """Find exact and near-duplicate images within and across classes (writes OUT and OUT_clusters.csv)."""
     from dermsynth.data.cache import embed_table
     from dermsynth.data.duplicates import find_duplicates
@@ -106,5 +97,5 @@ def data_clean(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: 
         cleaned = out.with_name(out.stem + "_clean_table.csv")
         kept.to_csv(cleaned, index=False)
         result.update(kept=len(kept), cleaned_table=str(cleaned))
-    emit(result, as_json, f"{rep.summary()} → {out}" + (f"; kept {result['kept']} of {len(table)} images → "
+    c.emit(result, as_json, f"{rep.summary()} → {out}" + (f"; kept {result['kept']} of {len(table)} images → "
                                                         f"{result['cleaned_table']}" if drop else ""))

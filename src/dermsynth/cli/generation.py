@@ -6,46 +6,33 @@ from pathlib import Path
 
 import typer
 
-from dermsynth.cli.common import (
-    BackendName,
-    ClassesOpt,
-    DatasetOpt,
-    JsonOpt,
-    MethodName,
-    NTestOpt,
-    NValOpt,
-    RootOpt,
-    SplitSeedOpt,
-    emit,
-    handles_errors,
-    split_spec,
-)
+from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError, DataError
 
 app = typer.Typer(no_args_is_help=True, help="The built-in generator: train.")
 
 
 @app.command("train")
-@handles_errors
-def generator_train(dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
-                    n_test: int = NTestOpt, n_val: int = NValOpt, split_seed: int = SplitSeedOpt,
+@c.handles_errors
+def generator_train(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
+                    n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
                     out: Path = typer.Option(Path("generator"), help="Folder for the model (OUT/model)."),
                     size: int = 32, steps: int = 600, minutes: float | None = None,
                     finetune_class: str | None = typer.Option(None, help="Continue training on one class."),
                     init_from: Path | None = typer.Option(None, help="Model to continue from."),
-                    as_json: bool = JsonOpt):
+                    as_json: bool = c.JsonOpt):
     """Train the built-in generator on the training pool only (resumable)."""
     from dermsynth.data.splits import load_split
     from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
 
-    split = load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     pool = split.pool if finetune_class is None else split.pool[split.pool["label"] == finetune_class]
     if pool.empty:
         raise DataError(f"no training-pool images of class {finetune_class!r}")
     res = train_builtin_on(pool, out, size=size, cache_dir=".dermsynth-cache",
                            classes=sorted(split.table["label"].unique()), max_steps=steps, max_minutes=minutes,
                            init_from=init_from, config=BuiltinConfig(size=size), progress=not as_json)
-    emit(res, as_json, f"{res['steps']} steps in {res['seconds']:.0f} s, loss {res['first_loss']:.4f} → "
+    c.emit(res, as_json, f"{res['steps']} steps in {res['seconds']:.0f} s, loss {res['first_loss']:.4f} → "
                        f"{res['last_loss']:.4f}; model in {res['model_dir']}")
 
 
@@ -57,51 +44,51 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-@handles_errors
-def generate(backend: BackendName = typer.Option("builtin", help="The generator backend."),
+@c.handles_errors
+def generate(backend: c.BackendName = typer.Option("builtin", help="The generator backend."),
              model: str = typer.Option(..., help="Model folder (builtin) or hub id / folder (sd)."),
              inpaint_model: str | None = typer.Option(None, help="sd: the inpainting model."),
-             method: MethodName = typer.Option("text-to-image", help="The generation method."),
+             method: c.MethodName = typer.Option("text-to-image", help="The generation method."),
              per_image: int = typer.Option(10, "--per-image", help="Synthetic images per reference."),
-             dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
-             n_test: int = NTestOpt, n_val: int = NValOpt, split_seed: int = SplitSeedOpt,
+             dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
+             n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
              seed: int = 0, steps: int = 50, guidance: float = 3.0, batch_size: int = 16,
              shard: str = typer.Option("0/1", help="i/n: this worker's share."),
              out: Path = typer.Option(..., "--out", help="The synthetic store folder."),
-             as_json: bool = JsonOpt):
+             as_json: bool = c.JsonOpt):
     """Generate K images per training-pool reference into a store (resumable, shardable)."""
     from dermsynth.data.splits import load_split
     from dermsynth.generate.backends.registry import make_backend
     from dermsynth.generate.runner import run_generation
 
-    split = load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     refs = split.pool if n_real is None else split.train_subset(n_real, seed)
     kw = {"steps": steps, "guidance": guidance}
     if backend == "sd" and inpaint_model:
         kw["inpaint_model"] = inpaint_model
     res = run_generation(make_backend(backend, model, **kw), refs, method, per_image, out, split=split,
                          batch_size=batch_size, shard=_shard(shard), progress=not as_json)
-    emit(res, as_json, f"{method}: generated {res['generated']}, reused {res['skipped']} → {res['store']}")
+    c.emit(res, as_json, f"{method}: generated {res['generated']}, reused {res['skipped']} → {res['store']}")
 
 
-@handles_errors
+@c.handles_errors
 def finetune(model: str = typer.Option(..., help="Stable Diffusion (inpainting) model: hub id or folder."),
              out: Path = typer.Option(..., help="Folder for the fine-tuned pipeline."),
-             dataset: str = DatasetOpt, root: Path | None = RootOpt, classes: str | None = ClassesOpt,
-             n_test: int = NTestOpt, n_val: int = NValOpt, split_seed: int = SplitSeedOpt,
+             dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
+             n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              label: str | None = typer.Option(None, "--class", help="One class (default: one model for all)."),
              lora: bool = typer.Option(False), lora_rank: int = 4, lr: float = 5e-6, epochs: int = 4,
              batch_size: int = 4, resolution: int = 512, prior_preservation: bool = typer.Option(False),
-             max_steps: int | None = None, as_json: bool = JsonOpt):
+             max_steps: int | None = None, as_json: bool = c.JsonOpt):
     """DreamBooth (or LoRA) fine-tuning on training-pool images only (authors' defaults)."""
     from dermsynth.data.splits import load_split
     from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
 
     cfg = DreamBoothConfig(lr=lr, epochs=epochs, batch_size=batch_size, resolution=resolution, lora=lora,
                            lora_rank=lora_rank, prior_preservation=prior_preservation, max_steps=max_steps)
-    split = load_split(split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     res = finetune_from_split(model, split, out, label=label, cfg=cfg, progress=not as_json)
     res = {k: v for k, v in res.items() if k != "train_losses"}
-    emit(res, as_json, f"{res['steps']} steps; held-out loss {res['held_loss_before']:.4f} → "
+    c.emit(res, as_json, f"{res['steps']} steps; held-out loss {res['held_loss_before']:.4f} → "
                        f"{res['held_loss_after']:.4f}; pipeline in {out}")

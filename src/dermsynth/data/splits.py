@@ -23,21 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dermsynth import io
 from dermsynth.data.groups import components, edges_by_key
 from dermsynth.data.registry import load_dataset
-from dermsynth.errors import LeakageError, SplitError
+from dermsynth.errors import DataError, LeakageError, SplitError
 
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("val", "test")
 
 
-class SplitSpec(BaseModel):
-    """Everything that decides which images are test, validation and training pool.
-
-    Runs sharing a SplitSpec share one split (hashable: a grid of hundreds of runs loads its
-    data once); every command that needs a split builds one of these, nothing else.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SplitFields(BaseModel):
+    """The fields that decide a split; shared by SplitSpec and the flat RunSpec."""
 
     dataset: str = "demo"
     root: str | None = None
@@ -49,6 +43,11 @@ class SplitSpec(BaseModel):
     n_val: int = Field(40, ge=1)
     split_seed: int = 0
     stratify: Literal["label", "skin_group"] = "label"
+    # Cleaning reaches the split: a CSV with columns id,cluster (as `dermsynth data clean` writes
+    # *_clusters.csv) makes each cluster one split group; a file of ids (CSV with an id column,
+    # or one id per line) drops those images.
+    duplicates_file: str | None = None
+    exclude_file: str | None = None
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -56,15 +55,59 @@ class SplitSpec(BaseModel):
         return tuple(v) if isinstance(v, list) else v
 
 
+class SplitSpec(SplitFields):
+    """Everything that decides which images are test, validation and training pool.
+
+    Runs sharing a SplitSpec share one split (hashable: a grid of hundreds of runs loads its
+    data once); every command that needs a split builds one of these, nothing else.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_id_list(path: str | Path) -> set[str]:
+    """Ids from a CSV with an ``id`` column or a text file with one id per line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} not found (exclude_file): give a CSV with an id column or one id per line")
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str)
+        if "id" not in frame:
+            raise DataError(f"{path} has no 'id' column (exclude_file); columns: {list(frame.columns)}")
+        return set(frame["id"].dropna())
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def read_duplicate_clusters(path: str | Path, table: pd.DataFrame) -> pd.Series:
+    """Cluster of each table row (NaN for images in no cluster) from an ``id,cluster`` CSV."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} not found (duplicates_file): write it with `dermsynth data clean`")
+    frame = pd.read_csv(path, dtype=str)
+    missing = [c for c in ("id", "cluster") if c not in frame]
+    if missing:
+        raise DataError(f"{path} lacks the column(s) {missing} (duplicates_file); expected id,cluster as "
+                        "`dermsynth data clean` writes to *_clusters.csv")
+    return table["id"].map(dict(zip(frame["id"], frame["cluster"], strict=True)))
+
+
 def load_split(spec: SplitSpec) -> Split:
     """The image table and its held-out split for a spec (deterministic by split_seed)."""
     table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
                          size=spec.demo_size, seed=0, label_column=spec.label_column)
+    if spec.exclude_file:
+        dropped = read_id_list(spec.exclude_file)
+        table = table[~table["id"].isin(dropped)].reset_index(drop=True)
+        log.info("excluded %d images listed in %s", len(dropped), spec.exclude_file)
+    duplicates = read_duplicate_clusters(spec.duplicates_file, table) if spec.duplicates_file else None
     if spec.stratify == "skin_group" and table["skin_group"].isna().any():
         unknown = int(table["skin_group"].isna().sum())
         log.warning("%d images without a skin type are left out of a skin-group-stratified split", unknown)
-        table = table[table["skin_group"].notna()].reset_index(drop=True)
-    split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify)
+        keep = table["skin_group"].notna()
+        table = table[keep].reset_index(drop=True)
+        duplicates = None if duplicates is None else duplicates[keep].reset_index(drop=True)
+    split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify,
+                       duplicate_groups=duplicates)
     assert_no_leakage(split)
     return split
 
@@ -108,6 +151,11 @@ class Split:
                     f"was asked; lower n_real to ≤ {len(rows)} or reduce the test/val sizes")
             parts.append(rows.loc[_seeded_order(rows["id"], seed)].iloc[:n_real])
         return pd.concat(parts).reset_index(drop=True)
+
+    def digest(self) -> str:
+        """Hash of which image is in which split (and group): a changed data set or split changes it."""
+        cols = self.table[["id", "label", "split", "group"]].sort_values("id").astype(str)
+        return hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
         return io.write_parquet(path, self.table)

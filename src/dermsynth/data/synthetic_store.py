@@ -18,6 +18,7 @@ overwrite each other. ``read_manifest`` keeps only rows whose image exists.
 
 from __future__ import annotations
 
+import hashlib
 import io as _bytes_io
 import json
 import tarfile
@@ -92,6 +93,14 @@ def read_manifest(store: str | Path) -> pd.DataFrame:
     df["path"] = [str(store / p) for p in df["path"]]
     exists = np.array([Path(p).exists() for p in df["path"]], dtype=bool)
     return df[exists].reset_index(drop=True)
+
+
+def store_digest(store: str | Path) -> str:
+    """Hash of the model fingerprint and every image the store holds: a run that draws from the
+    store is pinned to it, so regenerating or adding images gives the run a new id."""
+    ids = "\n".join(sorted(read_manifest(store)["synth_id"].astype(str)))
+    fingerprint = io.read_json(Path(store) / "store.json")["fingerprint"]
+    return hashlib.sha256(f"{fingerprint}\n{ids}".encode()).hexdigest()[:16]
 
 
 def check_manifest(manifest: pd.DataFrame, where: str = "synthetic manifest") -> None:

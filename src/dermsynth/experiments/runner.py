@@ -22,7 +22,8 @@ from dermsynth.errors import ConfigError
 from dermsynth.experiments.executors import EXECUTORS, run_cells
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
-from dermsynth.experiments.stages import preflight, prepare_synthetic, recognisability_stage
+from dermsynth.experiments.stages import preflight, prepare_synthetic, recognisability_stage, store_for
+from dermsynth.train.run import pin_inputs
 from dermsynth.train.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,22 @@ log = logging.getLogger(__name__)
 def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
     """The grid's cells, with the experiment's own store filled in where a generator makes it."""
     runs = cells(spec)
-    if spec.generator is not None:
-        store = spec.generator.store or str(Path(out) / "synthetic")
-        runs = [r.model_copy(update={"synthetic_store": store}) if r.synthetic_per_real > 0 else r for r in runs]
+    gen = spec.generator
+    if gen is not None:
+        runs = [r.model_copy(update={"synthetic_store": str(store_for(gen, Path(out), r.generator_finetune))})
+                if r.synthetic_per_real > 0 else r for r in runs]
     return runs
+
+
+def pin_runs(runs: list[RunSpec]) -> list[RunSpec]:
+    """Each run with the digests of its split and store filled in (they are part of its id)."""
+    splits = load_splits(r.split_spec() for r in runs)
+    return [pin_inputs(r, splits[r.split_spec()]) for r in runs]
+
+
+def planned_runs(spec: ExperimentSpec, out: str | Path) -> list[RunSpec]:
+    """The runs as ``run`` would execute them now (ids include the current data and store)."""
+    return pin_runs(resolve_runs(spec, Path(out)))
 
 
 def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
@@ -68,13 +81,16 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     t0 = time.perf_counter()
     preflight(spec, runs)
     timings["preflight"] = time.perf_counter() - t0
-    store = prepare_synthetic(spec, runs, out, progress, timings)
-    if spec.recognisability and spec.generator is not None and store is not None:
+    stores = prepare_synthetic(spec, runs, out, progress, timings)
+    if spec.recognisability and spec.generator is not None:
         t1 = time.perf_counter()
-        recognisability_stage(runs, store, out, progress)
+        for finetune, store in stores.items():
+            folder = out / "analysis" / ("recognisability" if len(stores) == 1 else f"recognisability-{finetune}")
+            recognisability_stage([r for r in runs if r.synthetic_store == store], store, folder, progress)
         timings["recognisability"] = time.perf_counter() - t1
     if spec.audit_leakage:
         audit_runs(runs)
+    runs = pin_runs(runs)
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)
     pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()]
@@ -85,6 +101,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     for rid, err in failures.items():
         log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start
+    record_timings(out, timings)
     return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
             "timings": timings}
 
@@ -94,7 +111,7 @@ def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
     out = Path(out)
     rdir = runs_dir(out)
     rows = []
-    for run in resolve_runs(spec, out):
+    for run in planned_runs(spec, out):
         rid = run.run_id()
         if (rdir / f"{rid}.json").exists():
             state = "done"
@@ -106,6 +123,13 @@ def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
             state = "pending"
         rows.append({"run_id": rid, "state": state, **{k: getattr(run, k) for k in spec.grid}, "seed": run.seed})
     return pd.DataFrame(rows)
+
+
+def record_timings(out: Path, timings: dict[str, float]) -> None:
+    """Accumulate each stage's measured wall time in OUT/stage_timings.json (cost accounting)."""
+    path = out / "stage_timings.json"
+    seen = io.read_json(path) if path.exists() else {}
+    io.write_json(path, {k: seen.get(k, 0.0) + v for k, v in {**dict.fromkeys(seen, 0.0), **timings}.items()})
 
 
 def eta_seconds(status: pd.DataFrame, out: str | Path, workers: int = 1) -> float | None:

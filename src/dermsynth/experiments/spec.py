@@ -31,6 +31,8 @@ from dermsynth.errors import ConfigError
 from dermsynth.generate.methods import METHODS
 from dermsynth.train.spec import RunSpec
 
+FinetuneMode = Literal["none", "all", "per-class"]
+
 
 class GeneratorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -49,8 +51,11 @@ class GeneratorSpec(BaseModel):
     with_skin_type: bool = False
     resolution: int = Field(512, ge=8)  # sd: generation and fine-tuning resolution
     # DreamBooth-style fine-tuning on the training pool: one model for all classes or one per class
-    finetune: Literal["none", "all", "per-class"] = "none"
-    finetune_steps: int | None = Field(None, ge=1)  # None: 4 epochs (sd, the authors') / 200 steps (builtin)
+    # A list compares generators: each value gets its own store and becomes a grid axis
+    # (``generator_finetune``) of the cells with synthetic data.
+    finetune: FinetuneMode | list[FinetuneMode] = "none"
+    finetune_steps: int | None = Field(None, ge=1)  # None: epochs (sd) / 200 steps (builtin)
+    finetune_epochs: int = Field(4, ge=1)  # sd: the authors' 4 (25 for DDI's one model)
     finetune_lr: float | None = Field(None, gt=0)
     lora: bool = False
     # built-in generator training (when model is not given)
@@ -59,6 +64,36 @@ class GeneratorSpec(BaseModel):
     train_minutes: float | None = None
     block_out_channels: list[int] = Field(default_factory=lambda: [16, 32, 64])
     scheduler: Literal["ddim", "dpm"] = "ddim"
+
+    def finetune_values(self) -> list[str]:
+        return list(self.finetune) if isinstance(self.finetune, list) else [self.finetune]
+
+
+class ImbalanceSpec(BaseModel):
+    """Fig. S-2 as a grid: each rare class, down-sampled to each size, in three arms.
+
+    Arms: imbalanced (nothing added), synthetic (``n_real / rare_n − 1`` synthetic per real of
+    the rare class: exact parity) and duplication (its real images repeated ``n_real / rare_n``
+    times). The paper reports each rare class and the aggregate.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rare_classes: list[str] = Field(min_length=1)
+    rare_n: list[int] = Field(min_length=1)
+
+    def variants(self, n_real: int) -> list[dict[str, Any]]:
+        out = []
+        for cls in self.rare_classes:
+            for n in self.rare_n:
+                if n <= 0 or n >= n_real or n_real % n:
+                    raise ConfigError(f"imbalance.rare_n = {n}: parity needs a divisor of base.n_real = {n_real} "
+                                      "smaller than it (e.g. 25, 50, 100 for 200)")
+                factor = n_real // n
+                rare = {"class_n_real": {cls: n}}
+                out += [rare, {**rare, "synthetic_per_real": factor - 1, "synthetic_classes": [cls]},
+                        {**rare, "duplicate_classes": {cls: factor}}]
+        return out
 
 
 class ExperimentSpec(BaseModel):
@@ -71,6 +106,7 @@ class ExperimentSpec(BaseModel):
     generator: GeneratorSpec | None = None
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)  # crossed with the grid; for paired settings
+    imbalance: ImbalanceSpec | None = None  # Fig. S-2: expands into variants
     audit_leakage: bool = True
     # Score the synthetic store with a classifier trained on real images only (needs a generator).
     recognisability: bool = True
@@ -138,12 +174,18 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
     axes.setdefault("seed", spec.seed_list())
     if "seed" in spec.grid:
         axes["seed"] = spec.grid["seed"]
-    names = list(axes)
     out, seen = [], set()
-    for values, variant in itertools.product(itertools.product(*(axes[n] for n in names)), spec.variants or [{}]):
+    if spec.generator is not None and "generator_finetune" not in axes:
+        axes["generator_finetune"] = spec.generator.finetune_values()
+    names = list(axes)
+    variants = list(spec.variants)
+    if spec.imbalance is not None:
+        variants += spec.imbalance.variants(int(spec.base.get("n_real", RunSpec.model_fields["n_real"].default)))
+    for values, variant in itertools.product(itertools.product(*(axes[n] for n in names)), variants or [{}]):
         fields = {**spec.base, **dict(zip(names, values, strict=True)), **variant}
         if fields.get("synthetic_per_real", 0) == 0:
             fields["synthetic_methods"] = None
+            fields["generator_finetune"] = None
         try:
             run = RunSpec(**fields)
         except ValidationError as exc:

@@ -15,7 +15,7 @@ import pandas as pd
 from dermsynth import io
 from dermsynth.audits.recognisability import recognisability
 from dermsynth.data.splits import Split, load_split, load_splits
-from dermsynth.data.synthetic_store import is_store, read_manifest
+from dermsynth.data.synthetic_store import is_store, store_digest
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
 from dermsynth.generate.backends.registry import PerClassBackend, make_backend
@@ -93,6 +93,7 @@ def finetune_stage(gen: GeneratorSpec, base: RunSpec, split: Split, base_model: 
             models[label or "all"] = {"builtin": str(dest / "model")}
             continue
         cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
+                               epochs=gen.finetune_epochs,
                                **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
         paths = {}
         wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
@@ -118,29 +119,17 @@ def _backend_for(gen: GeneratorSpec, paths: dict):
                         **common)
 
 
-def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True,
-                      timings: dict | None = None) -> str | None:
-    """Make sure the store holds K images per needed reference for every method; return its path.
+def store_for(gen: GeneratorSpec, out: Path, finetune: str | None) -> Path:
+    """The store of one generator variant: OUT/synthetic, or OUT/synthetic-<finetune> when the
+    experiment compares pretrained and fine-tuned generators."""
+    if len(gen.finetune_values()) > 1:
+        return out / f"synthetic-{finetune}"
+    return Path(gen.store) if gen.store else out / "synthetic"
 
-    ``timings`` (if given) receives the seconds spent training the generator and generating.
-    """
-    timings = {} if timings is None else timings
-    gen = spec.generator
-    needs = [r for r in runs if r.synthetic_per_real > 0]
-    if gen is None:
-        stores = {r.synthetic_store for r in needs}
-        if None in stores:
-            raise ConfigError("cells use synthetic data but neither [generator] nor base.synthetic_store is set")
-        return None
-    store = Path(gen.store) if gen.store else out / "synthetic"
-    if not needs:
-        return str(store)
-    k = max(r.synthetic_per_real for r in needs)
-    if k > gen.per_image:
-        raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
-    base = needs[0]
-    splits = load_splits(r.split_spec() for r in needs)
-    split = splits[base.split_spec()]
+
+def _generator_backend(gen: GeneratorSpec, finetune: str, base: RunSpec, split: Split, out: Path, progress: bool,
+                       timings: dict):
+    """The backend of one variant: the pretrained (or trained built-in) model, or its fine-tunes."""
     t0 = time.perf_counter()
     if gen.backend == "builtin":
         model = gen.model or str(builtin_generator(gen, base, split, out, progress))
@@ -149,43 +138,75 @@ def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, prog
         if not gen.model:
             raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
         model, base_paths = gen.model, {}
-    timings["generator_training"] = time.perf_counter() - t0
-    if gen.finetune != "none":
-        t0 = time.perf_counter()
-        tuned = finetune_stage(gen, base, split, model, out, progress)
-        timings["finetuning"] = time.perf_counter() - t0
-        backends = {label: _backend_for(gen, paths) for label, paths in tuned.items()}
-        backend = backends["all"] if "all" in backends else PerClassBackend(backends)
-    else:
-        backend = _backend_for(gen, base_paths)
+    timings["generator_training"] = timings.get("generator_training", 0.0) + time.perf_counter() - t0
+    if finetune == "none":
+        return _backend_for(gen, base_paths)
     t0 = time.perf_counter()
-    refs = references_needed(needs, splits)
-    methods = sorted({m for r in needs for m in (r.synthetic_methods or gen.methods)})
-    for method in methods:
-        res = run_generation(backend, refs, method, k, store, split=split, batch_size=gen.batch_size,
-                             with_skin_type=gen.with_skin_type, progress=progress)
-        log.info("%s: generated %d, reused %d (%.1f img/s)", method, res["generated"], res["skipped"],
-                 res["images_per_second"])
-    timings["generation"] = time.perf_counter() - t0
-    return str(store)
+    tuned = finetune_stage(gen.model_copy(update={"finetune": finetune}), base, split, model, out, progress)
+    timings["finetuning"] = timings.get("finetuning", 0.0) + time.perf_counter() - t0
+    backends = {label: _backend_for(gen, paths) for label, paths in tuned.items()}
+    return backends["all"] if "all" in backends else PerClassBackend(backends)
 
 
-def recognisability_stage(runs: list[RunSpec], store: str | Path, out: Path, progress: bool = True) -> Path | None:
-    """Score the store with a classifier trained on the real pool; cached while the store is unchanged.
+def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True,
+                      timings: dict | None = None) -> dict[str, str]:
+    """Make sure each store holds K images per needed reference for every method.
 
-    The classifier uses the settings of the first cell with synthetic data (backbone, image
-    size, epochs), trained on every real pool image without synthetic ones.
+    Returns {generator variant: store path} (empty without a [generator]); ``timings`` (if
+    given) receives the seconds spent training, fine-tuning and generating.
+    """
+    timings = {} if timings is None else timings
+    gen = spec.generator
+    needs = [r for r in runs if r.synthetic_per_real > 0]
+    if gen is None:
+        if any(r.synthetic_store is None for r in needs):
+            raise ConfigError("cells use synthetic data but neither [generator] nor base.synthetic_store is set")
+        return {}
+    if not needs:
+        return {}
+    k = max(r.synthetic_per_real for r in needs)
+    if k > gen.per_image:
+        raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
+    splits = load_splits(r.split_spec() for r in needs)
+    stores = {}
+    for finetune in gen.finetune_values():
+        mine = [r for r in needs if (r.generator_finetune or gen.finetune_values()[0]) == finetune]
+        if not mine:
+            continue
+        split = splits[mine[0].split_spec()]
+        backend = _generator_backend(gen, finetune, mine[0], split, out, progress, timings)
+        store = store_for(gen, out, finetune)
+        t0 = time.perf_counter()
+        refs = references_needed(mine, splits)
+        for method in sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)}):
+            res = run_generation(backend, refs, method, k, store, split=split, batch_size=gen.batch_size,
+                                 with_skin_type=gen.with_skin_type, progress=progress)
+            log.info("%s (%s): generated %d, reused %d (%.1f img/s)", method, finetune, res["generated"],
+                     res["skipped"], res["images_per_second"])
+        timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - t0
+        stores[finetune] = str(store)
+    return stores
+
+
+def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path, progress: bool = True) -> Path | None:
+    """Score the store with a classifier trained on the real pool, into ``folder``.
+
+    Cached while the store, the split and the classifier's settings are unchanged (their
+    digests are the cache key). The classifier uses the settings of the first cell with
+    synthetic data (backbone, image size, epochs), trained on every real pool image.
     """
     needs = [r for r in runs if r.synthetic_per_real > 0]
     if not needs or not is_store(store):
         return None
-    folder = out / "analysis" / "recognisability"
-    n_synthetic = len(read_manifest(store))
+    spec = needs[0].model_copy(update={"synthetic_per_real": 0, "use_all_pool": True, "seed": 0,
+                                       "synthetic_fingerprint": None, "data_digest": None})
+    split = load_split(spec.split_spec())
+    key = f"{store_digest(store)}:{split.digest()}:{spec.run_id()}"
     done = folder / "recognisability.json"
-    if done.exists() and io.read_json(done).get("n_synthetic") == n_synthetic:
+    if done.exists() and io.read_json(done).get("cache_key") == key:
         return done
-    spec = needs[0].model_copy(update={"synthetic_per_real": 0, "use_all_pool": True, "seed": 0})
-    table = recognisability(load_split(spec.split_spec()), store, spec, folder, progress=progress)
+    table = recognisability(split, store, spec, folder, progress=progress)
+    io.write_json(done, {**io.read_json(done), "cache_key": key})
     for row in table.itertuples():
         log.info("recognisability — %s: %.1f %% of %d (chance %.1f %%, p = %.2g)", row.group, 100 * row.accuracy,
                  row.n, 100 * row.chance, row.p_above_chance)

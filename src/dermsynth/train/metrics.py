@@ -4,7 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+
+# A run that predicts one class for at least this share of the test images has collapsed to
+# a constant classifier: its accuracy is the class's share, not something it learnt.
+DEGENERATE_SHARE = 0.95
+
+
+def auroc(y: np.ndarray, probs: np.ndarray) -> float | None:
+    """Binary AUROC (positive = class 1) or macro one-vs-rest AUROC; None when a class is absent."""
+    present = np.unique(y)
+    if len(present) < 2 or len(present) < probs.shape[1]:
+        return None
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(y, probs[:, 1]))
+    return float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+
+
+def degeneracy(y: np.ndarray, yhat: np.ndarray, classes: list[str]) -> dict:
+    """The most-predicted class and its share; ``degenerate`` when it dominates the predictions."""
+    counts = np.bincount(yhat, minlength=len(classes))
+    top = int(counts.argmax())
+    share = float(counts[top] / max(len(yhat), 1))
+    majority = float(np.bincount(y, minlength=len(classes)).max() / max(len(y), 1))
+    return {"degenerate": share >= DEGENERATE_SHARE, "top_predicted_class": classes[top],
+            "top_predicted_share": share, "majority_class_rate": majority}
 
 
 def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict:
@@ -22,6 +46,8 @@ def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict
         "per_class_accuracy": {c: float(correct[y == i].mean()) for i, c in enumerate(classes) if (y == i).any()},
         "per_class_n": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y, yhat, labels=list(range(len(classes)))).tolist(),
+        "auroc": auroc(y, probs),
+        **degeneracy(y, yhat, classes),
     }
     if "skin_group" in pred.columns and pred["skin_group"].notna().any():
         groups = pred["skin_group"].astype(object)

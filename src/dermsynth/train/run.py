@@ -15,13 +15,27 @@ import torch
 from dermsynth import io
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import Split, load_split
-from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.models.backbones import create_backbone, set_trainable
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.spec import RunSpec
+
+
+def pin_inputs(spec: RunSpec, split: Split) -> RunSpec:
+    """Fill in the split's digest and the store's digest this run depends on, or refuse when
+    they were pinned before and the data or store has changed since."""
+    pinned = {"data_digest": split.digest(), "synthetic_fingerprint": None}
+    if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
+        pinned["synthetic_fingerprint"] = store_digest(spec.synthetic_store)
+    for field, value in pinned.items():
+        old = getattr(spec, field)
+        if old is not None and old != value:
+            raise DataError(f"{field} of this run was {old} when it was planned but is {value} now: the data set or "
+                            "the synthetic store changed; re-plan the experiment (run it again) instead of mixing")
+    return spec.model_copy(update=pinned)
 
 
 def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
@@ -86,6 +100,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
         torch.set_num_threads(os.cpu_count() or 1)
     device = device_for(spec)
     split = load_split(spec.split_spec())
+    spec = pin_inputs(spec, split)
     train = training_table(spec, split)
     val, test = split.val, split.test
     classes = sorted(split.table["label"].unique())
@@ -127,14 +142,25 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
                         "predicted": pred["predicted"].tolist(),
                         "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
                         "probabilities": np.round(probs, 5).tolist()},
-        "environment": {"torch": torch.__version__, "device": str(device), "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+        "environment": environment(device),
     }
     if out_dir is not None:
         write_record(record, Path(out_dir) / f"{record['run_id']}.json")
         if spec.save_checkpoint:
             torch.save(model.state_dict(), Path(out_dir) / f"{record['run_id']}.pt")
     return record
+
+
+def environment(device) -> dict:
+    """Versions and hardware a result depends on (a timm or diffusers upgrade can change weights)."""
+    import diffusers
+    import timm
+
+    from dermsynth import __version__
+
+    return {"dermsynth": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "diffusers": diffusers.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "device": str(device), "threads": torch.get_num_threads()}
 
 
 def write_record(record: dict, path: Path) -> Path:

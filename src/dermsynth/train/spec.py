@@ -11,30 +11,20 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from dermsynth.data.splits import SplitSpec
+from dermsynth.data.splits import SplitFields, SplitSpec
 
 PAPER_EPOCHS = 30
 
 
-class RunSpec(BaseModel):
+class RunSpec(SplitFields):
     """One run's settings. The split fields are flat (so a TOML grid can sweep ``n_test`` like
     ``lr``); :meth:`split_spec` gathers them into the SplitSpec the data layer takes."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    # data and split
-    dataset: str = "demo"
-    root: str | None = None
-    classes: str | list[str] | None = None
-    label_column: str = "label"
-    demo_n_per_class: int = Field(200, ge=1)
-    demo_size: int = Field(64, ge=8)
-    n_test: int = Field(40, ge=1)
-    n_val: int = Field(40, ge=1)
-    split_seed: int = 0
-    stratify: Literal["label", "skin_group"] = "label"
+    # data and split: the SplitFields, then the training subset
     n_real: int = Field(16, ge=1)
     use_all_pool: bool = False  # train on the whole training pool (DDI-style), ignoring n_real
     class_n_real: dict[str, int] = Field(default_factory=dict)
@@ -45,6 +35,13 @@ class RunSpec(BaseModel):
     synthetic_methods: list[str] | None = None
     synthetic_classes: list[str] | None = None
     duplicate_classes: dict[str, int] = Field(default_factory=dict)
+    # which generator made the store: pretrained ("none") or fine-tuned ("all", "per-class");
+    # a grid axis when the experiment compares them (each value has its own store)
+    generator_finetune: Literal["none", "all", "per-class"] | None = None
+    # Pinned inputs: the store's fingerprint and the split's digest. Part of the run id, so a
+    # regenerated store or a changed data set (a later download) never reuses an old result.
+    synthetic_fingerprint: str | None = None
+    data_digest: str | None = None
     # model and training
     backbone: str = "resnet18"
     pretrained: bool = False
@@ -61,6 +58,10 @@ class RunSpec(BaseModel):
     schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     batch_size: int | Literal["auto"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
+    # For imbalanced or binary tasks: weight the loss by inverse class frequency, or draw
+    # batches with equal expected counts per class.
+    class_weighting: Literal["none", "balanced"] = "none"
+    sampling: Literal["uniform", "balanced"] = "uniform"
     channels_last: bool = True
     threads: int | None = None
     device: str = "auto"

@@ -1,0 +1,106 @@
+"""Fig. S-2's statistics: one rare class brought to parity with synthetic images vs duplication.
+
+Each run is one of three arms — *imbalanced* (the rare class down-sampled, nothing added),
+*synthetic* (its real images topped up with k synthetic per real) or *duplication* (its real
+images repeated, the control). Within each cell (same rare class and size, same other
+settings) the synthetic arm is compared with the imbalanced baseline and with the
+duplication control, for the rare class (n = that class's test images) and overall
+(n = the test set), and duplication with the baseline; BH over the figure's comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, compare
+from dermsynth.analysis.summary import varying_keys
+
+ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method")
+PAIRS = (("synthetic", "imbalanced"), ("synthetic", "duplication"), ("duplication", "imbalanced"))
+
+
+def _as_dict(value) -> dict:
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip().startswith("{") else {}
+    return value if isinstance(value, dict) else {}
+
+
+def is_imbalance_study(table: pd.DataFrame) -> bool:
+    """True when runs differ in a down-sampled class (``class_n_real``)."""
+    return "class_n_real" in table and any(_as_dict(v) for v in table["class_n_real"])
+
+
+def label_arms(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``rare_class``, ``rare_n`` and ``arm`` columns (runs without a rare class are dropped)."""
+    t = table.copy()
+    rare = [next(iter(_as_dict(v).items()), (None, None)) for v in t["class_n_real"]]
+    t["rare_class"], t["rare_n"] = [r[0] for r in rare], [r[1] for r in rare]
+    t = t[t["rare_class"].notna()].copy()
+    dup = [bool(_as_dict(v)) for v in t["duplicate_classes"]]
+    t["arm"] = np.where(t["synthetic_per_real"] > 0, "synthetic", np.where(dup, "duplication", "imbalanced"))
+    t["rare_accuracy"] = [row.get(f"acc_class:{c}", np.nan) for c, (_, row) in zip(t["rare_class"], t.iterrows(),
+                                                                                    strict=True)]
+    return t
+
+
+def _correct(records: list[dict], label: str | None) -> dict[str, np.ndarray]:
+    """run_id → correctness on the test images (of ``label`` only, when given), in test-id order."""
+    out = {}
+    for rec in records:
+        p = rec["predictions"]
+        order = np.argsort(p["id"])
+        truth, pred = np.array(p["label"])[order], np.array(p["predicted"])[order]
+        keep = np.ones(len(truth), bool) if label is None else truth == label
+        out[rec["run_id"]] = (truth == pred)[keep]
+    return out
+
+
+def imbalance_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
+                          reps: int = 1000) -> pd.DataFrame:
+    """One row per (cell, pair of arms, scope ∈ {rare class, overall}), BH-adjusted over all rows."""
+    t = label_arms(table)
+    if t.empty:
+        return pd.DataFrame()
+    keys = ["rare_class", "rare_n"] + [k for k in varying_keys(t) if k not in (*ARM_FIELDS, "class_n_real")]
+    keys = list(dict.fromkeys(keys))
+    by_run = {rec["run_id"]: rec for rec in records}
+    rows = []
+    for cell, runs in t.groupby(keys, dropna=False):
+        cell = dict(zip(keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
+        for scope, acc_col, label in (("rare class", "rare_accuracy", cell["rare_class"]), ("overall", "accuracy",
+                                                                                             None)):
+            corr = _correct([by_run[r] for r in runs["run_id"]], label)
+            for a, b in PAIRS:
+                arm_a, arm_b = runs[runs["arm"] == a], runs[runs["arm"] == b]
+                if arm_a.empty or arm_b.empty:
+                    continue
+                n = len(next(iter(corr.values())))
+                pa, pb = float(arm_a[acc_col].mean()), float(arm_b[acc_col].mean())
+                diff, lo, hi = bootstrap_difference(np.stack([corr[r] for r in arm_a["run_id"]]),
+                                                    np.stack([corr[r] for r in arm_b["run_id"]]), reps=reps)
+                rows.append({**cell, "scope": scope, "comparison": f"{a} vs {b}", "acc_a": pa, "acc_b": pb,
+                             "difference": diff, "diff_ci_low": lo, "diff_ci_high": hi,
+                             "p_value": compare(pa, pb, n, test, correct).p_value, "n_test": n,
+                             "runs": f"{len(arm_a)}/{len(arm_b)}"})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_bh"] = bh_adjust(out["p_value"])
+    return out
+
+
+def imbalance_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """Sentences from the comparisons, e.g. 'rare class psoriasis at 25 real: synthetic vs duplication …'."""
+    if comps is None or not len(comps):
+        return ["No imbalance comparison could be made (each cell needs its baseline, synthetic and "
+                "duplication arms)."]
+    lines = []
+    for _, r in comps[comps["comparison"] != "duplication vs imbalanced"].iterrows():
+        verdict = ("significant" if r["p_bh"] < alpha else "not significant")
+        lines.append(f"{r['rare_class']} at {int(r['rare_n'])} real, {r['scope']}: {r['comparison']} "
+                     f"{100 * r['acc_a']:.1f} % vs {100 * r['acc_b']:.1f} % ({100 * r['difference']:+.1f} points, "
+                     f"95 % CI {100 * r['diff_ci_low']:+.1f} to {100 * r['diff_ci_high']:+.1f}; BH p = "
+                     f"{r['p_bh']:.2g}, {verdict}; n = {int(r['n_test'])}).")
+    return lines

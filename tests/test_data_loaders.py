@@ -1,4 +1,6 @@
 import numpy as np
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from PIL import Image
@@ -56,9 +58,10 @@ def test_fitzpatrick_real_copy(f17k_root):
     assert sum(report.missing_per_class.values()) == 13717
     top9 = load_fitzpatrick17k(f17k_root, "top-9")[0]
     assert top9["label"].nunique() == 9 and top9["label"].value_counts().min() >= 122
-    f9, rep9 = load_fitzpatrick17k(f17k_root, "f17k9")
-    assert set(f9["label"]) <= set(F17K9)
-    assert rep9.missing_per_class["psoriasis"] > 0  # psoriasis images are all missing here
+    # seven of the F17k-9 classes have no image in this copy: refused by name, never a 2-class study
+    with pytest.raises(DermsynthError, match=r"7 of the 9 requested.*'psoriasis' \(0 present, 653 missing\)"):
+        load_fitzpatrick17k(f17k_root, "f17k9")
+    assert set(F17K9) >= {"psoriasis"}
     three = load_fitzpatrick17k(f17k_root, label_column="three_partition_label")[0]
     assert set(three["label"]) == {"benign", "malignant", "non-neoplastic"}
 
@@ -96,10 +99,32 @@ def test_ddi_loader(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "ddi_metadata.csv", index=False)
     t = load_ddi(tmp_path)
     assert set(t["label"]) == {"benign", "malignant"}
+    assert set(t["prompt_label"]) == {"x"}  # prompts name the disease, not "malignant"
     assert t["skin_group"].tolist()[:3] == ["I-II", "III-IV", "V-VI"]
     bad = pd.DataFrame(rows).assign(skin_tone=99)
     bad.to_csv(tmp_path / "ddi_metadata.csv", index=False)
     with pytest.raises(DermsynthError, match="skin_tone"):
+        load_ddi(tmp_path)
+
+
+def test_ddi_finds_images_in_the_archive_folder_and_refuses_missing_ones(tmp_path, caplog):
+    """Images in the archive's own sub-folder are found; a listed file that is absent is an
+    error naming it (not 'present' rows that later fail one by one)."""
+    images = tmp_path / "ddidiversedermatologyimages"
+    images.mkdir()
+    rows = []
+    for i in range(4):
+        Image.new("RGB", (8, 8)).save(images / f"{i:06d}.png")
+        rows.append(dict(DDI_ID=i, DDI_file=f"{i:06d}.png", skin_tone=12, malignant=False, disease="melanocytic-nevi"))
+    Image.new("RGB", (8, 8)).save(images / "stray.png")
+    pd.DataFrame(rows).to_csv(tmp_path / "ddi_metadata.csv", index=False)
+    with caplog.at_level("WARNING"):
+        t = load_ddi(tmp_path)
+    assert len(t) == 4 and all(Path(p).parent == images for p in t["path"])
+    assert set(t["prompt_label"]) == {"melanocytic nevi"}
+    assert "stray.png" in caplog.text and "no patient column" in caplog.text
+    (images / "000003.png").unlink()
+    with pytest.raises(DermsynthError, match=r"1 of 4 DDI images.*000003.png"):
         load_ddi(tmp_path)
 
 

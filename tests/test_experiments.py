@@ -108,6 +108,7 @@ def test_too_large_axis_value_fails_before_training(demo_root, tmp_path):
         run_experiment(spec, tmp_path / "e2", progress=False)
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
     spec = tiny_experiment(demo_root, grid={"n_real": [2, 3, 4]}, seeds=2)
     cfg = tmp_path / "spec.json"
@@ -139,12 +140,14 @@ def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
     assert not list((out / "runs").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_process_pool_executor(demo_root, tmp_path):
     spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)
     res = run_experiment(spec, tmp_path / "p", workers=2, progress=False)
     assert res["ran"] == 2 and res["failed"] == 0
 
 
+@pytest.mark.slow
 def test_ray_executor_two_cells(demo_root, tmp_path):
     pytest.importorskip("ray")
     spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)

@@ -170,6 +170,7 @@ def test_generation_bad_input(model_dir, split, tmp_path):
         run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", split=split, progress=False)
 
 
+@pytest.mark.slow
 def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, tmp_path):
     refs = split.pool.iloc[:12]
     refs_path = tmp_path / "refs.parquet"

@@ -17,6 +17,9 @@ from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def study(demo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")

@@ -90,12 +90,13 @@ def test_distance_analysis_orders_reference_pairs_closest():
     assert set(res.tests["comparison"]) and (res.tests["p_bh"] >= res.tests["p_value"]).all()
 
 
+@pytest.mark.slow
 def test_embedding_study_figures_and_numbers(planted_store, tiny_clip, tmp_path):
     split, store = planted_store
     res = embedding_study(split, store, tiny_clip, tmp_path / "emb", umap=True, cache_dir=str(tmp_path / "c"))
     assert res["n_synthetic"] == 29 and res["encoder"].startswith("clip:")
     assert (tmp_path / "emb" / "fig2_pca.png").exists() and (tmp_path / "emb" / "fig2_distances.png").exists()
-    assert 0 <= res["means"]["real-real"] <= 2
+    assert res["means"]["real-real"] > 1e-4  # distinct images are not all mapped to one point
     q = quality_study(split, store, tiny_clip, tmp_path / "q", reps=5, cache_dir=str(tmp_path / "c"))
     assert {"fid", "kid", "precision", "recall"} <= set(q.columns) and (q["kid"] >= 0).all()
 

@@ -99,7 +99,10 @@ def test_run_is_deterministic_and_complete(demo_root, tmp_path):
     assert a["predictions"]["predicted"] == b["predictions"]["predicted"]
     assert np.allclose(a["predictions"]["probabilities"], b["predictions"]["probabilities"])
     m = a["metrics"]
-    assert m["n_test"] == 45 and 0 <= m["accuracy"] <= 1
+    assert m["n_test"] == 45
+    # accuracy is what the stored predictions say, not a number computed elsewhere
+    p = a["predictions"]
+    assert np.isclose(m["accuracy"], np.mean(np.array(p["label"]) == np.array(p["predicted"])))
     assert set(m["per_class_accuracy"]) == set(a["classes"])
     assert sum(map(sum, m["confusion_matrix"])) == 45
     assert "per_skin_group_accuracy" in m
@@ -109,7 +112,9 @@ def test_run_is_deterministic_and_complete(demo_root, tmp_path):
 
 def test_linear_probe_and_bf16(demo_root):
     rec = run_training(tiny_spec(demo_root, mode="linear-probe"), progress=False)
-    assert rec["fit"]["history"][0]["C"] == 0.01 and 0 <= rec["metrics"]["accuracy"] <= 1
+    assert rec["fit"]["history"][0]["C"] == 0.01 and len(rec["fit"]["history"]) == 4
+    probs = np.array(rec["predictions"]["probabilities"])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4) and rec["metrics"]["accuracy"] > 1 / 9  # pixels + probe beat chance
     rec = run_training(tiny_spec(demo_root, precision="bf16", max_epochs=1), progress=False)
     assert rec["spec"]["precision"] == "bf16"
 

@@ -119,24 +119,42 @@ def fig_per_class_gain(table: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out, "figS1_per_class_gain")
 
 
-def fig_skin_groups(table: pd.DataFrame, out: Path) -> Path | None:
-    """Fig. 5: accuracy per skin-type group, with and without synthetic data."""
+def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | None = None) -> Path | None:
+    """Fig. 5: accuracy per skin-type group, with and without synthetic data; 95 % Wald CIs with
+    n = the group's test size; * marks a BH-significant change from the real-only bar."""
     t = add_method_column(table)
     cols = [c for c in t.columns if c.startswith("acc_group:")]
     if not cols:
         return None
-    g = t.groupby(["method", "transforms"])[cols].mean() * 100
-    fig = Figure(figsize=(5.5, 3.4))
+    groups = [c.split(":", 1)[1] for c in cols]
+    sizes = {g: int(group_comps.loc[group_comps["skin_group"] == g, "n_group"].iloc[0])
+             for g in groups if group_comps is not None and len(group_comps) and
+             (group_comps["skin_group"] == g).any()}
+    g = t.groupby(["method", "transforms"])[cols].mean()
+    fig = Figure(figsize=(6.5, 3.6))
     ax = fig.subplots()
     width = 0.8 / len(g)
     for i, (key, row) in enumerate(g.iterrows()):
-        ax.bar(np.arange(len(cols)) + i * width, row.to_numpy(), width, color=OKABE_ITO[(i + 1) % 8],
+        x = np.arange(len(cols)) + i * width
+        acc = row.to_numpy()
+        err = [100 * (wald_ci(p, sizes[gr])[1] - p) if gr in sizes else 0 for p, gr in zip(acc, groups, strict=True)]
+        ax.bar(x, 100 * acc, width, yerr=err, capsize=2, color=OKABE_ITO[(i + 1) % 8],
                label=f"{key[0]}, transforms {'on' if key[1] else 'off'}")
-    ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, [c.split(":", 1)[1] for c in cols])
+        if group_comps is None or not len(group_comps) or key[0] == "none":
+            continue
+        for xi, gr, p in zip(x, groups, acc, strict=True):
+            hit = group_comps[(group_comps["skin_group"] == gr) & (group_comps["method"] == key[0])]
+            if "transforms" in hit:
+                hit = hit[hit["transforms"].astype(str) == str(key[1])]
+            star = _stars(float(hit["p_bh"].min())) if len(hit) else ""
+            if star:
+                ax.annotate(star, (xi, 100 * p + 4), ha="center", fontsize=10)
+    ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, groups)
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel("Fitzpatrick skin-type group")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
+    ax.set_title("Accuracy by skin-type group (* BH-adjusted p, n = group test size)", fontsize=9)
     return _save(fig, out, "fig5_skin_groups")
 
 

@@ -23,6 +23,7 @@ from dermsynth import io as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
+from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
     cell_summary,
@@ -127,12 +128,15 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         summary, fits = imbalance_summary(comps), {}
         figs = [figures.fig_imbalance(table, fig_dir)]
         comp_title = "Rare class and overall: synthetic vs imbalanced baseline and vs duplication"
+        groups = pd.DataFrame()
     else:
         comps = synthetic_comparisons(table, records, test, correct)
         summary, fits = plain_summary(comps), dose_fits(table)
+        groups = group_comparisons(table, records, test, correct)
+        summary += group_summary(groups)
         figs = [figures.fig_accuracy_vs_nreal(table, comps, fig_dir),
                 figures.fig_dose_response(table, fig_dir, _figure_fits(fits)),
-                figures.fig_per_class_gain(table, fig_dir), figures.fig_skin_groups(table, fig_dir)]
+                figures.fig_per_class_gain(table, fig_dir), figures.fig_skin_groups(table, fig_dir, groups)]
         comp_title = "With vs without synthetic data"
     figs = [f for f in figs if f is not None]
     if len(comps):
@@ -140,13 +144,19 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     sections = [Section("Accuracy per cell", _fmt_table(cells))]
     if len(comps):
         sections.append(Section(comp_title, _fmt_table(comps)))
+    if not imbalance and len(groups):
+        groups.to_csv(out_dir / "skin_group_comparisons.csv", index=False)
+        sections.append(Section("By skin-type group (Fig. 5)", _fmt_table(groups),
+                                "Accuracy within each group's test images (n = group size), paired bootstrap CI, "
+                                "BH over group × method × transforms."))
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += analysis_sections(out_dir)
     sections += [Section(head, body) for head, body in extra_sections or []]
     page = _ENV.get_template("report.html.j2").render(
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
-        n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct), warnings=[],
+        n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct),
+        warnings=degenerate_warnings(table),
         summary=summary, fit_lines=_fit_lines(fits), figures=[_b64(f) for f in figs],
         sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")
     return dio.write_text(Path(report_path) if report_path else out_dir / "report.html", page)
@@ -185,6 +195,20 @@ def analysis_sections(out_dir: Path) -> list[Section]:
         parts.append(Section("Memorization audit", "", f"{info['flagged']} of {info['n_synthetic']} synthetic "
                              f"images flagged as near-copies of a real image (thresholds {info['thresholds']})."))
     return parts
+
+
+def degenerate_warnings(table: pd.DataFrame) -> list[str]:
+    """Runs that predicted (nearly) one class for every test image: their accuracy is that
+    class's share of the test set, not something learnt — say so before any number."""
+    if "degenerate" not in table or not table["degenerate"].fillna(False).astype(bool).any():
+        return []
+    bad = table[table["degenerate"].fillna(False).astype(bool)]
+    shares = ", ".join(sorted({f"{c} ({100 * s:.0f} %)" for c, s in zip(bad["top_predicted_class"],
+                                                                          bad["top_predicted_share"], strict=True)}))
+    return [f"{len(bad)} of {len(table)} runs are degenerate: they predicted one class for ≥ 95 % of the test "
+            f"images ({shares}). Their accuracy equals that class's share of the test set (majority rate "
+            f"{100 * bad['majority_class_rate'].max():.1f} %); read balanced accuracy and AUROC instead, and consider "
+            "class_weighting = \"balanced\" or sampling = \"balanced\"."]
 
 
 DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods")

@@ -28,7 +28,8 @@ def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
 
 def varying_keys(table: pd.DataFrame, candidates=None) -> list[str]:
     """Spec fields that vary across runs (other than the seed): the cell identity."""
-    skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods"}
+    skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods",
+            "synthetic_fingerprint", "data_digest"}
     cols = candidates or [c for c in table.columns if c in _spec_columns(table)]
     return [c for c in cols if c not in skip and table[c].astype(str).nunique() > 1]
 
@@ -45,8 +46,13 @@ def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:
     keys = varying_keys(t)
     keys = [k for k in keys if k not in ("synthetic_classes",)] or ["method"]
     g = t.groupby(keys, dropna=False)
-    out = g.agg(accuracy=("accuracy", "mean"), sd=("accuracy", "std"), runs=("accuracy", "size"),
-                n_test=("n_test", "first"), balanced_accuracy=("balanced_accuracy", "mean")).reset_index()
+    aggs = dict(accuracy=("accuracy", "mean"), sd=("accuracy", "std"), runs=("accuracy", "size"),
+                n_test=("n_test", "first"), balanced_accuracy=("balanced_accuracy", "mean"))
+    if "auroc" in t and t["auroc"].notna().any():
+        aggs["auroc"] = ("auroc", "mean")
+    if "degenerate" in t:
+        aggs["degenerate_runs"] = ("degenerate", lambda v: int(pd.Series(v).fillna(False).astype(bool).sum()))
+    out = g.agg(**aggs).reset_index()
     lo_hi = [accuracy_ci(p, int(n), ci) for p, n in zip(out["accuracy"], out["n_test"], strict=True)]
     out["ci_low"], out["ci_high"] = [x[0] for x in lo_hi], [x[1] for x in lo_hi]
     return out
@@ -62,26 +68,37 @@ def correctness(records: list[dict]) -> dict[str, np.ndarray]:
     return out
 
 
+# What makes a cell an arm with synthetic data rather than its real-only baseline.
+ARM_KEYS = ["synthetic_per_real", "method", "generator_finetune"]
+
+
+def matched_cells(table: pd.DataFrame):
+    """Yield (cell, synthetic-arm runs, real-only runs) for every cell with synthetic data whose
+    real-only counterpart (equal in every other varying field) exists."""
+    t = add_method_column(table)
+    if "generator_finetune" not in t:
+        t["generator_finetune"] = None
+    keys = [k for k in varying_keys(t) if k not in ARM_KEYS]
+    arm_keys = keys + ARM_KEYS
+    base = t[t["synthetic_per_real"] == 0]
+    for cell, arm in t[t["synthetic_per_real"] > 0].groupby(arm_keys, dropna=False):
+        cell = dict(zip(arm_keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
+        mask = np.ones(len(base), bool)
+        for k in keys:
+            mask &= base[k].astype(str).to_numpy() == str(cell[k])
+        if mask.any():
+            yield cell, arm, base[mask]
+
+
 def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
                           reps: int = 1000) -> pd.DataFrame:
     """Every cell with synthetic data vs the real-only cell that matches it in all other fields.
 
     p-values are BH-adjusted over the whole family returned (one figure's comparisons).
     """
-    t = add_method_column(table)
-    keys = [k for k in varying_keys(t) if k not in ("synthetic_per_real", "method")]
     corr = correctness(records)
     rows = []
-    base = t[t["synthetic_per_real"] == 0]
-    for cell, arm in t[t["synthetic_per_real"] > 0].groupby(keys + ["synthetic_per_real", "method"], dropna=False):
-        cell = dict(zip(keys + ["synthetic_per_real", "method"], cell if isinstance(cell, tuple) else (cell,),
-                        strict=True))
-        mask = np.ones(len(base), bool)
-        for k in keys:
-            mask &= base[k].astype(str).to_numpy() == str(cell[k])
-        ref = base[mask]
-        if not len(ref):
-            continue
+    for cell, arm, ref in matched_cells(table):
         n = int(arm["n_test"].iloc[0])
         pa, pb = float(arm["accuracy"].mean()), float(ref["accuracy"].mean())
         res = compare(pa, pb, n, test, correct)

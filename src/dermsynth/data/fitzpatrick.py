@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.data.table import make_table
-from dermsynth.errors import DermsynthError
+from dermsynth.errors import DataError, DermsynthError
 
 CSV_NAME = "fitzpatrick17k.csv"
 CSV_COLUMNS = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label",
@@ -96,6 +96,17 @@ def load_fitzpatrick17k(root: str | Path, classes: str | list[str] | None = None
         chosen = select_classes(meta.loc[meta["_present"], label_column].value_counts(), classes,
                                 known=set(meta[label_column].dropna()))
     meta = meta[meta[label_column].isin(chosen)]
+    explicit = classes not in (None, "all") and not (isinstance(classes, str) and classes.lower().startswith("top-"))
+    present_counts = meta.loc[meta["_present"], label_column].value_counts()
+    empty = [c for c in chosen if present_counts.get(c, 0) == 0]
+    if explicit and empty:
+        missing = meta.loc[~meta["_present"], label_column].value_counts()
+        raise DataError(
+            f"{len(empty)} of the {len(chosen)} requested classes have no image under {image_dir}: "
+            + ", ".join(f"{c!r} (0 present, {int(missing.get(c, 0))} missing)" for c in empty)
+            + ". Download them (`dermsynth data download`) or choose classes that are present "
+            f"(present: {', '.join(f'{c} {n}' for c, n in present_counts.items())}); "
+            "a study never runs on a silently smaller set of classes.")
     report.missing_per_class = {str(k): int(v) for k, v in
                                 meta.loc[~meta["_present"], label_column].value_counts().items()}
     present = meta[meta["_present"]]

@@ -66,8 +66,10 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
         labels = [r["label"] for r, _ in batch]
         skin = [r.get("skin_type") for r, _ in batch]
         kw = {"template": prompt_template} if prompt_template else {}
+        # a loader may name the condition for the prompt apart from the label (DDI: "melanoma", not "malignant")
+        named = [r.get("prompt_label") if isinstance(r.get("prompt_label"), str) else r["label"] for r, _ in batch]
         prompts = [prompt_for(lab, st, with_skin_type=with_skin_type, **kw)
-                   for lab, st in zip(labels, skin, strict=True)]
+                   for lab, st in zip(named, skin, strict=True)]
         seeds = [image_seed(r["id"], k, method, backend.fingerprint) for r, k in batch]
         ref_arr = None
         if method != "text-to-image":

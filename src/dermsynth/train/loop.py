@@ -79,6 +79,19 @@ SCHEDULES.register("cosine")(lambda opt, lr, total: torch.optim.lr_scheduler.Cos
 SCHEDULES.register("onecycle")(lambda opt, lr, total: torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total))
 
 
+def balanced_weights(y: torch.Tensor) -> torch.Tensor:
+    """Inverse class frequency, scaled so a balanced set gets weight 1 per class (sklearn's 'balanced')."""
+    counts = torch.bincount(y).float()
+    return torch.where(counts > 0, len(y) / (len(counts) * counts.clamp_min(1)), torch.zeros_like(counts))
+
+
+def _epoch_order(y: torch.Tensor, sampling: str, gen: torch.Generator) -> torch.Tensor:
+    """One epoch's sample order: a permutation, or draws with equal expected counts per class."""
+    if sampling == "balanced":
+        return torch.multinomial(balanced_weights(y)[y], len(y), replacement=True, generator=gen)
+    return torch.randperm(len(y), generator=gen)
+
+
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
         val_y: torch.Tensor, spec: RunSpec, device, progress: bool = True) -> FitResult:
     """Train until ``max_epochs`` or early stopping; the best epoch's weights are restored."""
@@ -91,6 +104,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
                                          spec.weight_decay)
     sched = SCHEDULES.get(spec.schedule)(opt, spec.lr, steps_per_epoch * spec.max_epochs)
     norm = normalizer(model, device)
+    class_weight = balanced_weights(train_y).to(device) if spec.class_weighting == "balanced" else None
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
     res = FitResult(batch_size=bs)
@@ -99,7 +113,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     t0 = time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):
         model.train()
-        perm = torch.randperm(len(train_x), generator=gen)
+        perm = _epoch_order(train_y, spec.sampling, gen)
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress)
         te = time.perf_counter()
@@ -108,7 +122,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
             xb = to_input(train_x[idx].to(device), norm, spec.channels_last, aug, gen)
             yb = train_y[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
-                loss = F.cross_entropy(model(xb), yb)
+                loss = F.cross_entropy(model(xb), yb, weight=class_weight)
             if not torch.isfinite(loss):
                 model.load_state_dict(best_state)
                 raise TrainingDiverged(

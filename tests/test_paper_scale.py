@@ -87,8 +87,8 @@ def test_dose_fits_only_within_constant_cells():
     table = pd.DataFrame(rows)
     fits = dose_fits(table)
     assert {dict(c)["n_real"] for c in fits} == {16, 32} and all(dict(c)["method"] == "text-to-image" for c in fits)
-    # a field that varies within the ratios (here: a different class_n_real per ratio) leaves too few ratios
-    table["class_n_real"] = ['{"a": %d}' % (k % 3) for k in table["synthetic_per_real"]]
+    # a field that varies with the ratio (here lr) splits the cells: too few ratios in each, no fit
+    table["lr"] = [1e-3 * (1 + k % 3) for k in table["synthetic_per_real"]]
     assert dose_fits(table) == {}
 
 

@@ -16,7 +16,6 @@ from dermsynth.experiments.results import load_records, results_table
 from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment
 
-
 pytestmark = pytest.mark.slow
 
 

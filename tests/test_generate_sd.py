@@ -102,3 +102,17 @@ def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
     assert not (tmp_path / "e" / "finetuned" / "all" / "t2i").exists()  # only the methods asked for
     syn = [r for r in load_records(tmp_path / "e") if r["n_train_synthetic"]]
     assert syn and syn[0]["n_train_synthetic"] == 9
+
+
+@pytest.mark.parametrize("inpainting", [False, True])
+def test_prior_preservation_reaches_the_loop(tiny, demo_table, tmp_path, inpainting):
+    """--prior-preservation generates class images with the model before tuning and trains on them."""
+    split = make_split(demo_table, 5, 4)
+    cfg = DreamBoothConfig(max_steps=2, resolution=32, batch_size=2, prior_preservation=True, prior_images=3,
+                           prior_steps=2)
+    res = finetune_from_split(str(tiny[1] if inpainting else tiny[0]), split, tmp_path / "pp", label="psoriasis",
+                              cfg=cfg, progress=False)
+    assert res["n_prior_images"] == 3
+    plain = finetune_from_split(str(tiny[0]), split, tmp_path / "plain", label="psoriasis",
+                                cfg=DreamBoothConfig(max_steps=2, resolution=32, batch_size=2), progress=False)
+    assert plain["n_prior_images"] == 0

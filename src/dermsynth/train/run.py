@@ -143,6 +143,9 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
                         "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
                         "probabilities": np.round(probs, 5).tolist()},
         "environment": environment(device),
+        # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
+        "backbone_weights": f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
+                            f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init",
     }
     if out_dir is not None:
         write_record(record, Path(out_dir) / f"{record['run_id']}.json")

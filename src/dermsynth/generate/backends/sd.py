@@ -123,15 +123,20 @@ class SDBackend:
             return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
         if refs is None:
             raise DataError(f"method {method!r} needs reference images")
-        cur = [Image.fromarray(r).resize((self.size, self.size), Image.Resampling.BICUBIC) for r in refs]
-        masks = method_masks(method, self.size, self.fraction, self.feather)
-        for i, m in enumerate(masks):
+        cur = refs
+        for i, m in enumerate(method_masks(method, self.size, self.fraction, self.feather)):
             strength = self.s_out if (method == "outpaint" or i == 1) else self.s_in
-            mask_img = Image.fromarray((m * 255).astype(np.uint8), mode="L")
-            out = self.pipe("inpaint")(prompt=prompts, image=cur, mask_image=[mask_img] * len(cur), strength=strength,
-                                       num_inference_steps=self.steps, guidance_scale=self.guidance,
-                                       height=self.size, width=self.size,
-                                       generator=self._generators(seeds, 7919 * i), output_type="pil").images
-            cur = out
-        return np.stack([np.asarray(im.convert("RGB")) for im in cur])
+            cur = self.generate_masked(prompts, cur, m, seeds, strength, offset=7919 * i)
+        return cur
+
+    def generate_masked(self, prompts: list[str], refs: np.ndarray, mask: np.ndarray, seeds: list[int],
+                        strength: float | None = None, offset: int = 0) -> np.ndarray:
+        """One inpainting pass: regenerate where ``mask`` is 1, keep the rest of each reference."""
+        images = [Image.fromarray(r).resize((self.size, self.size), Image.Resampling.BICUBIC) for r in refs]
+        mask_img = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
+        out = self.pipe("inpaint")(prompt=prompts, image=images, mask_image=[mask_img] * len(images),
+                                   strength=self.s_in if strength is None else strength,
+                                   num_inference_steps=self.steps, guidance_scale=self.guidance, height=self.size,
+                                   width=self.size, generator=self._generators(seeds, offset), output_type="pil").images
+        return np.stack([np.asarray(im.convert("RGB")) for im in out])
 

@@ -172,3 +172,26 @@ def test_record_holds_versions_and_report_warns_on_degenerate(imbalance_study):
     assert {"dermsynth", "torch", "timm", "diffusers"} <= set(rec["environment"])
     table = results_table(imbalance_study)
     assert "degenerate" in table and "auroc" in table
+
+
+def test_steps_matched_control_and_equal_steps(demo_root, tmp_path):
+    spec = validate_experiment({"name": "ctrl", "seeds": 1, "recognisability": False, "generator": TINY_GEN,
+                                "steps_matched_control": True, "base": _base(demo_root, n_real=2),
+                                "grid": {"synthetic_per_real": [0, 2]}})
+    runs = cells(spec)
+    assert sorted((r.synthetic_per_real, r.repeat_real) for r in runs) == [(0, 1), (0, 3), (2, 1)]
+    run_experiment(spec, tmp_path, workers=1, progress=False)
+    by_arm = {(r["spec"]["synthetic_per_real"], r["spec"]["repeat_real"]): r for r in load_records(tmp_path)}
+    assert by_arm[(0, 3)]["n_train"] == by_arm[(2, 1)]["n_train"] == 3 * by_arm[(0, 1)]["n_train"]
+    build_report(tmp_path)
+    ctrl = pd.read_csv(tmp_path / "control_comparisons.csv")
+    assert len(ctrl) == 1 and ctrl["synthetic_per_real"].iloc[0] == 2
+    assert "steps-matched control" in (tmp_path / "report.html").read_text()
+    # equal optimisation steps whatever the training-set size
+    from dermsynth.train.run import run_training
+
+    for arm in ((0, 1), (2, 1)):
+        r = next(x for x in runs if (x.synthetic_per_real, x.repeat_real) == arm)
+        r = r.model_copy(update={"train_steps": 7, "synthetic_store": str(tmp_path / "synthetic"),
+                                 "synthetic_fingerprint": None, "data_digest": None})
+        assert run_training(r, progress=False)["fit"]["steps"] == 7

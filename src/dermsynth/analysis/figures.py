@@ -35,8 +35,9 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
     axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
         for ti, tr in enumerate(sorted(t["transforms"].unique())):
+            arm = "steps-matched control" if method.startswith("real ×") else f"+ synthetic ({method})"
             for si, (label, rows) in enumerate((("real only", t[t["method"] == "none"]),
-                                                (f"+ synthetic ({method})", t[t["method"] == method]))):
+                                                (arm, t[t["method"] == method]))):
                 rows = rows[rows["transforms"] == tr]
                 if not len(rows) or (label != "real only" and method == "none"):
                     continue

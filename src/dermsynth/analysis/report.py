@@ -144,6 +144,13 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     sections = [Section("Accuracy per cell", _fmt_table(cells))]
     if len(comps):
         sections.append(Section(comp_title, _fmt_table(comps)))
+    control = synthetic_comparisons(table, records, test, correct, control=True) if not imbalance else pd.DataFrame()
+    if len(control):
+        control.to_csv(out_dir / "control_comparisons.csv", index=False)
+        sections.append(Section("Synthetic data vs the steps-matched control", _fmt_table(control),
+                                "Each arm with k synthetic per real against the same real images repeated k + 1 "
+                                "times (as many optimisation steps per epoch, no new images); acc_real_only is the "
+                                "control's accuracy. BH within this table."))
     if not imbalance and len(groups):
         groups.to_csv(out_dir / "skin_group_comparisons.csv", index=False)
         sections.append(Section("By skin-type group (Fig. 5)", _fmt_table(groups),

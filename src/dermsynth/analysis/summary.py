@@ -21,8 +21,9 @@ def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
         return "+".join(vals) if isinstance(vals, list) else str(vals)
 
     t = table.copy()
-    t["method"] = [("none" if k == 0 else name(m)) for m, k in zip(t["synthetic_methods"], t["synthetic_per_real"],
-                                                                   strict=True)]
+    repeats = t["repeat_real"] if "repeat_real" in t else pd.Series(1, index=t.index)
+    t["method"] = [(("none" if r == 1 else f"real ×{int(r)}") if k == 0 else name(m))
+                   for m, k, r in zip(t["synthetic_methods"], t["synthetic_per_real"], repeats, strict=True)]
     return t
 
 
@@ -72,18 +73,22 @@ def correctness(records: list[dict]) -> dict[str, np.ndarray]:
 ARM_KEYS = ["synthetic_per_real", "method", "generator_finetune"]
 
 
-def matched_cells(table: pd.DataFrame):
-    """Yield (cell, synthetic-arm runs, real-only runs) for every cell with synthetic data whose
-    real-only counterpart (equal in every other varying field) exists."""
+def matched_cells(table: pd.DataFrame, control: bool = False):
+    """Yield (cell, synthetic-arm runs, reference runs) for every cell with synthetic data.
+
+    The reference is the real-only cell equal in every other varying field or, with
+    ``control``, the steps-matched control: the same real images repeated k + 1 times.
+    """
     t = add_method_column(table)
-    if "generator_finetune" not in t:
-        t["generator_finetune"] = None
-    keys = [k for k in varying_keys(t) if k not in ARM_KEYS]
+    for col, default in (("generator_finetune", None), ("repeat_real", 1)):
+        if col not in t:
+            t[col] = default
+    keys = [k for k in varying_keys(t) if k not in [*ARM_KEYS, "repeat_real"]]
     arm_keys = keys + ARM_KEYS
     base = t[t["synthetic_per_real"] == 0]
-    for cell, arm in t[t["synthetic_per_real"] > 0].groupby(arm_keys, dropna=False):
+    for cell, arm in t[(t["synthetic_per_real"] > 0) & (t["repeat_real"] == 1)].groupby(arm_keys, dropna=False):
         cell = dict(zip(arm_keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
-        mask = np.ones(len(base), bool)
+        mask = (base["repeat_real"] == (int(cell["synthetic_per_real"]) + 1 if control else 1)).to_numpy()
         for k in keys:
             mask &= base[k].astype(str).to_numpy() == str(cell[k])
         if mask.any():
@@ -91,14 +96,15 @@ def matched_cells(table: pd.DataFrame):
 
 
 def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
-                          reps: int = 1000) -> pd.DataFrame:
-    """Every cell with synthetic data vs the real-only cell that matches it in all other fields.
+                          reps: int = 1000, control: bool = False) -> pd.DataFrame:
+    """Every cell with synthetic data vs the real-only cell that matches it in all other fields
+    (or, with ``control``, vs its steps-matched control; then ``acc_real_only`` is the control's).
 
     p-values are BH-adjusted over the whole family returned (one figure's comparisons).
     """
     corr = correctness(records)
     rows = []
-    for cell, arm, ref in matched_cells(table):
+    for cell, arm, ref in matched_cells(table, control):
         n = int(arm["n_test"].iloc[0])
         pa, pb = float(arm["accuracy"].mean()), float(ref["accuracy"].mean())
         res = compare(pa, pb, n, test, correct)

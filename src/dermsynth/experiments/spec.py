@@ -107,6 +107,9 @@ class ExperimentSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)  # crossed with the grid; for paired settings
     imbalance: ImbalanceSpec | None = None  # Fig. S-2: expands into variants
+    # For every cell with k synthetic per real, also a cell with the real images repeated k + 1
+    # times: as many samples per epoch, no new images ("more data or more steps?").
+    steps_matched_control: bool = False
     audit_leakage: bool = True
     # Score the synthetic store with a classifier trained on real images only (needs a generator).
     recognisability: bool = True
@@ -194,4 +197,11 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
         if run.run_id() not in seen:
             seen.add(run.run_id())
             out.append(run)
+    if spec.steps_matched_control:
+        for run in [r for r in out if r.synthetic_per_real > 0]:
+            ctrl = run.model_copy(update={"synthetic_per_real": 0, "repeat_real": run.synthetic_per_real + 1,
+                                          "synthetic_methods": None, "generator_finetune": None})
+            if ctrl.run_id() not in seen:
+                seen.add(ctrl.run_id())
+                out.append(ctrl)
     return out

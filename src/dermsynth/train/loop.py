@@ -36,6 +36,7 @@ class FitResult:
     images_per_second: float = 0.0  # over the whole fit, validation included
     train_images_per_second: float = 0.0  # optimisation steps only
     batch_size: int = 0
+    steps: int = 0  # optimisation steps taken
 
 
 def normalizer(model: nn.Module, device):
@@ -92,6 +93,14 @@ def _epoch_order(y: torch.Tensor, sampling: str, gen: torch.Generator) -> torch.
     return torch.randperm(len(y), generator=gen)
 
 
+def _epoch_plan(steps_per_epoch: int, spec: RunSpec) -> list[int]:
+    """Steps in each epoch: ``max_epochs`` full epochs, or passes adding up to ``train_steps``."""
+    if spec.train_steps is None:
+        return [steps_per_epoch] * spec.max_epochs
+    full, rest = divmod(spec.train_steps, steps_per_epoch)
+    return [steps_per_epoch] * full + ([rest] if rest else [])
+
+
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
         val_y: torch.Tensor, spec: RunSpec, device, progress: bool = True) -> FitResult:
     """Train until ``max_epochs`` or early stopping; the best epoch's weights are restored."""
@@ -102,7 +111,10 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     steps_per_epoch = max(1, len(train_x) // bs)
     opt = OPTIMIZERS.get(spec.optimizer)([p for p in model.parameters() if p.requires_grad], spec.lr,
                                          spec.weight_decay)
-    sched = SCHEDULES.get(spec.schedule)(opt, spec.lr, steps_per_epoch * spec.max_epochs)
+    # Equal-steps mode: every arm gets the same number of optimisation steps (k synthetic per
+    # real make an epoch k+1 times longer); validation after each pass, no early stopping.
+    epoch_steps = _epoch_plan(steps_per_epoch, spec)
+    sched = SCHEDULES.get(spec.schedule)(opt, spec.lr, sum(epoch_steps))
     norm = normalizer(model, device)
     class_weight = balanced_weights(train_y).to(device) if spec.class_weighting == "balanced" else None
     if spec.channels_last:
@@ -111,11 +123,11 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     best_score, best_state, bad_epochs, seen = -math.inf, copy.deepcopy(model.state_dict()), 0, 0
     step_seconds = 0.0
     t0 = time.perf_counter()
-    for epoch in range(1, spec.max_epochs + 1):
+    for epoch, n_steps in enumerate(epoch_steps, start=1):
         model.train()
         perm = _epoch_order(train_y, spec.sampling, gen)
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress)
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch}", leave=False, disable=not progress)
         te = time.perf_counter()
         for step in bar:
             idx = perm[step * bs:(step + 1) * bs]
@@ -135,6 +147,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
                 sched.step()
             losses.append(loss.item())
             seen += len(idx)
+            res.steps += 1
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(step + 1) * bs / (time.perf_counter() - te):.0f}")
         step_seconds += time.perf_counter() - te
         probs = predict(model, val_x, spec, device)
@@ -148,7 +161,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
             best_score, best_state, res.best_epoch, bad_epochs = score, copy.deepcopy(model.state_dict()), epoch, 0
         else:
             bad_epochs += 1
-            if bad_epochs >= spec.patience:
+            if bad_epochs >= spec.patience and spec.train_steps is None:
                 break
     res.train_seconds = time.perf_counter() - t0
     res.images_per_second = seen / max(res.train_seconds, 1e-9)

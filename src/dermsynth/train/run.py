@@ -53,6 +53,8 @@ def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
         train = real.assign(synthetic=False, ref_id=real["id"])
     if spec.duplicate_classes:
         train = duplicate_classes(train, spec.duplicate_classes)
+    if spec.repeat_real > 1:
+        train = duplicate_classes(train, dict.fromkeys(sorted(set(train["label"])), spec.repeat_real))
     return train
 
 

@@ -35,6 +35,9 @@ class RunSpec(SplitFields):
     synthetic_methods: list[str] | None = None
     synthetic_classes: list[str] | None = None
     duplicate_classes: dict[str, int] = Field(default_factory=dict)
+    # Every real image repeated this many times: the steps-matched control of k synthetic per
+    # real (repeat_real = k + 1 gives as many samples per epoch without new images).
+    repeat_real: int = Field(1, ge=1)
     # which generator made the store: pretrained ("none") or fine-tuned ("all", "per-class");
     # a grid axis when the experiment compares them (each value has its own store)
     generator_finetune: Literal["none", "all", "per-class"] | None = None
@@ -50,6 +53,9 @@ class RunSpec(SplitFields):
     image_size: int = Field(64, ge=8)
     transforms: bool = False
     max_epochs: int = Field(PAPER_EPOCHS, ge=1)
+    # Equal optimisation steps for every arm (overrides max_epochs and early stopping): separates
+    # "more data" from "more steps" in comparisons with synthetic data.
+    train_steps: int | None = Field(None, ge=1)
     patience: int = Field(3, ge=1)
     monitor: Literal["accuracy", "loss"] = "accuracy"
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"

@@ -102,10 +102,21 @@ def _test_text(test: str, correct: bool) -> str:
     return "two-sample proportion tests (uncorrected z-test)"
 
 
-def _fit_lines(fits: dict) -> list[str]:
-    return [f"{', '.join(f'{k}={v}' for k, v in cell)}: 90 % of the fitted gain is reached at "
-            f"{f.ratio90:.1f} synthetic per real (95 % CI {f.ratio90_ci[0]:.1f}–{f.ratio90_ci[1]:.1f}); "
-            f"plateau {100 * f.plateau:.1f} %." for cell, f in fits.items() if f.converged]
+def _fit_lines(fits: dict, tested: float) -> list[str]:
+    """One sentence per dose fit; a saturation point beyond the tested ratios is not reported as one."""
+    lines = []
+    for cell, f in fits.items():
+        where = ", ".join(f"{k}={v}" for k, v in cell)
+        if not f.converged:
+            lines.append(f"{where}: the saturating curve did not converge; no saturation point is claimed.")
+        elif f.ratio90 > tested or f.ratio90_ci[1] > tested:
+            lines.append(f"{where}: no saturation within the tested ratios (≤ {tested:g} synthetic per real): the "
+                         f"fitted 90 %-of-gain point {f.ratio90:.1f} (95 % CI {f.ratio90_ci[0]:.1f}–"
+                         f"{f.ratio90_ci[1]:.1f}) lies beyond or is not pinned by the data.")
+        else:
+            lines.append(f"{where}: 90 % of the fitted gain is reached at {f.ratio90:.1f} synthetic per real (95 % CI "
+                         f"{f.ratio90_ci[0]:.1f}–{f.ratio90_ci[1]:.1f}); plateau {100 * f.plateau:.1f} %.")
+    return lines
 
 
 def build_report(out_dir: str | Path, report_path: str | Path | None = None, title: str | None = None,
@@ -164,7 +175,8 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
         n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct),
         warnings=degenerate_warnings(table),
-        summary=summary, fit_lines=_fit_lines(fits), figures=[_b64(f) for f in figs],
+        summary=summary, fit_lines=_fit_lines(fits, float(table["synthetic_per_real"].max())),
+        figures=[_b64(f) for f in figs],
         sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")
     return dio.write_text(Path(report_path) if report_path else out_dir / "report.html", page)
 

@@ -88,7 +88,7 @@ def matched_cells(table: pd.DataFrame, control: bool = False):
     base = t[t["synthetic_per_real"] == 0]
     for cell, arm in t[(t["synthetic_per_real"] > 0) & (t["repeat_real"] == 1)].groupby(arm_keys, dropna=False):
         cell = dict(zip(arm_keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
-        mask = (base["repeat_real"] == (int(cell["synthetic_per_real"]) + 1 if control else 1)).to_numpy()
+        mask = np.array(base["repeat_real"] == (int(cell["synthetic_per_real"]) + 1 if control else 1), dtype=bool)
         for k in keys:
             mask &= base[k].astype(str).to_numpy() == str(cell[k])
         if mask.any():
@@ -119,16 +119,30 @@ def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
     return out
 
 
+RESULT_COLUMNS = ("acc_synthetic", "acc_real_only", "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_bh",
+                  "runs", "n_test")
+GENERATOR_NAMES = {"none": "pretrained generator", "all": "generator fine-tuned on the pool",
+                   "per-class": "generator fine-tuned per class"}
+
+
 def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """Sentences generated from the numbers, e.g. 'adding 10 synthetic per real (inpaint)
     improved accuracy at 16 and 32 real per class (BH p < 0.05), not at 128'."""
     if comp is None or not len(comp):
         return ["No comparison with and without synthetic data was run."]
     lines = []
-    group_keys = [k for k in ("method", "synthetic_per_real", "transforms") if k in comp.columns]
-    for key, rows in comp.groupby(group_keys):
+    # every arm field that varies splits the sentences (a rehearsal of fig3_paper found pretrained
+    # and fine-tuned generators merged into one "at 1 and 1 and 2 and 2" sentence without it)
+    group_keys = [k for k in ("method", "generator_finetune", "synthetic_per_real", "transforms")
+                  if k in comp.columns and (k != "generator_finetune" or comp[k].nunique() > 1)]
+    extra = [k for k in comp.columns if k not in (*group_keys, "n_real", *RESULT_COLUMNS)]
+    group_keys += [k for k in extra if comp[k].astype(str).nunique() > 1]
+    for key, rows in comp.groupby(group_keys, dropna=False):
         key = dict(zip(group_keys, key if isinstance(key, tuple) else (key,), strict=True))
         where = f"adding {key.get('synthetic_per_real')} synthetic per real ({key.get('method')}"
+        if "generator_finetune" in key:
+            where += ", " + GENERATOR_NAMES.get(str(key["generator_finetune"]), str(key["generator_finetune"]))
+        where += "".join(f", {k} {v}" for k, v in key.items() if k in extra)
         if "transforms" in key:
             where += ", transforms " + ("on" if str(key["transforms"]) in ("True", "true", "1") else "off")
         where += ")"

@@ -24,14 +24,26 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                    workers: int | None = typer.Option(None, help="Parallel runs."),
                    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
                    force: bool = typer.Option(False, help="Write beside results of another config."),
+                   rehearse: bool = typer.Option(False, help="Run the config's CPU rehearsal (stand-in data, models "
+                                                 "and sizes; every stage, axis, statistic and report section) and "
+                                                 "write its report."),
                    as_json: bool = JsonOpt):
     """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import load_experiment
 
     spec = load_experiment(config)
-    res = run_experiment(spec, out or default_out(config), executor, workers, address, force, progress=not as_json)
-    emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed")
+    folder = out or default_out(config)
+    if rehearse:
+        folder = out or Path("runs") / f"{config.stem}-rehearsal"
+        spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
+    res = run_experiment(spec, folder, executor, workers, address, force, progress=not as_json)
+    if rehearse:
+        res["report"] = str(build_report(folder))
+    emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed"
+                       + (f"; report {res['report']}" if rehearse else ""))
     if res["failed"]:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 

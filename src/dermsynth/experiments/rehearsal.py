@@ -1,0 +1,79 @@
+"""Rehearse a paper-scale experiment on a CPU before spending GPU-days on it.
+
+``rehearse(spec)`` keeps what a run's *result* depends on structurally — the stages, every
+grid axis with the same number of distinct values, the generator variants (pretrained /
+fine-tuned, per class or one model), the synthetic-per-real ratios, the imbalance arms and
+parity, the stratification, binary vs multi-class, every statistic, figure and report
+section — and swaps what only costs time for stand-ins: the demo data set (same class
+names for F17k-9; two classes for a binary task), 16-px images, a tiny random backbone,
+the built-in generator (for Stable Diffusion, with a few steps of fine-tuning in place of
+DreamBooth), real-image counts scaled down so parity and nesting still hold, two seeds.
+
+What it does not check: that Stable Diffusion / DreamBooth load and run at 512 px on a GPU,
+pretrained weights, accuracy levels, memory and time at full size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dermsynth.data.demo import DEMO_CLASSES
+from dermsynth.experiments.spec import ExperimentSpec, validate_experiment
+from dermsynth.train.spec import RunSpec
+
+# Fields of [base] that only cost time (or need files that a rehearsal does not have).
+STAND_IN_BASE = {"dataset": "demo", "root": None, "label_column": "label", "demo_size": 32, "image_size": 16,
+                 "backbone": "test_resnet", "pretrained": False, "pretrained_path": None, "max_epochs": 2,
+                 "patience": 1, "lr": 3e-3, "threads": 1}
+STAND_IN_GENERATOR = {"backend": "builtin", "model": None, "inpaint_model": None, "store": None, "size": 16,
+                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 2,
+                      "batch_size": 64, "finetune_steps": 3, "lora": False}
+N_TEST, N_VAL = 6, 4
+
+
+def _scaled_n_real(values: list[int]) -> dict[int, int]:
+    """Map n_real values to 1, 2, 3, …: same count of distinct, nested subsets, tiny."""
+    return {v: i + 1 for i, v in enumerate(sorted(set(values)))}
+
+
+def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
+             smaller: bool = False) -> ExperimentSpec:
+    """The stand-in experiment for ``spec`` (see the module docstring for what is kept).
+
+    ``smaller`` (for CI) keeps the first and last n_real and two rare classes: every
+    comparison and report section still occurs, not every axis value.
+    """
+    raw: dict[str, Any] = spec.model_dump()
+    base = dict(raw["base"])
+    binary = base.get("dataset") == "ddi" or base.get("label_column") == "three_partition_label"
+    classes = DEMO_CLASSES[:2] if binary else DEMO_CLASSES
+    grid = {k: list(v) for k, v in raw["grid"].items()}
+    n_real = base.get("n_real", RunSpec.model_fields["n_real"].default)
+    imbalance = raw.get("imbalance")
+    if smaller:
+        if len(grid.get("n_real", [])) > 2:
+            grid["n_real"] = [min(grid["n_real"]), max(grid["n_real"])]
+        if imbalance:
+            imbalance["rare_classes"] = imbalance["rare_classes"][:2]
+    if imbalance:
+        factor = math.gcd(*imbalance["rare_n"])  # parity: n_real / rare_n stays an integer
+        imbalance["rare_n"] = [n // factor for n in imbalance["rare_n"]]
+        base["n_real"] = n_real // factor
+        imbalance["rare_classes"] = [c for c in imbalance["rare_classes"] if c in classes] or classes[:1]
+    elif "n_real" in grid:
+        mapping = _scaled_n_real(grid["n_real"])
+        grid["n_real"] = [mapping[v] for v in grid["n_real"]]
+    else:
+        base["n_real"] = min(n_real, 4)
+    largest = max([base.get("n_real", 4), *grid.get("n_real", [])])
+    strata = 3 if base.get("stratify") == "skin_group" else 1  # the demo set spreads classes over groups
+    base.update(STAND_IN_BASE, classes=list(classes), n_test=N_TEST, n_val=N_VAL,
+                demo_n_per_class=(N_TEST + N_VAL) * strata + largest + 8)
+    if cache_dir:
+        base["cache_dir"] = cache_dir
+    raw.update(name=f"{spec.name}-rehearsal", seeds=seeds, base=base, grid=grid, imbalance=imbalance)
+    raw["description"] = f"CPU rehearsal of {spec.name}: stand-ins for data, models and sizes"
+    if raw.get("generator"):
+        raw["generator"] = {**raw["generator"], **STAND_IN_GENERATOR}
+    return validate_experiment(raw, f"rehearsal of {spec.name}")

@@ -195,3 +195,22 @@ def test_steps_matched_control_and_equal_steps(demo_root, tmp_path):
         r = r.model_copy(update={"train_steps": 7, "synthetic_store": str(tmp_path / "synthetic"),
                                  "synthetic_fingerprint": None, "data_digest": None})
         assert run_training(r, progress=False)["fit"]["steps"] == 7
+
+
+def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
+    from dermsynth.data.synthetic_store import read_training_ids
+    from dermsynth.train.run import real_subset
+
+    gen = {**TINY_GEN, "methods": ["inpaint"], "finetune_on": "subset"}
+    spec = validate_experiment({"name": "subset", "seeds": 2, "recognisability": False, "generator": gen,
+                                "base": {**_base(demo_root, n_real=2), "synthetic_methods": ["inpaint"]},
+                                "grid": {"synthetic_per_real": [0, 1]}})
+    run_experiment(spec, tmp_path, workers=1, progress=False)
+    synthetic = [r for r in planned_runs(spec, tmp_path) if r.synthetic_per_real]
+    assert len({r.synthetic_store for r in synthetic}) == 2  # one store (and generator) per seed's subset
+    for run in synthetic:
+        subset = set(real_subset(run, load_split(run.split_spec()))["id"])
+        learnt = read_training_ids(run.synthetic_store)
+        assert learnt and learnt <= subset  # the generator saw only this run's real images
+    html = build_report(tmp_path).read_text()
+    assert "each run&#39;s own real subset" in html or "each run's own real subset" in html

@@ -170,6 +170,8 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += analysis_sections(out_dir)
+    if exp.get("spec", {}).get("generator"):
+        sections.insert(0, generator_section(exp["spec"]["generator"]))
     sections += [Section(head, body) for head, body in extra_sections or []]
     page = _ENV.get_template("report.html.j2").render(
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
@@ -214,6 +216,25 @@ def analysis_sections(out_dir: Path) -> list[Section]:
         parts.append(Section("Memorization audit", "", f"{info['flagged']} of {info['n_synthetic']} synthetic "
                              f"images flagged as near-copies of a real image (thresholds {info['thresholds']})."))
     return parts
+
+
+def generator_section(gen: dict) -> Section:
+    """Which generator made the synthetic images and what real images it learnt from."""
+    names = {"none": "pretrained", "all": "fine-tuned on all classes", "per-class": "fine-tuned per class"}
+    values = gen["finetune"] if isinstance(gen["finetune"], list) else [gen["finetune"]]
+    model = gen.get("model") or ("built-in, trained in this study" if gen["backend"] == "builtin" else "?")
+    if gen.get("finetune_on", "pool") == "subset":
+        source = ("each run's own real subset (finetune_on = \"subset\"): no synthetic image carries information "
+                  "from a real image its classifier was not given")
+    else:
+        source = ("the whole training pool, while each classifier sees only its n_real per class: synthetic images "
+                  "can carry information from pool images that run's classifier was not given (set "
+                  "finetune_on = \"subset\" to rule this out)")
+    trained = "learnt from" if gen["backend"] == "builtin" or values != ["none"] else "was not trained on this data"
+    text = (f"Backend {gen['backend']} ({model}); variants: {', '.join(names.get(v, v) for v in values)}; "
+            f"{gen.get('per_image')} images per reference, methods {', '.join(gen.get('methods', []))}. "
+            + (f"The generator {trained} {source}." if trained == "learnt from" else f"The generator {trained}."))
+    return Section("Generator", "", text)
 
 
 def degenerate_warnings(table: pd.DataFrame) -> list[str]:

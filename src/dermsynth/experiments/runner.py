@@ -22,7 +22,8 @@ from dermsynth.errors import ConfigError
 from dermsynth.experiments.executors import EXECUTORS, run_cells
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
-from dermsynth.experiments.stages import preflight, prepare_synthetic, recognisability_stage, store_for
+from dermsynth.experiments.stages import preflight, recognisability_stage
+from dermsynth.experiments.synthetic_stage import prepare_synthetic, store_for, subset_key
 from dermsynth.train.run import pin_inputs
 from dermsynth.train.spec import RunSpec
 
@@ -34,7 +35,8 @@ def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
     runs = cells(spec)
     gen = spec.generator
     if gen is not None:
-        runs = [r.model_copy(update={"synthetic_store": str(store_for(gen, Path(out), r.generator_finetune))})
+        runs = [r.model_copy(update={"synthetic_store": str(store_for(gen, Path(out), r.generator_finetune,
+                                                                       subset_key(gen, r)))})
                 if r.synthetic_per_real > 0 else r for r in runs]
     return runs
 
@@ -85,7 +87,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     if spec.recognisability and spec.generator is not None:
         t1 = time.perf_counter()
         for finetune, store in stores.items():
-            folder = out / "analysis" / ("recognisability" if len(stores) == 1 else f"recognisability-{finetune}")
+            folder = out / "analysis" / ("recognisability" if len(stores) == 1 else
+                                         f"recognisability-{finetune.replace('/', '-')}")
             recognisability_stage([r for r in runs if r.synthetic_store == store], store, folder, progress)
         timings["recognisability"] = time.perf_counter() - t1
     if spec.audit_leakage:

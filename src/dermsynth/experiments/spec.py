@@ -56,6 +56,10 @@ class GeneratorSpec(BaseModel):
     finetune: FinetuneMode | list[FinetuneMode] = "none"
     finetune_steps: int | None = Field(None, ge=1)  # None: epochs (sd) / 200 steps (builtin)
     finetune_epochs: int = Field(4, ge=1)  # sd: the authors' 4 (25 for DDI's one model)
+    # What generators learn from: the whole training pool (the paper), or only each (seed,
+    # n_real) real subset — then no synthetic image carries information from real images the
+    # classifier was not given (one generator and store per subset).
+    finetune_on: Literal["pool", "subset"] = "pool"
     finetune_lr: float | None = Field(None, gt=0)
     lora: bool = False
     # built-in generator training (when model is not given)

@@ -61,11 +61,13 @@ def test_imbalance_arms_reach_parity_exactly():
 
 def test_imbalance_report_has_its_comparisons(imbalance_study):
     comps = pd.read_csv(imbalance_study / "comparisons.csv")
-    # 2 rare classes × 2 sizes × 2 scopes × 3 pairs of arms
-    assert len(comps) == 2 * 2 * 2 * 3
+    # (2 rare classes + their aggregate) × 2 sizes × 2 scopes × 3 pairs of arms
+    assert len(comps) == 3 * 2 * 2 * 3
+    pooled = comps[comps["rare_class"] == "all rare classes"]
+    assert (pooled.loc[pooled["scope"] == "rare class", "n_test"] == 10).all()  # both classes' test images
     assert set(comps["comparison"]) == {"synthetic vs imbalanced", "synthetic vs duplication",
                                         "duplication vs imbalanced"}
-    rare = comps[comps["scope"] == "rare class"]
+    rare = comps[(comps["scope"] == "rare class") & (comps["rare_class"] != "all rare classes")]
     assert (rare["n_test"] == 5).all()  # n = that class's test images, not the test set
     assert (comps.loc[comps["scope"] == "overall", "n_test"] == 45).all()
     assert (comps["p_bh"] >= comps["p_value"] - 1e-12).all()

@@ -59,7 +59,7 @@ def test_fig4_rehearsal(tmp_path):
 def test_imbalance_rehearsal(tmp_path):
     spec, html = _rehearse("imbalance_paper", tmp_path)
     comps = pd.read_csv(tmp_path / "comparisons.csv")
-    assert len(comps) == 2 * 3 * 2 * 3  # rare classes × sizes × scopes × pairs of arms
+    assert len(comps) == (2 + 1) * 3 * 2 * 3  # (rare classes + aggregate) × sizes × scopes × pairs of arms
     assert {"synthetic vs imbalanced", "synthetic vs duplication"} <= set(comps["comparison"])
     assert "fitted gain" not in html and not (tmp_path / "figures" / "fig3_accuracy_vs_nreal.png").exists()
 

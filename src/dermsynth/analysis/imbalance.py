@@ -58,37 +58,62 @@ def _correct(records: list[dict], label: str | None) -> dict[str, np.ndarray]:
     return out
 
 
+AGGREGATE = "all rare classes"
+
+
+def _arm_matrix(runs: pd.DataFrame, arm: str, corr: dict[str, np.ndarray]) -> np.ndarray:
+    """Correctness (seeds × images) of one arm, seeds in order."""
+    return np.stack([corr[r] for r in runs.loc[runs["arm"] == arm].sort_values("seed")["run_id"]])
+
+
 def imbalance_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
                           reps: int = 1000) -> pd.DataFrame:
-    """One row per (cell, pair of arms, scope ∈ {rare class, overall}), BH-adjusted over all rows."""
+    """One row per (rare class or the aggregate over rare classes, rare size, scope ∈ {rare class,
+    overall}, pair of arms), BH-adjusted over all rows.
+
+    The aggregate pools the rare classes' cells: for the rare-class scope their test images
+    side by side (n = all rare-class test images); for the overall scope the mean over cells
+    with n = the test set.
+    """
     t = label_arms(table)
     if t.empty:
         return pd.DataFrame()
-    keys = ["rare_class", "rare_n"] + [k for k in varying_keys(t) if k not in (*ARM_FIELDS, "class_n_real")]
-    keys = list(dict.fromkeys(keys))
+    others = [k for k in varying_keys(t) if k not in (*ARM_FIELDS, "class_n_real", "rare_class", "rare_n")]
+    keys = ["rare_n", *others]
     by_run = {rec["run_id"]: rec for rec in records}
     rows = []
-    for cell, runs in t.groupby(keys, dropna=False):
+    for cell, group in t.groupby(keys, dropna=False):
         cell = dict(zip(keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
-        for scope, acc_col, label in (("rare class", "rare_accuracy", cell["rare_class"]), ("overall", "accuracy",
-                                                                                             None)):
-            corr = _correct([by_run[r] for r in runs["run_id"]], label)
+        per_class = {c: runs for c, runs in group.groupby("rare_class")}
+        for scope in ("rare class", "overall"):
             for a, b in PAIRS:
-                arm_a, arm_b = runs[runs["arm"] == a], runs[runs["arm"] == b]
-                if arm_a.empty or arm_b.empty:
-                    continue
-                n = len(next(iter(corr.values())))
-                pa, pb = float(arm_a[acc_col].mean()), float(arm_b[acc_col].mean())
-                diff, lo, hi = bootstrap_difference(np.stack([corr[r] for r in arm_a["run_id"]]),
-                                                    np.stack([corr[r] for r in arm_b["run_id"]]), reps=reps)
-                rows.append({**cell, "scope": scope, "comparison": f"{a} vs {b}", "acc_a": pa, "acc_b": pb,
-                             "difference": diff, "diff_ci_low": lo, "diff_ci_high": hi,
-                             "p_value": compare(pa, pb, n, test, correct).p_value, "n_test": n,
-                             "runs": f"{len(arm_a)}/{len(arm_b)}"})
+                mats = []
+                for cls, runs in per_class.items():
+                    if not ({a, b} <= set(runs["arm"])):
+                        continue
+                    corr = _correct([by_run[r] for r in runs["run_id"]], cls if scope == "rare class" else None)
+                    ma, mb = _arm_matrix(runs, a, corr), _arm_matrix(runs, b, corr)
+                    mats.append((ma, mb))
+                    rows.append(_row({**cell, "rare_class": cls}, scope, a, b, ma, mb, ma.shape[1], test, correct,
+                                     reps))
+                if len(mats) > 1 and all(m[0].shape[0] == mats[0][0].shape[0] for m in mats):
+                    ma = np.concatenate([m[0] for m in mats], axis=1)
+                    mb = np.concatenate([m[1] for m in mats], axis=1)
+                    n = ma.shape[1] if scope == "rare class" else mats[0][0].shape[1]
+                    rows.append(_row({**cell, "rare_class": AGGREGATE}, scope, a, b, ma, mb, n, test, correct, reps))
     out = pd.DataFrame(rows)
     if len(out):
         out["p_bh"] = bh_adjust(out["p_value"])
     return out
+
+
+def _row(cell: dict, scope: str, a: str, b: str, ma: np.ndarray, mb: np.ndarray, n: int, test: str, correct: bool,
+         reps: int) -> dict:
+    pa, pb = float(ma.mean()), float(mb.mean())
+    diff, lo, hi = bootstrap_difference(ma, mb, reps=reps)
+    return {**cell, "scope": scope, "comparison": f"{a} vs {b}", "acc_a": pa, "acc_b": pb, "difference": diff,
+            "diff_ci_low": lo, "diff_ci_high": hi, "p_value": compare(pa, pb, n, test, correct).p_value,
+            "n_test": n, "runs": f"{len(ma)}/{len(mb)}"}
 
 
 def imbalance_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -97,10 +122,18 @@ def imbalance_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
         return ["No imbalance comparison could be made (each cell needs its baseline, synthetic and "
                 "duplication arms)."]
     lines = []
-    for _, r in comps[comps["comparison"] != "duplication vs imbalanced"].iterrows():
+    main = comps[comps["comparison"] != "duplication vs imbalanced"]
+    pooled = main[main["rare_class"] == AGGREGATE]
+    # the aggregate when several classes were rare in turn (the paper's way), then what stands out
+    shown = pd.concat([pooled, main[(main["rare_class"] != AGGREGATE) & (main["p_bh"] < alpha)]]) if len(pooled) \
+        else main
+    for _, r in shown.iterrows():
         verdict = ("significant" if r["p_bh"] < alpha else "not significant")
         lines.append(f"{r['rare_class']} at {int(r['rare_n'])} real, {r['scope']}: {r['comparison']} "
                      f"{100 * r['acc_a']:.1f} % vs {100 * r['acc_b']:.1f} % ({100 * r['difference']:+.1f} points, "
                      f"95 % CI {100 * r['diff_ci_low']:+.1f} to {100 * r['diff_ci_high']:+.1f}; BH p = "
                      f"{r['p_bh']:.2g}, {verdict}; n = {int(r['n_test'])}).")
+    if len(pooled):
+        lines.append(f"Per rare class: {int((main['rare_class'] != AGGREGATE).sum())} comparisons in the table below, "
+                     f"{int(((main['rare_class'] != AGGREGATE) & (main['p_bh'] < alpha)).sum())} significant after BH.")
     return lines

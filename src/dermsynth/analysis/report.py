@@ -243,8 +243,8 @@ def degenerate_warnings(table: pd.DataFrame) -> list[str]:
     if "degenerate" not in table or not table["degenerate"].fillna(False).astype(bool).any():
         return []
     bad = table[table["degenerate"].fillna(False).astype(bool)]
-    shares = ", ".join(sorted({f"{c} ({100 * s:.0f} %)" for c, s in zip(bad["top_predicted_class"],
-                                                                          bad["top_predicted_share"], strict=True)}))
+    top = bad.groupby("top_predicted_class")["top_predicted_share"].agg(["size", "max"])
+    shares = ", ".join(f"{c} in {int(r['size'])} runs" for c, r in top.iterrows())
     return [f"{len(bad)} of {len(table)} runs are degenerate: they predicted one class for ≥ 95 % of the test "
             f"images ({shares}). Their accuracy equals that class's share of the test set (majority rate "
             f"{100 * bad['majority_class_rate'].max():.1f} %); read balanced accuracy and AUROC instead, and consider "

@@ -117,3 +117,19 @@ def test_masked_methods_may_keep_their_own_reference():
     rep = audit_memorization(syn, {"pix": (s, base[:3], base[3:])}, ["r0", "r1", "r2"], ["t0"])
     assert rep.table["flagged"].tolist() == [False, True]
     assert pixel_encoder(8).size == 8
+
+
+def test_precision_recall_in_blocks_equals_the_full_matrix():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(300, 16)), rng.normal(size=(200, 16)) + 0.5
+
+    def reference(a, b, k=3):  # the N × N × d broadcast the blocked version replaces
+        def radii(x):
+            return np.sort(np.linalg.norm(x[:, None] - x[None], axis=-1), axis=1)[:, k]
+
+        def covered(src, r, q):
+            return float((np.linalg.norm(q[:, None] - src[None], axis=-1) <= r[None]).any(1).mean())
+
+        return covered(a, radii(a), b), covered(b, radii(b), a)
+
+    assert precision_recall(real, fake, block=7) == precision_recall(real, fake) == reference(real, fake)

@@ -144,3 +144,25 @@ def test_too_few_images_for_n_real(demo_root):
 def test_empty_class_in_training_set(demo_root):
     with pytest.raises(DermsynthError, match="psoriasis.*no image in the training set"):
         run_training(tiny_spec(demo_root, class_n_real={"psoriasis": 0}), progress=False)
+
+
+def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
+    """"auto" times a few steps of the run's own model in fp32 and bf16, keeps the answer per
+    machine, and the record says what was used and why."""
+    from dermsynth.train.precision import choose_precision
+
+    spec = tiny_spec(demo_root, max_epochs=1, cache_dir=str(tmp_path))
+    rec = run_training(spec, progress=False)
+    assert rec["spec"]["precision"] == "auto" and rec["precision"]["used"] in ("fp32", "bf16")
+    assert "img/s fp32" in rec["precision"]["reason"]
+    probes = list((tmp_path / "precision_probe").glob("*.json"))
+    assert len(probes) == 1
+    model = create_backbone("test_efficientnet", 9, image_size=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    again = choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path)
+    assert again[0] == rec["precision"]["used"] and "cached" in again[1]
+    fresh = choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path / "other")
+    assert "cached" not in fresh[1]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the probe leaves weights alone
+    fixed = run_training(tiny_spec(demo_root, max_epochs=1, precision="fp32"), progress=False)
+    assert fixed["precision"] == {"used": "fp32", "reason": "set in the spec"}

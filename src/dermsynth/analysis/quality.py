@@ -44,15 +44,22 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, subset_size: int = 200,
     return float(np.mean(vals))
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
-    """Share of fake samples inside the real k-NN manifold (precision) and vice versa (recall)."""
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, block: int = 1024) -> tuple[float, float]:
+    """Share of fake samples inside the real k-NN manifold (precision) and vice versa (recall).
+
+    Distances come from scipy's cdist in blocks of rows, so memory is block × N, not the
+    N × N × d broadcast (2,000 images × 512-d would need 16 GB that way).
+    """
+    from scipy.spatial.distance import cdist
+
     def radii(x):
-        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
-        return np.sort(d, axis=1)[:, min(k, len(x) - 1)]
+        kk = min(k, len(x) - 1)
+        return np.concatenate([np.partition(cdist(x[i:i + block], x), kk, axis=1)[:, kk]
+                               for i in range(0, len(x), block)])
 
     def covered(src, src_r, q):
-        d = np.linalg.norm(q[:, None] - src[None], axis=-1)
-        return float((d <= src_r[None]).any(1).mean())
+        hits = [(cdist(q[i:i + block], src) <= src_r[None]).any(1) for i in range(0, len(q), block)]
+        return float(np.concatenate(hits).mean()) if hits else float("nan")
 
     return covered(real, radii(real), fake), covered(fake, radii(fake), real)
 

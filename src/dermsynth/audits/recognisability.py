@@ -25,7 +25,7 @@ from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import DataError
 from dermsynth.models.backbones import create_backbone
 from dermsynth.train.loop import fit, predict
-from dermsynth.train.run import device_for, images_tensor
+from dermsynth.train.run import device_for, images_tensor, resolve_precision
 from dermsynth.train.spec import RunSpec
 
 
@@ -72,6 +72,7 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
     device = device_for(spec)
     model.to(device)
+    spec = resolve_precision(spec, model, len(classes), device)[0]
     fit(model, tx, ty, vx, vy, spec, device, progress)
     # Chance is the majority-class rate of the images scored: on an imbalanced set (DDI: 92 %
     # benign) a classifier that always says "benign" beats 1/K without recognising anything.

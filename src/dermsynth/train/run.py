@@ -123,11 +123,13 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     if spec.mode == "linear-probe":
         from dermsynth.train.probe import linear_probe
 
+        used, why = "fp32", "linear probe: features in fp32"
         probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device)
     else:
         set_trainable(model, spec.mode)
-        fitres = fit(model, tx, ty, vx, vy, spec, device, progress)
-        probs = predict(model, sx, spec, device)
+        effective, used, why = resolve_precision(spec, model, len(classes), device)
+        fitres = fit(model, tx, ty, vx, vy, effective, device, progress)
+        probs = predict(model, sx, effective, device)
     pred = test[["id", "label", "skin_group"]].reset_index(drop=True).copy()
     pred["predicted"] = [classes[i] for i in probs.argmax(1)]
     record = {
@@ -145,6 +147,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
                         "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
                         "probabilities": np.round(probs, 5).tolist()},
         "environment": environment(device),
+        "precision": {"used": used, "reason": why},
         # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
         "backbone_weights": f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
                             f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init",
@@ -154,6 +157,16 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
         if spec.save_checkpoint:
             torch.save(model.state_dict(), Path(out_dir) / f"{record['run_id']}.pt")
     return record
+
+
+def resolve_precision(spec: RunSpec, model, num_classes: int, device) -> tuple[RunSpec, str, str]:
+    """The spec with ``precision = "auto"`` resolved for this machine, the choice and why."""
+    if spec.precision != "auto":
+        return spec, spec.precision, "set in the spec"
+    from dermsynth.train.precision import choose_precision
+
+    used, why = choose_precision(model, spec.backbone, spec.image_size, num_classes, device, spec.cache_dir)
+    return spec.model_copy(update={"precision": used}), used, why
 
 
 def environment(device) -> dict:

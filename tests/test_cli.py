@@ -230,3 +230,22 @@ def test_quickstart_with_a_tiny_config(folder, workdir, tmp_path):
     res = as_json(run("quickstart", "--config", cfg, "--out", tmp_path / "qs", "--json"))
     assert res["runs"] == 2 and Path(res["report"]).exists()
     run("quickstart", "--config", tmp_path / "missing.toml", code=2)
+
+
+def test_experiment_plan_for_the_paper_presets(tmp_path):
+    from dermsynth.experiments.presets import preset_path
+
+    fig3 = as_json(run("experiment", "plan", preset_path("fig3_paper"), "--json"))
+    stages = {s["stage"]: s for s in fig3["stages"]}
+    assert stages["fine-tune generators"]["what"].startswith("18 models")  # 9 classes × (t2i + inpaint)
+    assert "× 2 generators" in stages["generate"]["what"] and "420 runs" in stages["train classifiers"]["what"]
+    assert fig3["total_device_hours"] > 0 and "not measured here" in fig3["source"]
+    ddi = as_json(run("experiment", "plan", preset_path("skin_type_paper"), "--json"))
+    assert {s["stage"]: s for s in ddi["stages"]}["fine-tune generators"]["what"].startswith("1 models")
+    rates = tmp_path / "rates.json"
+    rates.write_text(json.dumps({"sd_img_s": 2.0, "dreambooth_steps_s": 1.0, "builtin_img_s": None,
+                                 "builtin_train_steps_s": None, "classifier_img_s": {"tf_efficientnetv2_m": 300.0}}))
+    mine = as_json(run("experiment", "plan", preset_path("fig3_paper"), "--throughput", rates, "--json"))
+    gen_hours = {s["stage"]: s["device_hours"] for s in mine["stages"]}["generate"]
+    assert abs(gen_hours - stages["generate"]["device_hours"] / 2) < 0.02  # twice the images/s, half the hours
+    run("experiment", "plan", preset_path("fig3_paper"), "--device", "tpu", code=2)

@@ -81,3 +81,23 @@ def experiment_results(config: Path, out: Path | None = typer.Option(None),
     else:
         table.to_csv(dest, index=False)
     emit({"runs": len(table), "file": str(dest)}, as_json, f"{len(table)} runs → {dest}")
+
+
+@app.command("plan")
+@handles_errors
+def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer.Option(
+                        "a100", help="Whose throughput to assume (GPU rows: approximate public figures)."),
+                    throughput: Path | None = typer.Option(None, help="JSON of your own measured rates."),
+                    as_json: bool = JsonOpt):
+    """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk."""
+    from dermsynth.experiments.plan import load_throughput, plan
+    from dermsynth.experiments.spec import load_experiment
+
+    table = plan(load_experiment(config), device, load_throughput(throughput) if throughput else None)
+    total = table["device_hours"].sum(min_count=1)
+    result = {**table.attrs, "stages": table.to_dict(orient="records"), "total_device_hours": total}
+    emit(result, as_json, lambda: say(
+        f"{config.stem} on {table.attrs['device']} ({table.attrs['source']}; class sizes: "
+        f"{table.attrs['class_sizes']})\n" + table.drop(columns=["work"]).to_string(index=False)
+        + f"\ntotal ≈ {total:.1f} device-hours" + ("" if table["device_hours"].notna().all() else
+                                                   " (stages without a known rate left out)")))

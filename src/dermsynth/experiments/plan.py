@@ -1,0 +1,130 @@
+"""``dermsynth experiment plan``: what a study will cost, before anything runs.
+
+Counts come from the config (grid cells, generator variants, methods, K) and the data's
+class sizes (read from disk when the data is there, else the published sizes of F17k-9 and
+DDI, marked as such). Device-hours come from a throughput table: measured on this project's
+2-core CPU, approximate public figures for GPUs (marked), or the user's own measurements
+(``--throughput FILE``: JSON of the same keys, e.g. from ``bench/gpu_check.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dermsynth import io
+from dermsynth.data.fitzpatrick import F17K9
+from dermsynth.experiments.spec import ExperimentSpec, cells
+
+# Images (or steps) per second. "cpu": measured here (AMD EPYC, 2 threads; README/bench).
+# GPU rows are approximate public figures, to be replaced by a measurement of your own.
+THROUGHPUT = {
+    "cpu": {"source": "measured on the 2-core development CPU", "sd_img_s": None, "dreambooth_steps_s": None,
+            "builtin_img_s": 12.6, "builtin_train_steps_s": 2.7, "classifier_img_s": {"tf_efficientnetv2_m": 3.0,
+                                                                                      "test_": 500.0}},
+    "a100": {"source": "approximate public figures (fp16, batch 8), not measured here", "sd_img_s": 1.0,
+             "dreambooth_steps_s": 2.0, "builtin_img_s": None, "builtin_train_steps_s": None,
+             "classifier_img_s": {"tf_efficientnetv2_m": 600.0, "test_": 20000.0}},
+    "h100": {"source": "approximate public figures (fp16, batch 8), not measured here", "sd_img_s": 2.0,
+             "dreambooth_steps_s": 4.0, "builtin_img_s": None, "builtin_train_steps_s": None,
+             "classifier_img_s": {"tf_efficientnetv2_m": 1200.0, "test_": 40000.0}},
+}
+# Published class sizes when the data is not on disk (SPEC §1: F17k-9 before cleaning; DDI 656 images).
+F17K9_SIZES = dict(zip(F17K9, [624, 480, 452, 446, 398, 337, 326, 324, 312], strict=True))
+DDI_SIZES = {"benign": 485, "malignant": 171}
+PNG_BYTES = {512: 400_000, 32: 3_000}
+
+
+@dataclass
+class ClassSizes:
+    sizes: dict[str, int]
+    source: str
+
+
+def class_sizes(spec: ExperimentSpec) -> ClassSizes:
+    """Images per class: from the data when it loads, else published sizes."""
+    from dermsynth.data.registry import load_dataset
+
+    b = spec.base
+    try:
+        table = load_dataset(b.get("dataset", "demo"), b.get("root"), classes=b.get("classes"),
+                             n_per_class=b.get("demo_n_per_class", 200), size=b.get("demo_size", 64),
+                             label_column=b.get("label_column", "label"))
+        return ClassSizes(table["label"].value_counts().to_dict(), "counted on disk")
+    except Exception:  # the data is elsewhere (a cluster): fall back to the published sizes
+        if b.get("dataset") == "ddi":
+            return ClassSizes(dict(DDI_SIZES), "published DDI sizes (data not found here)")
+        return ClassSizes(dict(F17K9_SIZES), "published F17k-9 sizes (data not found here)")
+
+
+def _classifier_rate(table: dict, backbone: str) -> float | None:
+    rates = table["classifier_img_s"]
+    return next((v for k, v in rates.items() if backbone.startswith(k)), None)
+
+
+def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = None) -> pd.DataFrame:
+    """One row per stage: what runs, how much, device-hours (None where no rate is known)."""
+    rates = throughput or THROUGHPUT[device]
+    sizes = class_sizes(spec)
+    runs = cells(spec)
+    n_cls = len(sizes.sizes)
+    per_stratum = spec.base.get("n_test", 40) + spec.base.get("n_val", 40)
+    total = sum(sizes.sizes.values())
+    held = per_stratum * (3 if spec.base.get("stratify") == "skin_group" else n_cls)  # three skin-type groups
+    pool = {c: max(0, n - round(held * n / total)) for c, n in sizes.sizes.items()}
+    rows = []
+    gen = spec.generator
+    synthetic = [r for r in runs if r.synthetic_per_real > 0]
+    if gen is not None and synthetic:
+        variants = gen.finetune_values()
+        kinds = (["t2i"] if "text-to-image" in gen.methods else []) + (
+            ["inpaint"] if any(m != "text-to-image" for m in gen.methods) else [])
+        tuned = [v for v in variants if v != "none"]
+        n_models = sum(n_cls if v == "per-class" else 1 for v in tuned) * len(kinds)
+        steps = sum(math.ceil(n / 4) for n in pool.values()) * gen.finetune_epochs * len(kinds) * len(tuned)
+        steps = gen.finetune_steps * n_models if gen.finetune_steps else steps
+        rate = rates["dreambooth_steps_s"] if gen.backend == "sd" else rates["builtin_train_steps_s"]
+        if tuned or gen.backend == "builtin":
+            rows.append(_row("fine-tune generators", f"{n_models} models, {steps:,} steps", steps, rate,
+                             "steps"))
+        seeds = len(spec.seed_list())
+        refs = sum(pool.values()) if any(r.use_all_pool for r in synthetic) else \
+            sum(min(pool[c], seeds * max(r.n_real for r in synthetic)) for c in pool)
+        passes = sum(2 if m == "in-then-outpaint" else 1 for m in gen.methods)
+        images = refs * gen.per_image * len(gen.methods) * len(variants)
+        work = refs * gen.per_image * passes * len(variants)
+        rate = rates["sd_img_s"] if gen.backend == "sd" else rates["builtin_img_s"]
+        rows.append(_row("generate", f"{images:,} images ({refs:,} references × {gen.per_image} × "
+                         f"{len(gen.methods)} methods × {len(variants)} generators)", work, rate, "images",
+                         disk=images * PNG_BYTES.get(gen.resolution if gen.backend == "sd" else gen.size, 100_000)))
+    rate = _classifier_rate(rates, runs[0].backbone)
+    seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
+                else _train_images(r, n_cls)) * r.max_epochs for r in runs)
+    rows.append(_row("train classifiers", f"{len(runs)} runs, ≤ {seen:,} images seen (max_epochs; early stopping "
+                     "usually ends sooner)", seen, rate, "images"))
+    if gen is not None and spec.recognisability and synthetic:
+        seen = sum(pool.values()) * runs[0].max_epochs
+        rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images"))
+    out = pd.DataFrame(rows)
+    out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
+    return out
+
+
+def _train_images(run, n_cls: int) -> int:
+    per_class = [run.class_n_real.get(str(i), run.n_real) for i in range(n_cls)] if not run.class_n_real \
+        else [run.n_real] * (n_cls - len(run.class_n_real)) + list(run.class_n_real.values())
+    real = sum(per_class)
+    return real * run.repeat_real * (1 + run.synthetic_per_real)
+
+
+def _row(stage: str, what: str, work: float, rate: float | None, unit: str, disk: int = 0) -> dict:
+    hours = work / rate / 3600 if rate else None
+    return {"stage": stage, "what": what, "work": work, "unit": unit, "rate_per_s": rate,
+            "device_hours": None if hours is None else round(hours, 2), "disk_gb": round(disk / 1e9, 1)}
+
+
+def load_throughput(path) -> dict:
+    """A user's measured rates (same keys as a THROUGHPUT row)."""
+    return {"source": f"measured ({path})", **io.read_json(path)}

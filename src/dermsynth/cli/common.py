@@ -21,14 +21,16 @@ from rich.logging import RichHandler
 from dermsynth.data.registry import DATASETS
 from dermsynth.data.splits import SplitSpec
 from dermsynth.errors import DermsynthError
+from dermsynth.generate.backends.registry import BACKENDS
+from dermsynth.generate.methods import METHODS
+from dermsynth.models.encoders import ENCODERS
 
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
 
-DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
-MethodName = Literal["text-to-image", "inpaint", "outpaint", "in-then-outpaint"]
-BackendName = Literal["builtin", "sd"]
-EncoderSpec = str
+# Choices come from the registries, so help texts and errors list exactly what exists.
+MethodName = Literal[METHODS]  # type: ignore[valid-type]
+BackendName = Literal[tuple(BACKENDS.names())]  # type: ignore[valid-type]
 
 DatasetOpt = typer.Option("demo", "--dataset", help="The data set: " + DATASETS.help())
 RootOpt = typer.Option(None, "--root", help="Folder holding the data set's files.")
@@ -37,7 +39,8 @@ NTestOpt = typer.Option(40, "--n-test", help="Test images per class (or per skin
 NValOpt = typer.Option(40, "--n-val", help="Validation images per class.")
 SplitSeedOpt = typer.Option(0, "--split-seed", help="Seed of the test/validation split.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
-EncoderOpt = typer.Option("clip", "--encoder", help="clip[:PATH_OR_ID] | timm:NAME | pixels[:SIZE]")
+EncoderOpt = typer.Option("clip", "--encoder", help="KIND[:ARG], KIND one of " + ENCODERS.help()
+                          + " (clip:PATH_OR_ID, timm:NAME, pixels:SIZE)")
 ResultsOpt = typer.Option(None, "--results", help="An experiment's output folder: results go to "
                           "RESULTS/analysis/<kind>, where `dermsynth report` finds them.")
 

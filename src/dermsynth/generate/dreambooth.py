@@ -99,6 +99,58 @@ def _loss(unet, vae, sched, x, cond, gen, masks=None):
     return F.mse_loss(pred.float(), target.float())
 
 
+def _trainable_unet(unet, cfg: DreamBoothConfig) -> list:
+    """The parameters that train: the whole UNet, or LoRA adapters on its attention projections."""
+    if cfg.lora:
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights="gaussian",
+                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def _to_model_range(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _random_method_masks(size: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """One mask per image: full (text-to-image), centre square (inpaint) or its complement (outpaint)."""
+    inner = torch.from_numpy(centre_square_mask(size))
+    kind = torch.randint(0, 3, (n,), generator=gen)
+    return torch.stack([torch.ones_like(inner) if k == 0 else inner if k == 1 else 1 - inner for k in kind])[:, None]
+
+
+@dataclass
+class _Batches:
+    """The training set (and optional class-prior set) as tensors with their prompt embeddings."""
+
+    x: torch.Tensor
+    cond: torch.Tensor
+    prior_x: torch.Tensor | None = None
+    prior_cond: torch.Tensor | None = None
+
+
+def _step_loss(unet, vae, sched, data: _Batches, idx: torch.Tensor, gen: torch.Generator,
+               prior_weight: float) -> torch.Tensor:
+    size = data.x.shape[-1]
+    loss = _loss(unet, vae, sched, data.x[idx], data.cond[idx], gen, _random_method_masks(size, len(idx), gen))
+    if data.prior_x is not None:  # prior preservation: keep what the model drew for the class before
+        j = torch.randint(0, len(data.prior_x), (len(idx),), generator=gen)
+        loss = loss + prior_weight * _loss(unet, vae, sched, data.prior_x[j], data.prior_cond[j], gen,
+                                           _random_method_masks(size, len(idx), gen))
+    return loss
+
+
+def _held_loss(unet, vae, sched, data: _Batches) -> float:
+    """Loss on a fixed batch with fixed noise and timesteps: comparable before and after tuning."""
+    g = torch.Generator().manual_seed(1234)
+    n = min(len(data.x), 4)
+    with torch.no_grad():
+        return float(_loss(unet, vae, sched, data.x[:n], data.cond[:n], g, _random_method_masks(data.x.shape[-1], n,
+                                                                                               g)))
+
+
 def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | Path,
              cfg: DreamBoothConfig | None = None, prior_images: np.ndarray | None = None,
              prior_prompts: list[str] | None = None, training_ids=None, progress: bool = True) -> dict:
@@ -113,65 +165,36 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     tokenizer, text_encoder, vae, unet, sched = _load_components(model)
     text_encoder.requires_grad_(False)
     vae.requires_grad_(False)
-    if cfg.lora:
-        from peft import LoraConfig
-
-        unet.requires_grad_(False)
-        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights="gaussian",
-                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
-    params = [p for p in unet.parameters() if p.requires_grad]
+    params = _trainable_unet(unet, cfg)
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
-    x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    cond_all = _encode_prompts(tokenizer, text_encoder, prompts)
-    px = torch.from_numpy(prior_images).permute(0, 3, 1, 2).float() / 127.5 - 1 if cfg.prior_preservation and \
-        prior_images is not None else None
-    pcond = _encode_prompts(tokenizer, text_encoder, prior_prompts) if px is not None else None
-    inner = torch.from_numpy(centre_square_mask(x_all.shape[-1]))[None, None]
-
-    def masks_for(n, g):
-        kind = torch.randint(0, 3, (n,), generator=g)
-        return torch.stack([torch.ones_like(inner[0]) if k == 0 else inner[0] if k == 1 else 1 - inner[0]
-                            for k in kind])
-
-    def held_loss():
-        g = torch.Generator().manual_seed(1234)
-        n = min(len(x_all), 4)
-        with torch.no_grad():
-            return float(_loss(unet, vae, sched, x_all[:n], cond_all[:n], g, masks_for(n, g)))
-
-    before = held_loss()
+    data = _Batches(_to_model_range(images), _encode_prompts(tokenizer, text_encoder, prompts))
+    if cfg.prior_preservation and prior_images is not None:
+        data.prior_x = _to_model_range(prior_images)
+        data.prior_cond = _encode_prompts(tokenizer, text_encoder, prior_prompts)
+    before = _held_loss(unet, vae, sched, data)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = max(1, int(np.ceil(len(x_all) / cfg.batch_size)))
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    losses, t0, step = [], time.perf_counter(), 0
+    total = cfg.max_steps or cfg.epochs * max(1, int(np.ceil(len(data.x) / cfg.batch_size)))
+    losses, t0 = [], time.perf_counter()
     unet.train()
-    bar = tqdm(total=total, desc="dreambooth", disable=not progress)
-    while step < total:
-        perm = torch.randperm(len(x_all), generator=gen)
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            loss = _loss(unet, vae, sched, x_all[idx], cond_all[idx], gen, masks_for(len(idx), gen))
-            if px is not None:
-                j = torch.randint(0, len(px), (len(idx),), generator=gen)
-                loss = loss + cfg.prior_weight * _loss(unet, vae, sched, px[j], pcond[j], gen,
-                                                       masks_for(len(idx), gen))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            losses.append(float(loss.item()))
-            step += 1
-            bar.update(1)
-            if step >= total:
-                break
-    bar.close()
+    with tqdm(total=total, desc="dreambooth", disable=not progress) as bar:
+        while len(losses) < total:
+            for idx in torch.randperm(len(data.x), generator=gen).split(cfg.batch_size):
+                loss = _step_loss(unet, vae, sched, data, idx, gen, cfg.prior_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                losses.append(float(loss.item()))
+                bar.update(1)
+                if len(losses) >= total:
+                    break
     unet.eval()
-    after = held_loss()
+    after = _held_loss(unet, vae, sched, data)
     out_dir = Path(out_dir)
     _save(model, unet, out_dir, cfg)
-    summary = {"steps": step, "seconds": time.perf_counter() - t0, "held_loss_before": before,
+    summary = {"steps": len(losses), "seconds": time.perf_counter() - t0, "held_loss_before": before,
                "held_loss_after": after, "train_losses": losses, "config": asdict(cfg), "base_model": model,
-               "n_images": int(len(images)), "n_prior_images": 0 if px is None else int(len(px))}
+               "n_images": int(len(images)), "n_prior_images": 0 if data.prior_x is None else int(len(data.prior_x))}
     if training_ids is not None:  # before dreambooth.json, which marks the folder complete
         write_training_ids(out_dir, training_ids)
     io.write_json(out_dir / "dreambooth.json", summary)

@@ -158,9 +158,24 @@ def test_process_pool_executor(demo_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_two_cells(demo_root, tmp_path):
+def test_fig3_paper_rehearsal_on_a_local_ray_cluster(tmp_path):
+    """Fine-tunes, generation per class, the checks and the cells all run as Ray tasks on a
+    2-worker local cluster, each class's generation after its own fine-tune."""
     pytest.importorskip("ray")
-    spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)
+    import os
+
+    from dermsynth.experiments.rehearsal import rehearse
+
+    spec = rehearse(load_experiment(preset_path("fig3_paper")), seeds=1, cache_dir=str(tmp_path / "cache"),
+                    smaller=True)
     res = run_experiment(spec, tmp_path / "r", executor="ray", workers=2, progress=False)
-    assert res["ran"] == 2 and res["failed"] == 0
-    assert len(results_table(tmp_path / "r")) == 2
+    assert res["failed"] == 0 and len(results_table(tmp_path / "r")) == res["runs"] == 28
+    logs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "tasks").glob("*.json")]
+    kinds = {x["kind"] for x in logs}
+    assert kinds == {"train-generator", "finetune", "generate", "recognisability", "audit", "train"}
+    assert all(x["pid"] != os.getpid() for x in logs)  # every task ran in a Ray worker
+    by_name = {x["name"]: x for x in logs}
+    for x in logs:
+        if x["name"].startswith("generate/per-class/"):
+            label = x["name"].rsplit("/", 1)[1]
+            assert by_name[f"finetune/per-class/pool/{label}"]["end"] <= x["start"]

@@ -17,6 +17,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.graph import run_logged
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -44,6 +45,11 @@ def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | No
         return rid, msg
     finally:
         running.unlink(missing_ok=True)
+
+
+def cell_task(payload: dict) -> tuple[str, str | None]:
+    """execute_cell as a graph task (one thread: Ray packs one cell per CPU)."""
+    return execute_cell(payload["run"], payload["rdir"], 1)
 
 
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
@@ -84,8 +90,11 @@ def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | No
         import torch
 
         gpus = 1 if torch.cuda.is_available() else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus)(execute_cell)
-        refs = [remote.remote(r.model_dump_json(), str(rdir), 1) for r in pending]
+        # max_retries: a worker killed mid-cell loses only that cell, which Ray runs again
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(run_logged)
+        log_dir = str(Path(rdir).parent / "tasks")
+        refs = [remote.remote(log_dir, f"train/{r.run_id()}", "train", cell_task,
+                              {"run": r.model_dump_json(), "rdir": str(rdir)}) for r in pending]
         return {rid: err for rid, err in ray.get(refs) if err}
     finally:
         if started:

@@ -20,10 +20,11 @@ from dermsynth.data.leakage import assert_clean, audit_store
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.executors import EXECUTORS, run_cells
+from dermsynth.experiments.graph import Task, run_graph, task_log_path
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, recognisability_stage
-from dermsynth.experiments.synthetic_stage import prepare_synthetic, store_for, subset_key
+from dermsynth.experiments.synthetic_stage import store_for, subset_key, synthetic_tasks
 from dermsynth.train.run import pin_inputs
 from dermsynth.train.spec import RunSpec
 
@@ -63,6 +64,34 @@ def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
     io.write_json(marker, {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()})
 
 
+def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Task]:
+    """Everything before the classifier cells as tasks: fine-tunes, generation per class, the
+    recognisability check of each store and the leakage audit, each after what it needs."""
+    tasks, stores = synthetic_tasks(spec, runs, out)
+    if spec.recognisability and spec.generator is not None:
+        for i, (store, deps) in enumerate(sorted(stores.items())):
+            folder = out / "analysis" / ("recognisability" if len(stores) == 1 else
+                                         f"recognisability-{Path(store).name.removeprefix('synthetic-')}")
+            mine = [r.model_dump_json() for r in runs if r.synthetic_store == store]
+            tasks.append(Task(f"recognisability/{i}", "recognisability", task_recognisability,
+                              {"runs": mine, "store": store, "folder": str(folder)}, deps=deps, gpus=1))
+    if spec.audit_leakage:
+        tasks.append(Task("audit", "audit", task_audit, {"runs": [r.model_dump_json() for r in runs]},
+                          deps=[t.name for t in tasks]))
+    return tasks
+
+
+def task_recognisability(payload: dict, *_) -> str | None:
+    runs = [RunSpec.model_validate_json(r) for r in payload["runs"]]
+    done = recognisability_stage(runs, payload["store"], Path(payload["folder"]), progress=False)
+    return None if done is None else str(done)
+
+
+def task_audit(payload: dict, *_) -> bool:
+    audit_runs([RunSpec.model_validate_json(r) for r in payload["runs"]])
+    return True
+
+
 def audit_runs(runs: list[RunSpec]) -> None:
     """Audit every (split, store) pair the experiment uses; raise LeakageError on any violation."""
     splits = load_splits(r.split_spec() for r in runs)
@@ -83,16 +112,10 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     t0 = time.perf_counter()
     preflight(spec, runs)
     timings["preflight"] = time.perf_counter() - t0
-    stores = prepare_synthetic(spec, runs, out, progress, timings)
-    if spec.recognisability and spec.generator is not None:
-        t1 = time.perf_counter()
-        for finetune, store in stores.items():
-            folder = out / "analysis" / ("recognisability" if len(stores) == 1 else
-                                         f"recognisability-{finetune.replace('/', '-')}")
-            recognisability_stage([r for r in runs if r.synthetic_store == store], store, folder, progress)
-        timings["recognisability"] = time.perf_counter() - t1
-    if spec.audit_leakage:
-        audit_runs(runs)
+    t1 = time.perf_counter()
+    tasks = stage_tasks(spec, runs, out)
+    run_graph(tasks, out / "tasks", executor, address, workers or 1)
+    timings["stages"] = time.perf_counter() - t1
     runs = pin_runs(runs)
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +127,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     for rid, err in failures.items():
         log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start
+    timings.update(task_seconds(out / "tasks", [t.name for t in tasks]))
     record_timings(out, timings)
     return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
             "timings": timings}
@@ -126,6 +150,17 @@ def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
             state = "pending"
         rows.append({"run_id": rid, "state": state, **{k: getattr(run, k) for k in spec.grid}, "seed": run.seed})
     return pd.DataFrame(rows)
+
+
+def task_seconds(log_dir: Path, names: list[str]) -> dict[str, float]:
+    """Seconds per task kind of the tasks run now (from their logs), for cost accounting."""
+    out: dict[str, float] = {}
+    for name in names:
+        path = task_log_path(log_dir, name)
+        if path.exists():
+            info = io.read_json(path)
+            out[info["kind"]] = out.get(info["kind"], 0.0) + info["end"] - info["start"]
+    return out
 
 
 def record_timings(out: Path, timings: dict[str, float]) -> None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.data.splits import Split, load_splits
+from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.graph import Task
 from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
 from dermsynth.experiments.stages import references_needed
-from dermsynth.generate.backends.registry import PerClassBackend, make_backend
+from dermsynth.generate.backends.registry import make_backend
 from dermsynth.generate.builtin_model import ConditionedUNet
 from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
 from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
@@ -66,42 +66,34 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
     return model_dir / "model"
 
 
-def finetune_stage(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, base_model: str, out: Path,
-                   progress: bool = True) -> dict:
-    """DreamBooth-style fine-tuning on the training pool: {class or "all": model path(s)}, cached.
+def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataFrame, label: str | None,
+                 base_model: str, out: Path, progress: bool = True) -> dict:
+    """DreamBooth-style fine-tuning of one model (one class, or all) on training-pool rows; cached.
 
     sd: the text-to-image and/or inpainting UNet (authors' settings unless overridden);
-    builtin: continued training of the built-in model on one class's images. Each model
-    folder records the images it learnt from; generation carries them into the store.
+    builtin: continued training of the built-in model. Each model folder records the images
+    it learnt from; generation carries them into the store. Returns the model path(s).
     """
-    targets = [None] if gen.finetune == "all" else sorted(pool["label"].unique())
-    root = out / "finetuned"
-    models: dict = {}
-    for label in targets:
-        name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
-        rows = pool if label is None else pool[pool["label"] == label]
-        if gen.backend == "builtin":
-            dest = root / name
-            if not _is_builtin_model(dest):
-                train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
-                                 max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
-            models[label or "all"] = {"builtin": str(dest / "model")}
-            continue
-        cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
-                               epochs=gen.finetune_epochs,
-                               **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
-        paths = {}
-        wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
-        if any(m != "text-to-image" for m in gen.methods):
-            wanted["inpaint"] = gen.inpaint_model or gen.model
-        for kind, model in wanted.items():
-            dest = root / name / kind
-            if not (dest / "dreambooth.json").exists():
-                log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
-                finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
-            paths[kind] = str(dest)
-        models[label or "all"] = paths
-    return models
+    name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
+    if gen.backend == "builtin":
+        dest = out / "finetuned" / name
+        if not _is_builtin_model(dest):
+            train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
+                             max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
+        return {"builtin": str(dest / "model")}
+    cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
+                           epochs=gen.finetune_epochs, **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
+    wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
+    if any(m != "text-to-image" for m in gen.methods):
+        wanted["inpaint"] = gen.inpaint_model or gen.model
+    paths = {}
+    for kind, model in wanted.items():
+        dest = out / "finetuned" / name / kind
+        if not (dest / "dreambooth.json").exists():
+            log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
+            finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
+        paths[kind] = str(dest)
+    return paths
 
 
 def _backend_for(gen: GeneratorSpec, paths: dict):
@@ -114,66 +106,103 @@ def _backend_for(gen: GeneratorSpec, paths: dict):
                         **common)
 
 
-def _generator_backend(gen: GeneratorSpec, finetune: str, base: RunSpec, split: Split, pool: pd.DataFrame,
-                       out: Path, progress: bool, timings: dict):
-    """The backend of one variant: the pretrained (or trained built-in) model, or its fine-tunes."""
-    t0 = time.perf_counter()
-    if gen.backend == "builtin":
-        model = gen.model or str(builtin_generator(gen, base, split, pool, out, progress))
-        base_paths = {"builtin": model}
-    else:
-        if not gen.model:
-            raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
-        model, base_paths = gen.model, {}
-    timings["generator_training"] = timings.get("generator_training", 0.0) + time.perf_counter() - t0
-    if finetune == "none":
-        return _backend_for(gen, base_paths)
-    t0 = time.perf_counter()
-    tuned = finetune_stage(gen.model_copy(update={"finetune": finetune}), base, split, pool, model, out, progress)
-    timings["finetuning"] = timings.get("finetuning", 0.0) + time.perf_counter() - t0
-    backends = {label: _backend_for(gen, paths) for label, paths in tuned.items()}
-    return backends["all"] if "all" in backends else PerClassBackend(backends)
+def _context(payload: dict) -> tuple[GeneratorSpec, RunSpec, Split]:
+    base = RunSpec.model_validate_json(payload["base"])
+    return GeneratorSpec.model_validate_json(payload["gen"]), base, load_split(base.split_spec())
 
 
-def prepare_synthetic(spec: ExperimentSpec, runs: list[RunSpec], out: Path, progress: bool = True,
-                      timings: dict | None = None) -> dict[str, str]:
-    """Make sure each store holds K images per needed reference for every method.
+def _rows(split: Split, ids: list[str]) -> pd.DataFrame:
+    return split.table[split.table["id"].isin(set(ids))].reset_index(drop=True)
 
-    Returns {generator variant: store path} (empty without a [generator]); ``timings`` (if
-    given) receives the seconds spent training, fine-tuning and generating.
+
+def task_train_generator(payload: dict) -> str:
+    """The built-in generator trained on its pool (or subset); returns the model folder."""
+    gen, base, split = _context(payload)
+    return str(builtin_generator(gen, base, split, _rows(split, payload["pool"]), Path(payload["out"]), False))
+
+
+def task_finetune(payload: dict, base_model: str | None = None) -> dict:
+    gen, base, split = _context(payload)
+    return finetune_one(gen, base, split, _rows(split, payload["rows"]), payload["label"],
+                        base_model or gen.model, Path(payload["out"]), progress=False)
+
+
+def task_generate(payload: dict, paths: str | dict | None = None) -> dict:
+    """K images per reference, for every method, with one model (a class's, or the shared one)."""
+    gen, _, split = _context(payload)
+    paths = {"builtin": paths} if isinstance(paths, str) else (paths or {})
+    if gen.backend == "builtin" and not paths:  # a given, already trained built-in model
+        paths = {"builtin": gen.model}
+    backend = _backend_for(gen, paths)
+    refs = _rows(split, payload["refs"])
+    made = {}
+    for method in payload["methods"]:
+        res = run_generation(backend, refs, method, payload["k"], payload["store"], split=split,
+                             batch_size=gen.batch_size, with_skin_type=gen.with_skin_type, progress=False)
+        made[method] = res["generated"]
+    return made
+
+
+def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tuple[list[Task], dict[str, list[str]]]:
+    """The fine-tune and generation tasks that fill every store the cells need.
+
+    Returns the tasks (in dependency order) and {store path: names of its generation tasks}.
+    Generation is split per class, so a class's generation starts when its own model is ready.
     """
-    timings = {} if timings is None else timings
     gen = spec.generator
     needs = [r for r in runs if r.synthetic_per_real > 0]
     if gen is None:
         if any(r.synthetic_store is None for r in needs):
             raise ConfigError("cells use synthetic data but neither [generator] nor base.synthetic_store is set")
-        return {}
+        return [], {}
     if not needs:
-        return {}
+        return [], {}
     k = max(r.synthetic_per_real for r in needs)
     if k > gen.per_image:
         raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
+    if gen.backend == "sd" and not gen.model:
+        raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
     splits = load_splits(r.split_spec() for r in needs)
     groups: dict[tuple, list[RunSpec]] = {}
     for r in needs:
         groups.setdefault((r.generator_finetune or gen.finetune_values()[0], subset_key(gen, r)), []).append(r)
-    stores = {}
+    tasks: list[Task] = []
+    stores: dict[str, list[str]] = {}
+    names = set()
     for (finetune, subset), mine in sorted(groups.items(), key=str):
         split = splits[mine[0].split_spec()]
         pool = split.pool if subset is None else references_needed(mine, splits)
         where = out if subset is None else out / "subsets" / subset
-        backend = _generator_backend(gen, finetune, mine[0], split, pool, where, progress, timings)
-        store = store_for(gen, out, finetune, subset)
-        t0 = time.perf_counter()
+        common = {"gen": gen.model_copy(update={"finetune": finetune}).model_dump_json(),
+                  "base": mine[0].model_copy(update={"synthetic_fingerprint": None}).model_dump_json(),
+                  "out": str(where)}
+        tag = subset or "pool"
+        base_task = None
+        if gen.backend == "builtin" and not gen.model:
+            base_task = f"train-generator/{tag}"
+            if base_task not in names:
+                tasks.append(Task(base_task, "train-generator", task_train_generator,
+                                  {**common, "pool": list(pool["id"])}, gpus=1))
+                names.add(base_task)
         refs = references_needed(mine, splits)
-        for method in sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)}):
-            res = run_generation(backend, refs, method, k, store, split=split, batch_size=gen.batch_size,
-                                 with_skin_type=gen.with_skin_type, progress=progress)
-            log.info("%s (%s): generated %d, reused %d (%.1f img/s)", method, finetune, res["generated"],
-                     res["skipped"], res["images_per_second"])
-        timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - t0
-        stores[f"{finetune}/{subset}" if subset else finetune] = str(store)
-    return stores
-
-
+        store = str(store_for(gen, out, finetune, subset))
+        methods = sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)})
+        labels = sorted(refs["label"].unique())
+        for label in labels:
+            model_task = base_task
+            if finetune != "none":
+                target = label if finetune == "per-class" else None
+                model_task = f"finetune/{finetune}/{tag}/{target or 'all'}"
+                if model_task not in names:
+                    rows = pool if target is None else pool[pool["label"] == target]
+                    tasks.append(Task(model_task, "finetune", task_finetune,
+                                      {**common, "rows": list(rows["id"]), "label": target},
+                                      deps=[base_task] if base_task else [], gpus=1))
+                    names.add(model_task)
+            name = f"generate/{finetune}/{tag}/{label}"
+            tasks.append(Task(name, "generate", task_generate,
+                              {**common, "refs": list(refs.loc[refs["label"] == label, "id"]), "methods": methods,
+                               "k": k, "store": store}, deps=[model_task] if model_task else [], gpus=1))
+            names.add(name)
+            stores.setdefault(store, []).append(name)
+    return tasks, stores

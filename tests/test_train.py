@@ -166,3 +166,14 @@ def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the probe leaves weights alone
     fixed = run_training(tiny_spec(demo_root, max_epochs=1, precision="fp32"), progress=False)
     assert fixed["precision"] == {"used": "fp32", "reason": "set in the spec"}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_training_equals_in_memory(demo_root, workers):
+    """Streaming batches from the cache (with prefetching workers) changes memory, not results."""
+    base = dict(max_epochs=2, transforms=True, precision="fp32")
+    in_ram = run_training(tiny_spec(demo_root, stream=False, **base), progress=False)
+    streamed = run_training(tiny_spec(demo_root, stream=True, loader_workers=workers, **base), progress=False)
+    assert in_ram["run_id"] == streamed["run_id"]  # how images arrive is not part of what a run is
+    assert in_ram["predictions"]["predicted"] == streamed["predictions"]["predicted"]
+    assert np.allclose(in_ram["predictions"]["probabilities"], streamed["predictions"]["probabilities"])

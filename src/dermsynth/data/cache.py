@@ -30,27 +30,44 @@ def file_digest(path: str | Path) -> str:
 
 @dataclass
 class CachedImages:
-    """Images of a table as an (N, H, W, 3) uint8 array (memory-mapped), in table order."""
+    """Images of a table as cache entries (one ``.npy`` of (H, W, 3) uint8 per image), in table order.
+
+    Nothing is held in RAM: ``gather`` reads the images of one batch (the OS page cache keeps
+    hot ones), ``array`` stacks them all for small jobs. Paths, not memory maps, because each
+    map holds a file descriptor and a paper-scale run has tens of thousands of images.
+    """
 
     ids: list[str]
-    array: np.ndarray
+    entries: list[Path]
+    size: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def index_of(self, ids) -> np.ndarray:
         pos = {k: i for i, k in enumerate(self.ids)}
         return np.array([pos[i] for i in ids], dtype=np.int64)
 
+    def gather(self, positions) -> np.ndarray:
+        """(B, H, W, 3) uint8 of the images at ``positions``."""
+        if len(positions) == 0:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        return np.stack([np.load(self.entries[int(i)]) for i in positions])
+
+    @property
+    def array(self) -> np.ndarray:
+        """All images as one in-RAM (N, H, W, 3) array."""
+        return self.gather(range(len(self.entries)))
+
 
 def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".dermsynth-cache/images",
                  skip_bad: bool = False, progress: bool = True) -> CachedImages:
-    """Decode ``table``'s images at ``size`` px into per-image ``.npy`` files and stack them.
+    """Decode ``table``'s images at ``size`` px into per-image ``.npy`` files (once; content-keyed).
 
     Unreadable files raise :class:`ImageDecodeError` naming the file, unless ``skip_bad``,
     in which case they are left out and listed in ``skipped`` (id, reason).
     """
     folder = Path(cache_dir) / f"{size}px"
     folder.mkdir(parents=True, exist_ok=True)
-    ids, arrays, skipped = [], [], []
+    ids, entries, skipped = [], [], []
     rows = list(zip(table["id"], table["path"], strict=True))
     for img_id, path in tqdm(rows, desc=f"images @ {size}px", disable=not progress or len(rows) < 200,
                              leave=False):
@@ -58,9 +75,7 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
             if not Path(path).exists():
                 raise ImageDecodeError(path, "file not found")
             entry = folder / f"{file_digest(path)}.npy"
-            if entry.exists():
-                arr = np.load(entry, mmap_mode="r")
-            else:
+            if not entry.exists():
                 arr = load_array(path, size)
                 with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
                     np.save(fh, arr)
@@ -70,9 +85,8 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
             skipped.append((img_id, exc.reason))
             continue
         ids.append(img_id)
-        arrays.append(arr)
-    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
-    return CachedImages(ids, stacked, skipped)
+        entries.append(entry)
+    return CachedImages(ids, entries, size, skipped)
 
 
 def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache") -> np.ndarray:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.errors import DermsynthError
 from dermsynth.registry import Registry
+from dermsynth.train.image_source import batches
 from dermsynth.train.spec import RunSpec, auto_batch_size
 from dermsynth.train.transforms import AugConfig, augment
 
@@ -127,11 +128,11 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         model.train()
         perm = _epoch_order(train_y, spec.sampling, gen)
         losses = []
-        bar = tqdm(range(n_steps), desc=f"epoch {epoch}", leave=False, disable=not progress)
+        bar = tqdm(batches(train_x, perm, bs, n_steps, spec.loader_workers), total=n_steps, desc=f"epoch {epoch}",
+                   leave=False, disable=not progress)
         te = time.perf_counter()
-        for step in bar:
-            idx = perm[step * bs:(step + 1) * bs]
-            xb = to_input(train_x[idx].to(device), norm, spec.channels_last, aug, gen)
+        for step, (idx, raw) in enumerate(bar):
+            xb = to_input(raw.to(device), norm, spec.channels_last, aug, gen)
             yb = train_y[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
                 loss = F.cross_entropy(model(xb), yb, weight=class_weight)

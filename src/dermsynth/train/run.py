@@ -18,6 +18,7 @@ from dermsynth.data.splits import Split, load_split
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.models.backbones import create_backbone, set_trainable
+from dermsynth.train.image_source import InMemoryImages, image_source
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
@@ -87,8 +88,7 @@ def device_for(spec: RunSpec) -> torch.device:
 
 def images_tensor(cache, ids) -> torch.Tensor:
     """The cached images of ``ids`` as a uint8 (N, 3, H, W) tensor, in the order of ``ids``."""
-    arr = np.ascontiguousarray(cache.array[cache.index_of(ids)])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    return InMemoryImages(cache, ids).x
 
 
 def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: bool = True) -> dict:
@@ -115,9 +115,11 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     cls_idx = {c: i for i, c in enumerate(classes)}
 
     def xy(t):
-        return images_tensor(cached, t["id"]), torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
+        x = images_tensor(cached, t["id"]) if t is not train else None
+        return x, torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
 
-    (tx, ty), (vx, vy), (sx, _) = xy(train), xy(val), xy(test)
+    (_, ty), (vx, vy), (sx, _) = xy(train), xy(val), xy(test)
+    tx = image_source(cached, train["id"], spec.stream)  # streamed batch by batch when large
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
     model.to(device)
     if spec.mode == "linear-probe":

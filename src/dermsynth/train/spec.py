@@ -70,6 +70,10 @@ class RunSpec(SplitFields):
     class_weighting: Literal["none", "balanced"] = "none"
     sampling: Literal["uniform", "balanced"] = "uniform"
     channels_last: bool = True
+    # How images reach the model (no effect on results): streamed from the cache batch by batch
+    # (None: when the training set would exceed 1 GB in RAM), with prefetching loader workers.
+    stream: bool | None = None
+    loader_workers: int = Field(0, ge=0)
     threads: int | None = None
     device: str = "auto"
     cache_dir: str = ".dermsynth-cache"
@@ -85,7 +89,7 @@ class RunSpec(SplitFields):
 
     def run_id(self) -> str:
         """Hash of the settings that change the result (not threads, device or cache)."""
-        skip = {"threads", "device", "cache_dir", "save_checkpoint"}
+        skip = {"threads", "device", "cache_dir", "save_checkpoint", "stream", "loader_workers"}
         payload = {k: v for k, v in self.model_dump().items() if k not in skip}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -166,6 +166,13 @@ def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the probe leaves weights alone
     fixed = run_training(tiny_spec(demo_root, max_epochs=1, precision="fp32"), progress=False)
     assert fixed["precision"] == {"used": "fp32", "reason": "set in the spec"}
+    # a run that probed and one that found the probe cached give the same result
+    torch.manual_seed(0)
+    before_rng = torch.get_rng_state()
+    choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path / "third")
+    assert torch.equal(before_rng, torch.get_rng_state())
+    cached = run_training(spec, progress=False)
+    assert cached["predictions"]["probabilities"] == rec["predictions"]["probabilities"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -220,7 +220,8 @@ def analysis_sections(out_dir: Path) -> list[Section]:
 
 def generator_section(gen: dict) -> Section:
     """Which generator made the synthetic images and what real images it learnt from."""
-    names = {"none": "pretrained", "all": "fine-tuned on all classes", "per-class": "fine-tuned per class"}
+    names = {"none": "pretrained" if gen["backend"] == "sd" else "base model (no fine-tuning)",
+             "all": "fine-tuned on all classes", "per-class": "fine-tuned per class"}
     values = gen["finetune"] if isinstance(gen["finetune"], list) else [gen["finetune"]]
     model = gen.get("model") or ("built-in, trained in this study" if gen["backend"] == "builtin" else "?")
     if gen.get("finetune_on", "pool") == "subset":

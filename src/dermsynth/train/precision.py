@@ -60,11 +60,14 @@ def choose_precision(model: nn.Module, backbone: str, image_size: int, num_class
     if path.exists():
         found = io.read_json(path)
         return found["choice"], found["reason"] + " (cached probe)"
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # the probe must not change the weights
-    x = torch.randn(batch, 3, image_size, image_size, device=device)
-    y = torch.randint(0, num_classes, (batch,), device=device)
-    fp32 = _seconds_per_step(model, x, y, False, steps)
-    bf16 = _seconds_per_step(model, x, y, True, steps)
+    # The probe must leave no trace: not in the weights (or batch-norm statistics), not in the
+    # global random state — else a run would differ depending on whether the probe was cached.
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        x = torch.randn(batch, 3, image_size, image_size, device=device)
+        y = torch.randint(0, num_classes, (batch,), device=device)
+        fp32 = _seconds_per_step(model, x, y, False, steps)
+        bf16 = _seconds_per_step(model, x, y, True, steps)
     model.load_state_dict(state)
     choice = "bf16" if fp32 / bf16 >= MIN_SPEEDUP else "fp32"
     reason = (f"probe on {cpu_name()} ({torch.get_num_threads()} threads): {batch / fp32:.0f} img/s fp32, "

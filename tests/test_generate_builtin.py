@@ -262,3 +262,20 @@ def test_four_shard_workers_at_once_lose_and_duplicate_nothing(model_dir, split,
     assert len(man) == 32 and man["synth_id"].is_unique and all(Path(p).exists() for p in man["path"])
     assert set(read_references(store)["id"]) == set(refs["id"])
     assert not list(store.rglob("*.tmp*"))  # no temporary file left behind
+
+
+def test_images_of_another_model_in_a_shared_store_are_made_again(model_dir, split, tmp_path):
+    """One store may hold a family of models (one per class); an image made by a model other than
+    the one generating now is regenerated, never reused, and the store's digest changes."""
+    from dermsynth.data.synthetic_store import store_digest
+
+    refs, store = split.pool.iloc[:3], tmp_path / "store"
+    family = ("builtin:per-class:pool", "family-fp")
+    first = run_generation(BuiltinBackend(model_dir, steps=2), refs, "inpaint", 1, store, split=split,
+                           store_identity=family, progress=False)
+    digest = store_digest(store)
+    again = run_generation(BuiltinBackend(model_dir, steps=3), refs, "inpaint", 1, store, split=split,
+                           store_identity=family, progress=False)
+    assert first["generated"] == again["generated"] == 3  # other sampling settings: another model
+    assert store_digest(store) != digest
+    assert len(read_manifest(store)) == 3 and read_manifest(store)["fingerprint"].nunique() == 1

@@ -96,9 +96,10 @@ def read_manifest(store: str | Path) -> pd.DataFrame:
 
 
 def store_digest(store: str | Path) -> str:
-    """Hash of the model fingerprint and every image the store holds: a run that draws from the
-    store is pinned to it, so regenerating or adding images gives the run a new id."""
-    ids = "\n".join(sorted(read_manifest(store)["synth_id"].astype(str)))
+    """Hash of the store's generator and every image it holds with the model that made it: a run
+    that draws from the store is pinned to it, so regenerating or adding images gives a new id."""
+    man = read_manifest(store)
+    ids = "\n".join(sorted(man["synth_id"].astype(str) + ":" + man["fingerprint"].astype(str)))
     fingerprint = io.read_json(Path(store) / "store.json")["fingerprint"]
     return hashlib.sha256(f"{fingerprint}\n{ids}".encode()).hexdigest()[:16]
 

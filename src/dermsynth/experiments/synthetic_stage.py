@@ -138,9 +138,18 @@ def task_generate(payload: dict, paths: str | dict | None = None) -> dict:
     made = {}
     for method in payload["methods"]:
         res = run_generation(backend, refs, method, payload["k"], payload["store"], split=split,
-                             batch_size=gen.batch_size, with_skin_type=gen.with_skin_type, progress=False)
+                             batch_size=gen.batch_size, with_skin_type=gen.with_skin_type,
+                             store_identity=(payload["family"], store_identity(payload)), progress=False)
         made[method] = res["generated"]
     return made
+
+
+def store_identity(payload: dict) -> str:
+    """One store, one generator family: the generator settings, the variant and what it learnt
+    from (the models inside it — one per class — are recorded per image)."""
+    gen = json.loads(payload["gen"])
+    settings = {k: v for k, v in gen.items() if k not in ("store", "batch_size")}
+    return hashlib.sha256(json.dumps([settings, payload["family"]], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tuple[list[Task], dict[str, list[str]]]:
@@ -173,10 +182,10 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         split = splits[mine[0].split_spec()]
         pool = split.pool if subset is None else references_needed(mine, splits)
         where = out if subset is None else out / "subsets" / subset
+        tag = subset or "pool"
         common = {"gen": gen.model_copy(update={"finetune": finetune}).model_dump_json(),
                   "base": mine[0].model_copy(update={"synthetic_fingerprint": None}).model_dump_json(),
-                  "out": str(where)}
-        tag = subset or "pool"
+                  "out": str(where), "family": f"{gen.backend}:{finetune}:{tag}"}
         base_task = None
         if gen.backend == "builtin" and not gen.model:
             base_task = f"train-generator/{tag}"

@@ -34,11 +34,15 @@ from dermsynth.generate.seeds import image_seed, synth_id
 
 def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image: int, store: str | Path, *,
                    split: Split, batch_size: int = 16, shard: tuple[int, int] = (0, 1), with_skin_type: bool = False,
-                   prompt_template: str | None = None, progress: bool = True) -> dict:
+                   prompt_template: str | None = None, store_identity: tuple[str, str] | None = None,
+                   progress: bool = True) -> dict:
     """Generate ``per_image`` images of ``method`` for every row of ``refs`` into ``store``.
 
     ``split`` is the split the references come from: any reference that is a validation or
-    test image of it is refused, and so is a generator that learnt from one.
+    test image of it is refused, and so is a generator that learnt from one. The store
+    belongs to one generator — ``store_identity`` (name, fingerprint), by default this
+    backend's; several models may share it (one per class) when the caller names the family.
+    An image made by another model than this backend's is made again, never reused.
     """
     check_method(method)
     if per_image <= 0:
@@ -49,11 +53,13 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
     refuse_held_out(refs, split, "generation")
     learnt = backend.training_ids()
     refuse_held_out(pd.DataFrame({"id": sorted(learnt)}), split, "a generator trained on held-out images")
-    store = open_store(store, backend.name, backend.model, backend.fingerprint)
+    name, identity = store_identity or (backend.model, backend.fingerprint)
+    store = open_store(store, backend.name, name, identity)
     record_references(store, refs)
     if learnt - read_training_ids(store):
         write_training_ids(store, learnt | read_training_ids(store))
-    done = set(read_manifest(store)["synth_id"])
+    made_before = read_manifest(store)
+    done = set(made_before.loc[made_before["fingerprint"] == backend.fingerprint, "synth_id"])
     refs = refs.sort_values("id").reset_index(drop=True)
     jobs = [(r, k) for _, r in refs.iterrows() for k in range(per_image)]
     jobs = [j for idx, j in enumerate(jobs) if idx % n == i]

@@ -116,3 +116,21 @@ def test_prior_preservation_reaches_the_loop(tiny, demo_table, tmp_path, inpaint
     plain = finetune_from_split(str(tiny[0]), split, tmp_path / "plain", label="psoriasis",
                                 cfg=DreamBoothConfig(max_steps=2, resolution=32, batch_size=2), progress=False)
     assert plain["n_prior_images"] == 0
+
+
+def test_dreambooth_gpu_options_are_honoured_on_cpu(tiny, tmp_path):
+    """Gradient checkpointing and an explicit autocast run (here on the CPU) and are recorded;
+    8-bit Adam without bitsandbytes is a clear error, not a silent fallback."""
+    imgs = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    cfg = DreamBoothConfig(max_steps=2, resolution=32, batch_size=2, gradient_checkpointing=True,
+                           mixed_precision="bf16", device="cpu")
+    s = finetune(str(tiny[0]), imgs, ["An image of psoriasis, a skin disease"] * 2, tmp_path / "gc", cfg,
+                 progress=False)
+    assert s["device"] == "cpu" and s["autocast"] == "torch.bfloat16" and s["steps"] == 2
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        with pytest.raises(DermsynthError, match="bitsandbytes"):
+            finetune(str(tiny[0]), imgs, ["p"] * 2, tmp_path / "b8", DreamBoothConfig(max_steps=1, resolution=32,
+                                                                                   use_8bit_adam=True),
+                     progress=False)

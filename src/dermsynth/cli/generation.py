@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -80,13 +81,21 @@ def finetune(model: str = typer.Option(..., help="Stable Diffusion (inpainting) 
              label: str | None = typer.Option(None, "--class", help="One class (default: one model for all)."),
              lora: bool = typer.Option(False), lora_rank: int = 4, lr: float = 5e-6, epochs: int = 4,
              batch_size: int = 4, resolution: int = 512, prior_preservation: bool = typer.Option(False),
-             max_steps: int | None = None, as_json: bool = c.JsonOpt):
+             max_steps: int | None = None,
+             mixed_precision: Literal["auto", "no", "bf16", "fp16"] = typer.Option(
+                 "auto", help="Autocast dtype (auto: bf16 on a CUDA device that has it, else fp32)."),
+             gradient_checkpointing: bool = typer.Option(False, help="Recompute activations: less GPU memory."),
+             use_8bit_adam: bool = typer.Option(False, "--8bit-adam", help="8-bit AdamW (bitsandbytes, CUDA)."),
+             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+             as_json: bool = c.JsonOpt):
     """DreamBooth (or LoRA) fine-tuning on training-pool images only (authors' defaults)."""
     from dermsynth.data.splits import load_split
     from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
 
     cfg = DreamBoothConfig(lr=lr, epochs=epochs, batch_size=batch_size, resolution=resolution, lora=lora,
-                           lora_rank=lora_rank, prior_preservation=prior_preservation, max_steps=max_steps)
+                           lora_rank=lora_rank, prior_preservation=prior_preservation, max_steps=max_steps,
+                           mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+                           use_8bit_adam=use_8bit_adam, device=device)
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     res = finetune_from_split(model, split, out, label=label, cfg=cfg, progress=not as_json)
     res = {k: v for k, v in res.items() if k != "train_losses"}

@@ -17,7 +17,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError
-from dermsynth.experiments.graph import run_logged
+from dermsynth.experiments.graph import Task, run_graph
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -77,25 +77,8 @@ def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", worke
 
 
 def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | None) -> dict[str, str]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("executor 'ray' needs Ray: pip install 'dermsynth[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else max(workers, 1), include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
-        started = True
-    try:
-        import torch
-
-        gpus = 1 if torch.cuda.is_available() else 0
-        # max_retries: a worker killed mid-cell loses only that cell, which Ray runs again
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(run_logged)
-        log_dir = str(Path(rdir).parent / "tasks")
-        refs = [remote.remote(log_dir, f"train/{r.run_id()}", "train", cell_task,
-                              {"run": r.model_dump_json(), "rdir": str(rdir)}) for r in pending]
-        return {rid: err for rid, err in ray.get(refs) if err}
-    finally:
-        if started:
-            ray.shutdown()
+    """Every cell a Ray task (one GPU each where CUDA is present; retried on a lost worker)."""
+    tasks = [Task(f"train/{r.run_id()}", "train", cell_task, {"run": r.model_dump_json(), "rdir": str(rdir)}, gpus=1)
+             for r in pending]
+    results = run_graph(tasks, Path(rdir).parent / "tasks", "ray", address, workers)
+    return {rid: err for rid, err in results.values() if err}

@@ -60,6 +60,10 @@ class GeneratorSpec(BaseModel):
     # n_real) real subset — then no synthetic image carries information from real images the
     # classifier was not given (one generator and store per subset).
     finetune_on: Literal["pool", "subset"] = "pool"
+    # DreamBooth on a GPU: autocast dtype, activation recomputation, 8-bit AdamW (bitsandbytes)
+    finetune_mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    finetune_gradient_checkpointing: bool = False
+    finetune_8bit_adam: bool = False
     finetune_lr: float | None = Field(None, gt=0)
     lora: bool = False
     # built-in generator training (when model is not given)

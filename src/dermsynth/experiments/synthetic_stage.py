@@ -82,7 +82,9 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
                              max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
         return {"builtin": str(dest / "model")}
     cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
-                           epochs=gen.finetune_epochs, **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
+                           epochs=gen.finetune_epochs, mixed_precision=gen.finetune_mixed_precision,
+                           gradient_checkpointing=gen.finetune_gradient_checkpointing,
+                           use_8bit_adam=gen.finetune_8bit_adam, **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
     wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
     if any(m != "text-to-image" for m in gen.methods):
         wanted["inpaint"] = gen.inpaint_model or gen.model

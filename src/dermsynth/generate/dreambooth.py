@@ -27,7 +27,7 @@ from dermsynth import io
 from dermsynth.data.images import load_array
 from dermsynth.data.splits import Split, refuse_held_out
 from dermsynth.data.synthetic_store import write_training_ids
-from dermsynth.errors import DataError
+from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.methods import centre_square_mask, prompt_for
 
 
@@ -49,6 +49,35 @@ class DreamBoothConfig:
     lora: bool = False
     lora_rank: int = 4
     seed: int = 0
+    # GPU options: where to train, autocast dtype ("auto": bf16 on a CUDA device that has it,
+    # else fp32), recompute activations to fit 512 px in less memory, 8-bit AdamW (bitsandbytes).
+    device: str = "auto"
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+
+
+def _runtime(cfg: DreamBoothConfig) -> tuple[torch.device, torch.dtype | None]:
+    """The device and the autocast dtype (None: full precision) this fine-tune runs with."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    choice = cfg.mixed_precision
+    if choice == "auto":
+        choice = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    dtypes = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if choice not in dtypes:
+        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r}; choose auto, no, bf16 or fp16")
+    return device, dtypes[choice]
+
+
+def _optimizer(params: list, cfg: DreamBoothConfig):
+    kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    if not cfg.use_8bit_adam:
+        return torch.optim.AdamW(params, **kwargs)
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        raise ConfigError("use_8bit_adam needs bitsandbytes (pip install bitsandbytes, CUDA only)") from None
+    return bnb.optim.AdamW8bit(params, **kwargs)
 
 
 def _load_components(model: str):
@@ -83,11 +112,17 @@ def _latents(vae, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.
 
 
 def _loss(unet, vae, sched, x, cond, gen, masks=None):
-    """Denoising loss for a batch; for an inpainting UNet the masked-image latents are inputs."""
+    """Denoising loss for a batch; for an inpainting UNet the masked-image latents are inputs.
+
+    Random draws come from ``gen`` on the CPU, so a run is the same on any device.
+    """
+    device = unet.device
+    x, cond = x.to(device), cond.to(device)
+    masks = None if masks is None else masks.to(device)
     with torch.no_grad():
         z = _latents(vae, x, gen)
-    noise = torch.randn(z.shape, generator=gen)
-    t = torch.randint(0, sched.config.num_train_timesteps, (len(z),), generator=gen)
+    noise = torch.randn(z.shape, generator=gen).to(device)
+    t = torch.randint(0, sched.config.num_train_timesteps, (len(z),), generator=gen).to(device)
     zt = sched.add_noise(z, noise, t)
     if unet.config.in_channels == 9:
         with torch.no_grad():
@@ -165,8 +200,13 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     tokenizer, text_encoder, vae, unet, sched = _load_components(model)
     text_encoder.requires_grad_(False)
     vae.requires_grad_(False)
+    device, amp = _runtime(cfg)
+    unet.to(device)
+    vae.to(device)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     params = _trainable_unet(unet, cfg)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    opt = _optimizer(params, cfg)
     data = _Batches(_to_model_range(images), _encode_prompts(tokenizer, text_encoder, prompts))
     if cfg.prior_preservation and prior_images is not None:
         data.prior_x = _to_model_range(prior_images)
@@ -179,7 +219,8 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     with tqdm(total=total, desc="dreambooth", disable=not progress) as bar:
         while len(losses) < total:
             for idx in torch.randperm(len(data.x), generator=gen).split(cfg.batch_size):
-                loss = _step_loss(unet, vae, sched, data, idx, gen, cfg.prior_weight)
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    loss = _step_loss(unet, vae, sched, data, idx, gen, cfg.prior_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -190,11 +231,13 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
                     break
     unet.eval()
     after = _held_loss(unet, vae, sched, data)
+    unet.to("cpu")
     out_dir = Path(out_dir)
     _save(model, unet, out_dir, cfg)
     summary = {"steps": len(losses), "seconds": time.perf_counter() - t0, "held_loss_before": before,
                "held_loss_after": after, "train_losses": losses, "config": asdict(cfg), "base_model": model,
-               "n_images": int(len(images)), "n_prior_images": 0 if data.prior_x is None else int(len(data.prior_x))}
+               "n_images": int(len(images)), "n_prior_images": 0 if data.prior_x is None else int(len(data.prior_x)),
+               "device": str(device), "autocast": str(amp) if amp else "fp32"}
     if training_ids is not None:  # before dreambooth.json, which marks the folder complete
         write_training_ids(out_dir, training_ids)
     io.write_json(out_dir / "dreambooth.json", summary)

@@ -105,7 +105,12 @@ def test_fig5_group_comparisons(demo_root, tmp_path):
     sizes = split.test["skin_group"].value_counts().to_dict()
     assert dict(zip(groups["skin_group"], groups["n_group"], strict=True)) == sizes  # n = each group's test size
     assert (groups["p_bh"] >= groups["p_value"] - 1e-12).all()
-    assert "By skin-type group (Fig. 5)" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "By skin-type group (Fig. 5)" in html
+    # cost accounting from the measured stage times: device-hours per point of accuracy
+    timings = json.loads((tmp_path / "stage_timings.json").read_text())
+    assert {"train-generator", "generate", "training_runs"} <= set(timings)
+    assert "What the synthetic data cost" in html and "device-hours" in html
 
 
 def test_cleaning_reaches_the_split(demo_table, demo_root, tmp_path):

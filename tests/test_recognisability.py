@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth.analysis.report import analysis_sections
+from dermsynth.analysis.report_sections import analysis_sections
 from dermsynth.audits.recognisability import recognisability
 from dermsynth.data.demo import DEMO_CLASSES, render
 from dermsynth.data.splits import make_split

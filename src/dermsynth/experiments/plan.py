@@ -60,7 +60,7 @@ def class_sizes(spec: ExperimentSpec) -> ClassSizes:
 
 
 def _classifier_rate(table: dict, backbone: str) -> float | None:
-    rates = table["classifier_img_s"]
+    rates = table.get("classifier_img_s") or {}
     return next((v for k, v in rates.items() if backbone.startswith(k)), None)
 
 
@@ -85,7 +85,7 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         n_models = sum(n_cls if v == "per-class" else 1 for v in tuned) * len(kinds)
         steps = sum(math.ceil(n / 4) for n in pool.values()) * gen.finetune_epochs * len(kinds) * len(tuned)
         steps = gen.finetune_steps * n_models if gen.finetune_steps else steps
-        rate = rates["dreambooth_steps_s"] if gen.backend == "sd" else rates["builtin_train_steps_s"]
+        rate = rates.get("dreambooth_steps_s") if gen.backend == "sd" else rates.get("builtin_train_steps_s")
         if tuned or gen.backend == "builtin":
             rows.append(_row("fine-tune generators", f"{n_models} models, {steps:,} steps", steps, rate,
                              "steps"))
@@ -95,7 +95,7 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         passes = sum(2 if m == "in-then-outpaint" else 1 for m in gen.methods)
         images = refs * gen.per_image * len(gen.methods) * len(variants)
         work = refs * gen.per_image * passes * len(variants)
-        rate = rates["sd_img_s"] if gen.backend == "sd" else rates["builtin_img_s"]
+        rate = rates.get("sd_img_s") if gen.backend == "sd" else rates.get("builtin_img_s")
         rows.append(_row("generate", f"{images:,} images ({refs:,} references × {gen.per_image} × "
                          f"{len(gen.methods)} methods × {len(variants)} generators)", work, rate, "images",
                          disk=images * PNG_BYTES.get(gen.resolution if gen.backend == "sd" else gen.size, 100_000)))

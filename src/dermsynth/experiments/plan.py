@@ -86,9 +86,11 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         steps = sum(math.ceil(n / 4) for n in pool.values()) * gen.finetune_epochs * len(kinds) * len(tuned)
         steps = gen.finetune_steps * n_models if gen.finetune_steps else steps
         rate = rates.get("dreambooth_steps_s") if gen.backend == "sd" else rates.get("builtin_train_steps_s")
-        if tuned or gen.backend == "builtin":
-            rows.append(_row("fine-tune generators", f"{n_models} models, {steps:,} steps", steps, rate,
-                             "steps"))
+        if gen.backend == "builtin" and not gen.model:
+            rows.append(_row("train built-in generator", f"1 model, {gen.train_steps:,} steps", gen.train_steps,
+                             rates.get("builtin_train_steps_s"), "steps"))
+        if tuned:
+            rows.append(_row("fine-tune generators", f"{n_models} models, {steps:,} steps", steps, rate, "steps"))
         seeds = len(spec.seed_list())
         refs = sum(pool.values()) if any(r.use_all_pool for r in synthetic) else \
             sum(min(pool[c], seeds * max(r.n_real for r in synthetic)) for c in pool)

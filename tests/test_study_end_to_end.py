@@ -44,7 +44,10 @@ def test_study_outputs(study):
     assert set(man["method"]) == {"inpaint", "text-to-image"}
     # one fine-tuned generator per class, and the images they learnt from are all in the training pool
     assert len(list((out / "finetuned").glob("*/model/config.json"))) == 9
-    assert man["model"].str.startswith("per-class:").all()
+    # each image names its own class's model; the store names the family
+    assert all(m.endswith(f"finetuned/{lab.replace(' ', '_')}/model") for m, lab in zip(man["model"], man["label"],
+                                                                                          strict=True))
+    assert json.loads((out / "synthetic" / "store.json").read_text())["model"] == "builtin:per-class:pool"
     learnt = read_training_ids(out / "synthetic")  # pre-training pool ∪ per-class fine-tuning images
     assert learnt and learnt == read_training_ids(out / "generator" / "model")
     # every synthetic image used by a run is linked to a real image of that run

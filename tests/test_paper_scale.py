@@ -221,3 +221,18 @@ def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
         assert learnt and learnt <= subset  # the generator saw only this run's real images
     html = build_report(tmp_path).read_text()
     assert "each run&#39;s own real subset" in html or "each run's own real subset" in html
+
+
+def test_a_generator_made_with_other_settings_is_refused_not_reused(imbalance_study):
+    spec = ExperimentSpec_from(imbalance_study)
+    changed = spec.model_copy(update={"generator": spec.generator.model_copy(update={"train_steps": 3})})
+    before = (imbalance_study / "experiment.json").read_text()
+    with pytest.raises(ConfigError, match="other settings.*train_steps"):
+        run_experiment(changed, imbalance_study, force=True, progress=False)
+    assert (imbalance_study / "experiment.json").read_text() == before  # a refused run marks nothing
+
+
+def ExperimentSpec_from(out):  # noqa: N802 - reads like the class it returns
+    from dermsynth.experiments.spec import ExperimentSpec
+
+    return ExperimentSpec(**json.loads((out / "experiment.json").read_text())["spec"])

@@ -54,14 +54,18 @@ def planned_runs(spec: ExperimentSpec, out: str | Path) -> list[RunSpec]:
 
 
 def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
-    """Refuse a results folder written by a different config."""
+    """Refuse a results folder written by a different config (recorded by :func:`record_claim`)."""
     marker = out / "experiment.json"
     if marker.exists():
         old = io.read_json(marker)
         if old["digest"] != spec.digest() and not force:
             raise ConfigError(f"{out} holds results of another config ({old['name']}, digest {old['digest']}); "
                               "use another --out, or --force to add these runs beside them")
-    io.write_json(marker, {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()})
+
+
+def record_claim(spec: ExperimentSpec, out: Path) -> None:
+    """Mark the folder as this config's, once its stages ran (a refused run leaves the old mark)."""
+    io.write_json(out / "experiment.json", {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()})
 
 
 def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Task]:
@@ -116,6 +120,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     tasks = stage_tasks(spec, runs, out)
     run_graph(tasks, out / "tasks", executor, address, workers or 1)
     timings["stages"] = time.perf_counter() - t1
+    record_claim(spec, out)
     runs = pin_runs(runs)
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermsynth import io
 from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task
 from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
 from dermsynth.experiments.stages import references_needed
 from dermsynth.generate.backends.registry import make_backend
-from dermsynth.generate.builtin_model import ConditionedUNet
+from dermsynth.generate.builtin_model import ConditionedUNet, model_fingerprint
 from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
 from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
 from dermsynth.generate.runner import run_generation
@@ -51,11 +52,34 @@ def _is_builtin_model(folder: Path) -> bool:
     return (folder / "model" / ConditionedUNet.config_name).exists()
 
 
+STAGE_SETTINGS = "stage_settings.json"
+
+
+def reuse_or_refuse(folder: Path, done: bool, settings: dict) -> bool:
+    """True when ``folder`` holds a finished stage made with ``settings``; a finished stage made
+    with other settings (or unknown ones) is a clear refusal, never a silent reuse."""
+    if not done:
+        return False
+    path = folder / STAGE_SETTINGS
+    old = io.read_json(path) if path.exists() else None
+    if old != json.loads(json.dumps(settings)):
+        changed = sorted(k for k in settings if old is None or old.get(k) != settings[k])
+        raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or run "
+                          "into another --out, to make it again with these")
+    return True
+
+
+def _settings(gen: GeneratorSpec, rows: pd.DataFrame, *fields: str, **extra) -> dict:
+    ids = hashlib.sha256("\n".join(sorted(rows["id"].astype(str))).encode()).hexdigest()[:16]
+    return {**{f: getattr(gen, f) for f in fields}, "training_images": ids, **extra}
+
+
 def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, out: Path,
                       progress: bool = True) -> Path:
     """Train the built-in generator on ``pool`` (training-pool images only), once."""
     model_dir = out / "generator"
-    if _is_builtin_model(model_dir):
+    settings = _settings(gen, pool, "size", "block_out_channels", "train_steps", "train_minutes")
+    if reuse_or_refuse(model_dir, _is_builtin_model(model_dir), settings):
         return model_dir / "model"
     log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
              gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
@@ -63,6 +87,7 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
     train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
                      classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
                      max_minutes=gen.train_minutes, config=cfg, progress=progress)
+    io.write_json(model_dir / STAGE_SETTINGS, settings)
     return model_dir / "model"
 
 
@@ -77,9 +102,11 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
     if gen.backend == "builtin":
         dest = out / "finetuned" / name
-        if not _is_builtin_model(dest):
+        settings = _settings(gen, rows, "finetune_steps", base_model=model_fingerprint(base_model))
+        if not reuse_or_refuse(dest, _is_builtin_model(dest), settings):
             train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
                              max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
+            io.write_json(dest / STAGE_SETTINGS, settings)
         return {"builtin": str(dest / "model")}
     cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
                            epochs=gen.finetune_epochs, mixed_precision=gen.finetune_mixed_precision,
@@ -91,9 +118,12 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     paths = {}
     for kind, model in wanted.items():
         dest = out / "finetuned" / name / kind
-        if not (dest / "dreambooth.json").exists():
+        settings = _settings(gen, rows, "resolution", "lora", "finetune_steps", "finetune_epochs", "finetune_lr",
+                             base_model=model)
+        if not reuse_or_refuse(dest, (dest / "dreambooth.json").exists(), settings):
             log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
             finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
+            io.write_json(dest / STAGE_SETTINGS, settings)
         paths[kind] = str(dest)
     return paths
 

@@ -236,3 +236,16 @@ def ExperimentSpec_from(out):  # noqa: N802 - reads like the class it returns
     from dermsynth.experiments.spec import ExperimentSpec
 
     return ExperimentSpec(**json.loads((out / "experiment.json").read_text())["spec"])
+
+
+def test_linear_probe_triage_of_a_grid(imbalance_study, tmp_path):
+    """Every cell probed from features computed once, records in the usual schema, a report."""
+    from dermsynth.experiments.triage import triage
+
+    spec = ExperimentSpec_from(imbalance_study)
+    res = triage(spec, imbalance_study, tmp_path / "triage")
+    records = load_records(tmp_path / "triage")
+    assert res["cells"] == len(records) == len(cells(spec)) == 2 * 2 * 3 * 2
+    assert all(r["spec"]["mode"] == "linear-probe" for r in records)
+    assert {r["n_train_synthetic"] > 0 for r in records} == {True, False}
+    assert "synthetic vs duplication" in build_report(tmp_path / "triage").read_text()

@@ -101,3 +101,22 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
         f"{table.attrs['class_sizes']})\n" + table.drop(columns=["work"]).to_string(index=False)
         + f"\ntotal ≈ {total:.1f} device-hours" + ("" if table["device_hours"].notna().all() else
                                                    " (stages without a known rate left out)")))
+
+
+@app.command("triage")
+@handles_errors
+def experiment_triage(config: Path, out: Path | None = typer.Option(None, help="The experiment's folder (its stores "
+                                                                    "are made there if missing)."),
+                      to: Path | None = typer.Option(None, "--to", help="Triage folder (default OUT/triage)."),
+                      as_json: bool = JsonOpt):
+    """A first look at the whole grid in about a minute: a linear probe per cell on features computed once."""
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.spec import load_experiment
+    from dermsynth.experiments.triage import triage
+
+    folder = out or default_out(config)
+    dest = to or folder / "triage"
+    res = triage(load_experiment(config), folder, dest, progress=not as_json)
+    res["report"] = str(build_report(dest))
+    emit(res, as_json, f"{res['cells']} cells probed in {res['seconds']:.0f} s (features "
+                       f"{res['feature_seconds']:.0f} s); report {res['report']}")

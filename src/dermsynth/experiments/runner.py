@@ -104,6 +104,16 @@ def audit_runs(runs: list[RunSpec]) -> None:
         assert_clean(audit_store(splits[split_spec], store))
 
 
+def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local", address: str | None = None,
+                   workers: int = 1, progress: bool = True) -> list[RunSpec]:
+    """Preflight and every stage before the cells (cached), for tools that reuse the stores."""
+    out = Path(out)
+    runs = resolve_runs(spec, out)
+    preflight(spec, runs)
+    run_graph(stage_tasks(spec, runs, out), out / "tasks", executor, address, workers)
+    return runs
+
+
 def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local", workers: int | None = None,
                    address: str | None = None, force: bool = False, progress: bool = True) -> dict:
     """Run the stages and every pending cell; returns counts of done / failed runs."""

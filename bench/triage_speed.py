@@ -29,11 +29,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trained", type=int, default=3, help="cells trained for real, for the reference")
+    ap.add_argument("--work", help="reuse this folder's stores (default: a new temporary folder)")
     args = ap.parse_args()
     with open("/proc/cpuinfo") as fh:
         cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), platform.processor())
     print(f"CPU: {cpu}, {os.cpu_count()} threads")
-    work = Path(tempfile.mkdtemp(prefix="dermsynth-triage-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="dermsynth-triage-"))
     spec = rehearse(load_experiment(preset_path("fig3_paper")), seeds=args.seeds, cache_dir=str(work / "cache"))
     t0 = time.perf_counter()
     prepare_stages(spec, work / "exp", progress=False)

@@ -45,7 +45,8 @@ def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
 def pin_runs(runs: list[RunSpec]) -> list[RunSpec]:
     """Each run with the digests of its split and store filled in (they are part of its id)."""
     splits = load_splits(r.split_spec() for r in runs)
-    return [pin_inputs(r, splits[r.split_spec()]) for r in runs]
+    digests: dict = {}
+    return [pin_inputs(r, splits[r.split_spec()], digests) for r in runs]
 
 
 def planned_runs(spec: ExperimentSpec, out: str | Path) -> list[RunSpec]:

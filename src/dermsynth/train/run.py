@@ -25,12 +25,18 @@ from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.spec import RunSpec
 
 
-def pin_inputs(spec: RunSpec, split: Split) -> RunSpec:
+def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunSpec:
     """Fill in the split's digest and the store's digest this run depends on, or refuse when
-    they were pinned before and the data or store has changed since."""
+    they were pinned before and the data or store has changed since.
+
+    ``digests`` caches store digests across the runs of one grid (they read the manifest).
+    """
+    digests = {} if digests is None else digests
     pinned = {"data_digest": split.digest(), "synthetic_fingerprint": None}
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
-        pinned["synthetic_fingerprint"] = store_digest(spec.synthetic_store)
+        if spec.synthetic_store not in digests:
+            digests[spec.synthetic_store] = store_digest(spec.synthetic_store)
+        pinned["synthetic_fingerprint"] = digests[spec.synthetic_store]
     for field, value in pinned.items():
         old = getattr(spec, field)
         if old is not None and old != value:
@@ -39,13 +45,16 @@ def pin_inputs(spec: RunSpec, split: Split) -> RunSpec:
     return spec.model_copy(update=pinned)
 
 
-def training_table(spec: RunSpec, split: Split) -> pd.DataFrame:
-    """Real subset (with per-class overrides), synthetic images, duplication."""
+def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Real subset (with per-class overrides), synthetic images, duplication.
+
+    ``manifest``: the store's manifest when the caller has read it already (many cells, one store).
+    """
     real = real_subset(spec, split)
     if spec.synthetic_per_real > 0:
         if not spec.synthetic_store:
             raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by `dermsynth generate`)")
-        manifest = read_manifest(spec.synthetic_store)
+        manifest = read_manifest(spec.synthetic_store) if manifest is None else manifest
         targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
         mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)
         rest = real[~real["id"].isin(targets["id"])].assign(synthetic=False, ref_id=lambda d: d["id"])

@@ -140,7 +140,7 @@ def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | 
         acc = row.to_numpy()
         err = [100 * (wald_ci(p, sizes[gr])[1] - p) if gr in sizes else 0 for p, gr in zip(acc, groups, strict=True)]
         ax.bar(x, 100 * acc, width, yerr=err, capsize=2, color=OKABE_ITO[(i + 1) % 8],
-               label=f"{key[0]}, transforms {'on' if key[1] else 'off'}")
+               label=f"{'real only' if key[0] == 'none' else key[0]}, transforms {'on' if key[1] else 'off'}")
         if group_comps is None or not len(group_comps) or key[0] == "none":
             continue
         for xi, gr, p in zip(x, groups, acc, strict=True):

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 
 from dermsynth import io
 from dermsynth.data.cache import cache_images
@@ -27,9 +26,8 @@ from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.experiments.runner import planned_runs, prepare_stages
 from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.models.backbones import create_backbone
-from dermsynth.train.metrics import summarize
-from dermsynth.train.probe import features
-from dermsynth.train.run import device_for, environment, images_tensor, training_table
+from dermsynth.train.probe import features, fit_head
+from dermsynth.train.run import device_for, images_tensor, make_record, training_table
 from dermsynth.train.spec import RunSpec
 
 C_GRID = (0.1, 1.0)
@@ -61,28 +59,12 @@ def _probe(run: RunSpec, split, train: pd.DataFrame, index: dict, bank: np.ndarr
         return bank[[index[i] for i in t["id"]]], t["label"].map(cls).to_numpy()
 
     (tx, ty), (vx, vy), (sx, _) = xy(train), xy(split.val), xy(split.test)
-    fits = [LogisticRegression(C=c, max_iter=300, tol=1e-3, random_state=run.seed).fit(tx, ty) for c in C_GRID]
-    val = [float(f.score(vx, vy)) for f in fits]
-    best = fits[int(np.argmax(val))]
-    probs = np.zeros((len(sx), len(classes)))
-    probs[:, best.classes_] = best.predict_proba(sx)
-    test = split.test[["id", "label", "skin_group"]].reset_index(drop=True)
-    pred = test.assign(predicted=[classes[i] for i in probs.argmax(1)])
+    probs, history = fit_head(tx, ty, vx, vy, sx, len(classes), run.seed, C_GRID, max_iter=300, tol=1e-3)
     secs = time.perf_counter() - t0
-    return {"run_id": run.run_id(), "spec": run.model_dump(), "classes": classes, "n_train": int(len(train)),
-            "n_train_real": int((~train["synthetic"]).sum()), "n_train_synthetic": int(train["synthetic"].sum()),
-            "metrics": summarize(pred, probs, classes),
-            "fit": {"history": [{"C": c, "val_accuracy": a} for c, a in zip(C_GRID, val, strict=True)],
-                    "epochs_run": 1, "best_epoch": 1, "steps": 0, "train_seconds": secs,
-                    "images_per_second": len(train) / max(secs, 1e-9), "train_images_per_second": 0.0,
-                    "batch_size": 0},
-            "wall_seconds": secs,
-            "predictions": {"id": pred["id"].tolist(), "label": pred["label"].tolist(),
-                            "predicted": pred["predicted"].tolist(),
-                            "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
-                            "probabilities": np.round(probs, 5).tolist()},
-            "environment": environment(torch.device("cpu")), "precision": {"used": "fp32", "reason": "features"},
-            "backbone_weights": "features for a linear probe"}
+    fit = {"history": history, "epochs_run": 1, "best_epoch": 1, "steps": 0, "train_seconds": secs,
+           "images_per_second": len(train) / max(secs, 1e-9), "train_images_per_second": 0.0, "batch_size": 0}
+    return make_record(run, classes, train, split.test, probs, fit, secs, torch.device("cpu"),
+                       {"used": "fp32", "reason": "features"}, "features for a linear probe")
 
 
 def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path, progress: bool = False) -> dict:

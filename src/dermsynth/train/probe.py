@@ -23,21 +23,29 @@ def features(model, x: torch.Tensor, spec: RunSpec, device, batch: int = 256) ->
     return torch.cat(out).numpy()
 
 
-def linear_probe(model, tx, ty, vx, vy, sx, spec: RunSpec, device):
-    """Choose the L2 strength on validation accuracy; return test probabilities."""
+def fit_head(ftr: np.ndarray, ty: np.ndarray, fva: np.ndarray, vy: np.ndarray, fte: np.ndarray, n_classes: int,
+             seed: int, c_grid=(0.01, 0.1, 1.0, 10.0), **lr_options) -> tuple[np.ndarray, list[dict]]:
+    """Logistic regression on features, L2 strength chosen on validation accuracy; returns the
+    test probabilities (n_test, n_classes) and the validation history."""
+    best, best_acc, history = None, -1.0, []
+    for c in c_grid:
+        clf = LogisticRegression(C=c, random_state=seed, **({"max_iter": 2000} | lr_options)).fit(ftr, ty)
+        acc = float(clf.score(fva, vy))
+        history.append({"C": c, "val_accuracy": acc})
+        if acc > best_acc:
+            best, best_acc = clf, acc
+    probs = np.zeros((len(fte), n_classes))
+    probs[:, best.classes_] = best.predict_proba(fte)
+    return probs, history
+
+
+def linear_probe(model, tx, ty, vx, vy, sx, spec: RunSpec, device, n_classes: int):
+    """Features of the run's backbone, standardised on the training set, and a fitted head."""
     t0 = time.perf_counter()
     ftr, fva, fte = (features(model, x, spec, device) for x in (tx, vx, sx))
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
     ftr, fva, fte = ((f - mu) / sd for f in (ftr, fva, fte))
-    best, best_acc, history = None, -1.0, []
-    for c in (0.01, 0.1, 1.0, 10.0):
-        clf = LogisticRegression(C=c, max_iter=2000, random_state=spec.seed).fit(ftr, ty.numpy())
-        acc = float(clf.score(fva, vy.numpy()))
-        history.append({"C": c, "val_accuracy": acc})
-        if acc > best_acc:
-            best, best_acc = clf, acc
-    probs = np.zeros((len(fte), int(max(ty.max(), vy.max())) + 1))
-    probs[:, best.classes_] = best.predict_proba(fte)
+    probs, history = fit_head(ftr, ty.numpy(), fva, vy.numpy(), fte, n_classes, spec.seed)
     secs = time.perf_counter() - t0
     return probs, FitResult(history=history, epochs_run=1, best_epoch=1, train_seconds=secs,
                             images_per_second=len(tx) / max(secs, 1e-9), batch_size=256)

@@ -122,52 +122,49 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir,
                           progress=progress)
     cls_idx = {c: i for i, c in enumerate(classes)}
-
-    def xy(t):
-        x = images_tensor(cached, t["id"]) if t is not train else None
-        return x, torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long)
-
-    (_, ty), (vx, vy), (sx, _) = xy(train), xy(val), xy(test)
+    ty, vy = (torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long) for t in (train, val))
     tx = image_source(cached, train["id"], spec.stream)  # streamed batch by batch when large
+    vx, sx = images_tensor(cached, val["id"]), images_tensor(cached, test["id"])
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
     model.to(device)
     if spec.mode == "linear-probe":
         from dermsynth.train.probe import linear_probe
 
         used, why = "fp32", "linear probe: features in fp32"
-        probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device)
+        probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device, len(classes))
     else:
         set_trainable(model, spec.mode)
         effective, used, why = resolve_precision(spec, model, len(classes), device)
         fitres = fit(model, tx, ty, vx, vy, effective, device, progress)
         probs = predict(model, sx, effective, device)
-    pred = test[["id", "label", "skin_group"]].reset_index(drop=True).copy()
-    pred["predicted"] = [classes[i] for i in probs.argmax(1)]
-    record = {
-        "run_id": spec.run_id(),
-        "spec": spec.model_dump(),
-        "classes": classes,
-        "n_train": int(len(train)),
-        "n_train_real": int((~train["synthetic"]).sum()),
-        "n_train_synthetic": int(train["synthetic"].sum()),
-        "metrics": summarize(pred, probs, classes),
-        "fit": asdict(fitres),
-        "wall_seconds": time.perf_counter() - t_start,
-        "predictions": {"id": pred["id"].tolist(), "label": pred["label"].tolist(),
-                        "predicted": pred["predicted"].tolist(),
-                        "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
-                        "probabilities": np.round(probs, 5).tolist()},
-        "environment": environment(device),
-        "precision": {"used": used, "reason": why},
-        # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
-        "backbone_weights": f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
-                            f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init",
-    }
+    # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
+    weights = (f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
+               f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init")
+    record = make_record(spec, classes, train, test, probs, asdict(fitres), time.perf_counter() - t_start,
+                         device, {"used": used, "reason": why}, weights)
     if out_dir is not None:
         write_record(record, Path(out_dir) / f"{record['run_id']}.json")
         if spec.save_checkpoint:
             torch.save(model.state_dict(), Path(out_dir) / f"{record['run_id']}.pt")
     return record
+
+
+def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd.DataFrame, probs: np.ndarray,
+                fit: dict, wall_seconds: float, device, precision: dict, weights: str) -> dict:
+    """A run's JSON record: spec, counts, metrics, per-image test predictions and provenance.
+    Every producer of results (training, triage) writes this one schema."""
+    pred = test[["id", "label", "skin_group"]].reset_index(drop=True)
+    pred = pred.assign(predicted=[classes[i] for i in probs.argmax(1)])
+    return {
+        "run_id": spec.run_id(), "spec": spec.model_dump(), "classes": classes, "n_train": int(len(train)),
+        "n_train_real": int((~train["synthetic"]).sum()), "n_train_synthetic": int(train["synthetic"].sum()),
+        "metrics": summarize(pred, probs, classes), "fit": fit, "wall_seconds": wall_seconds,
+        "predictions": {"id": pred["id"].tolist(), "label": pred["label"].tolist(),
+                        "predicted": pred["predicted"].tolist(),
+                        "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
+                        "probabilities": np.round(probs, 5).tolist()},
+        "environment": environment(device), "precision": precision, "backbone_weights": weights,
+    }
 
 
 def resolve_precision(spec: RunSpec, model, num_classes: int, device) -> tuple[RunSpec, str, str]:

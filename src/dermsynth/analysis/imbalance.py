@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, compare
-from dermsynth.analysis.summary import varying_keys
+from dermsynth.analysis.summary import correctness, varying_keys
 
 ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method")
 PAIRS = (("synthetic", "imbalanced"), ("synthetic", "duplication"), ("duplication", "imbalanced"))
@@ -44,18 +44,6 @@ def label_arms(table: pd.DataFrame) -> pd.DataFrame:
     t["rare_accuracy"] = [row.get(f"acc_class:{c}", np.nan) for c, (_, row) in zip(t["rare_class"], t.iterrows(),
                                                                                     strict=True)]
     return t
-
-
-def _correct(records: list[dict], label: str | None) -> dict[str, np.ndarray]:
-    """run_id → correctness on the test images (of ``label`` only, when given), in test-id order."""
-    out = {}
-    for rec in records:
-        p = rec["predictions"]
-        order = np.argsort(p["id"])
-        truth, pred = np.array(p["label"])[order], np.array(p["predicted"])[order]
-        keep = np.ones(len(truth), bool) if label is None else truth == label
-        out[rec["run_id"]] = (truth == pred)[keep]
-    return out
 
 
 AGGREGATE = "all rare classes"
@@ -91,7 +79,7 @@ def imbalance_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
                 for cls, runs in per_class.items():
                     if not ({a, b} <= set(runs["arm"])):
                         continue
-                    corr = _correct([by_run[r] for r in runs["run_id"]], cls if scope == "rare class" else None)
+                    corr = correctness([by_run[r] for r in runs["run_id"]], cls if scope == "rare class" else None)
                     ma, mb = _arm_matrix(runs, a, corr), _arm_matrix(runs, b, corr)
                     mats.append((ma, mb))
                     rows.append(_row({**cell, "rare_class": cls}, scope, a, b, ma, mb, ma.shape[1], test, correct,

@@ -14,20 +14,17 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, compare
-from dermsynth.analysis.summary import matched_cells
+from dermsynth.analysis.summary import matched_cells, test_predictions
 
 
 def _per_group(rec: dict) -> dict[str, dict]:
     """group → correctness vector (test-id order) and, for binary tasks, the positive-class scores."""
-    p = rec["predictions"]
-    order = np.argsort(p["id"])
-    groups = np.array([g if g is not None else "unknown" for g in p["skin_group"]], dtype=object)[order]
-    truth, pred = np.array(p["label"])[order], np.array(p["predicted"])[order]
-    probs = np.array(p["probabilities"])[order]
+    t = test_predictions(rec)
+    groups, truth, probs = t["skin_group"], t["label"], t["probabilities"]
     out = {}
-    for g in sorted(set(groups) - {"unknown"}):
+    for g in sorted({g for g in groups if g is not None}):
         sel = groups == g
-        entry = {"correct": (truth == pred)[sel]}
+        entry = {"correct": t["correct"][sel]}
         if probs.ndim == 2 and probs.shape[1] == 2:
             entry["y"] = (truth[sel] == rec["classes"][1]).astype(int)
             entry["score"] = probs[sel, 1]

@@ -59,13 +59,24 @@ def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:
     return out
 
 
-def correctness(records: list[dict]) -> dict[str, np.ndarray]:
-    """run_id → boolean vector of correct test predictions, in test-id order."""
+def test_predictions(rec: dict) -> dict[str, np.ndarray]:
+    """A record's per-image test predictions as arrays in test-id order (the order every
+    paired comparison relies on): label, predicted, skin_group, probabilities, correct."""
+    p = rec["predictions"]
+    order = np.argsort(p["id"])
+    out = {k: np.asarray(p[k], dtype=object if k == "skin_group" else None)[order]
+           for k in ("label", "predicted", "skin_group", "probabilities")}
+    out["correct"] = out["label"] == out["predicted"]
+    return out
+
+
+def correctness(records: list[dict], label: str | None = None) -> dict[str, np.ndarray]:
+    """run_id → boolean vector of correct test predictions (of ``label``'s images only, when
+    given), in test-id order."""
     out = {}
     for rec in records:
-        p = rec["predictions"]
-        order = np.argsort(p["id"])
-        out[rec["run_id"]] = (np.array(p["label"]) == np.array(p["predicted"]))[order]
+        t = test_predictions(rec)
+        out[rec["run_id"]] = t["correct"] if label is None else t["correct"][t["label"] == label]
     return out
 
 

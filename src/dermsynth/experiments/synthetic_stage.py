@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -55,18 +56,20 @@ def _is_builtin_model(folder: Path) -> bool:
 STAGE_SETTINGS = "stage_settings.json"
 
 
-def reuse_or_refuse(folder: Path, done: bool, settings: dict) -> bool:
-    """True when ``folder`` holds a finished stage made with ``settings``; a finished stage made
-    with other settings (or unknown ones) is a clear refusal, never a silent reuse."""
-    if not done:
-        return False
-    path = folder / STAGE_SETTINGS
-    old = io.read_json(path) if path.exists() else None
-    if old != json.loads(json.dumps(settings)):
-        changed = sorted(k for k in settings if old is None or old.get(k) != settings[k])
-        raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or run "
-                          "into another --out, to make it again with these")
-    return True
+def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], object]) -> None:
+    """Run ``make`` unless ``folder`` holds a finished stage made with ``settings``; then record
+    them. A finished stage made with other settings (or unknown ones) is a clear refusal,
+    never a silent reuse."""
+    if done:
+        path = folder / STAGE_SETTINGS
+        old = io.read_json(path) if path.exists() else None
+        if old != json.loads(json.dumps(settings)):
+            changed = sorted(k for k in settings if old is None or old.get(k) != settings[k])
+            raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or "
+                              "run into another --out, to make it again with these")
+        return
+    make()
+    io.write_json(folder / STAGE_SETTINGS, settings)
 
 
 def _settings(gen: GeneratorSpec, rows: pd.DataFrame, *fields: str, **extra) -> dict:
@@ -78,16 +81,17 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
                       progress: bool = True) -> Path:
     """Train the built-in generator on ``pool`` (training-pool images only), once."""
     model_dir = out / "generator"
-    settings = _settings(gen, pool, "size", "block_out_channels", "train_steps", "train_minutes")
-    if reuse_or_refuse(model_dir, _is_builtin_model(model_dir), settings):
-        return model_dir / "model"
-    log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
-             gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
-    cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels))
-    train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
-                     classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
-                     max_minutes=gen.train_minutes, config=cfg, progress=progress)
-    io.write_json(model_dir / STAGE_SETTINGS, settings)
+
+    def train() -> None:
+        log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
+                 gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
+        cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels))
+        train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
+                         classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
+                         max_minutes=gen.train_minutes, config=cfg, progress=progress)
+
+    make_once(model_dir, _is_builtin_model(model_dir),
+              _settings(gen, pool, "size", "block_out_channels", "train_steps", "train_minutes"), train)
     return model_dir / "model"
 
 
@@ -102,11 +106,11 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
     if gen.backend == "builtin":
         dest = out / "finetuned" / name
-        settings = _settings(gen, rows, "finetune_steps", base_model=model_fingerprint(base_model))
-        if not reuse_or_refuse(dest, _is_builtin_model(dest), settings):
-            train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
-                             max_steps=gen.finetune_steps or 200, init_from=base_model, progress=progress)
-            io.write_json(dest / STAGE_SETTINGS, settings)
+        make_once(dest, _is_builtin_model(dest),
+                  _settings(gen, rows, "finetune_steps", base_model=model_fingerprint(base_model)),
+                  lambda: train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
+                                           max_steps=gen.finetune_steps or 200, init_from=base_model,
+                                           progress=progress))
         return {"builtin": str(dest / "model")}
     cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
                            epochs=gen.finetune_epochs, mixed_precision=gen.finetune_mixed_precision,
@@ -118,14 +122,19 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     paths = {}
     for kind, model in wanted.items():
         dest = out / "finetuned" / name / kind
-        settings = _settings(gen, rows, "resolution", "lora", "finetune_steps", "finetune_epochs", "finetune_lr",
-                             base_model=model)
-        if not reuse_or_refuse(dest, (dest / "dreambooth.json").exists(), settings):
-            log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
-            finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
-            io.write_json(dest / STAGE_SETTINGS, settings)
+        make_once(dest, (dest / "dreambooth.json").exists(),
+                  _settings(gen, rows, "resolution", "lora", "finetune_steps", "finetune_epochs", "finetune_lr",
+                            base_model=model),
+                  lambda model=model, dest=dest, kind=kind: _dreambooth(model, split, dest, rows, cfg, kind, label,
+                                                                        progress))
         paths[kind] = str(dest)
     return paths
+
+
+def _dreambooth(model: str, split: Split, dest: Path, rows: pd.DataFrame, cfg: DreamBoothConfig, kind: str,
+                label: str | None, progress: bool) -> None:
+    log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
+    finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
 
 
 def _backend_for(gen: GeneratorSpec, paths: dict):

@@ -29,14 +29,19 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
     """Fill in the split's digest and the store's digest this run depends on, or refuse when
     they were pinned before and the data or store has changed since.
 
-    ``digests`` caches store digests across the runs of one grid (they read the manifest).
+    ``digests`` caches split and store digests across the runs of one grid (a store digest reads
+    the whole manifest; a split digest hashes the whole table).
     """
     digests = {} if digests is None else digests
-    pinned = {"data_digest": split.digest(), "synthetic_fingerprint": None}
+
+    def cached(key, compute):
+        if key not in digests:
+            digests[key] = compute()
+        return digests[key]
+
+    pinned = {"data_digest": cached(("split", id(split)), split.digest), "synthetic_fingerprint": None}
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
-        if spec.synthetic_store not in digests:
-            digests[spec.synthetic_store] = store_digest(spec.synthetic_store)
-        pinned["synthetic_fingerprint"] = digests[spec.synthetic_store]
+        pinned["synthetic_fingerprint"] = cached(spec.synthetic_store, lambda: store_digest(spec.synthetic_store))
     for field, value in pinned.items():
         old = getattr(spec, field)
         if old is not None and old != value:

@@ -183,7 +183,7 @@ def record_timings(out: Path, timings: dict[str, float]) -> None:
     """Accumulate each stage's measured wall time in OUT/stage_timings.json (cost accounting)."""
     path = out / "stage_timings.json"
     seen = io.read_json(path) if path.exists() else {}
-    io.write_json(path, {k: seen.get(k, 0.0) + v for k, v in {**dict.fromkeys(seen, 0.0), **timings}.items()})
+    io.write_json(path, {**seen, **{k: seen.get(k, 0.0) + v for k, v in timings.items()}})
 
 
 def eta_seconds(status: pd.DataFrame, out: str | Path, workers: int = 1) -> float | None:

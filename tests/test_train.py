@@ -184,3 +184,16 @@ def test_streamed_training_equals_in_memory(demo_root, workers):
     assert in_ram["run_id"] == streamed["run_id"]  # how images arrive is not part of what a run is
     assert in_ram["predictions"]["predicted"] == streamed["predictions"]["predicted"]
     assert np.allclose(in_ram["predictions"]["probabilities"], streamed["predictions"]["probabilities"])
+
+
+def test_balanced_class_weights_and_sampling():
+    """class_weighting/sampling = "balanced": rare classes weigh as much as common ones."""
+    from dermsynth.train.loop import _epoch_order, balanced_weights
+
+    y = torch.tensor([0] * 90 + [1] * 10)
+    w = balanced_weights(y)
+    assert torch.allclose(w, torch.tensor([100 / (2 * 90), 100 / (2 * 10)]))
+    draws = torch.cat([_epoch_order(y, "balanced", torch.Generator().manual_seed(s)) for s in range(20)])
+    share_rare = float((y[draws] == 1).float().mean())
+    assert 0.45 < share_rare < 0.55  # uniform order would give 0.10
+    assert sorted(_epoch_order(y, "uniform", torch.Generator().manual_seed(0)).tolist()) == list(range(100))

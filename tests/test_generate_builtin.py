@@ -279,3 +279,30 @@ def test_images_of_another_model_in_a_shared_store_are_made_again(model_dir, spl
     assert first["generated"] == again["generated"] == 3  # other sampling settings: another model
     assert store_digest(store) != digest
     assert len(read_manifest(store)) == 3 and read_manifest(store)["fingerprint"].nunique() == 1
+
+
+def test_a_failed_write_stops_generation_and_the_manifest_names_only_written_images(model_dir, split, tmp_path,
+                                                                                   monkeypatch):
+    """Images are written on a background thread: a disk error must still stop the run, and a
+    manifest row must never name an image that is not on disk (a resume then makes the rest)."""
+    import dermsynth.generate.runner as runner
+
+    real_save, calls = runner.save_image, {"n": 0}
+
+    def failing_save(img, path):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("No space left on device")
+        real_save(img, path)
+
+    monkeypatch.setattr(runner, "save_image", failing_save)
+    refs, store = split.pool.iloc[:8], tmp_path / "store"
+    with pytest.raises(OSError, match="No space"):
+        run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
+                       batch_size=2, progress=False)
+    man = read_manifest(store)
+    assert len(man) == 4 and all((store / p).exists() for p in man["path"])
+    monkeypatch.setattr(runner, "save_image", real_save)
+    res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
+                         batch_size=2, progress=False)
+    assert res["generated"] == 4 and len(read_manifest(store)) == 8

@@ -56,6 +56,8 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
              n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
              seed: int = 0, steps: int = 50, guidance: float = 3.0, batch_size: int = 16,
              shard: str = typer.Option("0/1", help="i/n: this worker's share."),
+             channels_last: bool = typer.Option(False, help="sd: channels-last UNet/VAE (often faster)."),
+             compile_unet: bool = typer.Option(False, help="sd: torch.compile the UNet (pays on long runs)."),
              out: Path = typer.Option(..., "--out", help="The synthetic store folder."),
              as_json: bool = c.JsonOpt):
     """Generate K images per training-pool reference into a store (resumable, shardable)."""
@@ -66,8 +68,10 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     refs = split.pool if n_real is None else split.train_subset(n_real, seed)
     kw = {"steps": steps, "guidance": guidance}
-    if backend == "sd" and inpaint_model:
-        kw["inpaint_model"] = inpaint_model
+    if backend == "sd":
+        kw.update(channels_last=channels_last, compile_unet=compile_unet)
+        if inpaint_model:
+            kw["inpaint_model"] = inpaint_model
     res = run_generation(make_backend(backend, model, **kw), refs, method, per_image, out, split=split,
                          batch_size=batch_size, shard=_shard(shard), progress=not as_json)
     c.emit(res, as_json, f"{method}: generated {res['generated']}, reused {res['skipped']} → {res['store']}")

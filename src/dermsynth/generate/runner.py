@@ -9,6 +9,7 @@ lets n workers split the work without overlap.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,34 +68,46 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
     params = backend.params(method)
     t0, made = time.perf_counter(), 0
     bar = tqdm(total=len(todo), desc=f"generate {method}", unit="img", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        labels = [r["label"] for r, _ in batch]
-        skin = [r.get("skin_type") for r, _ in batch]
-        kw = {"template": prompt_template} if prompt_template else {}
-        # a loader may name the condition for the prompt apart from the label (DDI: "melanoma", not "malignant")
-        named = [r.get("prompt_label") if isinstance(r.get("prompt_label"), str) else r["label"] for r, _ in batch]
-        prompts = [prompt_for(lab, st, with_skin_type=with_skin_type, **kw)
-                   for lab, st in zip(named, skin, strict=True)]
-        seeds = [image_seed(r["id"], k, method, backend.fingerprint) for r, k in batch]
-        ref_arr = None
-        if method != "text-to-image":
-            ref_arr = np.stack([load_array(r["path"], backend.size) for r, _ in batch])
-        images = backend.generate(method, labels, prompts, ref_arr, seeds)
-        rows = []
-        for (r, k), img, prompt, seed in zip(batch, images, prompts, seeds, strict=True):
-            sid = synth_id(r["id"], k, method)
-            rel = Path("images") / method / f"{sid}.png"
-            save_image(img, store / rel)
-            rows.append({"synth_id": sid, "ref_id": str(r["id"]), "label": r["label"],
-                         "skin_type": None if pd.isna(r.get("skin_type")) else int(r["skin_type"]),
-                         "method": method, "backend": backend.name, "model": backend.model,
-                         "fingerprint": backend.fingerprint, "prompt": prompt, "seed": seed,
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "path": str(rel), **params})
-        append_manifest(store, rows)
-        made += len(batch)
-        bar.update(len(batch))
+    # PNG encoding and writing run on a writer thread while the next batch is generated; a batch's
+    # manifest rows are appended only after its images are on disk, and at most one batch waits.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:
+        pending = None
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            labels = [r["label"] for r, _ in batch]
+            skin = [r.get("skin_type") for r, _ in batch]
+            kw = {"template": prompt_template} if prompt_template else {}
+            # a loader may name the condition for the prompt apart from the label (DDI: "melanoma", not "malignant")
+            named = [r.get("prompt_label") if isinstance(r.get("prompt_label"), str) else r["label"] for r, _ in batch]
+            prompts = [prompt_for(lab, st, with_skin_type=with_skin_type, **kw)
+                       for lab, st in zip(named, skin, strict=True)]
+            seeds = [image_seed(r["id"], k, method, backend.fingerprint) for r, k in batch]
+            ref_arr = None
+            if method != "text-to-image":
+                ref_arr = np.stack([load_array(r["path"], backend.size) for r, _ in batch])
+            images = backend.generate(method, labels, prompts, ref_arr, seeds)
+            rows = [{"synth_id": synth_id(r["id"], k, method), "ref_id": str(r["id"]), "label": r["label"],
+                     "skin_type": None if pd.isna(r.get("skin_type")) else int(r["skin_type"]),
+                     "method": method, "backend": backend.name, "model": backend.model,
+                     "fingerprint": backend.fingerprint, "prompt": prompt, "seed": seed,
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "path": str(Path("images") / method / f"{synth_id(r['id'], k, method)}.png"), **params}
+                    for (r, k), prompt, seed in zip(batch, prompts, seeds, strict=True)]
+            if pending is not None:
+                pending.result()  # surfaces a write error before more work is done
+            pending = writer.submit(_write_batch, store, rows, images)
+            made += len(batch)
+            bar.update(len(batch))
+        if pending is not None:
+            pending.result()
     bar.close()
     secs = time.perf_counter() - t0
     return {"method": method, "generated": made, "skipped": len(jobs) - len(todo), "seconds": secs,
             "images_per_second": made / secs if secs > 0 else 0.0, "store": str(store)}
+
+
+def _write_batch(store: Path, rows: list[dict], images: np.ndarray) -> None:
+    """Write a batch's images, then its manifest rows: a row never names an image not on disk."""
+    for row, img in zip(rows, images, strict=True):
+        save_image(img, store / row["path"])
+    append_manifest(store, rows)

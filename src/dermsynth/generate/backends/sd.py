@@ -5,6 +5,9 @@ the masked methods with ``StableDiffusionInpaintPipeline`` (default
 ``runwayml/stable-diffusion-inpainting``), the authors' defaults (DPM-Solver multistep,
 guidance 3.0, 50 steps, strength 0.97 / 0.95, 512 px, fp16 on CUDA). Model ids or local
 folders; offline, a missing model is a clear error naming it — never random weights.
+Attention runs through PyTorch's SDPA (diffusers' default processor on torch ≥ 2);
+``channels_last`` and ``compile_unet`` are opt-in speed options (bench/generation_speed.py
+measures what they buy on the machine at hand).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class SDBackend:
     def __init__(self, model: str = DEFAULT_T2I, inpaint_model: str | None = None, steps: int = 50,
                  guidance: float = 3.0, strength_inpaint: float = 0.97, strength_outpaint: float = 0.95,
                  size: int = 512, mask_fraction: float = 0.5, feather: float = 0.0, device: str | None = None,
-                 lora: str | None = None):
+                 lora: str | None = None, channels_last: bool = False, compile_unet: bool = False):
         self.model = model
         self.inpaint_model = inpaint_model or model
         self.steps, self.guidance, self.size = steps, guidance, size
@@ -92,7 +95,10 @@ class SDBackend:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.lora = lora
-        settings = json.dumps([steps, guidance, strength_inpaint, strength_outpaint, size, mask_fraction, feather])
+        # speed options; they change the last bits of the arithmetic, so they are part of the fingerprint
+        self.channels_last, self.compile_unet = channels_last, compile_unet
+        settings = json.dumps([steps, guidance, strength_inpaint, strength_outpaint, size, mask_fraction, feather]
+                              + (["channels_last"] if channels_last else []) + (["compile"] if compile_unet else []))
         self.fingerprint = fingerprint_of(model, "|".join(["", fingerprint_of(self.inpaint_model),
                                                           fingerprint_of(lora) if lora else "", settings]))
         self._pipes: dict[str, object] = {}
@@ -101,7 +107,13 @@ class SDBackend:
         if kind not in self._pipes:
             model = self.model if kind == "t2i" else self.inpaint_model
             lora = self.lora if kind == "t2i" else None
-            self._pipes[kind] = load_pipeline(kind, model, self.dtype, self.device, lora)
+            pipe = load_pipeline(kind, model, self.dtype, self.device, lora)
+            if self.channels_last:
+                pipe.unet.to(memory_format=torch.channels_last)
+                pipe.vae.to(memory_format=torch.channels_last)
+            if self.compile_unet:
+                pipe.unet = torch.compile(pipe.unet)
+            self._pipes[kind] = pipe
         return self._pipes[kind]
 
     def params(self, method: str) -> dict:

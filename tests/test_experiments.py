@@ -157,6 +157,46 @@ def test_process_pool_executor(demo_root, tmp_path):
     assert res["ran"] == 2 and res["failed"] == 0
 
 
+def _kill_first_worker_mid_cell(runs_dir, result: dict) -> int:
+    """Wait for a cell to be running in a worker (its ``.running`` file names the pid), then
+    kill -9 that worker; returns the pid killed."""
+    deadline = time.time() + 180
+    while time.time() < deadline and "res" not in result:
+        for running in runs_dir.glob("*.running") if runs_dir.exists() else []:
+            try:
+                pid = int(running.read_text())
+            except (OSError, ValueError):
+                continue
+            if pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        time.sleep(0.02)
+    raise AssertionError("no cell was seen running in a worker")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_worker_killed_mid_cell_loses_only_that_cell(executor, demo_root, tmp_path):
+    """kill -9 of a pool process / a Ray worker while it trains a cell: the cell is run again
+    (pool: a fresh pool; Ray: max_retries), and every cell ends with exactly one record."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    import threading
+
+    spec = tiny_experiment(demo_root, grid={"n_real": [2, 3]}, seeds=2)
+    out, result = tmp_path / executor, {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "res", run_experiment(spec, out, executor=executor, workers=2, progress=False)))
+    worker.start()
+    _kill_first_worker_mid_cell(out / "runs", result)
+    worker.join(timeout=600)
+    assert "res" in result, "the run did not finish after a worker was killed"
+    assert result["res"]["failed"] == 0 and result["res"]["ran"] == 4
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
+    assert not list((out / "runs").glob("*.failed.json"))
+
+
 @pytest.mark.slow
 def test_fig3_paper_rehearsal_on_a_local_ray_cluster(tmp_path):
     """Fine-tunes, generation per class, the checks and the cells all run as Ray tasks on a

@@ -7,9 +7,11 @@ mid-task loses only that task and a re-run finishes every cell exactly once.
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
@@ -23,6 +25,8 @@ from dermsynth.train.spec import RunSpec
 
 ExecutorName = Literal["local", "ray"]
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+POOL_RETRIES = 2  # like Ray's max_retries: a cell whose worker dies is run again this many times
+log = logging.getLogger(__name__)
 
 
 def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | None]:
@@ -67,12 +71,30 @@ def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", worke
                 failures[rid] = err
         return failures
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futs = [pool.submit(execute_cell, r.model_dump_json(), str(rdir), threads) for r in pending]
-        for fut in tqdm(as_completed(futs), total=len(futs), desc="runs", disable=not progress):
-            rid, err = fut.result()
-            if err:
-                failures[rid] = err
+    todo, bar = list(pending), tqdm(total=len(pending), desc="runs", disable=not progress)
+    for attempt in range(1 + POOL_RETRIES):
+        lost: list[RunSpec] = []
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futs = {pool.submit(execute_cell, r.model_dump_json(), str(rdir), threads): r for r in todo}
+            for fut in as_completed(futs):
+                try:
+                    rid, err = fut.result()
+                except BrokenProcessPool:  # a worker died (killed, out of memory): its cells run again
+                    lost.append(futs[fut])
+                    continue
+                bar.update(1)
+                if err:
+                    failures[rid] = err
+        if not lost:
+            break
+        if attempt < POOL_RETRIES:
+            log.warning("a pool worker died; %d unfinished cell(s) run again (attempt %d of %d)", len(lost),
+                        attempt + 2, 1 + POOL_RETRIES)
+            todo = lost
+    else:
+        for run in lost:
+            failures[run.run_id()] = f"worker process died {1 + POOL_RETRIES} times running this cell"
+    bar.close()
     return failures
 
 

@@ -26,8 +26,10 @@ def results_table(out: str | Path) -> pd.DataFrame:
         row = {"run_id": rec["run_id"], **{k: (json.dumps(v) if isinstance(v, list | dict) else v)
                                            for k, v in rec["spec"].items()}}
         row.update({k: m[k] for k in ("accuracy", "balanced_accuracy", "top3_accuracy", "n_test")})
-        row.update({k: m.get(k) for k in ("auroc", "degenerate", "top_predicted_class", "top_predicted_share",
+        row.update({k: m.get(k) for k in ("auroc", "macro_f1", "sensitivity", "specificity", "degenerate",
+                                           "top_predicted_class", "top_predicted_share",
                                            "majority_class_rate")})
+        row["ece"] = m.get("calibration", {}).get("ece")
         row.update({f"acc_class:{c}": v for c, v in m["per_class_accuracy"].items()})
         row.update({f"acc_group:{g}": v for g, v in m.get("per_skin_group_accuracy", {}).items()})
         row.update({"n_train": rec["n_train"], "n_train_synthetic": rec["n_train_synthetic"],

@@ -32,7 +32,8 @@ def degeneracy(y: np.ndarray, yhat: np.ndarray, classes: list[str]) -> dict:
 
 
 def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, balanced accuracy, top-3, per-class and per-skin-group accuracy, confusion."""
+    """Accuracy, balanced accuracy, macro F1, top-3, AUROC, calibration, per-class and
+    per-skin-group metrics (with gaps and equalized odds), confusion."""
     y = pred["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     yhat = probs.argmax(1)
     correct = y == yhat
@@ -49,7 +50,15 @@ def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict
         "auroc": auroc(y, probs),
         **degeneracy(y, yhat, classes),
     }
+    from dermsynth.train.group_metrics import calibration, headline, per_group
+
+    extra = headline(y, probs)
+    out["macro_f1"] = extra["macro_f1"]
+    out["calibration"] = calibration(y, probs)
+    if probs.shape[1] == 2:
+        out["sensitivity"], out["specificity"] = extra["sensitivity"], extra["specificity"]
     if "skin_group" in pred.columns and pred["skin_group"].notna().any():
+        out["fairness"] = per_group(y, probs, pred["skin_group"], classes)
         groups = pred["skin_group"].astype(object)
         out["per_skin_group_accuracy"] = {
             str(g): float(correct[(groups == g).to_numpy()].mean()) for g in sorted(groups.dropna().unique())}

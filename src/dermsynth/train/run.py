@@ -18,6 +18,7 @@ from dermsynth.data.splits import Split, load_split
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.models.backbones import create_backbone, set_trainable
+from dermsynth.train.checkpoint import save_bundle
 from dermsynth.train.image_source import InMemoryImages, image_source
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
@@ -148,9 +149,9 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     record = make_record(spec, classes, train, test, probs, asdict(fitres), time.perf_counter() - t_start,
                          device, {"used": used, "reason": why}, weights)
     if out_dir is not None:
+        if spec.save_checkpoint:  # before the record: a record's "checkpoint" names weights on disk
+            record["checkpoint"] = save_bundle(model, spec, classes, out_dir, spec.checkpoint_max_mb)
         write_record(record, Path(out_dir) / f"{record['run_id']}.json")
-        if spec.save_checkpoint:
-            torch.save(model.state_dict(), Path(out_dir) / f"{record['run_id']}.pt")
     return record
 
 

@@ -77,7 +77,10 @@ class RunSpec(SplitFields):
     threads: int | None = None
     device: str = "auto"
     cache_dir: str = ".dermsynth-cache"
-    save_checkpoint: bool = False
+    # The best weights (safetensors) + what they mean, so a run can be evaluated elsewhere,
+    # predicted with and exported; over checkpoint_max_mb they are kept in fp16 or not at all.
+    save_checkpoint: bool = True
+    checkpoint_max_mb: float | None = Field(None, gt=0)
 
     @field_validator("synthetic_methods", mode="before")
     @classmethod
@@ -89,7 +92,7 @@ class RunSpec(SplitFields):
 
     def run_id(self) -> str:
         """Hash of the settings that change the result (not threads, device or cache)."""
-        skip = {"threads", "device", "cache_dir", "save_checkpoint", "stream", "loader_workers"}
+        skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers"}
         payload = {k: v for k, v in self.model_dump().items() if k not in skip}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ from dermsynth.analysis.summary import add_method_column
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 
 
-def _save(fig, out: Path, name: str) -> Path:
+def save_figure(fig, out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png", dpi=150, bbox_inches="tight")
     fig.savefig(out / f"{name}.svg", bbox_inches="tight")
@@ -66,7 +66,7 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Accuracy vs real data, with and without synthetic data (* BH-adjusted p)", fontsize=10)
-    return _save(fig, out, "fig3_accuracy_vs_nreal")
+    return save_figure(fig, out, "fig3_accuracy_vs_nreal")
 
 
 def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) -> Path | None:
@@ -93,7 +93,7 @@ def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=8)
-    return _save(fig, out, "fig4_dose_response")
+    return save_figure(fig, out, "fig4_dose_response")
 
 
 def fig_per_class_gain(table: pd.DataFrame, out: Path) -> Path | None:
@@ -117,7 +117,7 @@ def fig_per_class_gain(table: pd.DataFrame, out: Path) -> Path | None:
         ax.text(j, i, f"{v:+.0f}", ha="center", va="center", fontsize=7)
     fig.colorbar(im, ax=ax, label="accuracy change (points)")
     ax.set_title("Per-class gain from synthetic data (mean over methods and seeds)")
-    return _save(fig, out, "figS1_per_class_gain")
+    return save_figure(fig, out, "figS1_per_class_gain")
 
 
 def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | None = None) -> Path | None:
@@ -156,7 +156,7 @@ def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | 
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     ax.set_title("Accuracy by skin-type group (* BH-adjusted p, n = group test size)", fontsize=9)
-    return _save(fig, out, "fig5_skin_groups")
+    return save_figure(fig, out, "fig5_skin_groups")
 
 
 def fig_imbalance(table: pd.DataFrame, out: Path) -> Path | None:
@@ -188,4 +188,4 @@ def fig_imbalance(table: pd.DataFrame, out: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("%")
     axes[1].legend(fontsize=8)
-    return _save(fig, out, "figS2_imbalance")
+    return save_figure(fig, out, "figS2_imbalance")

@@ -17,6 +17,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from dermsynth import io as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.dose import fit_dose_response
+from dermsynth.analysis.external import external_sections
+from dermsynth.analysis.fairness import fairness_section
 from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
 from dermsynth.analysis.report_sections import (
     Section,
@@ -116,6 +118,10 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         sections.append(Section("By skin-type group (Fig. 5)", fmt_table(groups),
                                 "Accuracy within each group's test images (n = group size), paired bootstrap CI, "
                                 "BH over group × method × transforms."))
+    fairness = fairness_section(out_dir, table, records)
+    if fairness is not None:
+        sections.append(fairness)
+    sections += external_sections(out_dir, table)
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += analysis_sections(out_dir)

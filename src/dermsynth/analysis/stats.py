@@ -102,3 +102,16 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, reps: int
         diffs[r] = a[np.ix_(sa, img)].mean() - b[np.ix_(sb, img)].mean()
     alpha = (1 - level) / 2
     return float(a.mean() - b.mean()), float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))
+
+
+def bootstrap_accuracy(correct: np.ndarray, reps: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float, float]:
+    """Mean accuracy of a cell and its CI from a correctness matrix (seeds × images),
+    resampling seeds and images (two-level bootstrap: both the training and the test set vary)."""
+    a = np.atleast_2d(correct).astype(float)
+    rng = np.random.default_rng(seed)
+    means = np.empty(reps)
+    for r in range(reps):
+        means[r] = a[np.ix_(rng.integers(0, a.shape[0], a.shape[0]), rng.integers(0, a.shape[1], a.shape[1]))].mean()
+    alpha = (1 - level) / 2
+    return float(a.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

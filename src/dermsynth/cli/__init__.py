@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from dermsynth import __version__
-from dermsynth.cli import analysis, audit, data, experiment, generation, quickstart, train
+from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, quickstart, train
 from dermsynth.cli.common import JsonOpt, emit, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -30,6 +30,9 @@ app.command("report")(analysis.report)
 app.command("embed")(analysis.embed)
 app.command("quality")(analysis.quality)
 app.command("quickstart")(quickstart.quickstart)
+app.command("evaluate")(deploy.evaluate)
+app.command("predict")(deploy.predict)
+app.command("export")(deploy.export)
 
 
 @app.command("version")

@@ -35,7 +35,7 @@ def meta_path(folder: str | Path, run_id: str) -> Path:
     return Path(folder) / "weights" / f"{run_id}.model.json"
 
 
-def model_meta(model: nn.Module, spec: RunSpec, classes: list[str], dtype: str) -> dict:
+def model_meta(model: nn.Module, spec: RunSpec, classes: list[str], dtype: str, precision: str) -> dict:
     """What the weights mean: enough to rebuild the model and preprocess an image as in evaluation."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     return {
@@ -44,17 +44,18 @@ def model_meta(model: nn.Module, spec: RunSpec, classes: list[str], dtype: str) 
         "preprocessing": {"image_size": spec.image_size, "resize": "shorter side to size, centre crop (bicubic)",
                           "color": "RGB", "scale": "x / 255", "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
                           "std": list(cfg.get("std", (0.229, 0.224, 0.225))), "channels_last": spec.channels_last,
-                          "precision": spec.precision},
+                          "precision": precision},
         "backbone_config": {k: v for k, v in cfg.items() if isinstance(v, str | int | float | bool | list | tuple)},
     }
 
 
 def save_bundle(model: nn.Module, spec: RunSpec, classes: list[str], folder: str | Path,
-                max_mb: float | None = None) -> dict:
+                max_mb: float | None = None, precision: str = "fp32") -> dict:
     """Write the run's weights and meta; returns {"saved", "path", "mb", "dtype"} (or why not saved).
 
     ``max_mb``: a size budget per run. Weights over it are stored in fp16 when that fits (half
     the size, predictions equal to ~1e-3); otherwise they are not stored, and the record says so.
+    ``precision``: the autocast the run evaluated with (fp32/bf16), so predictions match its own.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     mb = sum(v.numel() * v.element_size() for v in state.values()) / 2**20
@@ -70,23 +71,39 @@ def save_bundle(model: nn.Module, spec: RunSpec, classes: list[str], folder: str
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp:
         save_file(state, str(tmp))
-    io.write_json(meta_path(folder, spec.run_id()), model_meta(model, spec, classes, dtype))
+    io.write_json(meta_path(folder, spec.run_id()), model_meta(model, spec, classes, dtype, precision))
     return {"saved": True, "path": f"weights/{path.name}", "mb": round(mb, 2), "dtype": dtype}
 
 
 def load_bundle(folder: str | Path, run_id: str) -> tuple[nn.Module, dict]:
     """The model (eval mode, fp32) and its meta; a run saved without weights is a clear error."""
-    from dermsynth.models.backbones import create_backbone
-
     wpath, mpath = weights_path(folder, run_id), meta_path(folder, run_id)
     if not wpath.exists() or not mpath.exists():
         raise DataError(f"run {run_id} has no saved weights ({wpath.name} in {folder}); re-run it with "
                         "save_checkpoint = true (the default for new runs), or raise checkpoint_max_mb")
     meta = io.read_json(mpath)
-    model = create_backbone(meta["backbone"], meta["num_classes"], pretrained=False)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(wpath)).items()}
+    return _model_from(meta["backbone"], meta["num_classes"], wpath), meta
+
+
+def load_export(folder: str | Path) -> tuple[nn.Module, dict]:
+    """A folder written by ``dermsynth export`` (config.json + model.safetensors), as a bundle."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
+        raise DataError(f"{folder} is not an export folder (config.json and model.safetensors); "
+                        "write one with `dermsynth export RUN FOLDER`")
+    cfg = io.read_json(folder / "config.json")
+    meta = {"backbone": cfg["architecture"], "num_classes": cfg["num_classes"], "classes": cfg["label_names"],
+            "preprocessing": cfg["preprocessing"], "run_id": cfg.get("dermsynth_run_id")}
+    return _model_from(cfg["architecture"], cfg["num_classes"], folder / "model.safetensors"), meta
+
+
+def _model_from(backbone: str, num_classes: int, weights: Path) -> nn.Module:
+    from dermsynth.models.backbones import create_backbone
+
+    model = create_backbone(backbone, num_classes, pretrained=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
     model.load_state_dict(state)
-    return model.eval(), meta
+    return model.eval()
 
 
 def set_linear_head(model: nn.Module, weight: np.ndarray, bias: np.ndarray) -> None:

@@ -55,6 +55,7 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
         "skin_group": ref_meta.loc[chosen["ref_id"], "skin_group"].to_numpy(),
         "synthetic": True,
         "ref_id": chosen["ref_id"].astype(str).to_numpy(),
+        "method": chosen["method"].astype(str).to_numpy(),
     })
     return pd.concat([out, synth], ignore_index=True)
 

@@ -150,7 +150,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
                          device, {"used": used, "reason": why}, weights)
     if out_dir is not None:
         if spec.save_checkpoint:  # before the record: a record's "checkpoint" names weights on disk
-            record["checkpoint"] = save_bundle(model, spec, classes, out_dir, spec.checkpoint_max_mb)
+            record["checkpoint"] = save_bundle(model, spec, classes, out_dir, spec.checkpoint_max_mb, used)
         write_record(record, Path(out_dir) / f"{record['run_id']}.json")
     return record
 
@@ -164,13 +164,21 @@ def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd
     return {
         "run_id": spec.run_id(), "spec": spec.model_dump(), "classes": classes, "n_train": int(len(train)),
         "n_train_real": int((~train["synthetic"]).sum()), "n_train_synthetic": int(train["synthetic"].sum()),
+        "synthetic_by_method": ({str(k): int(v) for k, v in
+                                 train.loc[train["synthetic"], "method"].value_counts().items()}
+                                if "method" in train else {}),
         "metrics": summarize(pred, probs, classes), "fit": fit, "wall_seconds": wall_seconds,
-        "predictions": {"id": pred["id"].tolist(), "label": pred["label"].tolist(),
-                        "predicted": pred["predicted"].tolist(),
-                        "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
-                        "probabilities": np.round(probs, 5).tolist()},
+        "predictions": prediction_lists(pred, probs),
         "environment": environment(device), "precision": precision, "backbone_weights": weights,
     }
+
+
+def prediction_lists(pred: pd.DataFrame, probs: np.ndarray) -> dict:
+    """A record's per-image predictions (id, label, predicted, skin_group, probabilities)."""
+    return {"id": pred["id"].astype(str).tolist(), "label": pred["label"].tolist(),
+            "predicted": pred["predicted"].tolist(),
+            "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
+            "probabilities": np.round(probs, 5).tolist()}
 
 
 def resolve_precision(spec: RunSpec, model, num_classes: int, device) -> tuple[RunSpec, str, str]:

@@ -1,4 +1,4 @@
-"""The package's layers import one way: models, data → generate → train → audits →
+"""The package's layers import one way: models, data → generate → train → audits, readers →
 experiments → analysis → cli. Every import (module-level or inside a function) is checked."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import dermsynth
 PACKAGE = Path(dermsynth.__file__).parent
 # Rank of each top-level package; a module may import only from its own rank or below.
 # Base modules (errors, io, registry, the package itself) sit under everything.
-RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "experiments": 6, "analysis": 7, "cli": 8}
+RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "readers": 5, "experiments": 6,
+         "analysis": 7, "cli": 8}
 BASE = {"errors", "io", "registry", ""}
 
 

@@ -20,6 +20,7 @@ from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external import external_sections
 from dermsynth.analysis.fairness import fairness_section
 from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
+from dermsynth.analysis.reader_study import find_studies, reader_study_section
 from dermsynth.analysis.report_sections import (
     Section,
     analysis_sections,
@@ -72,8 +73,9 @@ def _fit_lines(fits: dict, tested: float) -> list[str]:
 
 def build_report(out_dir: str | Path, report_path: str | Path | None = None, title: str | None = None,
                  extra_sections: list[tuple[str, str]] | None = None, ci: str = "wald", test: str = "prop",
-                 correct: bool = True) -> Path:
-    """Analyse ``OUT/runs`` and write the HTML report (figures also saved under OUT/figures)."""
+                 correct: bool = True, reader_studies: list[str | Path] | None = None) -> Path:
+    """Analyse ``OUT/runs`` and write the HTML report (figures also saved under OUT/figures).
+    Reader studies under ``OUT/reader_studies/`` (and any in ``reader_studies``) get a section each."""
     out_dir = Path(out_dir)
     records = load_records(out_dir)
     if not records:
@@ -122,6 +124,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     if fairness is not None:
         sections.append(fairness)
     sections += external_sections(out_dir, table)
+    sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += analysis_sections(out_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from dermsynth import __version__
-from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, quickstart, train
+from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, quickstart, readers, train
 from dermsynth.cli.common import JsonOpt, emit, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,6 +23,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(generation.app, name="generator")
 app.add_typer(audit.app, name="audit")
+app.add_typer(readers.app, name="reader-study")
 app.command("generate")(generation.generate)
 app.command("finetune")(generation.finetune)
 app.command("train")(train.train)

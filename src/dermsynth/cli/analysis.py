@@ -16,11 +16,13 @@ def report(results: Path = typer.Argument(..., help="An experiment's output fold
            ci: Literal["wald", "wilson"] = typer.Option("wald", help="Confidence intervals (wald as the paper)."),
            test: Literal["prop", "fisher"] = typer.Option("prop", help="Two-sample proportion test or Fisher's."),
            correction: bool = typer.Option(True, help="Yates' continuity correction (R's prop.test default)."),
+           reader_study: list[Path] = typer.Option([], help="A reader-study folder to add as a section "
+                                                            "(repeatable; RESULTS/reader_studies/* are found)."),
            as_json: bool = c.JsonOpt):
     """Statistics, figures and one self-contained HTML report (writes RESULTS/report.html, figures/, *.csv)."""
     from dermsynth.analysis.report import build_report
 
-    path = build_report(results, out, ci=ci, test=test, correct=correction)
+    path = build_report(results, out, ci=ci, test=test, correct=correction, reader_studies=reader_study)
     c.emit({"report": str(path)}, as_json, f"report → {path}")
 
 

@@ -1,0 +1,64 @@
+"""The reader study in a report: a section for ``dermsynth report`` and a standalone page."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth import io
+from dermsynth.analysis.report_sections import Section, fmt_table, thumb
+from dermsynth.readers.analysis import analyse
+from dermsynth.readers.database import DB_NAME
+
+
+def _pct(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{100 * v:.1f} %"
+
+
+def reader_study_section(study: str | Path) -> Section:
+    study = Path(study)
+    res = analyse(study)
+    if not res.get("answers"):
+        return Section(f"Reader study: {study.name}", "<p>No answers yet.</p>")
+    p, agree = res["pooled"] or {}, res["agreement"] or {}
+    lines = [f"<p>{res['readers']} readers, {res['answers']} answers. Pooled accuracy at telling synthetic from real: "
+             f"<b>{_pct(p.get('accuracy'))}</b> (exact 95 % CI {_pct(p.get('ci_low'))}–{_pct(p.get('ci_high'))}, "
+             f"n = {p.get('n')}, p = {p.get('p_value', float('nan')):.2g} against 50 %); sensitivity "
+             f"{_pct(p.get('sensitivity'))}, specificity {_pct(p.get('specificity'))}, ROC AUC of the confidence "
+             f"ratings {p.get('auc_confidence') or float('nan'):.2f}; Fleiss' κ "
+             f"{agree.get('fleiss_kappa') if agree.get('fleiss_kappa') is None else round(agree['fleiss_kappa'], 2)}"
+             f" over {agree.get('items', 0)} items answered by every reader.</p>"]
+    if res["pairs"]:
+        q = res["pairs"]
+        lines.append(f"<p>Pairs (synthetic beside its real reference): the synthetic one picked in "
+                     f"{_pct(q['accuracy'])} (CI {_pct(q['ci_low'])}–{_pct(q['ci_high'])}, n = {q['n']}).</p>")
+    lines += ["<h3>Per reader</h3>", fmt_table(res["per_reader"].round(3))]
+    if len(res["breakdown"]):
+        lines += ["<h3>By method, class and skin-type group (BH over the table)</h3>",
+                  fmt_table(res["breakdown"].round(4))]
+    gallery = "".join(f"<figure style='display:inline-block;margin:4px'>"
+                      f"{thumb(str(study / 'items' / (r.image_a + '.jpg')), 96)}<figcaption>"
+                      f"{html.escape(str(r.label))}, {html.escape(str(r.method))}: "
+                      f"{100 * r.fooled_share:.0f} % of {r.readers}</figcaption></figure>"
+                      for r in res["fooled"].itertuples() if r.fooled_share > 0)
+    if gallery:
+        lines += ["<h3>Synthetic images that fooled most readers</h3>", gallery]
+    return Section(f"Reader study: {study.name}", "\n".join(lines),
+                   "Real vs synthetic, answered one image at a time; exact binomial tests and Clopper–Pearson CIs.")
+
+
+def find_studies(out_dir: str | Path) -> list[Path]:
+    base = Path(out_dir) / "reader_studies"
+    return sorted(p.parent for p in base.glob(f"*/{DB_NAME}")) if base.is_dir() else []
+
+
+def write_study_report(study: str | Path, path: str | Path | None = None) -> Path:
+    """A standalone HTML page of the study's analysis."""
+    section = reader_study_section(study)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(section.title)}</title>"
+            "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:20px auto}"
+            "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body>"
+            f"<h1>{html.escape(section.title)}</h1><p>{html.escape(section.text)}</p>{section.html}</body></html>")
+    return io.write_text(Path(path) if path else Path(study) / "report.html", page)

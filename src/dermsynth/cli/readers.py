@@ -1,0 +1,105 @@
+"""``dermsynth reader-study``: create a clinicians' real-vs-synthetic study, invite readers,
+serve it, analyse it, and exchange it with Label Studio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dermsynth.cli import common as c
+from dermsynth.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, help="A reader study (Turing test) of real vs synthetic images.")
+
+
+@app.command("create")
+@c.handles_errors
+def create(store: Path = typer.Option(..., help="The synthetic store the synthetic items come from."),
+           out: Path = typer.Option(..., help="The study folder to create."),
+           dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
+           n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
+           items: int = typer.Option(40, help="Single-image items (half real, half synthetic)."),
+           pairs: int = typer.Option(0, help="Pair items: a synthetic image beside its real reference."),
+           real_from: str = typer.Option("test", help="test (held-out images) or pool (training pool)."),
+           attention_checks: int = typer.Option(0, help="Attention-check items."),
+           image_size: int = typer.Option(256, help="Every item is served at this size (px)."),
+           jpeg_quality: int = typer.Option(90, help="…and this JPEG quality."),
+           ask_diagnosis: bool = typer.Option(False, help="Also ask for the diagnosis (optional for readers)."),
+           seed: int = 0, as_json: bool = c.JsonOpt):
+    """Draw balanced, stratified items, re-encode them identically, write the study folder."""
+    from dermsynth.data.splits import load_split
+    from dermsynth.readers.design import StudyConfig, create_study
+
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    cfg = StudyConfig(n_items=items, n_pairs=pairs, real_from=real_from, attention_checks=attention_checks,
+                      image_size=image_size, jpeg_quality=jpeg_quality, seed=seed, ask_diagnosis=ask_diagnosis)
+    res = create_study(store, split, out, cfg)
+    c.emit(res, as_json, f"{res['items']} items ({res['n_real']} real, {res['n_synthetic']} synthetic, "
+                         f"{res['n_pair']} pairs) in {out}\nadmin page: /admin/{res['admin_token']} (keep it; "
+                         "shown once)\nnext: `dermsynth reader-study invite` for each reader, then `serve`")
+
+
+@app.command("invite")
+@c.handles_errors
+def invite(study: Path = typer.Argument(...), name: list[str] = typer.Option(..., "--name", help="Reader name "
+                                                                              "(repeatable)."),
+           base_url: str = typer.Option("http://localhost:8000", help="Where the study will be served."),
+           as_json: bool = c.JsonOpt):
+    """Create readers and print their invite links (shown once; only a hash is stored)."""
+    from dermsynth.readers import database as db
+
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        links = {}
+        for n in name:
+            try:
+                links[n] = f"{base_url.rstrip('/')}/r/{db.add_reader(conn, n)}"
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    finally:
+        conn.close()
+    c.emit({"links": links}, as_json, "\n".join(f"{n}: {u}" for n, u in links.items()))
+
+
+@app.command("serve")
+@c.handles_errors
+def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)):
+    """Serve the study (uvicorn). Put it behind HTTPS (a reverse proxy) before sending links out."""
+    import uvicorn
+
+    from dermsynth.readers.app import create_app
+
+    uvicorn.run(create_app(study), host=host, port=port, log_level="warning")
+
+
+@app.command("report")
+@c.handles_errors
+def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
+    """Analyse the answers: accuracy vs 50 %, sensitivity/specificity, AUC, Fleiss' kappa, breakdowns."""
+    from dermsynth.analysis.reader_study import write_study_report
+    from dermsynth.readers.analysis import analyse
+
+    path = write_study_report(study)
+    summary = {k: v for k, v in analyse(study).items() if k not in ("per_reader", "breakdown", "fooled")}
+    c.emit({**summary, "report": str(path)}, as_json, f"{summary.get('answers', 0)} answers analysed → {path}")
+
+
+@app.command("labelstudio-export")
+@c.handles_errors
+def ls_export(study: Path = typer.Argument(...), out: Path = typer.Option(...),
+              url_prefix: str = typer.Option("/data/local-files/?d=items/")):
+    """Label Studio tasks (no key in them) and a labelling config."""
+    from dermsynth.readers.labelstudio import export_tasks
+
+    c.emit({"tasks": str(export_tasks(study, out, url_prefix))}, False, f"tasks in {out}")
+
+
+@app.command("labelstudio-import")
+@c.handles_errors
+def ls_import(study: Path = typer.Argument(...), export_json: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
+    """Add the answers from a Label Studio JSON export (annotators become readers ls:NAME)."""
+    from dermsynth.readers.labelstudio import import_annotations
+
+    res = import_annotations(study, export_json)
+    c.emit(res, as_json, f"added {res['added']}, already there {res['repeated']}, skipped {res['skipped']}")

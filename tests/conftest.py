@@ -30,3 +30,11 @@ def f17k_root() -> Path:
     if not (SHARED_F17K / "fitzpatrick17k.csv").exists():
         pytest.skip("real Fitzpatrick 17k copy not present (../shared/data/fitzpatrick17k)")
     return SHARED_F17K
+
+
+@pytest.fixture(scope="session")
+def reader_store_split(demo_table, tmp_path_factory):
+    """A tiny real synthetic store (built-in generator, a few steps) and its split, for reader studies."""
+    from readers_helpers import make_store_and_split
+
+    return make_store_and_split(tmp_path_factory.mktemp("reader-store"), demo_table)

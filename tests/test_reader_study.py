@@ -18,19 +18,14 @@ from dermsynth.readers import database as db
 from dermsynth.readers.analysis import agreement, analyse, exact
 from dermsynth.readers.design import StudyConfig, create_study
 from dermsynth.readers.labelstudio import export_tasks, import_annotations
-from readers_helpers import Server, make_store_and_split
+from readers_helpers import Server
 
 CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3)
 
 
-@pytest.fixture(scope="module")
-def store_split(demo_table, tmp_path_factory):
-    return make_store_and_split(tmp_path_factory.mktemp("rs"), demo_table)
-
-
 @pytest.fixture()
-def study(store_split, tmp_path):
-    store, split = store_split
+def study(reader_store_split, tmp_path):
+    store, split = reader_store_split
     create_study(store, split, tmp_path / "study", CFG)
     return tmp_path / "study"
 
@@ -51,7 +46,7 @@ def items(study) -> pd.DataFrame:
         conn.close()
 
 
-def test_design_is_balanced_stratified_twin_free_and_seeded(study, store_split, tmp_path):
+def test_design_is_balanced_stratified_twin_free_and_seeded(study, reader_store_split, tmp_path):
     it = items(study)
     single = it[it["task"] == "single"]
     assert (single["truth"] == "real").sum() == 6 and (single["truth"] == "synthetic").sum() == 6
@@ -59,7 +54,7 @@ def test_design_is_balanced_stratified_twin_free_and_seeded(study, store_split, 
     # real items from the pool here: none is the reference of a synthetic single item
     assert not set(single.loc[single["truth"] == "real", "source_id"]) & set(single["ref_id"].dropna())
     assert single.loc[single["truth"] == "real", "label"].value_counts().max() == 1  # spread over classes
-    store, split = store_split
+    store, split = reader_store_split
     create_study(store, split, tmp_path / "again", CFG)
     again = items(tmp_path / "again")
     assert sorted(again["source_id"].dropna()) == sorted(it["source_id"].dropna())  # same seed, same draw

@@ -13,7 +13,7 @@ import pytest
 
 from dermsynth.readers import database as db
 from dermsynth.readers.design import StudyConfig, create_study
-from readers_helpers import Server, make_store_and_split
+from readers_helpers import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
@@ -28,14 +28,9 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def store_split(demo_table, tmp_path_factory):
-    return make_store_and_split(tmp_path_factory.mktemp("rsb"), demo_table)
-
-
 @pytest.fixture()
-def served(store_split, tmp_path):
-    store, split = store_split
+def served(reader_store_split, tmp_path):
+    store, split = reader_store_split
     res = create_study(store, split, tmp_path / "study", StudyConfig(n_items=6, n_pairs=1, image_size=64, seed=1))
     with Server(tmp_path / "study") as srv:
         yield srv, tmp_path / "study", res["admin_token"]

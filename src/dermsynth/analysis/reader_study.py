@@ -17,6 +17,11 @@ def _pct(v) -> str:
     return "–" if v is None or pd.isna(v) else f"{100 * v:.1f} %"
 
 
+def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """3 decimals for display, except p-values (formatted with 2 significant digits)."""
+    return frame.round({c: 3 for c in frame.columns if not c.startswith("p_")})
+
+
 def reader_study_section(study: str | Path) -> Section:
     study = Path(study)
     res = analyse(study)
@@ -34,10 +39,10 @@ def reader_study_section(study: str | Path) -> Section:
         q = res["pairs"]
         lines.append(f"<p>Pairs (synthetic beside its real reference): the synthetic one picked in "
                      f"{_pct(q['accuracy'])} (CI {_pct(q['ci_low'])}–{_pct(q['ci_high'])}, n = {q['n']}).</p>")
-    lines += ["<h3>Per reader</h3>", fmt_table(res["per_reader"].round(3))]
+    lines += ["<h3>Per reader</h3>", fmt_table(_rounded(res["per_reader"]))]
     if len(res["breakdown"]):
         lines += ["<h3>By method, class and skin-type group (BH over the table)</h3>",
-                  fmt_table(res["breakdown"].round(4))]
+                  fmt_table(_rounded(res["breakdown"]))]
     gallery = "".join(f"<figure style='display:inline-block;margin:4px'>"
                       f"{thumb(str(study / 'items' / (r.image_a + '.jpg')), 96)}<figcaption>"
                       f"{html.escape(str(r.label))}, {html.escape(str(r.method))}: "

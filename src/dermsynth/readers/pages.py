@@ -6,6 +6,7 @@ READER_PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Real or synthetic?</title>
 <style>
+ [hidden] { display: none !important; }
  body { font-family: system-ui, sans-serif; margin: 0; padding: 12px; background: #f6f6f4; color: #222; }
  main { max-width: 760px; margin: auto; }
  .images { display: flex; gap: 10px; justify-content: center; flex-wrap: wrap; }

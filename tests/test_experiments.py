@@ -15,6 +15,7 @@ from dermsynth.experiments.presets import preset_path
 from dermsynth.experiments.results import results_table
 from dermsynth.experiments.runner import experiment_status, run_experiment
 from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
+from worker_kill import kill_first_worker_mid_cell
 
 
 def tiny_experiment(demo_root, **over):
@@ -151,44 +152,19 @@ def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_process_pool_executor(demo_root, tmp_path):
-    spec = tiny_experiment(demo_root, grid={"n_real": [2]}, seeds=2)
-    res = run_experiment(spec, tmp_path / "p", workers=2, progress=False)
-    assert res["ran"] == 2 and res["failed"] == 0
-
-
-def _kill_first_worker_mid_cell(runs_dir, result: dict) -> int:
-    """Wait for a cell to be running in a worker (its ``.running`` file names the pid), then
-    kill -9 that worker; returns the pid killed."""
-    deadline = time.time() + 180
-    while time.time() < deadline and "res" not in result:
-        for running in runs_dir.glob("*.running") if runs_dir.exists() else []:
-            try:
-                pid = int(running.read_text())
-            except (OSError, ValueError):
-                continue
-            if pid != os.getpid():
-                os.kill(pid, signal.SIGKILL)
-                return pid
-        time.sleep(0.02)
-    raise AssertionError("no cell was seen running in a worker")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_a_worker_killed_mid_cell_loses_only_that_cell(executor, demo_root, tmp_path):
-    """kill -9 of a pool process / a Ray worker while it trains a cell: the cell is run again
-    (pool: a fresh pool; Ray: max_retries), and every cell ends with exactly one record."""
-    if executor == "ray":
-        pytest.importorskip("ray")
+def test_a_pool_worker_killed_mid_cell_loses_only_that_cell(demo_root, tmp_path):
+    """kill -9 of a pool process while it trains a cell: the cell runs again in a fresh pool,
+    and every cell ends with exactly one record (the Ray case: test_rehearsal.py)."""
     import threading
+
+    executor = "local"
 
     spec = tiny_experiment(demo_root, grid={"n_real": [2, 3]}, seeds=2)
     out, result = tmp_path / executor, {}
     worker = threading.Thread(target=lambda: result.setdefault(
         "res", run_experiment(spec, out, executor=executor, workers=2, progress=False)))
     worker.start()
-    _kill_first_worker_mid_cell(out / "runs", result)
+    kill_first_worker_mid_cell(out / "runs", result)
     worker.join(timeout=600)
     assert "res" in result, "the run did not finish after a worker was killed"
     assert result["res"]["failed"] == 0 and result["res"]["ran"] == 4
@@ -197,25 +173,3 @@ def test_a_worker_killed_mid_cell_loses_only_that_cell(executor, demo_root, tmp_
     assert not list((out / "runs").glob("*.failed.json"))
 
 
-@pytest.mark.slow
-def test_fig3_paper_rehearsal_on_a_local_ray_cluster(tmp_path):
-    """Fine-tunes, generation per class, the checks and the cells all run as Ray tasks on a
-    2-worker local cluster, each class's generation after its own fine-tune."""
-    pytest.importorskip("ray")
-    import os
-
-    from dermsynth.experiments.rehearsal import rehearse
-
-    spec = rehearse(load_experiment(preset_path("fig3_paper")), seeds=1, cache_dir=str(tmp_path / "cache"),
-                    smaller=True)
-    res = run_experiment(spec, tmp_path / "r", executor="ray", workers=2, progress=False)
-    assert res["failed"] == 0 and len(results_table(tmp_path / "r")) == res["runs"] == 28
-    logs = [json.loads(p.read_text()) for p in (tmp_path / "r" / "tasks").glob("*.json")]
-    kinds = {x["kind"] for x in logs}
-    assert kinds == {"train-generator", "finetune", "generate", "recognisability", "audit", "train"}
-    assert all(x["pid"] != os.getpid() for x in logs)  # every task ran in a Ray worker
-    by_name = {x["name"]: x for x in logs}
-    for x in logs:
-        if x["name"].startswith("generate/per-class/"):
-            label = x["name"].rsplit("/", 1)[1]
-            assert by_name[f"finetune/per-class/pool/{label}"]["end"] <= x["start"]

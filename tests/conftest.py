@@ -33,8 +33,34 @@ def f17k_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reader_store_split(demo_table, tmp_path_factory):
-    """A tiny real synthetic store (built-in generator, a few steps) and its split, for reader studies."""
-    from readers_helpers import make_store_and_split
+def tiny_quickstart(demo_root, tmp_path_factory):
+    """A whole tiny study run by the quickstart's code: generator → store → grid → report.
+    Returns (spec, out, report path)."""
+    from dermsynth.cli.quickstart import run_quickstart
+    from dermsynth.experiments.spec import validate_experiment
 
-    return make_store_and_split(tmp_path_factory.mktemp("reader-store"), demo_table)
+    out = tmp_path_factory.mktemp("study")
+    spec = validate_experiment({
+        "name": "tiny-study", "seeds": 2,
+        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                     image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
+                     cache_dir=str(demo_root / "cache"), threads=1),
+        "generator": {"backend": "builtin", "methods": ["inpaint", "text-to-image"], "per_image": 2, "steps": 2,
+                      "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32,
+                      "finetune": "per-class", "finetune_steps": 2},
+        "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
+    })
+    res = run_quickstart(out, spec=spec, progress=False)
+    return spec, out, Path(res["report"])
+
+
+@pytest.fixture(scope="session")
+def reader_store_split(tiny_quickstart):
+    """The tiny quickstart's synthetic store and its split: reader studies are made from it."""
+    from dermsynth.data.splits import load_split
+    from dermsynth.experiments.results import load_records
+    from dermsynth.train.spec import RunSpec
+
+    _, out, _ = tiny_quickstart
+    spec = RunSpec(**load_records(out)[0]["spec"])
+    return out / "synthetic", load_split(spec.split_spec())

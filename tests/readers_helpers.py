@@ -1,5 +1,4 @@
-"""Shared pieces of the reader-study tests: a small study from a real (tiny) synthetic store,
-and a uvicorn server in a subprocess on a free loopback port."""
+"""The reader-study tests' server: uvicorn in a subprocess on a free loopback port."""
 
 from __future__ import annotations
 
@@ -10,25 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-
-
-def make_store_and_split(root: Path, demo_table):
-    from dermsynth.data.cache import cache_images
-    from dermsynth.data.splits import make_split
-    from dermsynth.generate.backends.builtin import BuiltinBackend
-    from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
-    from dermsynth.generate.runner import run_generation
-
-    split = make_split(demo_table, 5, 4)
-    cached = cache_images(split.pool, 16, root / "cache", progress=False)
-    labels = list(split.pool.set_index("id").loc[cached.ids, "label"])
-    train_builtin(cached.array, labels, root / "gen", classes=sorted(demo_table["label"].unique()), max_steps=3,
-                  config=BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=8), progress=False)
-    refs = split.pool.groupby("label").head(3)
-    for method in ("text-to-image", "inpaint"):
-        run_generation(BuiltinBackend(root / "gen" / "model", steps=2), refs, method, 1, root / "store",
-                       split=split, progress=False)
-    return root / "store", split
 
 
 def free_port() -> int:

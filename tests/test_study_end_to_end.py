@@ -1,13 +1,11 @@
 """A whole tiny study: generator → store → grid → leakage audit → statistics → report."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dermsynth.analysis.summary import cell_summary, plain_summary, synthetic_comparisons
-from dermsynth.cli.quickstart import run_quickstart
 from dermsynth.data.leakage import audit
 from dermsynth.data.splits import make_split
 from dermsynth.data.synthetic_store import read_manifest, read_training_ids
@@ -20,20 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def study(demo_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    spec = validate_experiment({
-        "name": "tiny-study", "seeds": 2,
-        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
-                     image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
-                     cache_dir=str(demo_root / "cache"), threads=1),
-        "generator": {"backend": "builtin", "methods": ["inpaint", "text-to-image"], "per_image": 2, "steps": 2,
-                      "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32,
-                      "finetune": "per-class", "finetune_steps": 2},
-        "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
-    })
-    res = run_quickstart(out, spec=spec, progress=False)
-    return spec, out, Path(res["report"])
+def study(tiny_quickstart):
+    return tiny_quickstart
 
 
 def test_study_outputs(study):

@@ -10,6 +10,7 @@ their accuracy is an upper bound; text-to-image images have no such link.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,23 +51,21 @@ def _row(group: str, correct: np.ndarray, chance: float) -> dict:
             "p_above_chance": p}
 
 
-def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | Path | None = None,
-                    progress: bool = False) -> pd.DataFrame:
-    """Accuracy of a real-only classifier on real test images and on each method's synthetic images.
+@dataclass
+class RealOnlyClassifier:
+    """A classifier trained on the real training pool only, and its accuracy on real test images."""
 
-    The classifier is ``spec``'s backbone and training settings, trained on the whole real
-    training pool with early stopping on the validation split. Returns one row per group
-    (``real test`` and each method) and, with ``out``, writes ``recognisability.csv`` (also
-    per class) and ``recognisability.json`` there.
-    """
-    syn = read_manifest(store)
-    if syn.empty:
-        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    model: torch.nn.Module
+    spec: RunSpec
+    device: torch.device
+    classes: list[str]
+    real_row: dict
+
+
+def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False) -> RealOnlyClassifier:
+    """``spec``'s backbone and training settings, trained on the whole real training pool with
+    early stopping on the validation split, scored on the real test images."""
     classes = sorted(split.table["label"].unique())
-    unknown = sorted(set(syn["label"]) - set(classes))
-    if unknown:
-        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
-    syn = syn.assign(id=syn["synth_id"])
     torch.manual_seed(spec.seed)
     (tx, ty), (vx, vy), (sx, sy) = (_xy(t, classes, spec) for t in (split.pool, split.val, split.test))
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
@@ -77,9 +76,30 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
     # Chance is the majority-class rate of the images scored: on an imbalanced set (DDI: 92 %
     # benign) a classifier that always says "benign" beats 1/K without recognising anything.
     real_pred = predict(model, sx, spec, device).argmax(1)
-    rows = [_row("real test", real_pred == sy.numpy(), majority_rate(split.test["label"]))]
-    rows[0]["predicted_one_class_share"] = float(np.bincount(real_pred).max() / max(len(real_pred), 1))
-    per_class = []
+    row = _row("real test", real_pred == sy.numpy(), majority_rate(split.test["label"]))
+    row["predicted_one_class_share"] = float(np.bincount(real_pred).max() / max(len(real_pred), 1))
+    return RealOnlyClassifier(model, spec, device, classes, row)
+
+
+def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | Path | None = None,
+                    progress: bool = False, classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
+    """Accuracy of a real-only classifier on real test images and on each method's synthetic images.
+
+    Returns one row per group (``real test`` and each method) and, with ``out``, writes
+    ``recognisability.csv`` (also per class) and ``recognisability.json`` there. ``classifier``:
+    one trained before (several stores scored by one classifier).
+    """
+    syn = read_manifest(store)
+    if syn.empty:
+        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    classes = sorted(split.table["label"].unique())
+    unknown = sorted(set(syn["label"]) - set(classes))
+    if unknown:
+        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
+    syn = syn.assign(id=syn["synth_id"])
+    clf = classifier or real_only_classifier(split, spec, progress)
+    model, spec, device = clf.model, clf.spec, clf.device
+    rows, per_class = [dict(clf.real_row)], []
     for method, part in syn.groupby("method", sort=True):
         part = part.reset_index(drop=True)
         px, py = _xy(part, classes, spec)
@@ -93,6 +113,7 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
                 # within one class every answer but c is wrong: chance is 1/K for a guesser
                 per_class.append({**_row(str(method), correct[sel], 1 / len(classes)), "class": c})
     table = pd.DataFrame(rows)
+    table.attrs["per_class"] = pd.DataFrame(per_class)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from dermsynth.train.run import images_tensor
 from dermsynth.train.spec import RunSpec
 
 SETTINGS = {
-    "x0": {},  # the quickstart's: x0 target, (32, 64, 64), batch 64, lr 2e-3
+    "x0": {"prediction_type": "sample"},  # the former default; all: (32, 64, 64), batch 32, lr 2e-3
     "v": {"prediction_type": "v_prediction"},
     "eps": {"prediction_type": "epsilon"},
     "x0-b32": {"batch_size": 32},

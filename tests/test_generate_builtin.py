@@ -221,7 +221,7 @@ def test_model_round_trips_through_save_pretrained(model_dir, tmp_path):
     m.unet.save_pretrained(tmp_path / "copy")
     again = load_builtin(tmp_path / "copy")
     assert list(again.cfg.classes) == list(m.cfg.classes) and again.cfg.size == 16
-    assert again.cfg.prediction_type == "sample"
+    assert again.cfg.prediction_type == "v_prediction"
     for (name, a), (_, b) in zip(m.unet.state_dict().items(), again.unet.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     out = sample(m, list(m.cfg.classes[:1]), [3], steps=2)

@@ -85,13 +85,15 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
     def train() -> None:
         log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
                  gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
-        cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels))
+        cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels),
+                            prediction_type=gen.prediction_type)
         train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
                          classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
                          max_minutes=gen.train_minutes, config=cfg, progress=progress)
 
     make_once(model_dir, _is_builtin_model(model_dir),
-              _settings(gen, pool, "size", "block_out_channels", "train_steps", "train_minutes"), train)
+              _settings(gen, pool, "size", "block_out_channels", "prediction_type", "train_steps", "train_minutes"),
+              train)
     return model_dir / "model"
 
 

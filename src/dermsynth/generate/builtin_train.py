@@ -36,9 +36,11 @@ class BuiltinConfig:
     layers_per_block: int = 1
     class_map_channels: int = 4
     resnet_time_scale_shift: str = "scale_shift"  # FiLM from the time + class embedding
-    # x0 ("sample") degrades gracefully when training is short: an under-trained model still
-    # outputs class-typical images, where "epsilon" leaves noise.
-    prediction_type: str = "sample"
+    # v-prediction: measured at 3 CPU minutes on the demo data (bench/generator_quality.py), its
+    # text-to-image samples were recognised in 73 % (x0: 36–41 %, epsilon: 23–28 %) with FID 14
+    # (x0: 38–58) in a real-only classifier's feature space; epsilon leaves noise when training
+    # is this short, and x0 averages into blurry blobs.
+    prediction_type: str = "v_prediction"
     lr: float = 2e-3
     batch_size: int = 32
     cond_dropout: float = 0.1  # the null class, for classifier-free guidance

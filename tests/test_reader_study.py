@@ -53,6 +53,8 @@ def test_design_is_balanced_stratified_twin_free_and_seeded(study, reader_store_
     assert (it["task"] == "pair").sum() == 2 and (it["task"] == "attention").sum() == 1
     # real items from the pool here: none is the reference of a synthetic single item
     assert not set(single.loc[single["truth"] == "real", "source_id"]) & set(single["ref_id"].dropna())
+    pairs = it[it["task"] == "pair"]  # a pair's real reference is no single item and twins none of them
+    assert not set(pairs["ref_id"]) & (set(single["source_id"]) | set(single["ref_id"].dropna()))
     assert single.loc[single["truth"] == "real", "label"].value_counts().max() == 1  # spread over classes
     store, split = reader_store_split
     create_study(store, split, tmp_path / "again", CFG)

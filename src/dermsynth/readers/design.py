@@ -96,7 +96,10 @@ def create_study(store: str | Path, split: Split, out: str | Path, cfg: StudyCon
     reals = split.test if cfg.real_from == "test" else split.pool
     reals = reals[~reals["id"].isin(set(chosen_synth["ref_id"]))]  # no twins
     chosen_real = _stratified(reals, half, ["label", "skin_group"], rng) if half else reals.iloc[:0]
-    pair_src = synth[~synth["synth_id"].isin(chosen_synth["synth_id"]) & synth["ref_id"].isin(split.pool["id"])]
+    # a pair shows a real reference: never one whose synthetic twin or itself is a single item
+    seen = set(chosen_synth["ref_id"]) | set(chosen_real["id"])
+    pair_src = synth[~synth["synth_id"].isin(chosen_synth["synth_id"]) & synth["ref_id"].isin(split.pool["id"])
+                     & ~synth["ref_id"].isin(seen)]
     chosen_pairs = _stratified(pair_src, cfg.n_pairs, ["label", "method"], rng) if cfg.n_pairs else pair_src.iloc[:0]
 
     items_dir = out / "items"

@@ -240,6 +240,8 @@ def test_experiment_plan_for_the_paper_presets(tmp_path):
     assert stages["fine-tune generators"]["what"].startswith("18 models")  # 9 classes × (t2i + inpaint)
     assert "× 2 generators" in stages["generate"]["what"] and "420 runs" in stages["train classifiers"]["what"]
     assert fig3["total_device_hours"] > 0 and "not measured here" in fig3["source"]
+    # 420 EfficientNetV2-M checkpoints (≈ 0.2 GB each) are part of the disk a study needs
+    assert 70 < stages["train classifiers"]["disk_gb"] < 110
     ddi = as_json(run("experiment", "plan", preset_path("skin_type_paper"), "--json"))
     assert {s["stage"]: s for s in ddi["stages"]}["fine-tune generators"]["what"].startswith("1 models")
     rates = tmp_path / "rates.json"

@@ -104,14 +104,28 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     rate = _classifier_rate(rates, runs[0].backbone)
     seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
                 else _train_images(r, n_cls)) * r.max_epochs for r in runs)
+    weights = checkpoint_bytes(runs[0], n_cls) * sum(r.save_checkpoint for r in runs)
     rows.append(_row("train classifiers", f"{len(runs)} runs, ≤ {seen:,} images seen (max_epochs; early stopping "
-                     "usually ends sooner)", seen, rate, "images"))
+                     "usually ends sooner)", seen, rate, "images", disk=weights))
     if gen is not None and spec.recognisability and synthetic:
         seen = sum(pool.values()) * runs[0].max_epochs
         rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images"))
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out
+
+
+def checkpoint_bytes(run, n_cls: int) -> int:
+    """Disk for one run's saved weights (the backbone built with random weights: only its size
+    matters), after ``checkpoint_max_mb`` (fp16 over the budget, nothing over twice it)."""
+    from dermsynth.models.backbones import create_backbone
+
+    state = create_backbone(run.backbone, n_cls, pretrained=False).state_dict()
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    budget = run.checkpoint_max_mb * 2**20 if run.checkpoint_max_mb else None
+    if budget is None or size <= budget:
+        return size
+    return size // 2 if size / 2 <= budget else 0
 
 
 def _train_images(run, n_cls: int) -> int:

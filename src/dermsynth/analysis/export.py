@@ -12,7 +12,7 @@ from dermsynth import io
 from dermsynth.analysis.model_card import card_data, write_card
 from dermsynth.errors import DataError
 from dermsynth.experiments.external import external_folders_of
-from dermsynth.train.checkpoint import load_bundle, weights_path
+from dermsynth.train.checkpoint import bundle_meta, weights_path
 
 HUBCONF = '''"""torch.hub entry point, written by dermsynth export: needs only torch, timm and safetensors.
 
@@ -68,7 +68,7 @@ def export_run(record_path: str | Path, out: str | Path) -> Path:
         raise DataError(f"{record_path} is not a run record; pass OUT/runs/<run_id>.json")
     record = io.read_json(record_path)
     runs, exp = record_path.parent, record_path.parent.parent
-    _, meta = load_bundle(runs, record["run_id"])  # a clear error when the run kept no weights
+    meta = bundle_meta(runs, record["run_id"])  # a clear error when the run kept no weights
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights_path(runs, record["run_id"]), out / "model.safetensors")
     pre = meta["preprocessing"]

@@ -73,7 +73,7 @@ def external_sections(out_dir: Path, internal: pd.DataFrame) -> list[Section]:
         records = load_records(folder)
         if not records:
             continue
-        ext_table = results_table(folder)
+        ext_table = results_table(folder, records)
         frame = internal_vs_external(internal, ext_table, records)
         frame.to_csv(folder / "internal_vs_external.csv", index=False)
         fig = fig_internal_vs_external(frame, Path(out_dir) / "figures", folder.name)

@@ -52,12 +52,11 @@ def fig_reliability(table: pd.DataFrame, records: list[dict], out: Path) -> Path
     fig = Figure(figsize=(4.2, 4))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", color="#999999", lw=1)
-    drawn = False
+    drawn, classes = False, sorted(records[0]["classes"])
     for i, (name, preds) in enumerate(arms.items()):
         if not preds:
             continue
         probs = np.concatenate([np.stack(p["probabilities"]) for p in preds])
-        classes = sorted(records[0]["classes"])
         y = np.concatenate([[classes.index(lab) for lab in p["label"]] for p in preds])
         cal = calibration(np.asarray(y), probs)
         bins = pd.DataFrame(cal["bins"])

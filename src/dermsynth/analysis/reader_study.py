@@ -22,9 +22,10 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.round({c: 3 for c in frame.columns if not c.startswith("p_")})
 
 
-def reader_study_section(study: str | Path) -> Section:
+def reader_study_section(study: str | Path, res: dict | None = None) -> Section:
+    """The study's analysis as a report section (``res``: :func:`analyse`'s result, when at hand)."""
     study = Path(study)
-    res = analyse(study)
+    res = analyse(study) if res is None else res
     if not res.get("answers"):
         return Section(f"Reader study: {study.name}", "<p>No answers yet.</p>")
     p, agree = res["pooled"] or {}, res["agreement"] or {}
@@ -59,9 +60,9 @@ def find_studies(out_dir: str | Path) -> list[Path]:
     return sorted(p.parent for p in base.glob(f"*/{DB_NAME}")) if base.is_dir() else []
 
 
-def write_study_report(study: str | Path, path: str | Path | None = None) -> Path:
+def write_study_report(study: str | Path, path: str | Path | None = None, res: dict | None = None) -> Path:
     """A standalone HTML page of the study's analysis."""
-    section = reader_study_section(study)
+    section = reader_study_section(study, res)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(section.title)}</title>"
             "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:20px auto}"
             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body>"

@@ -80,7 +80,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     records = load_records(out_dir)
     if not records:
         raise DataError(f"no finished runs under {out_dir / 'runs'}; run the experiment first")
-    table = results_table(out_dir)
+    table = results_table(out_dir, records)
     table.to_csv(out_dir / "results.csv", index=False)
     exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
     cells = cell_summary(table, ci)

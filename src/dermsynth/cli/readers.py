@@ -80,8 +80,9 @@ def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
     from dermsynth.analysis.reader_study import write_study_report
     from dermsynth.readers.analysis import analyse
 
-    path = write_study_report(study)
-    summary = {k: v for k, v in analyse(study).items() if k not in ("per_reader", "breakdown", "fooled")}
+    res = analyse(study)
+    path = write_study_report(study, res=res)
+    summary = {k: v for k, v in res.items() if k not in ("per_reader", "breakdown", "fooled")}
     c.emit({**summary, "report": str(path)}, as_json, f"{summary.get('answers', 0)} answers analysed → {path}")
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from dermsynth import io
 from dermsynth.data.cache import cache_images, file_digest
 from dermsynth.data.registry import load_dataset
-from dermsynth.data.splits import load_split, read_id_list
+from dermsynth.data.splits import load_splits, read_id_list
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.train.checkpoint import load_bundle
@@ -96,8 +96,7 @@ def refuse_seen_images(external: pd.DataFrame, records: list[dict]) -> int:
     Returns how many external images are the runs' internal test images (allowed, counted)."""
     digests = pd.Series([file_digest(p) for p in external["path"]], index=external["id"])
     seen_test = 0
-    for split_json in {json.dumps(RunSpec(**r["spec"]).split_spec().model_dump(), sort_keys=True) for r in records}:
-        split = load_split(RunSpec(**json.loads(split_json)).split_spec())
+    for split in load_splits(RunSpec(**r["spec"]).split_spec() for r in records).values():
         used = pd.concat([split.pool, split.val])
         used_digests = {file_digest(p): i for i, p in zip(used["id"], used["path"], strict=True)}
         clash = [(e, used_digests[d]) for e, d in digests.items() if d in used_digests]

@@ -18,10 +18,10 @@ def load_records(out: str | Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(rdir.glob("*.json")) if not p.name.endswith(".failed.json")]
 
 
-def results_table(out: str | Path) -> pd.DataFrame:
-    """One row per finished run: its spec fields and metrics, flattened."""
+def results_table(out: str | Path, records: list[dict] | None = None) -> pd.DataFrame:
+    """One row per finished run: its spec fields and metrics, flattened (``records``: already read)."""
     rows = []
-    for rec in load_records(out):
+    for rec in load_records(out) if records is None else records:
         m = rec["metrics"]
         row = {"run_id": rec["run_id"], **{k: (json.dumps(v) if isinstance(v, list | dict) else v)
                                            for k, v in rec["spec"].items()}}

@@ -86,13 +86,14 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
             if method != "text-to-image":
                 ref_arr = np.stack([load_array(r["path"], backend.size) for r, _ in batch])
             images = backend.generate(method, labels, prompts, ref_arr, seeds)
-            rows = [{"synth_id": synth_id(r["id"], k, method), "ref_id": str(r["id"]), "label": r["label"],
+            sids = [synth_id(r["id"], k, method) for r, k in batch]
+            rows = [{"synth_id": sid, "ref_id": str(r["id"]), "label": r["label"],
                      "skin_type": None if pd.isna(r.get("skin_type")) else int(r["skin_type"]),
                      "method": method, "backend": backend.name, "model": backend.model,
                      "fingerprint": backend.fingerprint, "prompt": prompt, "seed": seed,
-                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                     "path": str(Path("images") / method / f"{synth_id(r['id'], k, method)}.png"), **params}
-                    for (r, k), prompt, seed in zip(batch, prompts, seeds, strict=True)]
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "path": str(Path("images") / method / f"{sid}.png"),
+                     **params}
+                    for sid, (r, _), prompt, seed in zip(sids, batch, prompts, seeds, strict=True)]
             if pending is not None:
                 pending.result()  # surfaces a write error before more work is done
             pending = writer.submit(_write_batch, store, rows, images)

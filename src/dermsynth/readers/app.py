@@ -122,7 +122,7 @@ def create_app(study: str | Path) -> FastAPI:
             if body.answer not in db.ANSWERS[item["task"]]:
                 raise HTTPException(422, f"answer must be one of {list(db.ANSWERS[item['task']])} for this item")
             new = db.record_answer(c, reader["reader_id"], body.item_id, body.answer, body.confidence, body.diagnosis)
-            _, done, total = db.next_item(c, reader)
+            done, total = db.counts(c, reader["reader_id"])
         finally:
             c.close()
         return JSONResponse({"ok": True, "recorded": new, "answered": done, "total": total}, headers=NO_STORE)

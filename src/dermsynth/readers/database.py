@@ -101,6 +101,12 @@ def next_item(conn: sqlite3.Connection, reader: sqlite3.Row) -> tuple[sqlite3.Ro
     return item, len(done), len(order)
 
 
+def counts(conn: sqlite3.Connection, reader_id: int) -> tuple[int, int]:
+    """(answered by this reader, items in the study)."""
+    done = conn.execute("SELECT COUNT(*) FROM answers WHERE reader_id = ?", (reader_id,)).fetchone()[0]
+    return done, conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+
 def item(conn: sqlite3.Connection, item_id: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
 

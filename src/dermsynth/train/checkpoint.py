@@ -77,12 +77,17 @@ def save_bundle(model: nn.Module, spec: RunSpec, classes: list[str], folder: str
 
 def load_bundle(folder: str | Path, run_id: str) -> tuple[nn.Module, dict]:
     """The model (eval mode, fp32) and its meta; a run saved without weights is a clear error."""
+    meta = bundle_meta(folder, run_id)
+    return _model_from(meta["backbone"], meta["num_classes"], weights_path(folder, run_id)), meta
+
+
+def bundle_meta(folder: str | Path, run_id: str) -> dict:
+    """What a run's saved weights mean, without loading them; a run without weights is a clear error."""
     wpath, mpath = weights_path(folder, run_id), meta_path(folder, run_id)
     if not wpath.exists() or not mpath.exists():
         raise DataError(f"run {run_id} has no saved weights ({wpath.name} in {folder}); re-run it with "
                         "save_checkpoint = true (the default for new runs), or raise checkpoint_max_mb")
-    meta = io.read_json(mpath)
-    return _model_from(meta["backbone"], meta["num_classes"], wpath), meta
+    return io.read_json(mpath)
 
 
 def load_export(folder: str | Path) -> tuple[nn.Module, dict]:

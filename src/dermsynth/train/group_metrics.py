@@ -47,20 +47,9 @@ def operating_point(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) ->
             "specificity": tn / (tn + fp) if tn + fp else None, "tp": tp, "fn": fn, "tn": tn, "fp": fp}
 
 
-def _macro_f1(y, yhat, k):
+def macro_f1(y: np.ndarray, yhat: np.ndarray, k: int) -> float:
+    """Macro F1 over all ``k`` classes (a class never predicted nor present scores 0)."""
     return float(f1_score(y, yhat, labels=list(range(k)), average="macro", zero_division=0))
-
-
-def headline(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Balanced accuracy, macro F1, ROC AUC (one-vs-rest), ECE; sensitivity/specificity if binary."""
-    yhat, k = probs.argmax(1), probs.shape[1]
-    out = {"accuracy": float((yhat == y).mean()) if len(y) else None,
-           "balanced_accuracy": float(balanced_accuracy_score(y, yhat)) if len(y) else None,
-           "macro_f1": _macro_f1(y, yhat, k), "auroc": auroc(y, probs), "ece": calibration(y, probs)["ece"]}
-    if k == 2:
-        out.update({k2: v for k2, v in operating_point(y, probs, threshold).items()
-                    if k2 in ("sensitivity", "specificity")})
-    return out
 
 
 def equalized_odds(y: np.ndarray, yhat: np.ndarray, groups: np.ndarray, classes: list[str]) -> dict:
@@ -90,7 +79,7 @@ def per_group(y: np.ndarray, probs: np.ndarray, groups: pd.Series, classes: list
     yhat, k = probs.argmax(1), len(classes)
     frame = MetricFrame(metrics={"accuracy": lambda a, b: float((a == b).mean()),
                                  "balanced_accuracy": balanced_accuracy_score,
-                                 "macro_f1": lambda a, b: _macro_f1(a, b, k)},
+                                 "macro_f1": lambda a, b: macro_f1(a, b, k)},
                         y_true=y, y_pred=yhat, sensitive_features=g)
     table = {str(name): {**{m: float(v) for m, v in row.items()}, "n": int((g == name).sum())}
              for name, row in frame.by_group.iterrows()}

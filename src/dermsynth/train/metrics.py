@@ -50,13 +50,13 @@ def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict
         "auroc": auroc(y, probs),
         **degeneracy(y, yhat, classes),
     }
-    from dermsynth.train.group_metrics import calibration, headline, per_group
+    from dermsynth.train.group_metrics import calibration, macro_f1, operating_point, per_group
 
-    extra = headline(y, probs)
-    out["macro_f1"] = extra["macro_f1"]
+    out["macro_f1"] = macro_f1(y, yhat, len(classes))
     out["calibration"] = calibration(y, probs)
     if probs.shape[1] == 2:
-        out["sensitivity"], out["specificity"] = extra["sensitivity"], extra["specificity"]
+        point = operating_point(y, probs)
+        out["sensitivity"], out["specificity"] = point["sensitivity"], point["specificity"]
     if "skin_group" in pred.columns and pred["skin_group"].notna().any():
         out["fairness"] = per_group(y, probs, pred["skin_group"], classes)
         groups = pred["skin_group"].astype(object)

@@ -47,9 +47,7 @@ def decode_all(table: pd.DataFrame, size: int) -> tuple[np.ndarray, list[int], l
     failures (id, path, reason) of files that could not be read."""
     arrays, kept, failures = [], [], []
     for i, (img_id, path) in enumerate(zip(table["id"], table["path"], strict=True)):
-        try:
-            if not Path(path).exists():
-                raise ImageDecodeError(path, "file not found")
+        try:  # a missing, corrupt or odd file raises ImageDecodeError with its reason
             arrays.append(load_array(path, size))
             kept.append(i)
         except ImageDecodeError as exc:

@@ -50,6 +50,10 @@ class DataError(DermsynthError):
     """The data (files, tables, class counts) cannot support what was asked."""
 
 
+class StatisticsError(DermsynthError):
+    """A statistic cannot be computed from what was given (mismatched arms, too few seeds)."""
+
+
 # The CLI's exit codes (documented in the README's command reference).
 EXIT_OK = 0
 EXIT_AUDIT_FAILED = 1  # an audit (leakage, memorization) found a problem, or runs failed

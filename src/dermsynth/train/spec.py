@@ -11,11 +11,14 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dermsynth.data.splits import SplitFields, SplitSpec
 
 PAPER_EPOCHS = 30
+DEFAULT_FILTER_KEEP = 0.5
+# Fields added after run ids were in use: at these values they leave the id as it was.
+LATER_DEFAULTS = {"augment": None, "synthetic_filter": "none", "filter_keep": None, "filter_digest": None}
 
 
 class RunSpec(SplitFields):
@@ -35,6 +38,12 @@ class RunSpec(SplitFields):
     synthetic_methods: list[str] | None = None
     synthetic_classes: list[str] | None = None
     duplicate_classes: dict[str, int] = Field(default_factory=dict)
+    # Only the synthetic images a filter keeps (audits/synthetic_filter.py): the top ``filter_keep``
+    # of each reference's images by a real-only classifier's confidence, by similarity to the
+    # class's real images, or by distance from every real training image (novelty).
+    synthetic_filter: Literal["none", "confidence", "similarity", "novelty"] = "none"
+    filter_keep: float | None = Field(None, gt=0, le=1)
+    filter_digest: str | None = None  # pinned like synthetic_fingerprint: the filtered view's digest
     # Every real image repeated this many times: the steps-matched control of k synthetic per
     # real (repeat_real = k + 1 gives as many samples per epoch without new images).
     repeat_real: int = Field(1, ge=1)
@@ -52,6 +61,10 @@ class RunSpec(SplitFields):
     mode: Literal["finetune", "frozen", "linear-probe"] = "finetune"
     image_size: int = Field(64, ge=8)
     transforms: bool = False
+    # The augmentation arm (train/transforms.py): "none", "paper" (= transforms on) or a strong
+    # policy on top of the paper's transforms. None: as ``transforms`` says. Set, it decides and
+    # ``transforms`` follows it ("paper" ⇔ true), so old configs keep their run ids.
+    augment: Literal["none", "paper", "randaugment", "trivialaugment", "augmix", "mixup", "cutmix"] | None = None
     max_epochs: int = Field(PAPER_EPOCHS, ge=1)
     # Equal optimisation steps for every arm (overrides max_epochs and early stopping): separates
     # "more data" from "more steps" in comparisons with synthetic data.
@@ -87,13 +100,42 @@ class RunSpec(SplitFields):
     def _one_method(cls, v):
         return [v] if isinstance(v, str) else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _augment_and_filter(cls, data):
+        """``augment``, when set, decides ``transforms`` (every arm but "none" includes the paper's
+        transforms); a filter gets a fraction (default 0.5), no filter none — so equal settings
+        give equal run ids however they were written."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("augment") is not None:
+            data["transforms"] = data["augment"] != "none"
+        if data.get("synthetic_filter", "none") == "none":
+            data["filter_keep"] = None
+        elif data.get("filter_keep") is None:
+            data["filter_keep"] = DEFAULT_FILTER_KEEP
+        return data
+
     def split_spec(self) -> SplitSpec:
         return SplitSpec(**{k: getattr(self, k) for k in SplitSpec.model_fields})
 
+    def augmentation(self) -> str:
+        """The augmentation arm this run trains with ("paper" when only ``transforms`` is set)."""
+        return self.augment or ("paper" if self.transforms else "none")
+
     def run_id(self) -> str:
-        """Hash of the settings that change the result (not threads, device or cache)."""
+        """Hash of the settings that change the result (not threads, device or cache).
+
+        ``augment`` "none"/"paper" hash as ``transforms`` false/true did, and fields added later
+        are left out at their defaults: every run id from before them is unchanged."""
         skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers"}
         payload = {k: v for k, v in self.model_dump().items() if k not in skip}
+        if payload["augment"] in ("none", "paper"):
+            payload["augment"] = None
+        for k, default in LATER_DEFAULTS.items():
+            if payload[k] == default:
+                del payload[k]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -14,8 +14,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Synthetic data from diffusion models for medical image classifiers.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+           _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                         help="Print the version and exit.")) -> None:
     setup_logging(verbose)
 
 

@@ -12,34 +12,38 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from dermsynth.data.registry import DATASETS
-from dermsynth.data.splits import SplitSpec
 from dermsynth.errors import DermsynthError
-from dermsynth.generate.backends.registry import BACKENDS
-from dermsynth.generate.methods import METHODS
-from dermsynth.models.encoders import ENCODERS
+
+if TYPE_CHECKING:
+    from dermsynth.data.splits import SplitSpec
 
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
 
-# Choices come from the registries, so help texts and errors list exactly what exists.
-MethodName = Literal[METHODS]  # type: ignore[valid-type]
-BackendName = Literal[tuple(BACKENDS.names())]  # type: ignore[valid-type]
+# The registries' names, written out so that `--help` and `version` import neither torch nor
+# pandas (the registries live beside them); a test checks they equal the registries.
+DATASET_NAMES = ("demo", "fitzpatrick17k", "ddi", "folder")
+BACKEND_NAMES = ("builtin", "sd")
+METHOD_NAMES = ("text-to-image", "inpaint", "outpaint", "in-then-outpaint")
+ENCODER_NAMES = ("clip", "timm", "pixels")
 
-DatasetOpt = typer.Option("demo", "--dataset", help="The data set: " + DATASETS.help())
+MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
+BackendName = Literal[BACKEND_NAMES]  # type: ignore[valid-type]
+
+DatasetOpt = typer.Option("demo", "--dataset", help="The data set: " + " | ".join(DATASET_NAMES))
 RootOpt = typer.Option(None, "--root", help="Folder holding the data set's files.")
 ClassesOpt = typer.Option(None, "--classes", help="all | f17k9 | top-N | comma-separated list")
 NTestOpt = typer.Option(40, "--n-test", help="Test images per class (or per skin-type group).")
 NValOpt = typer.Option(40, "--n-val", help="Validation images per class.")
 SplitSeedOpt = typer.Option(0, "--split-seed", help="Seed of the test/validation split.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
-EncoderOpt = typer.Option("clip", "--encoder", help="KIND[:ARG], KIND one of " + ENCODERS.help()
+EncoderOpt = typer.Option("clip", "--encoder", help="KIND[:ARG], KIND one of " + " | ".join(ENCODER_NAMES)
                           + " (clip:PATH_OR_ID, timm:NAME, pixels:SIZE)")
 ResultsOpt = typer.Option(None, "--results", help="An experiment's output folder: results go to "
                           "RESULTS/analysis/<kind>, where `dermsynth report` finds them.")
@@ -47,6 +51,8 @@ ResultsOpt = typer.Option(None, "--results", help="An experiment's output folder
 
 def split_spec(dataset: str, root: Path | None, classes: str | None, n_test: int, n_val: int,
                split_seed: int) -> SplitSpec:
+    from dermsynth.data.splits import SplitSpec
+
     return SplitSpec(dataset=dataset, root=str(root) if root else None, classes=classes, n_test=n_test,
                      n_val=n_val, split_seed=split_seed)
 

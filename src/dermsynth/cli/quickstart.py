@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from dermsynth.analysis.report import build_report
 from dermsynth.cli.common import JsonOpt, emit, handles_errors
-from dermsynth.experiments.presets import preset_path
-from dermsynth.experiments.runner import run_experiment
-from dermsynth.experiments.spec import ExperimentSpec, load_experiment
+
+if TYPE_CHECKING:
+    from dermsynth.experiments.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | None = None,
                    workers: int | None = None, progress: bool = True) -> dict:
     """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings."""
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.presets import preset_path
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import load_experiment
+
     out = Path(out)
     spec = spec or load_experiment(preset_path("quickstart"))
     spec = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}})
@@ -43,6 +48,8 @@ def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the 
                config: Path | None = typer.Option(None, help="Another experiment config to run the same way."),
                as_json: bool = JsonOpt):
     """A whole small study on the demo data, offline, on a CPU, ending with a report (OUT/report.html)."""
+    from dermsynth.experiments.spec import load_experiment
+
     res = run_quickstart(out, load_experiment(config) if config else None, workers, progress=not as_json)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
                        f"{res['experiment_seconds']:.0f} s; report: {res['report']}")

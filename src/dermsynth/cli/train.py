@@ -7,7 +7,6 @@ from typing import Literal
 
 import tomllib
 import typer
-from pydantic import ValidationError
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors
 from dermsynth.errors import ConfigError
@@ -23,6 +22,8 @@ def train(config: Path | None = typer.Option(None, help="TOML with RunSpec field
           synthetic_store: str | None = None, synthetic_per_real: int | None = None,
           precision: Literal["fp32", "bf16"] | None = None, as_json: bool = JsonOpt):
     """Train and evaluate one classifier."""
+    from pydantic import ValidationError
+
     from dermsynth.experiments.spec import explain_validation
     from dermsynth.train.run import run_training
     from dermsynth.train.spec import RunSpec

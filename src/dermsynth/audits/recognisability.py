@@ -62,17 +62,23 @@ class RealOnlyClassifier:
     real_row: dict
 
 
-def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False) -> RealOnlyClassifier:
-    """``spec``'s backbone and training settings, trained on the whole real training pool with
-    early stopping on the validation split, scored on the real test images."""
+def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False, pool: pd.DataFrame | None = None,
+                         score_test: bool = True) -> RealOnlyClassifier:
+    """``spec``'s backbone and training settings, trained on the whole real training pool (or the
+    ``pool`` rows given) with early stopping on the validation split, scored on the real test
+    images — unless ``score_test`` is false: then no test image is even read (a filter's
+    classifier)."""
     classes = sorted(split.table["label"].unique())
     torch.manual_seed(spec.seed)
-    (tx, ty), (vx, vy), (sx, sy) = (_xy(t, classes, spec) for t in (split.pool, split.val, split.test))
+    (tx, ty), (vx, vy) = (_xy(t, classes, spec) for t in (split.pool if pool is None else pool, split.val))
     model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
     device = device_for(spec)
     model.to(device)
     spec = resolve_precision(spec, model, len(classes), device)[0]
     fit(model, tx, ty, vx, vy, spec, device, progress)
+    if not score_test:
+        return RealOnlyClassifier(model, spec, device, classes, {})
+    sx, sy = _xy(split.test, classes, spec)
     # Chance is the majority-class rate of the images scored: on an imbalanced set (DDI: 92 %
     # benign) a classifier that always says "benign" beats 1/K without recognising anything.
     real_pred = predict(model, sx, spec, device).argmax(1)

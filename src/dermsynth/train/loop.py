@@ -21,7 +21,7 @@ from dermsynth.errors import DermsynthError
 from dermsynth.registry import Registry
 from dermsynth.train.image_source import batches
 from dermsynth.train.spec import RunSpec, auto_batch_size
-from dermsynth.train.transforms import AugConfig, augment
+from dermsynth.train.transforms import AugConfig, Augmentation, augment
 
 
 class TrainingDiverged(DermsynthError):
@@ -48,7 +48,8 @@ def normalizer(model: nn.Module, device):
 
 
 def to_input(xb: torch.Tensor, norm, channels_last: bool, aug: AugConfig | None, gen) -> torch.Tensor:
-    x = xb.float().div_(255.0)
+    """uint8 images (or floats in [0, 1], already augmented) → normalised model input."""
+    x = xb.float().div_(255.0) if xb.dtype == torch.uint8 else xb
     if aug is not None:
         x = augment(x, aug, gen)
     x = norm(x)
@@ -106,7 +107,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         val_y: torch.Tensor, spec: RunSpec, device, progress: bool = True) -> FitResult:
     """Train until ``max_epochs`` or early stopping; the best epoch's weights are restored."""
     gen = torch.Generator().manual_seed(spec.seed)
-    aug = AugConfig() if spec.transforms else None
+    # the augmentation arm: none, the paper's transforms, or those plus a strong policy
+    augmentation = Augmentation(spec.augmentation(), getattr(model, "num_classes", 0) or int(train_y.max()) + 1)
     bs = spec.batch_size if spec.batch_size != "auto" else auto_batch_size(len(train_x))
     bs = min(bs, len(train_x))
     steps_per_epoch = max(1, len(train_x) // bs)
@@ -132,8 +134,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
                    leave=False, disable=not progress)
         te = time.perf_counter()
         for step, (idx, raw) in enumerate(bar):
-            xb = to_input(raw.to(device), norm, spec.channels_last, aug, gen)
-            yb = train_y[idx].to(device)
+            xb, yb = augmentation(raw.to(device), train_y[idx].to(device), gen)  # yb: soft for MixUp/CutMix
+            xb = to_input(xb, norm, spec.channels_last, None, None)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
                 loss = F.cross_entropy(model(xb), yb, weight=class_weight)
             if not torch.isfinite(loss):

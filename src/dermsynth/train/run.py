@@ -24,6 +24,7 @@ from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
 from dermsynth.train.spec import RunSpec
+from dermsynth.train.transforms import augmentation_record
 
 
 def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunSpec:
@@ -40,9 +41,14 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
             digests[key] = compute()
         return digests[key]
 
-    pinned = {"data_digest": cached(("split", id(split)), split.digest), "synthetic_fingerprint": None}
+    pinned = {"data_digest": cached(("split", id(split)), split.digest), "synthetic_fingerprint": None,
+              "filter_digest": None}
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
         pinned["synthetic_fingerprint"] = cached(spec.synthetic_store, lambda: store_digest(spec.synthetic_store))
+        if spec.synthetic_filter != "none":  # the filtered view, once the filter stage made it
+            from dermsynth.audits.synthetic_filter import view_digest
+
+            pinned["filter_digest"] = view_digest(spec.synthetic_store, spec.synthetic_filter, spec.filter_keep)
     for field, value in pinned.items():
         old = getattr(spec, field)
         if old is not None and old != value:
@@ -62,6 +68,10 @@ def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = 
             raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by `dermsynth generate`)")
         manifest = read_manifest(spec.synthetic_store) if manifest is None else manifest
         targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
+        if spec.synthetic_filter != "none":
+            from dermsynth.audits.synthetic_filter import filtered_manifest
+
+            manifest = filtered_manifest(manifest, spec, targets)
         mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)
         rest = real[~real["id"].isin(targets["id"])].assign(synthetic=False, ref_id=lambda d: d["id"])
         train = pd.concat([mixed, rest], ignore_index=True)
@@ -170,6 +180,7 @@ def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd
         "metrics": summarize(pred, probs, classes), "fit": fit, "wall_seconds": wall_seconds,
         "predictions": prediction_lists(pred, probs),
         "environment": environment(device), "precision": precision, "backbone_weights": weights,
+        "augmentation": augmentation_record(spec.augmentation()),
     }
 
 
@@ -197,10 +208,11 @@ def environment(device) -> dict:
     import timm
 
     from dermsynth import __version__
+    from dermsynth.lockfile import lock_info
 
     return {"dermsynth": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "diffusers": diffusers.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "device": str(device), "threads": torch.get_num_threads()}
+            "device": str(device), "threads": torch.get_num_threads(), "lock": lock_info()}
 
 
 def write_record(record: dict, path: Path) -> Path:

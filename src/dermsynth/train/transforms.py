@@ -86,3 +86,80 @@ def apply_aug(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def augment(x: torch.Tensor, cfg: AugConfig, gen: torch.Generator) -> torch.Tensor:
     return apply_aug(x, sample_params(x.shape[0], cfg, gen))
+
+
+# --- Augmentation arms: the study factor ``augment`` -------------------------------------------
+#
+# Why: "would strong augmentation have done as well as synthetic data?" needs the usual strong
+# policies as arms of the same grid. Each strong arm is the paper's transforms plus one policy
+# from torchvision's v2 transforms at its published default magnitude, so "none" ⊂ "paper" ⊂
+# "paper + policy" and a strong arm differs from "paper" by that policy alone.
+
+AUGMENTATIONS = ("none", "paper", "randaugment", "trivialaugment", "augmix", "mixup", "cutmix")
+
+# The magnitudes used, recorded in every run's record. RandAugment: N = 2 ops at M = 9 of 31 bins
+# (Cubuk et al. 2020, torchvision's defaults); TrivialAugmentWide: one op, magnitude uniform over
+# 31 bins (Müller & Hutter 2021); AugMix: severity 3, width 3, random depth, Dirichlet/Beta α = 1
+# (Hendrycks et al. 2020); MixUp α = 0.2 (Zhang et al. 2018 on ImageNet; torchvision's reference
+# recipe); CutMix α = 1 (Yun et al. 2019). MixUp and CutMix mix every batch (targets become soft).
+POLICY_SETTINGS = {
+    "randaugment": {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31},
+    "trivialaugment": {"num_magnitude_bins": 31},
+    "augmix": {"severity": 3, "mixture_width": 3, "chain_depth": -1, "alpha": 1.0, "all_ops": True},
+    "mixup": {"alpha": 0.2},
+    "cutmix": {"alpha": 1.0},
+}
+PER_IMAGE = {"randaugment": "RandAugment", "trivialaugment": "TrivialAugmentWide", "augmix": "AugMix"}
+PER_BATCH = {"mixup": "MixUp", "cutmix": "CutMix"}
+
+
+def augmentation_record(name: str) -> dict:
+    """What an arm does, for the run's record: the paper's transforms' settings and the policy's."""
+    from dataclasses import asdict
+
+    import torchvision
+
+    out: dict = {"name": name, "paper_transforms": asdict(AugConfig()) if name != "none" else None}
+    if name in POLICY_SETTINGS:
+        cls = PER_IMAGE.get(name) or PER_BATCH[name]
+        out["policy"] = {"implementation": f"torchvision.transforms.v2.{cls} (torchvision {torchvision.__version__})",
+                         "applied": "per image, on uint8, before the paper's transforms" if name in PER_IMAGE
+                         else "per batch, after the paper's transforms (soft targets)",
+                         **POLICY_SETTINGS[name]}
+    return out
+
+
+class Augmentation:
+    """One training batch's augmentation: uint8 (B, 3, H, W) + labels → float [0, 1] + targets.
+
+    Targets are class indices, or class probabilities for MixUp/CutMix. Every random draw
+    comes from ``gen``: torchvision's policies draw from torch's global generator, so each
+    batch runs them under a forked generator seeded from ``gen`` — reproducible per seed,
+    and the caller's random state is left as it was.
+    """
+
+    def __init__(self, name: str, num_classes: int) -> None:
+        if name not in AUGMENTATIONS:
+            raise ValueError(f"augment={name!r}; choose one of {', '.join(AUGMENTATIONS)}")
+        from torchvision.transforms import v2
+
+        self.name = name
+        self.paper = AugConfig() if name != "none" else None
+        settings = POLICY_SETTINGS.get(name, {})
+        self.policy = getattr(v2, PER_IMAGE[name])(**settings) if name in PER_IMAGE else None
+        self.mix = getattr(v2, PER_BATCH[name])(num_classes=num_classes, **settings) if name in PER_BATCH else None
+
+    def __call__(self, raw: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen)) if (self.policy or self.mix) else 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.policy is not None:
+                device = raw.device
+                raw = torch.stack([self.policy(img) for img in raw.cpu()]).to(device)
+            x = raw.float().div_(255.0)
+            if self.paper is not None:
+                x = augment(x, self.paper, gen)
+            if self.mix is not None:
+                x, y = self.mix(x, y)
+        return x, y

@@ -1,0 +1,205 @@
+"""Filtering a synthetic store: which of its images a run may draw from.
+
+Why: a filtered synthetic set may help where the whole set does not (ALIA keeps only the
+images a real-data classifier finds confidently of their class). Three scores per synthetic
+image, all from models that learnt from the real images the store's generator learnt from
+(training pool only — no validation or test image is scored, and no test image is read):
+
+- ``confidence``: a real-only classifier's probability of the image's intended class (ALIA);
+- ``similarity``: cosine similarity, in that classifier's feature space, to the centroid of
+  the class's real training images;
+- ``novelty``: distance to the nearest real training image, in the classifier's feature
+  space and in pixel space (the memorization audit's spaces), each divided by the audit's
+  copy threshold (the 1 % quantile of real-to-real nearest distances) and the smaller kept:
+  below 1 the memorization audit would flag the image as a copy.
+
+Images are ranked among the images of their own reference and method, and the top
+``keep`` fraction (rounded up) is kept: the paper's protocol adds k synthetic images per real
+image, so every reference keeps the same share. A view is ids only (``STORE/views/…``); no
+image is copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermsynth import io
+from dermsynth.audits.memorization import calibrate, nearest
+from dermsynth.audits.recognisability import RealOnlyClassifier, real_only_classifier
+from dermsynth.data.cache import cache_images, embed_table
+from dermsynth.data.splits import Split
+from dermsynth.data.synthetic_store import read_manifest, read_training_ids, store_digest
+from dermsynth.errors import ConfigError, DataError
+from dermsynth.models.encoders import pixel_encoder
+from dermsynth.train.loop import normalizer, predict, to_input
+from dermsynth.train.run import images_tensor
+from dermsynth.train.spec import RunSpec
+
+FILTERS = ("confidence", "similarity", "novelty")
+SCORES_FILE = "scores.parquet"
+
+
+def check_filter(name: str) -> None:
+    if name != "none" and name not in FILTERS:
+        raise ConfigError(f"synthetic_filter={name!r}; choose one of none, {', '.join(FILTERS)}")
+
+
+def views_dir(store: str | Path) -> Path:
+    return Path(store) / "views"
+
+
+def view_path(store: str | Path, name: str, keep: float) -> Path:
+    return views_dir(store) / f"{name}-keep{keep:g}.json"
+
+
+def filter_pool(split: Split, store: str | Path) -> pd.DataFrame:
+    """The real images the filter learns from: the generator's (training pool only), else the pool."""
+    learnt = read_training_ids(store)
+    pool = split.pool
+    mine = pool[pool["id"].astype(str).isin(learnt)] if learnt else pool
+    return (mine if len(mine) else pool).reset_index(drop=True)
+
+
+@torch.no_grad()
+def features(model: torch.nn.Module, x: torch.Tensor, spec: RunSpec, device, batch: int = 256) -> np.ndarray:
+    """L2-normalised penultimate features (timm's pre-logits) of uint8 images (N, 3, H, W)."""
+    model.eval()
+    norm = normalizer(model, device)
+    out = []
+    for i in range(0, len(x), batch):
+        xb = to_input(x[i:i + batch].to(device), norm, spec.channels_last, None, None)
+        f = model.forward_head(model.forward_features(xb), pre_logits=True).float().flatten(1).cpu().numpy()
+        out.append(f)
+    emb = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest_chunked(query: np.ndarray, base: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    return np.concatenate([nearest(query[i:i + chunk], base)[1] for i in range(0, len(query), chunk)]
+                          or [np.zeros(0)])
+
+
+def score_store(split: Split, store: str | Path, spec: RunSpec, progress: bool = False,
+                classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
+    """Every synthetic image of ``store`` with its three scores (higher = kept first)."""
+    man = read_manifest(store)
+    if man.empty:
+        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    classes = sorted(split.table["label"].unique())
+    unknown = sorted(set(man["label"]) - set(classes))
+    if unknown:
+        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
+    real = filter_pool(split, store)
+    clf = classifier or real_only_classifier(split, spec, progress, pool=real, score_test=False)
+    syn = man.assign(id=man["synth_id"]).reset_index(drop=True)
+    cache = Path(spec.cache_dir) / "images"
+    sx = images_tensor(cache_images(syn, spec.image_size, cache, progress=False), syn["id"])
+    rx = images_tensor(cache_images(real, spec.image_size, cache, progress=False), real["id"])
+    probs = predict(clf.model, sx, clf.spec, clf.device)
+    target = np.array([clf.classes.index(c) for c in syn["label"]])
+    sf, rf = (features(clf.model, x, clf.spec, clf.device) for x in (sx, rx))
+    centroids = {c: rf[(real["label"] == c).to_numpy()].mean(0) for c in classes if (real["label"] == c).any()}
+    centroids = {c: v / max(np.linalg.norm(v), 1e-12) for c, v in centroids.items()}
+    similarity = np.array([float(f @ centroids[c]) if c in centroids else -1.0 for f, c in zip(sf, syn["label"],
+                                                                                             strict=True)])
+    pix = pixel_encoder(16)
+    sp, rp = embed_table(syn, pix, spec.cache_dir), embed_table(real, pix, spec.cache_dir)
+    novelty = np.minimum(_nearest_chunked(sf, rf) / max(calibrate(rf), 1e-9),
+                         _nearest_chunked(sp, rp) / max(calibrate(rp), 1e-9))
+    return pd.DataFrame({"synth_id": syn["synth_id"].astype(str), "ref_id": syn["ref_id"].astype(str),
+                         "label": syn["label"].astype(str), "method": syn["method"].astype(str),
+                         "confidence": probs[np.arange(len(syn)), target], "similarity": similarity,
+                         "novelty": novelty})
+
+
+def select(scores: pd.DataFrame, name: str, keep: float) -> pd.DataFrame:
+    """The top ``keep`` of each (reference, method)'s images by ``name``'s score (ties: by id)."""
+    check_filter(name)
+    ranked = scores.sort_values([name, "synth_id"], ascending=[False, True], kind="mergesort")
+    rank = ranked.groupby(["ref_id", "method"], sort=False).cumcount()
+    size = ranked.groupby(["ref_id", "method"], sort=False)["synth_id"].transform("size")
+    quota = np.ceil(keep * size - 1e-9).clip(lower=1)
+    return ranked[rank < quota].sort_values("synth_id").reset_index(drop=True)
+
+
+def kept_counts(scores: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
+    """Images available and kept per class and method."""
+    avail = scores.groupby(["label", "method"]).size().rename("available")
+    have = kept.groupby(["label", "method"]).size().rename("kept")
+    out = pd.concat([avail, have], axis=1).fillna(0).astype(int).reset_index()
+    out["kept_share"] = out["kept"] / out["available"].clip(lower=1)
+    return out
+
+
+def write_view(store: str | Path, name: str, keep: float, scores: pd.DataFrame, cache_key: str) -> Path:
+    """The filtered view: kept ids, their digest and the counts per class and method."""
+    kept = select(scores, name, keep)
+    ids = sorted(kept["synth_id"])
+    digest = hashlib.sha256(f"{name}:{keep:g}\n".encode() + "\n".join(ids).encode()).hexdigest()[:16]
+    return io.write_json(view_path(store, name, keep), {
+        "filter": name, "keep": keep, "digest": digest, "cache_key": cache_key, "store_digest": store_digest(store),
+        "counts": kept_counts(scores, kept).to_dict(orient="records"), "kept_ids": ids})
+
+
+@dataclass
+class View:
+    name: str
+    keep: float
+    digest: str
+    store_digest: str
+    ids: set[str]
+
+
+def read_view(store: str | Path, name: str, keep: float) -> View:
+    path = view_path(store, name, keep)
+    if not path.exists():
+        raise DataError(f"no filtered view {path}: synthetic_filter={name!r} with filter_keep={keep:g} is made by "
+                        "an experiment's filter stage (`dermsynth experiment run`); run the experiment")
+    v = io.read_json(path)
+    return View(v["filter"], v["keep"], v["digest"], v["store_digest"], set(v["kept_ids"]))
+
+
+def view_digest(store: str | Path, name: str, keep: float) -> str | None:
+    path = view_path(store, name, keep)
+    return io.read_json(path)["digest"] if path.exists() else None
+
+
+def filtered_manifest(manifest: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> pd.DataFrame:
+    """``manifest`` restricted to the run's view, after checking that every class and method keeps
+    enough images for ``synthetic_per_real`` per reference of ``real`` (the run's references)."""
+    view = read_view(spec.synthetic_store, spec.synthetic_filter, spec.filter_keep)
+    current = store_digest(spec.synthetic_store)
+    if view.store_digest != current:
+        raise DataError(f"the filtered view {view_path(spec.synthetic_store, view.name, view.keep)} was made from "
+                        f"another state of the store ({view.store_digest}, now {current}); run the experiment "
+                        "again to refilter")
+    out = manifest[manifest["synth_id"].astype(str).isin(view.ids)]
+    check_enough(out, manifest, spec, real)
+    return out
+
+
+def check_enough(kept: pd.DataFrame, available: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> None:
+    """Raise when some class and method keeps fewer images than the run needs (k per reference)."""
+    k = spec.synthetic_per_real
+    methods = spec.synthetic_methods or sorted(available["method"].unique())
+    for (label, refs) in real.groupby("label", sort=True):
+        ref_ids = set(refs["id"].astype(str))
+        mine = kept[kept["ref_id"].astype(str).isin(ref_ids) & kept["method"].isin(methods)]
+        per_ref = mine.groupby("ref_id").size().reindex(sorted(ref_ids), fill_value=0)
+        if (per_ref >= k).all():
+            continue
+        short = per_ref[per_ref < k]
+        have = len(mine)
+        total = int((available["ref_id"].astype(str).isin(ref_ids) & available["method"].isin(methods)).sum())
+        named = f"method {methods[0]!r}" if len(methods) == 1 else f"methods {list(methods)}"
+        raise DataError(
+            f"synthetic_filter={spec.synthetic_filter!r} with filter_keep={spec.filter_keep:g} keeps {have} of {total} "
+            f"synthetic images of class {label!r}, {named}, for this run's {len(ref_ids)} references ({len(short)} "
+            f"keep fewer than {k}); synthetic_per_real={k} needs {k * len(ref_ids)} ({k} per reference): raise "
+            "filter_keep, lower synthetic_per_real or generate more per image")

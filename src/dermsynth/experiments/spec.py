@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dermsynth.errors import ConfigError
 from dermsynth.generate.methods import METHODS
+from dermsynth.tracking.spec import TrackingSpec
 from dermsynth.train.spec import RunSpec
 
 FinetuneMode = Literal["none", "all", "per-class"]
@@ -124,12 +125,15 @@ class ExperimentSpec(BaseModel):
     audit_leakage: bool = True
     # Score the synthetic store with a classifier trained on real images only (needs a generator).
     recognisability: bool = True
+    # Log the runs to MLflow (dermsynth.tracking); not part of the digest: it changes no result.
+    tracking: TrackingSpec | None = None
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        payload = self.model_dump(exclude={"tracking"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_experiment(path: str | Path) -> ExperimentSpec:
@@ -200,6 +204,7 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
         if fields.get("synthetic_per_real", 0) == 0:
             fields["synthetic_methods"] = None
             fields["generator_finetune"] = None
+            fields["synthetic_filter"] = "none"  # a real-only cell is one baseline for every filter
         try:
             run = RunSpec(**fields)
         except ValidationError as exc:
@@ -211,7 +216,8 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
     if spec.steps_matched_control:
         for run in [r for r in out if r.synthetic_per_real > 0]:
             ctrl = run.model_copy(update={"synthetic_per_real": 0, "repeat_real": run.synthetic_per_real + 1,
-                                          "synthetic_methods": None, "generator_finetune": None})
+                                          "synthetic_methods": None, "generator_finetune": None,
+                                          "synthetic_filter": "none", "filter_keep": None})
             if ctrl.run_id() not in seen:
                 seen.add(ctrl.run_id())
                 out.append(ctrl)

@@ -20,6 +20,7 @@ from dermsynth.data.leakage import assert_clean, audit_store
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.executors import EXECUTORS, run_cells
+from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
@@ -71,7 +72,8 @@ def record_claim(spec: ExperimentSpec, out: Path) -> None:
 
 def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Task]:
     """Everything before the classifier cells as tasks: fine-tunes, generation per class, the
-    recognisability check of each store and the leakage audit, each after what it needs."""
+    recognisability check and the synthetic filter of each store and the leakage audit, each
+    after what it needs."""
     tasks, stores = synthetic_tasks(spec, runs, out)
     if spec.recognisability and spec.generator is not None:
         for i, (store, deps) in enumerate(sorted(stores.items())):
@@ -80,6 +82,7 @@ def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Ta
             mine = [r.model_dump_json() for r in runs if r.synthetic_store == store]
             tasks.append(Task(f"recognisability/{i}", "recognisability", task_recognisability,
                               {"runs": mine, "store": store, "folder": str(folder)}, deps=deps, gpus=1))
+    tasks += filter_tasks(spec, runs, stores)
     if spec.audit_leakage:
         tasks.append(Task("audit", "audit", task_audit, {"runs": [r.model_dump_json() for r in runs]},
                           deps=[t.name for t in tasks]))

@@ -1,0 +1,121 @@
+"""The filter stage: score each synthetic store once, write one id-only view per filter setting.
+
+A task per store (after that store's generation), so the classifier that scores it is trained
+once however many settings the grid sweeps; scores and views are cached by the digests of the
+store, the split and the classifier's settings, so a re-run (or a run resumed after a crash)
+reuses them. Before any cell trains, every cell with a filter is checked against its view:
+a class and method that keep fewer images than the cell needs stop the experiment here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+from dermsynth import io
+from dermsynth.audits.synthetic_filter import (
+    SCORES_FILE,
+    check_enough,
+    filter_pool,
+    read_view,
+    score_store,
+    view_path,
+    views_dir,
+    write_view,
+)
+from dermsynth.data.splits import load_split, load_splits
+from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
+from dermsynth.errors import ConfigError
+from dermsynth.experiments.graph import Task
+from dermsynth.experiments.spec import ExperimentSpec
+from dermsynth.train.run import real_subset
+from dermsynth.train.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+
+def filtered_runs(runs: list[RunSpec]) -> list[RunSpec]:
+    return [r for r in runs if r.synthetic_per_real > 0 and r.synthetic_filter != "none"]
+
+
+def classifier_spec(run: RunSpec) -> RunSpec:
+    """The filter's classifier: the cell's backbone and training settings, on the real images the
+    generator learnt from, with the paper's transforms (not the cell's augmentation arm)."""
+    return run.model_copy(update={
+        "synthetic_per_real": 0, "synthetic_methods": None, "synthetic_classes": None, "use_all_pool": True,
+        "seed": 0, "class_n_real": {}, "duplicate_classes": {}, "repeat_real": 1, "augment": None,
+        "transforms": True, "synthetic_fingerprint": None, "data_digest": None, "synthetic_filter": "none",
+        "filter_keep": None, "filter_digest": None, "generator_finetune": None})
+
+
+def check_quotas(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
+    """Before anything runs: a filter keeping fewer than k of a reference's images is an error."""
+    if spec.generator is None:
+        return
+    per_image = spec.generator.per_image
+    for r in filtered_runs(runs):
+        methods = r.synthetic_methods or spec.generator.methods
+        kept = math.ceil(r.filter_keep * per_image - 1e-9)
+        if kept * len(methods) < r.synthetic_per_real:
+            raise ConfigError(
+                f"synthetic_filter={r.synthetic_filter!r} with filter_keep={r.filter_keep:g} keeps {kept} of the "
+                f"generator's per_image={per_image} images per reference and method ({', '.join(methods)}), but "
+                f"synthetic_per_real={r.synthetic_per_real} needs {r.synthetic_per_real} per reference: raise "
+                f"filter_keep to ≥ {r.synthetic_per_real / (per_image * len(methods)):.2g} or generator.per_image")
+
+
+def filter_tasks(spec: ExperimentSpec, runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task]:
+    """One filter task per store that a filtered cell draws from, after that store's generation."""
+    check_quotas(spec, runs)
+    mine: dict[str, list[RunSpec]] = {}
+    for r in filtered_runs(runs):
+        mine.setdefault(str(r.synthetic_store), []).append(r)
+    return [Task(f"filter/{i}", "filter", task_filter, {"store": store, "runs": [r.model_dump_json() for r in rs]},
+                 deps=list(stores.get(store, [])), gpus=1)
+            for i, (store, rs) in enumerate(sorted(mine.items()))]
+
+
+def task_filter(payload: dict, *_) -> list[str]:
+    runs = [RunSpec.model_validate_json(r) for r in payload["runs"]]
+    return [str(p) for p in filter_stage(runs, payload["store"], progress=False)]
+
+
+def filter_stage(runs: list[RunSpec], store: str | Path, progress: bool = False) -> list[Path]:
+    """Score ``store`` (cached), write the view of every (filter, keep) the runs use (cached) and
+    check each run against its view. Returns the views' paths."""
+    runs = filtered_runs(runs)
+    if not runs or not is_store(store):
+        return []
+    clf_spec = classifier_spec(runs[0])
+    split = load_split(clf_spec.split_spec())
+    learnt = filter_pool(split, store)
+    ids = hashlib.sha256("\n".join(sorted(learnt["id"].astype(str))).encode()).hexdigest()[:16]
+    key = f"{store_digest(store)}:{split.digest()}:{clf_spec.run_id()}:{ids}"
+    meta, scores_path = views_dir(store) / "scores.json", views_dir(store) / SCORES_FILE
+    if meta.exists() and scores_path.exists() and io.read_json(meta).get("cache_key") == key:
+        import pandas as pd
+
+        scores = pd.read_parquet(scores_path)
+    else:
+        log.info("filter: scoring %s with a classifier trained on %d real training images", store, len(learnt))
+        scores = score_store(split, store, clf_spec, progress)
+        io.write_parquet(scores_path, scores)
+        io.write_json(meta, {"cache_key": key, "n_real": int(len(learnt)), "backbone": clf_spec.backbone,
+                             "image_size": clf_spec.image_size, "n_synthetic": int(len(scores))})
+    paths = []
+    for name, keep in sorted({(r.synthetic_filter, r.filter_keep) for r in runs}):
+        path = view_path(store, name, keep)
+        if not (path.exists() and io.read_json(path).get("cache_key") == key):
+            write_view(store, name, keep, scores, key)
+        paths.append(path)
+    manifest = read_manifest(store)
+    splits = load_splits(r.split_spec() for r in runs)
+    for r in runs:
+        view = read_view(store, r.synthetic_filter, r.filter_keep)
+        real = real_subset(r, splits[r.split_spec()])
+        if r.synthetic_classes is not None:
+            real = real[real["label"].isin(r.synthetic_classes)]
+        check_enough(manifest[manifest["synth_id"].astype(str).isin(view.ids)], manifest, r, real)
+    return paths

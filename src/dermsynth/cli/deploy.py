@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dermsynth.cli import common as c
+from dermsynth.cli.track import TrackOpt, track_folder
 from dermsynth.errors import ConfigError
 
 
@@ -32,7 +33,7 @@ def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.js
              ids: Path | None = typer.Option(None, help="Only these image ids of the data set (one per line or "
                                                         "an id column)."),
              name: str | None = typer.Option(None, help="Name of this evaluation (default: the root's folder)."),
-             as_json: bool = c.JsonOpt):
+             track: str | None = TrackOpt, as_json: bool = c.JsonOpt):
     """Apply a run, a grid cell or a whole experiment to another data set (external validation)."""
     from dermsynth.experiments.external import evaluate_runs
 
@@ -43,6 +44,8 @@ def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.js
              f"{100 * r['external_accuracy']:.1f} % (n = {r['external_n']})" for r in res["runs"]]
     left = f"; left out: {res['excluded_labels']}" if res["excluded_labels"] else ""
     c.emit(res, as_json, "\n".join(lines) + f"\nrecords in {res['folder']}{left}; `dermsynth report` adds a section")
+    # the study's folder: its external records are logged beside its runs (each once)
+    track_folder(Path(res["folder"]).parent.parent, track, quiet=as_json)
 
 
 @c.handles_errors

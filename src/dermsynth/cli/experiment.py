@@ -8,6 +8,7 @@ from typing import Literal
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors, say
+from dermsynth.cli.track import TrackOpt, track_folder
 from dermsynth.errors import EXIT_AUDIT_FAILED
 
 app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
@@ -27,7 +28,7 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                    rehearse: bool = typer.Option(False, help="Run the config's CPU rehearsal (stand-in data, models "
                                                  "and sizes; every stage, axis, statistic and report section) and "
                                                  "write its report."),
-                   as_json: bool = JsonOpt):
+                   track: str | None = TrackOpt, as_json: bool = JsonOpt):
     """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
     from dermsynth.analysis.report import build_report
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
@@ -44,6 +45,7 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
         res["report"] = str(build_report(folder))
     emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed"
                        + (f"; report {res['report']}" if rehearse else ""))
+    res["tracking"] = track_folder(folder, track, spec.tracking, quiet=as_json)
     if res["failed"]:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 
@@ -101,6 +103,26 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
         f"{table.attrs['class_sizes']})\n" + table.drop(columns=["work"]).to_string(index=False)
         + f"\ntotal ≈ {total:.1f} device-hours" + ("" if table["device_hours"].notna().all() else
                                                    " (stages without a known rate left out)")))
+
+
+@app.command("track")
+@handles_errors
+def experiment_track(out: Path = typer.Argument(..., help="The experiment's results folder (with runs/)."),
+                     to: str = typer.Option("local", "--to", metavar="URI", help="MLflow tracking URI: `local` = "
+                                            "sqlite:///OUT/mlflow.db, sqlite:///PATH.db or http://HOST:PORT."),
+                     experiment: str | None = typer.Option(None, help="MLflow experiment (default: the config's "
+                                                          "name)."),
+                     checkpoints: bool = typer.Option(True, help="Log the saved weights as artifacts."),
+                     as_json: bool = JsonOpt):
+    """Log a study that has already run to MLflow: its runs (once each), external evaluations and report."""
+    from dermsynth.errors import DataError
+    from dermsynth.tracking.mlflow_store import summary_line, track_study
+    from dermsynth.tracking.spec import TrackingSpec
+
+    if not (out / "runs").is_dir():
+        raise DataError(f"{out} has no runs/ folder: give the results folder of `dermsynth experiment run`")
+    res = track_study(out, TrackingSpec(uri=to, experiment=experiment, checkpoints=checkpoints), strict=True)
+    emit(res, as_json, summary_line(res))
 
 
 @app.command("triage")

@@ -9,6 +9,7 @@ import tomllib
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors
+from dermsynth.cli.track import TrackOpt
 from dermsynth.errors import ConfigError
 
 
@@ -20,7 +21,7 @@ def train(config: Path | None = typer.Option(None, help="TOML with RunSpec field
           max_epochs: int | None = None, transforms: bool | None = None,
           mode: Literal["finetune", "frozen", "linear-probe"] | None = None,
           synthetic_store: str | None = None, synthetic_per_real: int | None = None,
-          precision: Literal["fp32", "bf16"] | None = None, as_json: bool = JsonOpt):
+          precision: Literal["fp32", "bf16"] | None = None, track: str | None = TrackOpt, as_json: bool = JsonOpt):
     """Train and evaluate one classifier."""
     from pydantic import ValidationError
 
@@ -45,5 +46,11 @@ def train(config: Path | None = typer.Option(None, help="TOML with RunSpec field
     summary = {"run_id": rec["run_id"], "record": str(out / f"{rec['run_id']}.json"),
                **{k: m[k] for k in ("accuracy", "balanced_accuracy", "top3_accuracy", "n_test")},
                "epochs_run": rec["fit"]["epochs_run"]}
+    tracked = ""
+    if track:
+        from dermsynth.tracking.mlflow_store import summary_line, track_records
+
+        summary["tracking"] = track_records([rec], out, track)
+        tracked = "\n" + summary_line(summary["tracking"])
     emit(summary, as_json, f"accuracy {100 * m['accuracy']:.1f} % (balanced {100 * m['balanced_accuracy']:.1f} %), "
-                           f"{rec['fit']['epochs_run']} epochs → {summary['record']}")
+                           f"{rec['fit']['epochs_run']} epochs → {summary['record']}{tracked}")

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dermsynth import io
+from dermsynth.errors import DataError
 from dermsynth.experiments.external import external_folders_of
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.tracking.records import cell_fields, flatten, metrics_of, params_of, run_name, tags_of
@@ -50,12 +51,14 @@ class Entry:
     folder: Path  # where the run's weights/ folder is (the records' folder)
 
 
-def track_study(out: str | Path, tracking: TrackingSpec | None = None, uri: str | None = None) -> dict:
+def track_study(out: str | Path, tracking: TrackingSpec | None = None, uri: str | None = None,
+                strict: bool = False) -> dict:
     """Log every finished run of the study in ``out`` (and its external evaluations, report and
     figures) that the store does not hold yet. ``uri`` overrides ``tracking.uri``.
 
     Returns {"tracked", "uri", "experiment", "logged", "skipped"} and, when the store could
-    not be used, "warning" (also logged once) — it never raises for a store problem."""
+    not be used, "warning" (also logged once) — it never raises for a store problem, unless
+    ``strict`` (``experiment track``, whose whole job it is): then a DataError."""
     out = Path(out)
     tracking = tracking or TrackingSpec()
     target = resolve_uri(uri or tracking.uri, out)
@@ -71,8 +74,9 @@ def track_study(out: str | Path, tracking: TrackingSpec | None = None, uri: str 
               "params": flatten({k: v for k, v in (claim.get("spec") or {}).items() if k != "tracking"}),
               "artifacts": [p for p in (out / "report.html", out / "experiment.json", out / "stage_timings.json",
                                         out / "figures") if p.exists()]}
-    return _guarded(target, name, lambda client: _log(client, target, name, entries, fields, parent,
-                                                      tracking.checkpoints), tracking.timeout_seconds)
+    res = _guarded(target, name, lambda client: _log(client, target, name, entries, fields, parent,
+                                                     tracking.checkpoints), tracking.timeout_seconds, strict)
+    return {**res, "runs": len(entries)}
 
 
 def track_records(records: list[dict], folder: str | Path, uri: str, experiment: str = "dermsynth-train",
@@ -86,7 +90,7 @@ def track_records(records: list[dict], folder: str | Path, uri: str, experiment:
                                                             checkpoints), timeout)
 
 
-def _guarded(uri: str, experiment: str, work, timeout: float) -> dict:
+def _guarded(uri: str, experiment: str, work, timeout: float, strict: bool = False) -> dict:
     """Run ``work(client)``; a store that cannot be reached or fails is one warning, not an error."""
     base = {"uri": uri, "experiment": experiment}
     try:
@@ -94,6 +98,9 @@ def _guarded(uri: str, experiment: str, work, timeout: float) -> dict:
         return {"tracked": True, **base, **work(client)}
     except Exception as exc:  # noqa: BLE001 - any store failure: the study's own results stand
         why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if strict:
+            raise DataError(f"tracking to {uri} failed: {why}; check the URI (a server must be running there) "
+                            "and run again — runs already logged are not logged twice") from None
         warning = (f"tracking to {uri} failed ({why}); the results are in their folder — log them later with "
                    "`dermsynth experiment track OUT --to URI`")
         log.warning(warning)
@@ -209,3 +216,12 @@ def _new_run(client, exp_id: str, keys: dict, key: str, name: str, params: dict[
 def default_store(out: str | Path) -> Path:
     """The SQLite file of a study's offline store (``mlflow ui --backend-store-uri sqlite:///…``)."""
     return Path(out) / DB_NAME
+
+
+def summary_line(res: dict) -> str:
+    """One line for the CLI: what was logged where and how to look at it, or the warning."""
+    if not res["tracked"]:
+        return f"not tracked: {res['warning']}"
+    look = (f"; browse: mlflow ui --backend-store-uri {res['uri']}" if res["uri"].startswith("sqlite:") else "")
+    return (f"MLflow: {res['logged']} run(s) logged, {res['skipped']} already there → {res['uri']} "
+            f"(experiment {res['experiment']!r}){look}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors
+from dermsynth.cli.track import TrackOpt, track_folder
 
 if TYPE_CHECKING:
     from dermsynth.experiments.spec import ExperimentSpec
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | None = None,
-                   workers: int | None = None, progress: bool = True) -> dict:
-    """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings."""
+                   workers: int | None = None, progress: bool = True, track: str | None = None) -> dict:
+    """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings.
+    ``track``: an MLflow URI to log the runs and the report to (or the spec's ``[tracking]``)."""
     from dermsynth.analysis.report import build_report
     from dermsynth.experiments.presets import preset_path
     from dermsynth.experiments.runner import run_experiment
@@ -38,18 +40,21 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     res = run_experiment(spec, out, workers=workers, progress=progress)
     t1 = time.perf_counter()
     report = build_report(out)
+    t2 = time.perf_counter()
+    tracking = track_folder(out, track, spec.tracking, quiet=not progress)
     return {**res, "report": str(report.resolve()), "experiment_seconds": t1 - t0,
-            "report_seconds": time.perf_counter() - t1}
+            "report_seconds": t2 - t1, "tracking": tracking}
 
 
 @handles_errors
 def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the study and report go."),
                workers: int | None = typer.Option(None, help="Parallel training runs."),
                config: Path | None = typer.Option(None, help="Another experiment config to run the same way."),
-               as_json: bool = JsonOpt):
+               track: str | None = TrackOpt, as_json: bool = JsonOpt):
     """A whole small study on the demo data, offline, on a CPU, ending with a report (OUT/report.html)."""
     from dermsynth.experiments.spec import load_experiment
 
-    res = run_quickstart(out, load_experiment(config) if config else None, workers, progress=not as_json)
+    res = run_quickstart(out, load_experiment(config) if config else None, workers, progress=not as_json,
+                         track=track)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
                        f"{res['experiment_seconds']:.0f} s; report: {res['report']}")

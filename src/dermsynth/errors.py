@@ -50,6 +50,12 @@ class DataError(DermsynthError):
     """The data (files, tables, class counts) cannot support what was asked."""
 
 
+class RunsFailedError(DermsynthError):
+    """Training runs failed (each one's error is in its ``*.failed.json``)."""
+
+    exit_code = 1
+
+
 class StatisticsError(DermsynthError):
     """A statistic cannot be computed from what was given (mismatched arms, too few seeds)."""
 

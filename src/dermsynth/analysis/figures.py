@@ -25,6 +25,13 @@ def _stars(p):
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+def _deciding_p(rows) -> pd.Series:
+    """The p-values that decide stars: the seed-aware test's (BH), as in the summary; untestable → none."""
+    if "p_seed_bh" in rows:
+        return rows["p_seed_bh"].astype(float).fillna(1.0)
+    return rows["p_bh"]
+
+
 def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None, out: Path) -> Path | None:
     """Fig. 3: accuracy vs real images per class, with / without synthetic data and transforms."""
     t = add_method_column(table)
@@ -53,8 +60,8 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
                                         (comparisons["synthetic_per_real"] == k)]
                         if "transforms" in c:
                             c = c[c["transforms"].astype(str) == str(tr)]
-                        for _, r in c.iterrows():
-                            s = _stars(r["p_bh"])
+                        for (_, r), p in zip(c.iterrows(), _deciding_p(c), strict=True):
+                            s = _stars(p)
                             if s:
                                 y = 100 * g.loc[g["n_real"] == r["n_real"], "acc"]
                                 if len(y):
@@ -65,7 +72,8 @@ def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None,
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Accuracy vs real data, with and without synthetic data (* BH-adjusted p)", fontsize=10)
+    fig.suptitle("Accuracy vs real data, with and without synthetic data (* seed-aware test, BH-adjusted p)",
+                 fontsize=10)
     return save_figure(fig, out, "fig3_accuracy_vs_nreal")
 
 
@@ -147,7 +155,7 @@ def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | 
             hit = group_comps[(group_comps["skin_group"] == gr) & (group_comps["method"] == key[0])]
             if "transforms" in hit:
                 hit = hit[hit["transforms"].astype(str) == str(key[1])]
-            star = _stars(float(hit["p_bh"].min())) if len(hit) else ""
+            star = _stars(float(_deciding_p(hit).min())) if len(hit) else ""
             if star:
                 ax.annotate(star, (xi, 100 * p + 4), ha="center", fontsize=10)
     ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, groups)
@@ -155,7 +163,8 @@ def fig_skin_groups(table: pd.DataFrame, out: Path, group_comps: pd.DataFrame | 
     ax.set_xlabel("Fitzpatrick skin-type group")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    ax.set_title("Accuracy by skin-type group (* BH-adjusted p, n = group test size)", fontsize=9)
+    ax.set_title("Accuracy by skin-type group (* seed-aware test, BH-adjusted p, n = group test size)",
+                 fontsize=9)
     return save_figure(fig, out, "fig5_skin_groups")
 
 

@@ -15,8 +15,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, compare
+from dermsynth.analysis.seed_variance import seed_aware_test
+from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import correctness, varying_keys
+from dermsynth.analysis.verdicts import finish_family, seed_columns, significant, verdict_clause
 
 ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method")
 PAIRS = (("synthetic", "imbalanced"), ("synthetic", "duplication"), ("duplication", "imbalanced"))
@@ -84,15 +86,24 @@ def imbalance_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
                     mats.append((ma, mb))
                     rows.append(_row({**cell, "rare_class": cls}, scope, a, b, ma, mb, ma.shape[1], test, correct,
                                      reps))
-                if len(mats) > 1 and all(m[0].shape[0] == mats[0][0].shape[0] for m in mats):
-                    ma = np.concatenate([m[0] for m in mats], axis=1)
-                    mb = np.concatenate([m[1] for m in mats], axis=1)
-                    n = ma.shape[1] if scope == "rare class" else mats[0][0].shape[1]
-                    rows.append(_row({**cell, "rare_class": AGGREGATE}, scope, a, b, ma, mb, n, test, correct, reps))
+                if len(mats) > 1 and all(m[0].shape == mats[0][0].shape and m[1].shape == mats[0][1].shape
+                                         for m in mats):
+                    if scope == "rare class":  # each class's own test images, side by side
+                        ma = np.concatenate([m[0] for m in mats], axis=1)
+                        mb = np.concatenate([m[1] for m in mats], axis=1)
+                    else:  # the same test images in every cell: one cluster per image (its mean over cells)
+                        ma = np.mean([m[0] for m in mats], axis=0)
+                        mb = np.mean([m[1] for m in mats], axis=0)
+                    rows.append(_row({**cell, "rare_class": AGGREGATE}, scope, a, b, ma, mb, ma.shape[1], test,
+                                     correct, reps))
     out = pd.DataFrame(rows)
-    if len(out):
-        out["p_bh"] = bh_adjust(out["p_value"])
-    return out
+    if not len(out):
+        return out
+    # the pooled rows answer the paper's question, the per-class rows another: one BH family each
+    pooled = out["rare_class"] == AGGREGATE
+    fams = [finish_family(out[m]).assign(family=name) for m, name in ((pooled, "pooled over rare classes"),
+                                                                       (~pooled, "per rare class")) if m.any()]
+    return pd.concat(fams).sort_index()
 
 
 def _row(cell: dict, scope: str, a: str, b: str, ma: np.ndarray, mb: np.ndarray, n: int, test: str, correct: bool,
@@ -101,7 +112,7 @@ def _row(cell: dict, scope: str, a: str, b: str, ma: np.ndarray, mb: np.ndarray,
     diff, lo, hi = bootstrap_difference(ma, mb, reps=reps)
     return {**cell, "scope": scope, "comparison": f"{a} vs {b}", "acc_a": pa, "acc_b": pb, "difference": diff,
             "diff_ci_low": lo, "diff_ci_high": hi, "p_value": compare(pa, pb, n, test, correct).p_value,
-            "n_test": n, "runs": f"{len(ma)}/{len(mb)}"}
+            "n_test": n, "runs": f"{len(ma)}/{len(mb)}", **seed_columns(seed_aware_test(ma, mb))}
 
 
 def imbalance_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -113,15 +124,14 @@ def imbalance_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     main = comps[comps["comparison"] != "duplication vs imbalanced"]
     pooled = main[main["rare_class"] == AGGREGATE]
     # the aggregate when several classes were rare in turn (the paper's way), then what stands out
-    shown = pd.concat([pooled, main[(main["rare_class"] != AGGREGATE) & (main["p_bh"] < alpha)]]) if len(pooled) \
-        else main
+    per_class = main[main["rare_class"] != AGGREGATE]
+    shown = pd.concat([pooled, per_class[significant(per_class, alpha)]]) if len(pooled) else main
     for _, r in shown.iterrows():
-        verdict = ("significant" if r["p_bh"] < alpha else "not significant")
         lines.append(f"{r['rare_class']} at {int(r['rare_n'])} real, {r['scope']}: {r['comparison']} "
-                     f"{100 * r['acc_a']:.1f} % vs {100 * r['acc_b']:.1f} % ({100 * r['difference']:+.1f} points, "
-                     f"95 % CI {100 * r['diff_ci_low']:+.1f} to {100 * r['diff_ci_high']:+.1f}; BH p = "
-                     f"{r['p_bh']:.2g}, {verdict}; n = {int(r['n_test'])}).")
+                     f"{100 * r['acc_a']:.1f} % vs {100 * r['acc_b']:.1f} % (n = {int(r['n_test'])} test images), "
+                     f"{verdict_clause(r, alpha)}.")
     if len(pooled):
-        lines.append(f"Per rare class: {int((main['rare_class'] != AGGREGATE).sum())} comparisons in the table below, "
-                     f"{int(((main['rare_class'] != AGGREGATE) & (main['p_bh'] < alpha)).sum())} significant after BH.")
+        lines.append(f"Per rare class (its own BH family): {len(per_class)} comparisons in the table below, "
+                     f"{int(significant(per_class, alpha).sum())} significant by the seed-aware test "
+                     f"({int((per_class['p_bh'] < alpha).sum())} by the paper's test).")
     return lines

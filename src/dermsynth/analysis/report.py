@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dermsynth import io as dio
 from dermsynth.analysis import figures
+from dermsynth.analysis.calibration import calibration_section
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external import external_sections
 from dermsynth.analysis.fairness import fairness_section
@@ -31,6 +32,7 @@ from dermsynth.analysis.report_sections import (
     generator_section,
     sample_grid,
 )
+from dermsynth.analysis.seed_variance import PAPER_TEST_NAME, TEST_NAME
 from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
@@ -39,6 +41,7 @@ from dermsynth.analysis.summary import (
     synthetic_comparisons,
     varying_keys,
 )
+from dermsynth.analysis.verdicts import display_view
 from dermsynth.data.synthetic_store import is_store
 from dermsynth.errors import DataError
 from dermsynth.experiments.results import load_records, results_table
@@ -107,19 +110,20 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         comps.to_csv(out_dir / "comparisons.csv", index=False)
     sections = [Section("Accuracy per cell", fmt_table(cells))]
     if len(comps):
-        sections.append(Section(comp_title, fmt_table(comps)))
+        sections.append(Section(comp_title, fmt_table(display_view(comps)), COMPARISON_NOTE))
     control = synthetic_comparisons(table, records, test, correct, control=True) if not imbalance else pd.DataFrame()
     if len(control):
         control.to_csv(out_dir / "control_comparisons.csv", index=False)
-        sections.append(Section("Synthetic data vs the steps-matched control", fmt_table(control),
+        sections.append(Section("Synthetic data vs the steps-matched control", fmt_table(display_view(control)),
                                 "Each arm with k synthetic per real against the same real images repeated k + 1 "
                                 "times (as many optimisation steps per epoch, no new images); acc_real_only is the "
-                                "control's accuracy. BH within this table."))
+                                "control's accuracy. BH within this table. " + COMPARISON_NOTE))
     if not imbalance and len(groups):
         groups.to_csv(out_dir / "skin_group_comparisons.csv", index=False)
-        sections.append(Section("By skin-type group (Fig. 5)", fmt_table(groups),
-                                "Accuracy within each group's test images (n = group size), paired bootstrap CI, "
-                                "BH over group × method × transforms."))
+        sections.append(Section("By skin-type group (Fig. 5)", fmt_table(display_view(groups)),
+                                "Accuracy within each group's test images (n = group size); BH over group × method "
+                                "× transforms. " + COMPARISON_NOTE))
+    sections.append(calibration_section(out_dir, table))
     fairness = fairness_section(out_dir, table, records)
     if fairness is not None:
         sections.append(fairness)
@@ -137,6 +141,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     page = _ENV.get_template("report.html.j2").render(
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
         n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct),
+        seed_test_text=TEST_NAME,
         warnings=degenerate_warnings(table),
         summary=summary, fit_lines=_fit_lines(fits, float(table["synthetic_per_real"].max())),
         figures=[b64(f) for f in figs],
@@ -144,6 +149,11 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     return dio.write_text(Path(report_path) if report_path else out_dir / "report.html", page)
 
 
+COMPARISON_NOTE = (f"Verdicts come from the {TEST_NAME}: per-image correctness, paired by seed (a seed draws the same "
+                   "real subset in both arms) and by test image; seed_ci_low–seed_ci_high is its 95 % CI, "
+                   "p_seed_aware_bh its BH-adjusted p (family: this table), detectable_80pct the effect this design "
+                   f"detects with 80 % power. p_paper_test_bh is {PAPER_TEST_NAME}, BH-adjusted in the same "
+                   "family; it ignores seed-to-seed variance. Bootstrap CIs and raw p-values are in the CSV files.")
 DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods")
 
 

@@ -43,8 +43,8 @@ def thumb(path: str, size: int = 72) -> str:
 def fmt_table(df: pd.DataFrame) -> str:
     df = df.copy()
     for c in df.columns:
-        if c.startswith(("acc", "ci_", "difference", "diff_", "balanced", "chance")):
-            df[c] = (100 * df[c]).map(lambda v: f"{v:.1f}")
+        if c.startswith(("acc", "ci_", "difference", "diff_", "balanced", "chance", "seed_ci", "detectable")):
+            df[c] = (100 * df[c].astype(float)).map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
         elif c.startswith("p_"):
             df[c] = df[c].map(lambda v: f"{v:.2g}")
         elif c == "sd":
@@ -124,10 +124,12 @@ def cost_section(out_dir: Path, table: pd.DataFrame, comps: pd.DataFrame) -> Sec
     gain = 100 * float(comps["difference"].mean())
     best = comps.loc[comps["difference"].idxmax()]
     per_point = f"{hours / gain:.2f} device-hours per point of mean gain" if gain > 0 else "no mean gain to pay for"
+    best_verdict = (f"{best['verdict']}, seed-aware BH p = {best['p_seed_bh']:.2g}" if "verdict" in best
+                    else f"BH p = {best['p_bh']:.2g}")
     text = (f"Making the synthetic data took {making / 3600:.2f} device-hours (generator training, fine-tuning, "
             f"generation) and training on it {extra_training / 3600:.2f} more than real-only runs would have: "
             f"{hours:.2f} h for a mean change of {gain:+.1f} points over {len(comps)} comparisons — {per_point}. "
-            f"Best cell: {100 * best['difference']:+.1f} points (BH p = {best['p_bh']:.2g}). Measured on this run's "
+            f"Best cell: {100 * best['difference']:+.1f} points ({best_verdict}). Measured on this run's "
             "hardware (OUT/stage_timings.json); `dermsynth experiment plan` projects it to other devices.")
     return Section("What the synthetic data cost", "", text)
 

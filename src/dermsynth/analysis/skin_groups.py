@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, compare
+from dermsynth.analysis.seed_variance import seed_aware_test
+from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import matched_cells, test_predictions
+from dermsynth.analysis.verdicts import finish_family, seed_columns, significant, verdict_clause
 
 
 def _per_group(rec: dict) -> dict[str, dict]:
@@ -54,23 +56,37 @@ def group_comparisons(table: pd.DataFrame, records: list[dict], test: str = "pro
             rows.append({**cell, "skin_group": g, "n_group": n, "acc_synthetic": pa, "acc_real_only": pb,
                          "difference": diff, "diff_ci_low": lo, "diff_ci_high": hi,
                          "p_value": compare(pa, pb, n, test, correct).p_value,
-                         "auroc_synthetic": _auroc(a), "auroc_real_only": _auroc(b)})
-    out = pd.DataFrame(rows)
-    if len(out):
-        out["p_bh"] = bh_adjust(out["p_value"])
-        if out["auroc_synthetic"].isna().all():
-            out = out.drop(columns=["auroc_synthetic", "auroc_real_only"])
+                         "auroc_synthetic": _auroc(a), "auroc_real_only": _auroc(b), "runs": len(arm),
+                         **seed_columns(seed_aware_test(ca, cb, arm["seed"].tolist(), ref["seed"].tolist()))})
+    out = finish_family(pd.DataFrame(rows))
+    if len(out) and out["auroc_synthetic"].isna().all():
+        out = out.drop(columns=["auroc_synthetic", "auroc_real_only"])
     return out
 
 
 def group_summary(comps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     if comps is None or not len(comps):
         return []
-    sig = comps[comps["p_bh"] < alpha]
-    lines = [f"Per skin-type group: {len(sig)} of {len(comps)} group comparisons significant after BH "
-             f"(family: group × method × transforms)."]
+    sig = comps[significant(comps, alpha)]
+    paper = int((comps["p_bh"] < alpha).sum())
+    lines = [f"Per skin-type group: {len(sig)} of {len(comps)} group comparisons significant by the seed-aware test "
+             f"after BH (family: group × method × transforms; the paper's test: {paper})."]
     for _, r in sig.iterrows():
-        lines.append(f"{r['skin_group']}, {r['method']}: {100 * r['acc_real_only']:.1f} % → "
-                     f"{100 * r['acc_synthetic']:.1f} % ({100 * r['difference']:+.1f} points, n = {int(r['n_group'])}, "
-                     f"BH p = {r['p_bh']:.2g}).")
+        lines.append(f"{r['skin_group']}, {_cell_name(r)}: {100 * r['acc_real_only']:.1f} % → "
+                     f"{100 * r['acc_synthetic']:.1f} % (n = {int(r['n_group'])} test images), "
+                     f"{verdict_clause(r, alpha)}.")
     return lines
+
+
+def _cell_name(row: pd.Series) -> str:
+    """The cell a group comparison speaks of, so that sentences never read as contradicting each other."""
+    parts = [str(row["method"])]
+    if "n_real" in row:
+        parts.append(f"{int(row['n_real'])} real per class")
+    if "synthetic_per_real" in row:
+        parts.append(f"{int(row['synthetic_per_real'])} synthetic per real")
+    if "transforms" in row:
+        parts.append("transforms " + ("on" if str(row["transforms"]) in ("True", "true", "1") else "off"))
+    if "generator_finetune" in row and not pd.isna(row["generator_finetune"]):
+        parts.append(f"generator fine-tuning {row['generator_finetune']}")
+    return ", ".join(parts)

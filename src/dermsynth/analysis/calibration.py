@@ -1,0 +1,154 @@
+"""The A/A check: how often each test calls two arms of identical runs different, on a study's own cell.
+
+``dermsynth experiment calibrate`` trains one real-only cell of a study with K seeds (10 by
+default). Every way of drawing two disjoint arms of S seeds from them (S = the study's own
+seed count; 630 splits for K = 10, S = 2; 126 for S = 5) is an A/A comparison: the arms
+differ only by chance, so a test at 5 % should call about 5 % of them significant. Both the
+paper's test and the seed-aware test are applied to every split; their rejection rates, the
+seed sd, and what that sd means for power (the effect the study's seeds detect with 80 %
+power, and the seeds a 5- or 10-point effect needs) go to ``OUT/analysis/calibration/`` where
+the report shows them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermsynth import io as dio
+from dermsynth.analysis.report_sections import Section, fmt_table
+from dermsynth.analysis.seed_variance import design_se, detectable_effect, seed_aware_test, seeds_needed
+from dermsynth.analysis.stats import prop_test
+from dermsynth.errors import StatisticsError
+
+ALPHA = 0.05
+EFFECTS = (0.05, 0.10)
+
+
+def calibration_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "analysis" / "calibration" / "calibration.json"
+
+
+def aa_splits(k: int, per_arm: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every unordered pair of disjoint ``per_arm``-subsets of ``k`` seeds (each A/A comparison once)."""
+    if per_arm < 2 or 2 * per_arm > k:
+        raise StatisticsError(f"an A/A check with {per_arm} seeds per arm needs ≥ {2 * max(per_arm, 2)} seeds "
+                              f"of the cell (got {k}); pass --seeds {2 * max(per_arm, 2)} or more")
+    out = []
+    for a in itertools.combinations(range(k), per_arm):
+        rest = [i for i in range(k) if i not in a]
+        out += [(a, b) for b in itertools.combinations(rest, per_arm) if a < b]
+    return out
+
+
+def aa_rates(correct: np.ndarray, per_arm: int, alpha: float = ALPHA) -> dict:
+    """A/A false-positive rates of the paper's test and of the seed-aware test on a seeds × images
+    correctness matrix of one cell (arms paired by position, as a study pairs its seeds)."""
+    c = np.asarray(correct, dtype=float)
+    k, n = c.shape
+    splits = aa_splits(k, per_arm)
+    acc = c.mean(axis=1)
+    paper = seed = 0
+    for a, b in splits:
+        paper += prop_test(float(acc[list(a)].mean()), float(acc[list(b)].mean()), n, n).p_value < alpha
+        seed += seed_aware_test(c[list(a)], c[list(b)]).p_value < alpha
+    return {"seeds": k, "seeds_per_arm": per_arm, "comparisons": len(splits), "n_test": n,
+            "seed_sd": float(acc.std(ddof=1)), "accuracy_mean": float(acc.mean()),
+            "accuracy_min": float(acc.min()), "accuracy_max": float(acc.max()),
+            "paper_test_false_positive_rate": paper / len(splits),
+            "seed_aware_false_positive_rate": seed / len(splits), "alpha": alpha}
+
+
+def power_summary(seed_sd: float, seeds: int, image_variance: float = 0.0) -> dict:
+    """What a seed sd means for a study with ``seeds`` seeds per arm, arms paired by seed.
+
+    The sd of a per-seed difference is taken as √2 × the per-seed sd (no benefit assumed from
+    pairing: a conservative planning figure; pairing that helps makes the real test stronger).
+    """
+    diff_sd = float(np.sqrt(2) * seed_sd)
+    se, df = design_se(diff_sd, seeds, image_variance)
+    out = {"seeds_per_arm": seeds, "difference_sd": diff_sd,
+           "detectable_effect": detectable_effect(se, df) if seeds >= 2 else float("nan")}
+    for e in EFFECTS:
+        out[f"seeds_for_{round(100 * e)}_points"] = seeds_needed(e, diff_sd, image_variance)
+    return out
+
+
+def write_calibration(out_dir: str | Path, result: dict) -> Path:
+    return dio.write_json(calibration_path(out_dir), result)
+
+
+def calibrate(spec, out_dir: str | Path, seeds: int = 10, where: dict[str, str] | None = None, workers: int = 1,
+              progress: bool = True) -> dict:
+    """Train ``seeds`` seeds of one real-only cell, run the A/A check at the study's seed count, store it."""
+    from dermsynth.analysis.summary import correctness
+    from dermsynth.experiments.calibrate import calibration_runs
+
+    cell, records = calibration_runs(spec, out_dir, seeds, where, workers, progress)
+    corr = correctness(records)
+    matrix = np.stack([corr[r["run_id"]] for r in records])
+    per_arm = len(spec.seed_list())
+    result = aa_rates(matrix, max(per_arm, 2))
+    if per_arm < 2:
+        result["note"] = "the study has 1 seed per arm; the A/A check used 2 (with 1 nothing can be tested)"
+    fields = ("n_real", "transforms", "backbone", "image_size", "dataset")
+    result["cell"] = ", ".join(f"{f} {getattr(cell, f)}" for f in fields)
+    result["study_seeds"] = per_arm
+    result["accuracies"] = [float(m.mean()) for m in matrix]
+    result["power"] = power_summary(result["seed_sd"], max(per_arm, 2))
+    write_calibration(out_dir, result)
+    return result
+
+
+def observed_seed_sd(table: pd.DataFrame) -> tuple[float, int] | None:
+    """Pooled sd of accuracy over seeds within the study's real-only cells, and how many cells."""
+    from dermsynth.analysis.summary import varying_keys
+
+    base = table[(table["synthetic_per_real"] == 0)
+                 & (table["repeat_real"] == 1 if "repeat_real" in table else True)]
+    keys = [k for k in varying_keys(table) if k in base.columns] or ["n_real"]
+    parts = [g["accuracy"].to_numpy() for _, g in base.groupby(keys, dropna=False) if len(g) > 1]
+    if not parts:
+        return None
+    ss = sum(((p - p.mean()) ** 2).sum() for p in parts)
+    dof = sum(len(p) - 1 for p in parts)
+    return float(np.sqrt(ss / dof)), len(parts)
+
+
+def calibration_section(out_dir: str | Path, table: pd.DataFrame) -> Section:
+    """The report's 'Seed variance, A/A check and power' section."""
+    seeds = int(table["seed"].nunique())
+    path = calibration_path(out_dir)
+    rows, text = [], []
+    if path.exists():
+        cal = dio.read_json(path)
+        text.append(
+            f"A/A check ({cal['cell']}): {cal['seeds']} seeds of one real-only cell, accuracy "
+            f"{100 * cal['accuracy_min']:.1f}–{100 * cal['accuracy_max']:.1f} % (seed sd {100 * cal['seed_sd']:.1f} "
+            f"points); of {cal['comparisons']} comparisons of two arms of {cal['seeds_per_arm']} identical-setting "
+            f"seeds, the paper's test called {100 * cal['paper_test_false_positive_rate']:.1f} % significant and the "
+            f"seed-aware test {100 * cal['seed_aware_false_positive_rate']:.1f} % "
+            f"(nominal {100 * cal['alpha']:.0f} %).")
+        sd, source = cal["seed_sd"], "the calibration"
+    else:
+        obs = observed_seed_sd(table)
+        if obs is None:
+            return Section("Seed variance and power", "", "Each cell has one seed: the seed-to-seed variance is "
+                           "unknown, so no comparison can be tested across seeds. Run ≥ 2 seeds (the paper: 5).")
+        sd, cells = obs
+        source = f"the study's {cells} real-only cells (pooled)"
+        text.append("No A/A calibration of this study yet: `dermsynth experiment calibrate CONFIG` trains one "
+                    "real-only cell with 10 seeds and measures how often each test calls identical arms different.")
+    for s in sorted({seeds, 2, 3, 5, 10}):
+        if s < 2:
+            continue
+        p = power_summary(sd, s)
+        rows.append({"seeds per arm": s, "effect detected with 80 % power (points)": round(
+            100 * p["detectable_effect"], 1), "seeds for 5 points": p["seeds_for_5_points"] or "> 200",
+                     "seeds for 10 points": p["seeds_for_10_points"] or "> 200"})
+    text.append(f"Power from the seed sd of {100 * sd:.1f} points ({source}), arms paired by seed, no pairing benefit "
+                f"assumed: this study has {seeds} seed(s) per arm.")
+    return Section("Seed variance, A/A check and power", fmt_table(pd.DataFrame(rows)), " ".join(text))

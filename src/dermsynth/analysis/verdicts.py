@@ -1,0 +1,136 @@
+"""What a comparison table claims: the seed-aware test decides, the paper's test is shown beside it.
+
+Every comparison table of a report (with vs without synthetic data, vs the steps-matched
+control, per skin-type group, the imbalance arms) gets the same columns from here, so that
+the summary, the figure stars and the tables cannot disagree about a verdict:
+
+- ``p_value`` / ``p_bh``: the paper's proportion test, BH-adjusted within the table (its family);
+- ``p_seed`` / ``p_seed_bh``: the seed-aware test (:mod:`dermsynth.analysis.seed_variance`),
+  BH-adjusted within the same table, and its CI ``seed_ci_low``–``seed_ci_high``;
+- ``detectable``: the effect this design detects with 80 % power, from its own seed variance;
+- ``verdict``: ``improved`` / ``lowered`` (seed-aware BH p < α), ``no detectable difference``
+  (not significant, and the design could detect ``effect_of_interest``), ``inconclusive``
+  (not significant, and it could not: the seeds cannot support a verdict either way) or
+  ``untestable`` (one seed per arm: no seed variance to test against).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.seed_variance import SeedAwareResult, detectable_effect, seeds_needed
+from dermsynth.analysis.stats import bh_adjust
+
+ALPHA = 0.05
+# A gain of 5 accuracy points is what the paper's comparisons are about: a design that cannot
+# detect 5 points with 80 % power cannot say "no difference".
+EFFECT_OF_INTEREST = 0.05
+VERDICTS = ("improved", "lowered", "no detectable difference", "inconclusive", "untestable")
+
+
+def seed_columns(res: SeedAwareResult) -> dict:
+    """The per-row seed-aware columns of a comparison table."""
+    return {"p_seed": res.p_value, "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high,
+            "seed_sd": res.seed_sd, "seed_df": res.df, "seed_image_var": res.image_variance,
+            "detectable": detectable_effect(res.se, res.df), "paired_seeds": res.paired,
+            "seeds": min(res.seeds_a, res.seeds_b)}
+
+
+def finish_family(table: pd.DataFrame, alpha: float = ALPHA, effect_of_interest: float = EFFECT_OF_INTEREST
+                  ) -> pd.DataFrame:
+    """BH-adjust both tests within ``table`` (one family) and add each row's verdict."""
+    out = table.copy()
+    if not len(out):
+        return out
+    if "p_value" in out:
+        out["p_bh"] = bh_adjust(out["p_value"])
+    p = out["p_seed"].to_numpy(dtype=float)
+    adj = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        adj[ok] = bh_adjust(p[ok])
+    out["p_seed_bh"] = adj
+    out["verdict"] = [verdict(q, d, det, alpha, effect_of_interest)
+                      for q, d, det in zip(adj, out["difference"], out["detectable"], strict=True)]
+    out["seeds_for_effect"] = [_seeds_for(r, effect_of_interest) for _, r in out.iterrows()]
+    return out
+
+
+def verdict(p_seed_bh: float, difference: float, detectable: float, alpha: float = ALPHA,
+            effect_of_interest: float = EFFECT_OF_INTEREST) -> str:
+    if not np.isfinite(p_seed_bh):
+        return "untestable"
+    if p_seed_bh < alpha:
+        return "improved" if difference > 0 else "lowered"
+    if np.isfinite(detectable) and detectable <= effect_of_interest:
+        return "no detectable difference"
+    return "inconclusive"
+
+
+def _seeds_for(row: pd.Series, effect: float) -> float:
+    sd = float(row.get("seed_sd", np.nan))
+    if not np.isfinite(sd):
+        return np.nan
+    n = seeds_needed(effect, sd, float(row.get("seed_image_var", 0.0) or 0.0))
+    return float(n) if n is not None else np.inf
+
+
+def significant(table: pd.DataFrame, alpha: float = ALPHA) -> pd.Series:
+    """Rows whose seed-aware verdict is a significant change (what stars and sentences mark)."""
+    if "p_seed_bh" in table:
+        return table["p_seed_bh"].fillna(1.0) < alpha
+    return table["p_bh"] < alpha
+
+
+def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: float = EFFECT_OF_INTEREST,
+                   seeds_word: str = "seeds") -> str:
+    """One clause: effect, seed-aware CI and p, the verdict, and the paper's test where it disagrees."""
+    d = 100 * float(row["difference"])
+    v = row["verdict"]
+    n_seeds = row.get("seeds")
+    seeds = f"{int(n_seeds)} {seeds_word} per arm" if n_seeds is not None and not pd.isna(n_seeds) else seeds_word
+    if v == "untestable":
+        text = (f"{d:+.1f} points, but with one run per arm the seed-to-seed variance is unknown: no verdict "
+                f"(run ≥ 2 seeds)")
+    else:
+        ci = f"seed-aware 95 % CI {100 * row['seed_ci_low']:+.1f} to {100 * row['seed_ci_high']:+.1f}"
+        p = f"BH p = {row['p_seed_bh']:.2g}, {seeds}"
+        if v in ("improved", "lowered"):
+            text = f"{v} by {abs(d):.1f} points ({ci}; {p})"
+        elif v == "no detectable difference":
+            text = (f"no detectable difference ({d:+.1f} points, {ci}; {p}; this design detects "
+                    f"{100 * row['detectable']:.1f} points with 80 % power)")
+        else:
+            need = row.get("seeds_for_effect", np.nan)
+            more = ("" if not np.isfinite(need) else f"; ≈ {int(need)} seeds per arm would detect "
+                    f"{100 * effect_of_interest:.0f} points")
+            if need == np.inf:
+                more = f"; more than 200 seeds per arm would be needed for {100 * effect_of_interest:.0f} points"
+            det = row["detectable"]
+            det_text = f"{100 * det:.0f} points" if np.isfinite(det) else "an unknown size"
+            text = (f"{d:+.1f} points, inconclusive: the seeds cannot support a verdict ({ci}; {p}; "
+                    f"80 % power only for effects ≥ {det_text}{more})")
+    if "p_bh" in row and np.isfinite(row["p_bh"]):
+        paper_sig = row["p_bh"] < alpha
+        seed_sig = v in ("improved", "lowered")
+        if paper_sig and not seed_sig:
+            text += (f"; the paper's test finds {d:+.1f} points (BH p = {row['p_bh']:.2g}), but across seeds the "
+                     "effect is not stable")
+        elif seed_sig and not paper_sig:
+            text += f"; the paper's test, which ignores the seed pairing, does not (BH p = {row['p_bh']:.2g})"
+    return text
+
+
+# Columns of the CSVs that the report's tables leave out (the bootstrap CI and the unadjusted
+# p-values stay in OUT/*comparisons.csv).
+HIDDEN = ("diff_ci_low", "diff_ci_high", "p_value", "p_seed", "seed_sd", "seed_df", "seed_image_var", "paired_seeds",
+          "seeds_for_effect")
+
+
+def display_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A comparison table as the report shows it: the seed-aware CI, both BH-adjusted p-values
+    under names that say which test, the detectable effect and the verdict."""
+    out = table.drop(columns=[c for c in HIDDEN if c in table.columns])
+    return out.rename(columns={"p_bh": "p_paper_test_bh", "p_seed_bh": "p_seed_aware_bh",
+                               "detectable": "detectable_80pct"})

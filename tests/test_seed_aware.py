@@ -198,3 +198,13 @@ def test_experiment_calibrate_reports_both_false_positive_rates(demo_root, tmp_p
     assert json.loads((out / "analysis" / "calibration" / "calibration.json").read_text())["seeds"] == 4
     bad = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--out", str(out), "--where", "n_real=99"])
     assert bad.exit_code == 2 and "no real-only cell" in bad.output
+    # the plan states what the planned seeds detect: from the calibration, else from seed_sd in the config
+    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--out", str(out), "--device", "cpu", "--json"])
+    assert plan.exit_code == 0, plan.output
+    power = json.loads(plan.output)["power"]
+    assert power["source"].startswith("calibration") and power["seed_sd"] == pytest.approx(got["seed_sd"])
+    config.write_text(TINY_TOML.format(root=demo_root).replace("seeds = 2", "seeds = 5\nseed_sd = 0.08"))
+    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--out", str(tmp_path / "none"), "--device",
+                                    "cpu"])
+    assert plan.exit_code == 0, plan.output
+    assert "with 5 seeds per arm (seed sd 8.0 points, seed_sd in the config)" in plan.output

@@ -77,6 +77,30 @@ def power_summary(seed_sd: float, seeds: int, image_variance: float = 0.0) -> di
     return out
 
 
+def planned_power(spec, out_dir: str | Path | None) -> dict | None:
+    """What the planned seeds can detect, from the study's calibration (if ``out_dir`` holds one)
+    or from ``seed_sd`` in the config; None when neither says how much seeds vary."""
+    path = calibration_path(out_dir) if out_dir is not None else None
+    if path is not None and path.exists():
+        sd, source = float(dio.read_json(path)["seed_sd"]), f"calibration ({path})"
+    elif spec.seed_sd is not None:
+        sd, source = float(spec.seed_sd), "seed_sd in the config"
+    else:
+        return None
+    seeds = len(spec.seed_list())
+    return {**power_summary(sd, max(seeds, 2)), "seed_sd": sd, "source": source, "testable": seeds >= 2}
+
+
+def power_line(p: dict) -> str:
+    """The plan's sentence about power."""
+    if not p["testable"]:
+        return (f"1 seed per arm: no comparison can be tested across seeds (seed sd {100 * p['seed_sd']:.1f} "
+                f"points, {p['source']}); 5 points need {p['seeds_for_5_points'] or '> 200'} seeds per arm")
+    return (f"with {p['seeds_per_arm']} seeds per arm (seed sd {100 * p['seed_sd']:.1f} points, {p['source']}) the "
+            f"smallest effect detected with 80 % power is {100 * p['detectable_effect']:.1f} points; 5 points need "
+            f"{p['seeds_for_5_points'] or '> 200'} seeds per arm, 10 points {p['seeds_for_10_points'] or '> 200'}")
+
+
 def write_calibration(out_dir: str | Path, result: dict) -> Path:
     return dio.write_json(calibration_path(out_dir), result)
 

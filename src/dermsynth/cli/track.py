@@ -26,6 +26,6 @@ def track_folder(out: Path, uri: str | None, tracking=None, quiet: bool = False)
     from dermsynth.tracking.mlflow_store import summary_line, track_study
 
     res = track_study(out, tracking, uri)
-    if not quiet:
+    if res["tracked"] and not quiet:  # a failure was logged as a warning already: once is enough
         say(summary_line(res))
     return res

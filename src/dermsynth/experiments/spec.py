@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermsynth.errors import ConfigError
+from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
 from dermsynth.tracking.spec import TrackingSpec
 from dermsynth.train.spec import RunSpec
@@ -44,7 +45,8 @@ class GeneratorSpec(BaseModel):
     store: str | None = None  # default: OUT/synthetic
     methods: list[str] = Field(default_factory=lambda: ["inpaint", "in-then-outpaint", "text-to-image"])
     per_image: int = Field(10, ge=1)
-    steps: int = Field(50, ge=1)
+    # Sampler steps; left out, the backend's own default (DEFAULT_STEPS: sd 50, builtin 10).
+    steps: int = Field(DEFAULT_STEPS["builtin"], ge=1)
     guidance: float = 3.0
     strength_inpaint: float = Field(0.97, gt=0, le=1)
     strength_outpaint: float = Field(0.95, gt=0, le=1)
@@ -76,6 +78,14 @@ class GeneratorSpec(BaseModel):
     # x0's and far closer to the real images (bench/generator_quality.py)
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
     scheduler: Literal["ddim", "dpm"] = "ddim"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_steps(cls, data):
+        """A config without ``steps`` samples with its backend's default, not another backend's."""
+        if isinstance(data, dict) and data.get("steps") is None:
+            data = {**data, "steps": DEFAULT_STEPS.get(data.get("backend", "builtin"), DEFAULT_STEPS["builtin"])}
+        return data
 
     def finetune_values(self) -> list[str]:
         return list(self.finetune) if isinstance(self.finetune, list) else [self.finetune]

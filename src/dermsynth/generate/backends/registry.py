@@ -33,11 +33,19 @@ def _lazy(target: str):
     return lambda *args, **kwargs: getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
+# Sampler steps when a config or command gives none, per backend: Stable Diffusion's usual 50
+# (the authors'), the built-in model's tuned 10 (bench/generator_quality.py; 50 would only be
+# 5x slower). One table, so `dermsynth generate`, [generator] and make_backend agree.
+DEFAULT_STEPS = {"builtin": 10, "sd": 50}
+
 BACKENDS: Registry = Registry("backend")
 BACKENDS.register("builtin")(_lazy("dermsynth.generate.backends.builtin:BuiltinBackend"))
 BACKENDS.register("sd")(_lazy("dermsynth.generate.backends.sd:SDBackend"))
 
 
 def make_backend(backend: str, model: str | Path, **kwargs) -> Backend:
-    """``builtin`` (a model folder) or ``sd`` (a hub id or local pipeline folder)."""
+    """``builtin`` (a model folder) or ``sd`` (a hub id or local pipeline folder); ``steps``
+    defaults to the backend's own (DEFAULT_STEPS)."""
+    if kwargs.get("steps") is None:
+        kwargs["steps"] = DEFAULT_STEPS.get(backend, 50)
     return BACKENDS.get(backend)(model, **kwargs)

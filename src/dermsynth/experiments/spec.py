@@ -28,9 +28,9 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.tracking_spec import TrackingSpec
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
-from dermsynth.tracking.spec import TrackingSpec
 from dermsynth.train.spec import RunSpec
 
 FinetuneMode = Literal["none", "all", "per-class"]

@@ -27,8 +27,8 @@ from dermsynth import io
 from dermsynth.errors import DataError
 from dermsynth.experiments.external import external_folders_of
 from dermsynth.experiments.results import load_records, runs_dir
+from dermsynth.experiments.tracking_spec import DB_NAME, TrackingSpec, resolve_uri
 from dermsynth.tracking.records import cell_fields, flatten, metrics_of, params_of, run_name, tags_of
-from dermsynth.tracking.spec import DB_NAME, TrackingSpec, resolve_uri
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def store(folder, workdir) -> Path:
     assert as_json(res)["steps"] == 3 and (gen / "model" / "config.json").exists()
     out = workdir / "store"
     res = run("generate", "--backend", "builtin", "--model", gen, "--method", "inpaint", "--per-image", "1",
-              *SPLIT, "--root", folder, "--n-real", "2", "--steps", "2", "--out", out, "--json")
+              *SPLIT, "--root", folder, "--n-real", "2", "--steps", "4", "--out", out, "--json")
     assert as_json(res)["generated"] == 18  # 2 references × 9 classes
     return out
 

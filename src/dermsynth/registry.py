@@ -4,12 +4,26 @@ a choice is one decorated function instead of another branch in an if/elif chain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from dermsynth.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """" (did you mean 'x'?)" for the closest choices (spelling, '-' for '_'), or "" when none is close.
+
+    Why: an unknown name answered with the whole list of 50 choices, or with none, leaves the
+    reader to find the typo; the closest names usually are the fix."""
+    choices = list(choices)
+    norm = {c.lower().replace("-", "").replace("_", ""): c for c in choices}
+    key = name.lower().replace("-", "").replace("_", "")
+    close = ([norm[key]] if key in norm else []) + difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    close = list(dict.fromkeys(close))[:n]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -30,7 +44,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise ConfigError(f"{self.kind}={name!r} is unknown; choose one of {', '.join(self.names())}")
+            raise ConfigError(f"{self.kind}={name!r} is unknown{did_you_mean(name, self.names())}; choose one of "
+                              f"{', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

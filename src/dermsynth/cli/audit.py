@@ -18,28 +18,38 @@ def audit_leakage(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, cl
                   n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
                   store: Path | None = typer.Option(None, help="Synthetic store to check (its manifest and the "
                                                     "generator's recorded training ids)."),
+                  problems_file: Path | None = typer.Option(None, "--list", help="Where to list every violation "
+                                                            "(default STORE/leakage_problems.txt)."),
                   as_json: bool = c.JsonOpt):
     """Prove that no held-out image reached a generator or a training set; exit 1 on a violation."""
-    from dermsynth.data.leakage import audit_store
+    from dermsynth.data.leakage import audit_store, require_auditable
     from dermsynth.data.splits import load_split
-    from dermsynth.data.synthetic_store import is_store, read_manifest, read_training_ids
 
+    n_syn, n_ids = require_auditable(store)  # before the split: a mistyped --store fails at once
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     problems = audit_store(split, store)
-    n_syn = len(read_manifest(store)) if is_store(store) else 0
-    n_ids = len(read_training_ids(store))
+    listed = None
+    if problems:
+        listed = problems_file or store / "leakage_problems.txt"
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("\n".join(problems) + "\n")
 
     def human():
-        for p in problems:
+        for p in problems[:SHOWN]:
             c.say(f"✗ {p}")
-        c.say(f"LEAK: {len(problems)} violation(s)" if problems else
-            f"CLEAN: no held-out image among {n_syn} synthetic references, {n_ids} generator training images "
-            "or split groups")
+        if len(problems) > SHOWN:
+            c.say(f"… {len(problems) - SHOWN} more")
+        c.say(f"LEAK: {len(problems)} violation(s), all listed in {listed}" if problems else
+              f"CLEAN: no held-out image among {n_syn} synthetic references, {n_ids} generator training images "
+              "or split groups")
 
-    c.emit({"clean": not problems, "problems": problems, "n_synthetic": n_syn, "n_training_ids": n_ids}, as_json,
-         human)
+    c.emit({"clean": not problems, "problems": problems, "n_synthetic": n_syn, "n_training_ids": n_ids,
+            "problems_file": str(listed) if listed else None}, as_json, human)
     if problems:
         raise typer.Exit(EXIT_AUDIT_FAILED)
+
+
+SHOWN = 10  # violations printed; the rest are in the --list file
 
 
 @app.command("memorization")

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from dermsynth.errors import DermsynthError
+from dermsynth.errors import EXIT_BAD_INPUT, ConfigError, DataError, DermsynthError
 
 if TYPE_CHECKING:
     from dermsynth.data.splits import SplitSpec
@@ -101,5 +101,24 @@ def handles_errors(fn: Callable) -> Callable:
         except DermsynthError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a path the user gave that cannot be read or written: bad input, not a bug
+            if exc.filename is None:
+                raise
+            error(f"{exc.filename}: {exc.strerror or exc}; check the path (and that its folder exists)")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def require_dir(path: Path, what: str, hint: str) -> Path:
+    """``path`` as an existing folder, or a DataError naming it and what to do (``hint``)."""
+    if not path.is_dir():
+        raise DataError(f"{path} {'is not a folder' if path.exists() else 'does not exist'}: no {what} there; {hint}")
+    return path
+
+
+def require_positive(**values: float | None) -> None:
+    """A ConfigError naming the first option that is set but not > 0 (``steps=0``, ``minutes=-1``)."""
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")

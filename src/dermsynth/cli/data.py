@@ -87,6 +87,7 @@ def data_clean(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, class
         encoder = make_encoder(embedding)
         embed = lambda t: embed_table(t, encoder)  # noqa: E731
     rep = find_duplicates(table, max_distance, embed=embed, max_cosine=max_cosine)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rep.pairs.to_csv(out, index=False)
     clusters = out.with_name(out.stem + "_clusters.csv")
     table.assign(cluster=rep.clusters)[["id", "path", "label", "cluster"]].dropna(subset=["cluster"]).to_csv(

@@ -8,7 +8,7 @@ import typer
 
 from dermsynth.cli import common as c
 from dermsynth.cli.track import TrackOpt, track_folder
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigError, DataError
 
 
 def _where(items: list[str]) -> dict[str, str]:
@@ -61,8 +61,19 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
     from dermsynth.train.checkpoint import load_bundle, load_export
     from dermsynth.train.predict import images_to_predict, predict_table
 
-    model, meta = load_export(run) if run.is_dir() else load_bundle(run.parent, io.read_json(run)["run_id"])
-    table, failures = predict_table(model, meta, images_to_predict(source), device)
+    if not run.exists():
+        raise DataError(f"--run {run} does not exist; pass a run record (OUT/runs/ID.json) or a folder written "
+                        "by `dermsynth export`")
+    images = images_to_predict(source)  # an empty or mistyped SOURCE fails before the model loads
+    if run.is_dir():
+        model, meta = load_export(run)
+    else:
+        try:
+            run_id = io.read_json(run)["run_id"]
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"--run {run} is not a run record (a JSON file with a run_id, OUT/runs/ID.json)") from None
+        model, meta = load_bundle(run.parent, run_id)
+    table, failures = predict_table(model, meta, images, device)
     io.write_text(out, table.to_csv(index=False))
     if failures:
         io.write_text(out.with_suffix(".failures.csv"), pd.DataFrame(failures).to_csv(index=False))

@@ -7,15 +7,21 @@ from typing import Literal
 
 import typer
 
-from dermsynth.cli.common import JsonOpt, emit, handles_errors, say
+from dermsynth.cli.common import JsonOpt, emit, handles_errors, require_dir, say
 from dermsynth.cli.track import TrackOpt, track_folder
-from dermsynth.errors import EXIT_AUDIT_FAILED
+from dermsynth.errors import EXIT_AUDIT_FAILED, DataError
 
 app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
 
 
 def default_out(config: Path) -> Path:
     return Path("runs") / config.stem
+
+
+def require_study(config: Path, folder: Path) -> Path:
+    """An existing study folder, or an error that says how to make one (never "60 pending")."""
+    return require_dir(folder, "study", f"run `dermsynth experiment run {config} --out {folder}` first, or pass "
+                                        "the folder it wrote with --out")
 
 
 @app.command("run")
@@ -58,8 +64,9 @@ def experiment_status(config: Path, out: Path | None = typer.Option(None), as_js
     from dermsynth.experiments.runner import experiment_status as status_of
     from dermsynth.experiments.spec import load_experiment
 
-    folder = out or default_out(config)
-    st = status_of(load_experiment(config), folder)
+    spec = load_experiment(config)
+    folder = require_study(config, out or default_out(config))
+    st = status_of(spec, folder)
     eta = eta_seconds(st, folder)
     counts = {k: int(v) for k, v in st["state"].value_counts().items()}
     emit({"counts": counts, "eta_seconds": eta, "cells": st.to_dict(orient="records")}, as_json,
@@ -75,8 +82,11 @@ def experiment_results(config: Path, out: Path | None = typer.Option(None),
     """Flatten all run records into one table."""
     from dermsynth.experiments.results import results_table
 
-    folder = out or default_out(config)
+    folder = require_study(config, out or default_out(config))
     table = results_table(folder)
+    if table.empty:
+        raise DataError(f"no finished run in {folder / 'runs'} yet: nothing to tabulate; "
+                        f"`dermsynth experiment status {config} --out {folder}` shows what is pending")
     dest = dest or folder / f"results.{fmt}"
     if fmt == "parquet":
         table.to_parquet(dest)

@@ -26,13 +26,22 @@ def generator_train(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, 
     from dermsynth.data.splits import load_split
     from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
 
+    c.require_positive(steps=steps, minutes=minutes)
+    config = BuiltinConfig(size=size)  # checks the size before any data is read
+    if init_from is not None:
+        from dermsynth.generate.builtin_model import resolve_model_dir
+
+        resolve_model_dir(init_from)  # a mistyped --init-from fails before the data is read
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     pool = split.pool if finetune_class is None else split.pool[split.pool["label"] == finetune_class]
     if pool.empty:
-        raise DataError(f"no training-pool images of class {finetune_class!r}")
+        raise DataError(f"no training-pool images of class {finetune_class!r}; classes: "
+                        f"{sorted(split.pool['label'].unique())}" if finetune_class else
+                        "the training pool is empty (every image went to the test and validation sets); lower "
+                        "--n-test/--n-val or check --classes")
     res = train_builtin_on(pool, out, size=size, cache_dir=".dermsynth-cache",
                            classes=sorted(split.table["label"].unique()), max_steps=steps, max_minutes=minutes,
-                           init_from=init_from, config=BuiltinConfig(size=size), progress=not as_json)
+                           init_from=init_from, config=config, progress=not as_json)
     c.emit(res, as_json, f"{res['steps']} steps in {res['seconds']:.0f} s, loss {res['first_loss']:.4f} → "
                        f"{res['last_loss']:.4f}; model in {res['model_dir']}")
 
@@ -54,7 +63,9 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
              dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
              n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
-             seed: int = 0, steps: int = 50, guidance: float = 3.0, batch_size: int = 16,
+             seed: int = 0,
+             steps: int | None = typer.Option(None, help="Sampler steps (default: 25 builtin, 50 sd)."),
+             guidance: float = 3.0, batch_size: int = 16,
              shard: str = typer.Option("0/1", help="i/n: this worker's share."),
              channels_last: bool = typer.Option(False, help="sd: channels-last UNet/VAE (often faster)."),
              compile_unet: bool = typer.Option(False, help="sd: torch.compile the UNet (pays on long runs)."),
@@ -65,15 +76,21 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
     from dermsynth.generate.backends.registry import make_backend
     from dermsynth.generate.runner import run_generation
 
-    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
-    refs = split.pool if n_real is None else split.train_subset(n_real, seed)
-    kw = {"steps": steps, "guidance": guidance}
+    c.require_positive(steps=steps, per_image=per_image, batch_size=batch_size)
+    part = _shard(shard)
+    kw: dict = {"guidance": guidance} | ({"steps": steps} if steps is not None else {})
     if backend == "sd":
         kw.update(channels_last=channels_last, compile_unet=compile_unet)
         if inpaint_model:
             kw["inpaint_model"] = inpaint_model
-    res = run_generation(make_backend(backend, model, **kw), refs, method, per_image, out, split=split,
-                         batch_size=batch_size, shard=_shard(shard), progress=not as_json)
+    gen = make_backend(backend, model, **kw)
+    problem = gen.copy_problem(method) if hasattr(gen, "copy_problem") else None
+    if problem:
+        raise ConfigError(problem)
+    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    refs = split.pool if n_real is None else split.train_subset(n_real, seed)
+    res = run_generation(gen, refs, method, per_image, out, split=split, batch_size=batch_size, shard=part,
+                         progress=not as_json)
     c.emit(res, as_json, f"{method}: generated {res['generated']}, reused {res['skipped']} → {res['store']}")
 
 

@@ -8,9 +8,19 @@ from pathlib import Path
 import typer
 
 from dermsynth.cli import common as c
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigError, DataError
 
 app = typer.Typer(no_args_is_help=True, help="A reader study (Turing test) of real vs synthetic images.")
+
+
+def existing_study(study: Path) -> Path:
+    """``study`` when it holds a study's database; else a DataError (nothing is created there)."""
+    from dermsynth.readers import database as db
+
+    if not (study / db.DB_NAME).is_file():
+        raise DataError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
+                        "`dermsynth reader-study create --store STORE --out FOLDER`")
+    return study
 
 
 @app.command("create")
@@ -49,7 +59,7 @@ def invite(study: Path = typer.Argument(...), name: list[str] = typer.Option(...
     """Create readers and print their invite links (shown once; only a hash is stored)."""
     from dermsynth.readers import database as db
 
-    conn = db.connect(study / db.DB_NAME)
+    conn = db.connect(existing_study(study) / db.DB_NAME)
     try:
         links = {}
         for n in name:
@@ -80,7 +90,7 @@ def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
     from dermsynth.analysis.reader_study import write_study_report
     from dermsynth.readers.analysis import analyse
 
-    res = analyse(study)
+    res = analyse(existing_study(study))
     path = write_study_report(study, res=res)
     summary = {k: v for k, v in res.items() if k not in ("per_reader", "breakdown", "fooled")}
     c.emit({**summary, "report": str(path)}, as_json, f"{summary.get('answers', 0)} answers analysed → {path}")
@@ -93,7 +103,7 @@ def ls_export(study: Path = typer.Argument(...), out: Path = typer.Option(...),
     """Label Studio tasks (no key in them) and a labelling config."""
     from dermsynth.readers.labelstudio import export_tasks
 
-    c.emit({"tasks": str(export_tasks(study, out, url_prefix))}, False, f"tasks in {out}")
+    c.emit({"tasks": str(export_tasks(existing_study(study), out, url_prefix))}, False, f"tasks in {out}")
 
 
 @app.command("labelstudio-import")
@@ -102,5 +112,24 @@ def ls_import(study: Path = typer.Argument(...), export_json: Path = typer.Argum
     """Add the answers from a Label Studio JSON export (annotators become readers ls:NAME)."""
     from dermsynth.readers.labelstudio import import_annotations
 
-    res = import_annotations(study, export_json)
+    check_annotations(export_json)
+    res = import_annotations(existing_study(study), export_json)
     c.emit(res, as_json, f"added {res['added']}, already there {res['repeated']}, skipped {res['skipped']}")
+
+
+def check_annotations(export_json: Path) -> None:
+    """A Label Studio JSON export holds a list of tasks, some with annotations; anything else
+    (a JSON object, the study's own un-annotated task export) is named as such, never "added 0"."""
+    import json
+
+    try:
+        tasks = json.loads(export_json.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the Label Studio export {export_json}: {exc}") from None
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise DataError(f"{export_json} is not a Label Studio JSON export (a list of tasks) but a JSON "
+                        f"{type(tasks).__name__}; in Label Studio use Export → JSON")
+    if not any(t.get("annotations") for t in tasks):
+        raise DataError(f"{export_json} holds {len(tasks)} task(s) but no annotation: it is a task list (e.g. "
+                        "`labelstudio-export`'s own output), not an export after annotating; annotate in Label "
+                        "Studio, then Export → JSON")

@@ -17,7 +17,6 @@ def load_folder(root: str | Path, csv: str | Path | None = None) -> pd.DataFrame
 
     CSV paths are relative to the CSV's folder unless absolute.
     """
-    root = Path(root)
     if csv is not None:
         csv = Path(csv)
         if not csv.exists():
@@ -33,6 +32,7 @@ def load_folder(root: str | Path, csv: str | Path | None = None) -> pd.DataFrame
             if df["id"].duplicated().any():
                 df["id"] = [f"{i:06d}-{Path(p).stem}" for i, p in enumerate(paths)]
         return make_table(df, "folder")
+    root = Path(root)
     if not root.is_dir():
         raise DermsynthError(f"{root} is not a folder; expected one sub-folder per class")
     rows = []

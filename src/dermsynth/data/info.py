@@ -6,13 +6,16 @@ from pathlib import Path
 
 from dermsynth.data.images import load_rgb
 from dermsynth.data.registry import load_dataset
-from dermsynth.errors import ImageDecodeError
+from dermsynth.errors import DataError, ImageDecodeError
 
 
 def dataset_info(name: str, root: str | Path | None, classes=None, check_images: bool = False) -> dict:
     """Counts per class and skin type; missing rows (Fitzpatrick 17k) and unreadable files."""
     missing, missing_per_class = 0, {}
     if name == "fitzpatrick17k":
+        if root is None:
+            raise DataError("dataset 'fitzpatrick17k' needs --root DIR (the folder holding fitzpatrick17k.csv "
+                            "and images/; `dermsynth data download` fills it)")
         from dermsynth.data.fitzpatrick import load_fitzpatrick17k
 
         table, report = load_fitzpatrick17k(root, classes)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from dermsynth.data.splits import Split, check_split_leakage, held_out_ids
 from dermsynth.data.synthetic_store import is_store, read_manifest, read_training_ids
-from dermsynth.errors import LeakageError
+from dermsynth.errors import ConfigError, DataError, LeakageError
 
 
 def audit(split: Split, manifest: pd.DataFrame | None = None, training_ids=None) -> list[str]:
@@ -31,10 +31,31 @@ def audit(split: Split, manifest: pd.DataFrame | None = None, training_ids=None)
 
 
 def audit_store(split: Split, store) -> list[str]:
-    """Audit a split together with a synthetic store's manifest and recorded training ids."""
-    if not is_store(store):
+    """Audit a split together with a synthetic store's manifest and recorded training ids
+    (``store`` None: the split alone). A path that is not a store is an error, never a clean audit
+    of nothing: a mistyped path must not read as proof of no leakage."""
+    if store is None:
         return audit(split)
+    if not is_store(store):
+        raise DataError(f"{store} is not a synthetic store (no store.json): nothing there to audit; "
+                        "pass the folder `dermsynth generate --out` wrote")
     return audit(split, read_manifest(store), read_training_ids(store))
+
+
+def require_auditable(store) -> tuple[int, int]:
+    """The store's counts of synthetic images and generator training ids, or a DataError when
+    there is nothing to audit (no store, or a store with neither)."""
+    if store is None:
+        raise ConfigError("audit leakage needs --store STORE (a folder written by `dermsynth generate`): "
+                          "without one there is nothing to prove clean")
+    if not is_store(store):
+        raise DataError(f"{store} is not a synthetic store (no store.json): nothing there to audit; "
+                        "pass the folder `dermsynth generate --out` wrote")
+    n_syn, n_ids = len(read_manifest(store)), len(read_training_ids(store))
+    if n_syn == 0 and n_ids == 0:
+        raise DataError(f"{store} holds no synthetic image and no generator training ids: nothing to audit; "
+                        "generate into it first (`dermsynth generate --out {store}`)")
+    return n_syn, n_ids
 
 
 def assert_clean(problems: list[str]) -> None:

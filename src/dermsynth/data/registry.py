@@ -52,11 +52,14 @@ def _ddi(root, **_) -> pd.DataFrame:
 def _folder(root, *, classes=None, csv=None, **_) -> pd.DataFrame:
     from dermsynth.data.folder import load_folder
 
+    from dermsynth.data.fitzpatrick import select_classes
+
     table = load_folder(root, csv)
-    keep = _class_list(classes)
-    if keep is not None:
-        table = table[table["label"].isin(keep)].reset_index(drop=True)
-    return table
+    if classes in (None, "all"):
+        return table
+    # one reading of --classes for every data set: top-N, a list, and a typo is an error, not an empty table
+    keep = select_classes(table["label"].value_counts(), list(classes) if isinstance(classes, tuple) else classes)
+    return table[table["label"].isin(keep)].reset_index(drop=True)
 
 
 def load_dataset(name: str, root: str | Path | None = None, *, classes=None, csv=None,
@@ -64,7 +67,7 @@ def load_dataset(name: str, root: str | Path | None = None, *, classes=None, csv
                  label_column: str = "label") -> pd.DataFrame:
     """Load an image table; see each loader for its options."""
     loader = DATASETS.get(name)
-    if root is None and name != "demo":
+    if root is None and name != "demo" and not (name == "folder" and csv is not None):
         raise DataError(f"dataset {name!r} needs --root DIR (where its files are)")
     return loader(root, classes=classes, csv=csv, n_per_class=n_per_class, size=size, seed=seed,
                   label_column=label_column)

@@ -129,7 +129,8 @@ def evaluate_runs(source: str | Path, dataset: str, root: str | Path | None, *, 
     if table.empty:
         raise DataError(f"no external image of {dataset} ({root}) is left to evaluate")
     seen_test = refuse_seen_images(table, records)
-    name = name or (Path(root).name if root else dataset)
+    # the folder's own name even for `--root .`; a CSV names the evaluation when there is no root
+    name = name or (Path(root).resolve().name if root else Path(csv).stem if csv else dataset)
     out = Path(exp) / "external" / name
     cache = Path(cache_dir or RunSpec(**records[0]["spec"]).cache_dir) / "images"
     rows = []

@@ -16,6 +16,7 @@ import pandas as pd
 
 from dermsynth import io
 from dermsynth.data.fitzpatrick import F17K9
+from dermsynth.errors import SplitError
 from dermsynth.experiments.spec import ExperimentSpec, cells
 
 # Images (or steps) per second. "cpu": measured here (AMD EPYC, 2 threads; README/bench).
@@ -74,6 +75,8 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     total = sum(sizes.sizes.values())
     held = per_stratum * (3 if spec.base.get("stratify") == "skin_group" else n_cls)  # three skin-type groups
     pool = {c: max(0, n - round(held * n / total)) for c, n in sizes.sizes.items()}
+    _check_pool(runs, pool if spec.base.get("stratify") == "skin_group" else
+                {c: n - per_stratum for c, n in sizes.sizes.items()}, sizes.source)
     rows = []
     gen = spec.generator
     synthetic = [r for r in runs if r.synthetic_per_real > 0]
@@ -113,6 +116,20 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out
+
+
+def _check_pool(runs, pool: dict[str, int], source: str) -> None:
+    """Refuse what `experiment run` would refuse: an n_real beyond a class's training pool
+    (a plan must not price runs that cannot run)."""
+    for run in runs:
+        if run.use_all_pool:
+            continue
+        for cls, n in pool.items():
+            want = run.class_n_real.get(str(cls), run.n_real)
+            if want > n:
+                raise SplitError(f"n_real={want} exceeds the training pool of class {cls!r} (≈ {n} images after "
+                                 f"the test and validation sets; {source}); `experiment run` would refuse it: "
+                                 "lower n_real in the config")
 
 
 def checkpoint_bytes(run, n_cls: int) -> int:

@@ -26,8 +26,11 @@ from dermsynth.train.spec import RunSpec
 STAND_IN_BASE = {"dataset": "demo", "root": None, "label_column": "label", "demo_size": 32, "image_size": 16,
                  "backbone": "test_resnet", "pretrained": False, "pretrained_path": None, "max_epochs": 2,
                  "patience": 1, "lr": 3e-3, "threads": 1}
+# 4 sampler steps, not fewer: at 2 (or 3) a masked pass starts from (almost) the reference itself,
+# so inpaint and in-then-outpaint stores held near-copies of the real images and scored alike
+# (generate/builtin_sampling.py: masked_copy_problem); at 4 each method changes its own region.
 STAND_IN_GENERATOR = {"backend": "builtin", "model": None, "inpaint_model": None, "store": None, "size": 16,
-                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 2,
+                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 4,
                       "batch_size": 64, "finetune_steps": 3, "lora": False}
 N_TEST, N_VAL = 6, 4
 

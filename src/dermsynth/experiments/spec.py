@@ -28,6 +28,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermsynth.errors import ConfigError
+from dermsynth.registry import did_you_mean
 from dermsynth.experiments.tracking_spec import TrackingSpec
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
@@ -169,7 +170,9 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     for section, keys in sections:
         unknown = sorted(set(keys) - fields)
         if unknown:
-            raise ConfigError(f"{where}: [{section}] has unknown field(s) {unknown}; allowed: {sorted(fields)}")
+            hints = "; ".join(f"{u!r}{did_you_mean(u, fields) or ' is not a run field'}" for u in unknown)
+            raise ConfigError(f"{where}: [{section}] has unknown field(s): {hints}. `dermsynth experiment show "
+                              "CONFIG` prints every field with its value")
     for axis, values in spec.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: grid axis {axis!r} must be a non-empty list")
@@ -188,10 +191,19 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     return spec
 
 
+def _fields_of(model_name: str) -> list[str]:
+    """The field names of the model a ValidationError is about (for "did you mean")."""
+    model = globals().get(model_name)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
 def explain_validation(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":  # pydantic's "Extra inputs are not permitted", said plainly
+            parts.append(f"unknown field {loc!r}{did_you_mean(str(e['loc'][-1]), _fields_of(exc.title))}")
+            continue
         parts.append(f"field {loc!r}: {e['msg']}" + (f" (got {e.get('input')!r})" if "input" in e else ""))
     return "; ".join(parts)
 

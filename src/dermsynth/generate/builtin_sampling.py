@@ -9,6 +9,40 @@ from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.builtin_model import BuiltinModel, make_scheduler
 from dermsynth.generate.methods import method_masks
 
+# A masked pass starts from the reference noised to the first timestep it denoises. Above this
+# share of the reference's amplitude (√ᾱ at that timestep) the sampler only retouches the
+# reference: at 2 steps and strength 0.97 the pass starts at timestep 0, i.e. from the
+# reference itself, and the "synthetic" image is a copy (0.6 grey levels changed on average).
+MAX_REFERENCE_SHARE = 0.75
+
+
+def reference_share(model: BuiltinModel, steps: int, strength: float, scheduler: str = "ddim") -> float:
+    """√ᾱ at the first denoised timestep of a pass with ``strength``: 0 = pure noise, 1 = the reference."""
+    if strength >= 1.0:
+        return 0.0
+    sch = make_scheduler(model.unet, scheduler)
+    sch.set_timesteps(steps)
+    init = min(int(steps * strength), steps)
+    timesteps = sch.timesteps[(steps - init) * sch.order:]
+    return 1.0 if len(timesteps) == 0 else float(sch.alphas_cumprod[int(timesteps[0])]) ** 0.5
+
+
+def masked_copy_problem(model: BuiltinModel, method: str, steps: int, strength_inpaint: float,
+                        strength_outpaint: float, scheduler: str = "ddim") -> str | None:
+    """Why these settings cannot change a masked method's region (None when they can)."""
+    if method == "text-to-image":
+        return None
+    strengths = {"inpaint": [strength_inpaint], "outpaint": [strength_outpaint]}.get(
+        method, [strength_inpaint, strength_outpaint])
+    share = max(reference_share(model, steps, s, scheduler) for s in strengths)
+    if share <= MAX_REFERENCE_SHARE:
+        return None
+    enough = next((n for n in range(steps + 1, 200) if max(
+        reference_share(model, n, s, scheduler) for s in strengths) <= MAX_REFERENCE_SHARE), None)
+    return (f"{method} with {steps} sampler steps at strength {'/'.join(map(str, strengths))} starts from "
+            f"{100 * share:.0f} % of the reference image: the masked region stays (nearly) a copy of the real "
+            f"image" + (f"; use at least {enough} steps (--steps)" if enough else "; raise the strength"))
+
 
 def _to_model_range(refs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(refs)).permute(0, 3, 1, 2).float() / 127.5 - 1

@@ -47,6 +47,15 @@ class BuiltinConfig:
     ema_decay: float = 0.995
     mask_fraction: float = 0.5
 
+    def __post_init__(self) -> None:
+        # Each level below the first halves the image: a size the UNet cannot halve that often
+        # fails deep in torch with a tensor-size mismatch, so say it here, naming the field.
+        factor = 2 ** (len(self.block_out_channels) - 1)
+        if self.size < 8 or self.size % factor:
+            ok = [s for s in (16, 32, 48, 64) if s % factor == 0]
+            raise ConfigError(f"size={self.size}: the built-in generator needs a multiple of {factor} (≥ 8) with "
+                              f"{len(self.block_out_channels)} levels, e.g. {', '.join(map(str, ok))}")
+
     def build(self) -> ConditionedUNet:
         return ConditionedUNet(classes=sorted(self.classes), size=self.size,
                                block_out_channels=tuple(self.block_out_channels),
@@ -106,7 +115,18 @@ class _State:
         if not (ckpt / "state.pt").exists():
             return
         state = torch.load(ckpt / "state.pt", weights_only=False)
-        self.unet.load_state_dict(state["unet"])
+        try:
+            self.unet.load_state_dict(state["unet"])
+        except RuntimeError:  # other classes, size or architecture: 50 lines of shape mismatches otherwise
+            cfg_path = ckpt.parent / "model" / "config.json"
+            was = ""
+            if cfg_path.exists():
+                old = io.read_json(cfg_path)
+                was = f" (classes {old.get('classes')}, size {old.get('size')})"
+            now = self.unet.config
+            raise DataError(f"{ckpt.parent} holds a generator trained with other settings{was}, not classes "
+                            f"{list(now.classes)} at size {now.size}; use another --out, or delete {ckpt.parent} "
+                            "to start over") from None
         self.opt.load_state_dict(state["opt"])
         self.ema.load_state_dict(state["ema"])
         self.gen.set_state(state["gen"])

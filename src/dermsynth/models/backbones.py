@@ -14,14 +14,22 @@ import torch
 from torch import nn
 
 from dermsynth.errors import ConfigError, DermsynthError
+from dermsynth.registry import did_you_mean
+
+
+def check_backbone(name: str) -> str:
+    """``name`` when timm knows it; else a ConfigError with the closest names (before any data is read)."""
+    if not timm.is_model(name):
+        hint = did_you_mean(name, timm.list_models()) or did_you_mean(name, timm.list_models(f"*{name[:4]}*"))
+        raise ConfigError(f"backbone={name!r} is not a timm model{hint}; `timm.list_models('*resnet*')` lists names "
+                          "(test_resnet is the tiny one for CPU tests)")
+    return name
 
 
 def create_backbone(name: str, num_classes: int, pretrained: bool = False,
                     pretrained_path: str | Path | None = None, image_size: int | None = None) -> nn.Module:
     """A timm model with a fresh ``num_classes`` head."""
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise ConfigError(f"backbone={name!r} is not a timm model; similar names: {close}")
+    check_backbone(name)
     kwargs = {"num_classes": num_classes}
     if pretrained_path is not None:
         path = Path(pretrained_path)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from dermsynth.data.synthetic_store import read_training_ids
 from dermsynth.generate.builtin_model import load_builtin
-from dermsynth.generate.builtin_sampling import generate_method
+from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
 from dermsynth.generate.methods import method_params
+
+log = logging.getLogger(__name__)
 
 
 class BuiltinBackend:
@@ -27,7 +30,14 @@ class BuiltinBackend:
         settings = json.dumps([steps, guidance, strength_inpaint, strength_outpaint, mask_fraction, scheduler])
         self.fingerprint = hashlib.sha256(f"{self.m.fingerprint}|{settings}".encode()).hexdigest()[:16]
 
+    def copy_problem(self, method: str) -> str | None:
+        """Why this backend's settings cannot change ``method``'s masked region (None: they can)."""
+        return masked_copy_problem(self.m, method, self.steps, self.s_in, self.s_out, self.scheduler)
+
     def params(self, method: str) -> dict:
+        problem = self.copy_problem(method)
+        if problem:  # the library warns (tests use tiny settings); the CLI and the rehearsal refuse
+            log.warning("%s", problem)
         return method_params(method, self.steps, self.guidance, self.s_in, self.s_out, self.fraction)
 
     def training_ids(self) -> set[str]:

@@ -1,0 +1,220 @@
+"""Every command driven through the mistakes a newcomer makes (issue 27): a missing flag, a
+mistyped path, an empty folder, nonsense numbers. Each must end in one clear message and its
+exit code (2 usage/config, 3 bad input or data) — never a traceback, never a success that
+vouches for what was not checked. Most mistakes are caught before any data is read."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dermsynth.cli import app
+
+SPLIT = ["--dataset", "folder", "--n-test", "3", "--n-val", "2"]
+
+
+def fails(*args, code: int, says: str | tuple[str, ...]):
+    """Run the command; assert its exit code, that the message names ``says``, and no traceback."""
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    out = res.output
+    assert res.exit_code == code, f"exit {res.exit_code} != {code} for {args}\n{out}\n{res.exception!r}"
+    assert res.exception is None or isinstance(res.exception, SystemExit), f"{args} raised {res.exception!r}"
+    assert "Traceback" not in out
+    for fragment in (says,) if isinstance(says, str) else says:
+        assert fragment in " ".join(out.split()), f"{fragment!r} not in the message of {args}:\n{out}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def folder(demo_table, tmp_path_factory) -> Path:
+    """Three classes of the demo images as a folder data set (10 images each)."""
+    root = tmp_path_factory.mktemp("mistakes-folder")
+    for label in sorted(demo_table["label"].unique())[:3]:
+        cls = root / label.replace(" ", "_")
+        cls.mkdir()
+        for path in demo_table[demo_table["label"] == label]["path"].head(10):
+            os.symlink(path, cls / Path(path).name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mistakes-cwd")
+    old = Path.cwd()
+    os.chdir(path)
+    yield path
+    os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def generator(folder, workdir) -> Path:
+    """A 3-class built-in generator (one step: its weights do not matter here)."""
+    out = workdir / "gen3"
+    res = CliRunner().invoke(app, ["generator", "train", *SPLIT, "--root", str(folder), "--out", str(out),
+                                   "--size", "16", "--steps", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _config(path: Path, folder: Path, workdir: Path, **grid) -> Path:
+    axes = "\n".join(f"{k} = {json.dumps(v)}" for k, v in grid.items())
+    path.write_text(f"""name = "mistakes"
+seeds = 1
+recognisability = false
+[base]
+dataset = "folder"
+root = "{folder}"
+n_test = 3
+n_val = 2
+image_size = 16
+backbone = "test_resnet"
+max_epochs = 1
+cache_dir = "{workdir / 'cache'}"
+[grid]
+{axes}
+""")
+    return path
+
+
+# 1. An audit with nothing to audit is an error naming what is missing, never "CLEAN".
+def test_leakage_audit_never_vouches_for_nothing(folder, tmp_path):
+    from dermsynth.data.synthetic_store import open_store
+
+    fails("audit", "leakage", *SPLIT, "--root", folder, code=2, says="needs --store")
+    fails("audit", "leakage", *SPLIT, "--root", folder, "--store", tmp_path / "DOES_NOT_EXIST", code=3,
+          says=("DOES_NOT_EXIST", "not a synthetic store"))
+    empty = open_store(tmp_path / "empty", "builtin", "m", "f")
+    fails("audit", "leakage", *SPLIT, "--root", folder, "--store", empty, code=3, says="nothing to audit")
+
+
+# 2. Nonsense input is refused instead of "succeeding" on nothing.
+def test_nonsense_is_not_a_success(folder, workdir, tmp_path):
+    fails("generator", "train", *SPLIT, "--root", folder, "--minutes", "-1", code=2, says="--minutes -1")
+    fails("generator", "train", *SPLIT, "--root", folder, "--steps", "0", code=2, says="--steps 0")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "run.json").write_text("{}")
+    fails("predict", tmp_path / "empty", "--run", tmp_path / "run.json", code=3, says="no image files")
+    cfg = _config(tmp_path / "exp.toml", folder, workdir, n_real=[2])
+    fails("experiment", "status", cfg, "--out", tmp_path / "nowhere", code=3, says=("nowhere", "does not exist"))
+    fails("experiment", "results", cfg, "--out", tmp_path / "empty", code=3, says="no finished run")
+    big = _config(tmp_path / "big.toml", folder, workdir, n_real=[500])
+    fails("experiment", "plan", big, "--device", "cpu", code=3, says=("n_real=500", "exceeds the training pool"))
+    tasks = tmp_path / "tasks.json"  # a task list as labelstudio-export writes it: nothing annotated
+    tasks.write_text(json.dumps([{"data": {"item_id": "1", "image": "x.jpg"}}]))
+    fails("reader-study", "labelstudio-import", tmp_path / "study", tasks, code=3, says="no annotation")
+
+
+# 3. Masked methods with too few sampler steps would return copies of the real image.
+def test_masked_methods_refuse_settings_that_copy(generator, folder, tmp_path):
+    fails("generate", "--model", generator, "--method", "inpaint", "--steps", "2", *SPLIT, "--root", folder,
+          "--out", tmp_path / "store", code=2, says=("inpaint with 2 sampler steps", "copy", "at least 4 steps"))
+    fails("generate", "--model", generator, "--method", "outpaint", "--steps", "3", *SPLIT, "--root", folder,
+          "--out", tmp_path / "store", code=2, says="outpaint with 3 sampler steps")
+    assert not (tmp_path / "store").exists()
+
+
+def test_enough_steps_change_the_masked_region_and_the_rehearsal_uses_them(generator):
+    """The refusal's threshold is real: at 2 steps inpainting leaves the centre as it was; at the
+    rehearsal's steps it changes it. And the rehearsal's settings pass the check."""
+    import numpy as np
+
+    from dermsynth.experiments.rehearsal import STAND_IN_GENERATOR
+    from dermsynth.generate.builtin_model import load_builtin
+    from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
+    from dermsynth.generate.methods import centre_square_mask
+
+    model = load_builtin(generator)
+    refs = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    labels = [model.cfg.classes[0]] * 4
+    centre = centre_square_mask(16) > 0
+
+    def change(steps):
+        out = generate_method(model, "inpaint", labels, [1, 2, 3, 4], refs, steps=steps)
+        return float(np.abs(out.astype(float) - refs)[:, centre].mean())
+
+    steps = STAND_IN_GENERATOR["steps"]
+    assert change(2) < 1.0 < 10 < change(steps)
+    assert masked_copy_problem(model, "inpaint", 2, 0.97, 0.95) is not None
+    for method in ("inpaint", "outpaint", "in-then-outpaint"):
+        assert masked_copy_problem(model, method, steps, 0.97, 0.95) is None
+
+
+# 4. Mistakes that used to end in a Python traceback.
+def test_no_traceback(folder, workdir, generator, tmp_path):
+    fails("data", "info", "--dataset", "fitzpatrick17k", code=3, says="needs --root")
+    fails("generator", "train", *SPLIT, "--root", folder, "--size", "30", code=2, says=("size=30", "multiple of 4"))
+    fails("generator", "train", *SPLIT, "--classes", "top-2", "--root", folder, "--out", generator, "--size", "16",
+          "--steps", "2", code=3, says=("holds a generator trained with other settings", "another --out"))
+    images = tmp_path / "images"
+    images.mkdir()
+    os.symlink(next(next(folder.iterdir()).iterdir()).resolve(), images / "a.png")
+    fails("predict", images, "--run", tmp_path / "MISSING.json", code=3, says=("MISSING.json", "does not exist"))
+    for cmd in (["invite", tmp_path / "NOSTUDY", "--name", "ann"], ["report", tmp_path / "NOSTUDY"],
+                ["serve", tmp_path / "NOSTUDY"], ["labelstudio-export", tmp_path / "NOSTUDY", "--out", tmp_path]):
+        fails("reader-study", *cmd, code=3, says=("NOSTUDY", "not a reader study"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails("reader-study", "report", empty, code=3, says="not a reader study")
+    assert not any(empty.iterdir()), "a failed report must not create study.sqlite"
+    obj = tmp_path / "object.json"
+    obj.write_text('{"not": "a list"}')
+    fails("reader-study", "labelstudio-import", empty, obj, code=3, says="not a Label Studio JSON export")
+    fails("data", "info", "--dataset", "folder", "--root", tmp_path / "typo", code=3, says="typo")
+
+
+def test_clean_writes_into_a_new_folder(folder, tmp_path):
+    res = CliRunner().invoke(app, ["data", "clean", "--dataset", "folder", "--root", str(folder), "--out",
+                                   str(tmp_path / "NEWDIR" / "dups.csv"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "NEWDIR" / "dups.csv").exists() and (tmp_path / "NEWDIR" / "dups_clusters.csv").exists()
+
+
+# 8. Names: "did you mean", a run TOML's [base] table, an experiment config given to train.
+def test_unknown_names_suggest_the_close_one(folder, workdir, tmp_path):
+    fails("train", "--dataset", "folder", "--root", folder, "--backbone", "resnet-18", code=2,
+          says="did you mean 'resnet18'")
+    fails("data", "info", "--dataset", "fitzpatrick-17k", code=2, says="did you mean 'fitzpatrick17k'")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'[base]\ndataset = "folder"\nroot = "{folder}"\nn_reel = 2\n')
+    fails("train", "--config", cfg, code=2, says=("unknown field 'n_reel'", "did you mean 'n_real'"))
+    exp = _config(tmp_path / "exp.toml", folder, workdir, n_real=[2])
+    fails("train", "--config", exp, code=2, says=("is an experiment config", "experiment run"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(exp.read_text().replace("max_epochs", "max_epoch"))
+    fails("experiment", "plan", bad, code=2, says="did you mean 'max_epochs'")
+
+
+def test_help_names_equal_the_registries():
+    """`--help` lists names written out in cli/common (so it starts without torch): they must be
+    exactly the registries' names."""
+    from dermsynth.cli import common
+    from dermsynth.data.registry import DATASETS
+    from dermsynth.generate.backends.registry import BACKENDS
+    from dermsynth.generate.methods import METHODS
+    from dermsynth.models.encoders import ENCODERS
+
+    assert common.DATASET_NAMES == tuple(DATASETS.names())
+    assert common.BACKEND_NAMES == tuple(BACKENDS.names())
+    assert common.METHOD_NAMES == METHODS
+    assert common.ENCODER_NAMES == tuple(ENCODERS.names())
+
+
+def test_version_flag():
+    from dermsynth import __version__
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == __version__
+
+
+# 10. evaluate/folder with --csv needs no --root.
+def test_folder_csv_needs_no_root(folder, tmp_path):
+    from dermsynth.data.registry import load_dataset
+
+    img = next(next(folder.iterdir()).iterdir())
+    (tmp_path / "ext.csv").write_text(f"path,label\n{img.resolve()},{img.parent.name}\n")
+    table = load_dataset("folder", None, csv=tmp_path / "ext.csv")
+    assert list(table["label"]) == [img.parent.name]

@@ -197,10 +197,10 @@ def test_help_names_equal_the_registries():
     from dermsynth.generate.methods import METHODS
     from dermsynth.models.encoders import ENCODERS
 
-    assert common.DATASET_NAMES == tuple(DATASETS.names())
-    assert common.BACKEND_NAMES == tuple(BACKENDS.names())
+    assert tuple(DATASETS.names()) == common.DATASET_NAMES
+    assert tuple(BACKENDS.names()) == common.BACKEND_NAMES
     assert common.METHOD_NAMES == METHODS
-    assert common.ENCODER_NAMES == tuple(ENCODERS.names())
+    assert tuple(ENCODERS.names()) == common.ENCODER_NAMES
 
 
 def test_version_flag():

@@ -64,7 +64,7 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
              n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
              seed: int = 0,
-             steps: int | None = typer.Option(None, help="Sampler steps (default: 25 builtin, 50 sd)."),
+             steps: int | None = typer.Option(None, help="Sampler steps (default 10 builtin, 50 sd)."),
              guidance: float = 3.0, batch_size: int = 16,
              shard: str = typer.Option("0/1", help="i/n: this worker's share."),
              channels_last: bool = typer.Option(False, help="sd: channels-last UNet/VAE (often faster)."),

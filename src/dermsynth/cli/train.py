@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Literal
 
-import tomllib
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors

@@ -50,9 +50,8 @@ def _ddi(root, **_) -> pd.DataFrame:
 
 @DATASETS.register("folder")
 def _folder(root, *, classes=None, csv=None, **_) -> pd.DataFrame:
-    from dermsynth.data.folder import load_folder
-
     from dermsynth.data.fitzpatrick import select_classes
+    from dermsynth.data.folder import load_folder
 
     table = load_folder(root, csv)
     if classes in (None, "all"):

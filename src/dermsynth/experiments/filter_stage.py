@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from pathlib import Path
 
 from dermsynth import io
@@ -27,9 +26,7 @@ from dermsynth.audits.synthetic_filter import (
 )
 from dermsynth.data.splits import load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
-from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task
-from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.train.run import real_subset
 from dermsynth.train.spec import RunSpec
 
@@ -50,25 +47,8 @@ def classifier_spec(run: RunSpec) -> RunSpec:
         "filter_keep": None, "filter_digest": None, "generator_finetune": None})
 
 
-def check_quotas(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
-    """Before anything runs: a filter keeping fewer than k of a reference's images is an error."""
-    if spec.generator is None:
-        return
-    per_image = spec.generator.per_image
-    for r in filtered_runs(runs):
-        methods = r.synthetic_methods or spec.generator.methods
-        kept = math.ceil(r.filter_keep * per_image - 1e-9)
-        if kept * len(methods) < r.synthetic_per_real:
-            raise ConfigError(
-                f"synthetic_filter={r.synthetic_filter!r} with filter_keep={r.filter_keep:g} keeps {kept} of the "
-                f"generator's per_image={per_image} images per reference and method ({', '.join(methods)}), but "
-                f"synthetic_per_real={r.synthetic_per_real} needs {r.synthetic_per_real} per reference: raise "
-                f"filter_keep to ≥ {r.synthetic_per_real / (per_image * len(methods)):.2g} or generator.per_image")
-
-
-def filter_tasks(spec: ExperimentSpec, runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task]:
+def filter_tasks(runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task]:
     """One filter task per store that a filtered cell draws from, after that store's generation."""
-    check_quotas(spec, runs)
     mine: dict[str, list[RunSpec]] = {}
     for r in filtered_runs(runs):
         mine.setdefault(str(r.synthetic_store), []).append(r)

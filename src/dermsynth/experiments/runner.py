@@ -22,9 +22,10 @@ from dermsynth.errors import ConfigError
 from dermsynth.experiments.executors import EXECUTORS, run_cells
 from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
-from dermsynth.experiments.results import load_records, runs_dir
+from dermsynth.experiments.results import load_records, needs_rerun, runs_dir
 from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, recognisability_stage
+from dermsynth.experiments.study_path import ANCHOR_KEY, same_config, study_anchor
 from dermsynth.experiments.synthetic_stage import store_for, subset_key, synthetic_tasks
 from dermsynth.train.run import pin_inputs
 from dermsynth.train.spec import RunSpec
@@ -37,10 +38,17 @@ def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
     runs = cells(spec)
     gen = spec.generator
     if gen is not None:
-        runs = [r.model_copy(update={"synthetic_store": str(store_for(gen, Path(out), r.generator_finetune,
-                                                                       subset_key(gen, r)))})
-                if r.synthetic_per_real > 0 else r for r in runs]
+        anchor = study_anchor(out)  # the store's path when the study first ran: what run ids hash
+        runs = [r.model_copy(update=_store_fields(gen, Path(out), anchor, r)) if r.synthetic_per_real > 0 else r
+                for r in runs]
     return runs
+
+
+def _store_fields(gen, out: Path, anchor: Path, run: RunSpec) -> dict:
+    """The run's store where it is now and, when the study folder has moved, where it was."""
+    now = str(store_for(gen, out, run.generator_finetune, subset_key(gen, run)))
+    first = str(store_for(gen, anchor, run.generator_finetune, subset_key(gen, run)))
+    return {"synthetic_store": now, "synthetic_store_id": first if first != now else None}
 
 
 def pin_runs(runs: list[RunSpec]) -> list[RunSpec]:
@@ -60,14 +68,15 @@ def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
     marker = out / "experiment.json"
     if marker.exists():
         old = io.read_json(marker)
-        if old["digest"] != spec.digest() and not force:
+        if not same_config(old, spec) and not force:
             raise ConfigError(f"{out} holds results of another config ({old['name']}, digest {old['digest']}); "
                               "use another --out, or --force to add these runs beside them")
 
 
 def record_claim(spec: ExperimentSpec, out: Path) -> None:
     """Mark the folder as this config's, once its stages ran (a refused run leaves the old mark)."""
-    io.write_json(out / "experiment.json", {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()})
+    io.write_json(out / "experiment.json", {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump(),
+                                           ANCHOR_KEY: str(study_anchor(out))})
 
 
 def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Task]:
@@ -82,7 +91,7 @@ def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Ta
             mine = [r.model_dump_json() for r in runs if r.synthetic_store == store]
             tasks.append(Task(f"recognisability/{i}", "recognisability", task_recognisability,
                               {"runs": mine, "store": store, "folder": str(folder)}, deps=deps, gpus=1))
-    tasks += filter_tasks(spec, runs, stores)
+    tasks += filter_tasks(runs, stores)
     if spec.audit_leakage:
         tasks.append(Task("audit", "audit", task_audit, {"runs": [r.model_dump_json() for r in runs]},
                           deps=[t.name for t in tasks]))
@@ -138,7 +147,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     runs = pin_runs(runs)
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)
-    pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()]
+    pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()
+               or needs_rerun(rdir / f"{r.run_id()}.json", r.content_digest)]
     log.info("%s: %d runs, %d done, %d to run", spec.name, len(runs), len(runs) - len(pending), len(pending))
     workers = workers or max(1, min(len(pending), (os.cpu_count() or 1) // 2 or 1))
     runs_start = time.perf_counter()

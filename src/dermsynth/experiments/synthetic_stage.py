@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def subset_key(gen: GeneratorSpec, run: RunSpec) -> str | None:
         return None
     extra = hashlib.sha256(json.dumps(run.class_n_real, sort_keys=True).encode()).hexdigest()[:6]
     return "pool" if run.use_all_pool else f"n{run.n_real}-s{run.seed}" + (f"-{extra}" if run.class_n_real else "")
+
+
+def images_per_reference(run: RunSpec) -> int:
+    """Images to generate per reference for ``run``: k, or enough that its filter keeps k."""
+    if run.synthetic_filter == "none":
+        return run.synthetic_per_real
+    return math.ceil(run.synthetic_per_real / run.filter_keep - 1e-9)
 
 
 def store_for(gen: GeneratorSpec, out: Path, finetune: str | None, subset: str | None = None) -> Path:
@@ -209,9 +217,12 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         return [], {}
     if not needs:
         return [], {}
-    k = max(r.synthetic_per_real for r in needs)
+    k = max(images_per_reference(r) for r in needs)
     if k > gen.per_image:
-        raise ConfigError(f"grid asks synthetic_per_real={k} but generator.per_image={gen.per_image}; raise per_image")
+        asked = max(r.synthetic_per_real for r in needs)
+        why = "" if k == asked else f" and a filter keeping a share of them needs {k} to choose from"
+        raise ConfigError(f"grid asks synthetic_per_real={asked}{why} but generator.per_image={gen.per_image}; "
+                          "raise per_image")
     if gen.backend == "sd" and not gen.model:
         raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
     splits = load_splits(r.split_spec() for r in needs)

@@ -1,0 +1,178 @@
+"""The documentation site's generated pages: the README's sections, one page per command and one
+per config table.
+
+Generated at build time (``docs/hooks.py``) from the README, the typer app and the pydantic
+models themselves, so the site cannot drift from the code: a new option, field or default
+appears on the next build. A config field's text is its pydantic description, else the
+comment beside or above it in the model's source — the comments the code is read with.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import re
+import textwrap
+import tokenize
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+# (page, TOML table, model, what the table is for)
+CONFIG_TABLES: list[tuple[str, str, str, str]] = [
+    ("experiment", "top level", "dermsynth.experiments.spec:ExperimentSpec",
+     "The keys at the top of an experiment config (`dermsynth experiment run CONFIG`); each table below has "
+     "its own page."),
+    ("base", "[base] and [grid]", "dermsynth.train.spec:RunSpec",
+     "Every setting of one classifier run. `[base]` sets a field for every cell; `[grid]` lists values to "
+     "cross (`n_real = [1, 16, 32]`); `[[variants]]` adds paired settings. `dermsynth train --config` takes "
+     "the same fields."),
+    ("generator", "[generator]", "dermsynth.experiments.spec:GeneratorSpec",
+     "How the synthetic store is made: backend, model, methods, images per reference, fine-tuning."),
+    ("imbalance", "[imbalance]", "dermsynth.experiments.spec:ImbalanceSpec",
+     "Fig. S-2 as a grid: each rare class down-sampled, in three arms."),
+    ("tracking", "[tracking]", "dermsynth.experiments.tracking_spec:TrackingSpec",
+     "Log the study's runs to MLflow (also `--track URI` on `experiment run`, `train`, `evaluate`, "
+     "`quickstart`; `dermsynth experiment track OUT --to URI` afterwards)."),
+]
+
+
+def load_model(target: str) -> type[BaseModel]:
+    module, _, name = target.partition(":")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def field_comments(model: type[BaseModel]) -> dict[str, str]:
+    """{field: the comment on its line, else the comment lines right above it} from the source of
+    the model and its bases."""
+    out: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        comments = {tok.start[0]: (tok.string.lstrip("# ").rstrip(), tok.line.strip().startswith("#"))
+                    for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                    if tok.type == tokenize.COMMENT}
+        body = ast.parse(source).body[0]
+        for node in getattr(body, "body", []):
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            inline = [comments[n][0] for n in range(node.lineno, node.end_lineno + 1)
+                      if n in comments and not comments[n][1]]
+            above, n = [], node.lineno - 1
+            while n in comments and comments[n][1] and lines[n - 1].strip():
+                above.insert(0, comments[n][0])
+                n -= 1
+            if above and len(" ".join(above)) < 60 and not above[-1].endswith("."):
+                above = []  # a heading over a group of fields ("# synthetic data"), not this field's text
+            text = " ".join(inline or above)
+            if text:
+                out[node.target.id] = text
+    return out
+
+
+def type_name(annotation: Any) -> str:
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return re.sub(r"\b(typing|pydantic|dermsynth)\.[\w.]*?(\w+)\b", r"\2", text).replace("NoneType", "None")
+
+
+def default_of(field) -> str:
+    if field.default_factory is not None:
+        return f"`{field.default_factory()!r}`"
+    if field.default is PydanticUndefined:
+        return "required"
+    return f"`{field.default!r}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def config_page(table: str, target: str, intro: str) -> str:
+    model = load_model(target)
+    notes = field_comments(model)
+    rows = [f"| `{name}` | `{_cell(type_name(f.annotation))}` | {default_of(f)} | "
+            f"{_cell(f.description or notes.get(name, ''))} |" for name, f in model.model_fields.items()]
+    return "\n".join([f"# Config: {table}", "", intro, "",
+                      f"Generated from `{target.replace(':', '.')}` when the site is built.", "",
+                      "| field | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+
+
+def commands(group, prefix: str = "dermsynth") -> list[tuple[str, Any]]:
+    """Every leaf command of the CLI as ("dermsynth experiment run", command), in order.
+    (Duck-typed: typer ships its own copy of click.)"""
+    if hasattr(group, "list_commands"):
+        ctx = group.context_class(group)
+        out = []
+        for name in group.list_commands(ctx):
+            out += commands(group.get_command(ctx, name), f"{prefix} {name}")
+        return out
+    return [(prefix, group)]
+
+
+def command_page(path: str, cmd) -> str:
+    args = [p for p in cmd.params if p.param_type_name == "argument"]
+    usage = " ".join([path] + [p.name.upper() for p in args] + ["[OPTIONS]"])
+    rows = []
+    for p in cmd.params:
+        if p.param_type_name == "argument":
+            rows.append(f"| `{p.name.upper()}` (argument) | {'required' if p.required else ''} | "
+                        f"{_cell(getattr(p, 'help', None) or '')} |")
+        elif p.param_type_name == "option" and not p.hidden:
+            names = " / ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+            plain = isinstance(p.default, str | int | float | Path) and p.default not in (False, "")
+            default = f"`{p.default}`" if plain else ""
+            rows.append(f"| {names} | {default} | {_cell(p.help or '')} |")
+    doc = inspect.cleandoc(cmd.help or "")
+    return "\n".join([f"# `{path}`", "", doc, "", "```", usage, "```", "", "| option | default | meaning |",
+                      "|---|---|---|", *rows, "", "Generated from the command's definition when the site is built.",
+                      ""])
+
+
+def readme_pages(readme: str) -> dict[str, str]:
+    """``index.md`` (the README up to its first section, with a list of the sections) and one
+    ``guide/NN-slug.md`` per ``##`` section; images under docs/ re-linked from the pages."""
+    parts = re.split(r"(?m)^## ", readme)
+    intro, sections = parts[0], parts[1:]
+    pages, toc = {}, []
+    for i, section in enumerate(sections, 1):
+        title = section.splitlines()[0].strip()
+        slug = f"{i:02d}-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        body = re.sub(r"\]\(docs/", "](../", "# " + section)
+        pages[f"guide/{slug}.md"] = body
+        toc.append(f"- [{title}](guide/{slug}.md)")
+    pages["index.md"] = re.sub(r"\]\(docs/", "](", intro).rstrip() + "\n\n## Contents\n\n" + "\n".join(toc) + "\n"
+    return pages
+
+
+def site_pages(readme: str) -> dict[str, str]:
+    """Every generated page of the site: {path under docs/: markdown}."""
+    from typer.main import get_command
+
+    from dermsynth.cli import app
+
+    pages = readme_pages(readme)
+    for page, table, target, intro in CONFIG_TABLES:
+        pages[f"config/{page}.md"] = config_page(table, target, intro)
+    for path, cmd in commands(get_command(app)):
+        pages[f"commands/{path.removeprefix('dermsynth ').replace(' ', '-')}.md"] = command_page(path, cmd)
+    return pages
+
+
+def site_nav(pages: dict[str, str]) -> list:
+    """The site's navigation: home, the README's sections, then commands and config tables."""
+    def title(path: str) -> str:
+        return pages[path].splitlines()[0].lstrip("# ").strip("`")
+
+    def section(folder: str) -> list:
+        return [{title(p): p} for p in sorted(pages) if p.startswith(f"{folder}/")]
+
+    return [{"Home": "index.md"}, {"Guide": section("guide")}, {"Commands": section("commands")},
+            {"Config tables": section("config")}]

@@ -63,5 +63,33 @@ def lock_info() -> dict:
     return {"sha256": None, "source": "none"}
 
 
+def unmet_requirements(dist: str = "dermsynth", extras: tuple[str, ...] = ("dev",)) -> list[str]:
+    """The project's requirements (with ``extras``) that the environment does not satisfy: what a
+    dependency added to pyproject.toml without ``make lock`` looks like after an install from the lock."""
+    from packaging.requirements import Requirement
+
+    out = []
+    for text in metadata.requires(dist) or []:
+        req = Requirement(text)
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+            continue
+        try:
+            have = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            out.append(f"{req} (not installed)")
+            continue
+        if not req.specifier.contains(have, prereleases=True):
+            out.append(f"{req} (installed {have})")
+    return out
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+if __name__ == "__main__":  # `make` runs this after installing from the lock
+    problems = unmet_requirements()
+    if problems:
+        sys.exit(f"{LOCK_NAME} does not satisfy pyproject.toml: {'; '.join(problems)}. Run `make lock` (re-pins "
+                 "with hashes) and commit requirements.lock.")
+    print(f"environment matches pyproject.toml ({LOCK_NAME} {lock_info()['sha256'][:12]})")

@@ -60,7 +60,9 @@ def test_dreambooth_lowers_loss_and_saved_model_generates(tiny, tmp_path, inpain
 
 
 def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
-    split = make_split(demo_table, 5, 4)
+    # a loader that names the condition apart from the label, as DDI does ("melanoma", not "malignant")
+    split = make_split(demo_table.assign(prompt_label=np.where(demo_table["label"] == "psoriasis", "plaque psoriasis",
+                                                               None)), 5, 4)
     test_ids = list(split.test["id"][:2])
     with pytest.raises(LeakageError, match="validation/test"):
         finetune_from_split(str(tiny[0]), split, tmp_path / "x", ids=test_ids,
@@ -71,8 +73,12 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
     assert res["n_images"] == len(used) and used <= set(split.pool["id"])
     # generating with the fine-tuned pipeline carries its training ids into the store
     backend = SDBackend(str(tmp_path / "ok"), steps=1, size=32)
-    run_generation(backend, split.pool.iloc[:1], "text-to-image", 1, tmp_path / "store", split=split, progress=False)
+    psoriasis = split.pool[split.pool["label"] == "psoriasis"]
+    run_generation(backend, psoriasis.iloc[:1], "text-to-image", 1, tmp_path / "store", split=split, progress=False)
     assert read_training_ids(tmp_path / "store") == used
+    # one prompt rule: DreamBooth learnt with the words generation asks with (the condition's name)
+    asked = set(read_manifest(tmp_path / "store")["prompt"])
+    assert asked == {"An image of plaque psoriasis, a skin disease"} and set(res["prompts"]) == asked
     # and a pipeline that learnt from a held-out image is refused at generation
     write_training_ids(tmp_path / "ok", used | {split.test["id"].iloc[0]})
     with pytest.raises(LeakageError, match="held-out images"):

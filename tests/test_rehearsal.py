@@ -101,6 +101,9 @@ def test_imbalance_rehearsal(tmp_path):
     assert len(comps) == (2 + 1) * 3 * 2 * 3  # (rare classes + aggregate) × sizes × scopes × pairs of arms
     assert {"synthetic vs imbalanced", "synthetic vs duplication"} <= set(comps["comparison"])
     assert "fitted gain" not in html and not (tmp_path / "figures" / "fig3_accuracy_vs_nreal.png").exists()
+    # the rare class's generator learnt from its arm's real images only, and the report says so
+    assert "each run&#39;s own real subset" in html or "each run's own real subset" in html
+    assert (tmp_path / "subsets").is_dir() and not (tmp_path / "finetuned").exists()
 
 
 def test_skin_type_rehearsal(tmp_path):

@@ -28,7 +28,7 @@ from dermsynth.data.images import load_array
 from dermsynth.data.splits import Split, refuse_held_out
 from dermsynth.data.synthetic_store import write_training_ids
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.generate.methods import centre_square_mask, prompt_for
+from dermsynth.generate.methods import centre_square_mask, prompt_for, prompt_name, row_prompt
 
 
 @dataclass
@@ -237,7 +237,7 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     summary = {"steps": len(losses), "seconds": time.perf_counter() - t0, "held_loss_before": before,
                "held_loss_after": after, "train_losses": losses, "config": asdict(cfg), "base_model": model,
                "n_images": int(len(images)), "n_prior_images": 0 if data.prior_x is None else int(len(data.prior_x)),
-               "device": str(device), "autocast": str(amp) if amp else "fp32"}
+               "device": str(device), "autocast": str(amp) if amp else "fp32", "prompts": sorted(set(prompts))}
     if training_ids is not None:  # before dreambooth.json, which marks the folder complete
         write_training_ids(out_dir, training_ids)
     io.write_json(out_dir / "dreambooth.json", summary)
@@ -271,12 +271,13 @@ def finetune_from_split(model: str, split: Split, out_dir: str | Path, label: st
     if chosen.empty:
         raise DataError(f"no training-pool images{' of class ' + repr(label) if label else ''} to fine-tune on")
     images = np.stack([load_array(p, cfg.resolution) for p in chosen["path"]])
-    prompts = [prompt_for(lab, st, with_skin_type=with_skin_type) for lab, st in
-               zip(chosen["label"], chosen["skin_type"], strict=True)]
+    rows = chosen.to_dict("records")
+    # the generation prompt of each image (generate/runner.py), so the model learns the words it is asked with
+    prompts = [row_prompt(r, with_skin_type=with_skin_type) for r in rows]
     prior, prior_prompts = None, None
     if cfg.prior_preservation:  # DreamBooth's class-prior set: what the model drew before fine-tuning
-        classes = sorted(set(chosen["label"]))
-        prior_prompts = [prompt_for(c) for c in classes for _ in range(cfg.prior_images)]
+        names = sorted({prompt_name(r) for r in rows})
+        prior_prompts = [prompt_for(c) for c in names for _ in range(cfg.prior_images)]
         prior = prior_class_images(model, prior_prompts, cfg.resolution, cfg.prior_steps, cfg.seed)
     return finetune(model, images, prompts, out_dir, cfg, prior_images=prior, prior_prompts=prior_prompts,
                     training_ids=list(chosen["id"]), progress=progress)

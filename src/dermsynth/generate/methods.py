@@ -62,6 +62,19 @@ def prompt_for(label: str, skin_type=None, template: str = DEFAULT_PROMPT, with_
     return text
 
 
+def prompt_name(row) -> str:
+    """What a prompt calls an image's condition: the loader's ``prompt_label`` where it names the
+    disease apart from the label (DDI: "melanoma", not "malignant"), else the label."""
+    named = row.get("prompt_label")
+    return named if isinstance(named, str) and named else str(row["label"])
+
+
+def row_prompt(row, template: str = DEFAULT_PROMPT, with_skin_type: bool = False) -> str:
+    """The one prompt rule for an image row (a dict or a pandas row), shared by DreamBooth's
+    fine-tuning and by generation: a model is asked for exactly what it was taught."""
+    return prompt_for(prompt_name(row), row.get("skin_type"), template=template, with_skin_type=with_skin_type)
+
+
 def method_params(method: str, steps: int, guidance: float, strength_inpaint: float, strength_outpaint: float,
                   mask_fraction: float = 0.5) -> dict:
     """The sampling settings recorded in the manifest for one image of ``method``."""

@@ -29,7 +29,7 @@ from dermsynth.data.synthetic_store import (
 )
 from dermsynth.errors import ConfigError
 from dermsynth.generate.backends.registry import Backend
-from dermsynth.generate.methods import check_method, prompt_for
+from dermsynth.generate.methods import check_method, row_prompt
 from dermsynth.generate.seeds import image_seed, synth_id
 
 
@@ -75,12 +75,8 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             labels = [r["label"] for r, _ in batch]
-            skin = [r.get("skin_type") for r, _ in batch]
             kw = {"template": prompt_template} if prompt_template else {}
-            # a loader may name the condition for the prompt apart from the label (DDI: "melanoma", not "malignant")
-            named = [r.get("prompt_label") if isinstance(r.get("prompt_label"), str) else r["label"] for r, _ in batch]
-            prompts = [prompt_for(lab, st, with_skin_type=with_skin_type, **kw)
-                       for lab, st in zip(named, skin, strict=True)]
+            prompts = [row_prompt(r, with_skin_type=with_skin_type, **kw) for r, _ in batch]  # as DreamBooth learnt
             seeds = [image_seed(r["id"], k, method, backend.fingerprint) for r, k in batch]
             ref_arr = None
             if method != "text-to-image":

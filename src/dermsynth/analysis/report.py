@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dermsynth import io as dio
 from dermsynth.analysis import figures
+from dermsynth.analysis.augmentation import augmentation_sections
 from dermsynth.analysis.calibration import calibration_section
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external import external_sections
@@ -128,6 +129,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     if fairness is not None:
         sections.append(fairness)
     sections += external_sections(out_dir, table)
+    sections += augmentation_sections(out_dir, table, records, test, correct)
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]
     stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]

@@ -37,8 +37,10 @@ def _demo(root, *, classes=None, n_per_class=200, size=64, seed=0, **_) -> pd.Da
 def _fitzpatrick(root, *, classes=None, label_column="label", **_) -> pd.DataFrame:
     from dermsynth.data.fitzpatrick import load_fitzpatrick17k
 
-    return load_fitzpatrick17k(root, list(classes) if isinstance(classes, tuple) else classes,
-                               label_column=label_column)[0]
+    table, report = load_fitzpatrick17k(root, list(classes) if isinstance(classes, tuple) else classes,
+                                        label_column=label_column)
+    table.attrs["missing_per_class"] = report.missing_per_class  # read by load_split: never dropped silently
+    return table
 
 
 @DATASETS.register("ddi")

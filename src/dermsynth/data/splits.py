@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +95,7 @@ def load_split(spec: SplitSpec) -> Split:
     """The image table and its held-out split for a spec (deterministic by split_seed)."""
     table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
                          size=spec.demo_size, seed=0, label_column=spec.label_column)
+    missing = {str(k): int(v) for k, v in table.attrs.get("missing_per_class", {}).items() if v}
     if spec.exclude_file:
         dropped = read_id_list(spec.exclude_file)
         table = table[~table["id"].isin(dropped)].reset_index(drop=True)
@@ -106,10 +107,33 @@ def load_split(spec: SplitSpec) -> Split:
         keep = table["skin_group"].notna()
         table = table[keep].reset_index(drop=True)
         duplicates = None if duplicates is None else duplicates[keep].reset_index(drop=True)
+    if missing:
+        refuse_short_classes(table, missing, spec)
     split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify,
                        duplicate_groups=duplicates)
+    split.missing_per_class = missing
     assert_no_leakage(split)
     return split
+
+
+def refuse_short_classes(table: pd.DataFrame, missing: dict[str, int], spec: SplitSpec) -> None:
+    """A class with images missing on disk (a partial download) is named in the log, and refused
+    when what is present cannot fill its test and validation quotas plus one training image:
+    a study never runs on a silently smaller class."""
+    present = table["label"].value_counts()
+    where = f" under {spec.root}" if spec.root else ""
+    log.warning("images missing on disk%s (the study runs on those present): %s", where,
+                ", ".join(f"{c} {int(present.get(c, 0))} present, {n} missing" for c, n in sorted(missing.items())))
+    if spec.stratify != "label":
+        return
+    need = spec.n_test + spec.n_val + 1
+    short = {c: int(present.get(c, 0)) for c in missing if 0 < present.get(c, 0) < need}
+    if short:
+        raise SplitError(
+            "class(es) with too few images present for the split (test " f"{spec.n_test} + validation {spec.n_val} "
+            "+ 1 training image): " + ", ".join(f"{c!r} has {n} of {n + missing[c]} ({missing[c]} missing{where})"
+                                                for c, n in sorted(short.items()))
+            + ". Download the missing images (`dermsynth data download`), lower n_test/n_val, or leave the class out")
 
 
 def load_splits(specs) -> dict[SplitSpec, Split]:
@@ -127,6 +151,9 @@ class Split:
 
     table: pd.DataFrame
     split_seed: int = 0
+    # Images of each class listed by the data set but missing on disk (a partial download): runs
+    # record it and the report says it; not part of the digest (the table already shows what ran).
+    missing_per_class: dict[str, int] = field(default_factory=dict)
 
     @property
     def pool(self) -> pd.DataFrame:
@@ -146,9 +173,11 @@ class Split:
         parts = []
         for label, rows in pool.groupby("label", sort=True):
             if len(rows) < n_real:
+                gone = self.missing_per_class.get(str(label), 0)
                 raise SplitError(
                     f"class {label!r} has {len(rows)} training-pool images but n_real={n_real} "
-                    f"was asked; lower n_real to ≤ {len(rows)} or reduce the test/val sizes")
+                    f"was asked; lower n_real to ≤ {len(rows)} or reduce the test/val sizes"
+                    + (f" ({gone} of its images are missing on disk: download them)" if gone else ""))
             parts.append(rows.loc[_seeded_order(rows["id"], seed)].iloc[:n_real])
         return pd.concat(parts).reset_index(drop=True)
 

@@ -158,6 +158,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
                f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init")
     record = make_record(spec, classes, train, test, probs, asdict(fitres), time.perf_counter() - t_start,
                          device, {"used": used, "reason": why}, weights)
+    record["missing_images"] = split.missing_per_class  # per class, listed but not on disk (the report says it)
     if out_dir is not None:
         if spec.save_checkpoint:  # before the record: a record's "checkpoint" names weights on disk
             record["checkpoint"] = save_bundle(model, spec, classes, out_dir, spec.checkpoint_max_mb, used)

@@ -22,7 +22,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -187,6 +187,12 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     for k in spec.grid.get("synthetic_per_real", []):
         if not isinstance(k, int) or k < 0:
             raise ConfigError(f"{where}: grid.synthetic_per_real value {k!r} must be an integer ≥ 0")
+    filters = get_args(RunSpec.model_fields["synthetic_filter"].annotation)
+    for section, keys in sections:  # checked here: a real-only cell drops its filter before validation
+        values = keys.get("synthetic_filter", [])
+        for name in values if isinstance(values, list) else [values]:
+            if name not in filters:
+                raise ConfigError(f"{where}: [{section}] synthetic_filter value {name!r}; allowed: {list(filters)}")
     cells(spec)  # validates every cell against RunSpec
     return spec
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dermsynth.cli import common as c
-from dermsynth.cli.track import TrackOpt, track_folder
+from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 from dermsynth.errors import ConfigError, DataError
 
 
@@ -43,9 +43,10 @@ def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.js
     lines = [f"{r['run_id']}: internal {100 * r['internal_accuracy']:.1f} % → external "
              f"{100 * r['external_accuracy']:.1f} % (n = {r['external_n']})" for r in res["runs"]]
     left = f"; left out: {res['excluded_labels']}" if res["excluded_labels"] else ""
-    c.emit(res, as_json, "\n".join(lines) + f"\nrecords in {res['folder']}{left}; `dermsynth report` adds a section")
     # the study's folder: its external records are logged beside its runs (each once)
-    track_folder(Path(res["folder"]).parent.parent, track, quiet=as_json)
+    res["tracking"] = track_folder(Path(res["folder"]).parent.parent, track)
+    c.emit(res, as_json, "\n".join(lines) + f"\nrecords in {res['folder']}{left}; `dermsynth report` adds a section"
+           + tracking_note(res["tracking"]))
 
 
 @c.handles_errors

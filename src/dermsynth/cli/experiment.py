@@ -8,7 +8,7 @@ from typing import Literal
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors, require_dir, say
-from dermsynth.cli.track import TrackOpt, track_folder
+from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 from dermsynth.errors import EXIT_AUDIT_FAILED, DataError
 
 app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
@@ -49,9 +49,9 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
     res = run_experiment(spec, folder, executor, workers, address, force, progress=not as_json)
     if rehearse:
         res["report"] = str(build_report(folder))
+    res["tracking"] = track_folder(folder, track, spec.tracking)
     emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed"
-                       + (f"; report {res['report']}" if rehearse else ""))
-    res["tracking"] = track_folder(folder, track, spec.tracking, quiet=as_json)
+                       + (f"; report {res['report']}" if rehearse else "") + tracking_note(res["tracking"]))
     if res["failed"]:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 
@@ -126,8 +126,8 @@ def experiment_track(out: Path = typer.Argument(..., help="The experiment's resu
                      as_json: bool = JsonOpt):
     """Log a study that has already run to MLflow: its runs (once each), external evaluations and report."""
     from dermsynth.errors import DataError
+    from dermsynth.experiments.tracking_spec import TrackingSpec
     from dermsynth.tracking.mlflow_store import summary_line, track_study
-    from dermsynth.tracking.spec import TrackingSpec
 
     if not (out / "runs").is_dir():
         raise DataError(f"{out} has no runs/ folder: give the results folder of `dermsynth experiment run`")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from dermsynth.cli.common import JsonOpt, emit, handles_errors
-from dermsynth.cli.track import TrackOpt, track_folder
+from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 
 if TYPE_CHECKING:
     from dermsynth.experiments.spec import ExperimentSpec
@@ -41,7 +41,7 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     t1 = time.perf_counter()
     report = build_report(out)
     t2 = time.perf_counter()
-    tracking = track_folder(out, track, spec.tracking, quiet=not progress)
+    tracking = track_folder(out, track, spec.tracking)
     return {**res, "report": str(report.resolve()), "experiment_seconds": t1 - t0,
             "report_seconds": t2 - t1, "tracking": tracking}
 
@@ -57,4 +57,4 @@ def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the 
     res = run_quickstart(out, load_experiment(config) if config else None, workers, progress=not as_json,
                          track=track)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
-                       f"{res['experiment_seconds']:.0f} s; report: {res['report']}")
+                       f"{res['experiment_seconds']:.0f} s; report: {res['report']}" + tracking_note(res["tracking"]))

@@ -11,21 +11,26 @@ from pathlib import Path
 
 import typer
 
-from dermsynth.cli.common import say
-
 TrackOpt = typer.Option(None, "--track", metavar="URI",
                         help="Log the runs to MLflow at URI: `local` (sqlite:///OUT/mlflow.db, browse with `mlflow "
                              "ui`), sqlite:///PATH.db, or http://HOST:PORT of an MLflow server. An unreachable store "
                              "is a warning; the results stay in OUT.")
 
 
-def track_folder(out: Path, uri: str | None, tracking=None, quiet: bool = False) -> dict | None:
-    """Log a study folder's runs when ``--track`` or a ``[tracking]`` table asks; None otherwise."""
+def track_folder(out: Path, uri: str | None, tracking=None) -> dict | None:
+    """Log a study folder's runs when ``--track`` or a ``[tracking]`` table asks; None otherwise.
+    A store that fails is logged as one warning by the tracker (the command still succeeds)."""
     if uri is None and tracking is None:
         return None
-    from dermsynth.tracking.mlflow_store import summary_line, track_study
+    from dermsynth.tracking.mlflow_store import track_study
 
-    res = track_study(out, tracking, uri)
-    if res["tracked"] and not quiet:  # a failure was logged as a warning already: once is enough
-        say(summary_line(res))
-    return res
+    return track_study(out, tracking, uri)
+
+
+def tracking_note(res: dict | None) -> str:
+    """The human line about what was tracked ("" when nothing was, or it failed: warned already)."""
+    if not res or not res["tracked"]:
+        return ""
+    from dermsynth.tracking.mlflow_store import summary_line
+
+    return "\n" + summary_line(res)

@@ -1,0 +1,170 @@
+"""Augmentation arms and synthetic-image filters as study factors (issue 23)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermsynth.audits.synthetic_filter import filtered_manifest, score_store, select, view_path, write_view
+from dermsynth.data.splits import Split
+from dermsynth.data.synthetic_store import read_manifest
+from dermsynth.errors import ConfigError, DataError
+from dermsynth.experiments.presets import preset_path
+from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
+from dermsynth.train.spec import LATER_DEFAULTS, RunSpec
+from dermsynth.train.transforms import AUGMENTATIONS, AugConfig, Augmentation, augment, augmentation_record
+
+# Run ids computed before the augmentation and filter fields existed (before commit e650d05):
+# the default spec, transforms on, and the first and last cells of fig3_cpu and imbalance_cpu.
+IDS_BEFORE = {"default": "1bcb04213bdf90ee", "transforms": "b53933be67194989", "fig3_cpu": ["5f53c94b32a58f64",
+              "91a109fd47da7442"], "imbalance_cpu": "07b1c92118e7fd2d"}
+
+
+def test_existing_run_ids_are_unchanged():
+    assert RunSpec().run_id() == IDS_BEFORE["default"]
+    assert RunSpec(transforms=True).run_id() == IDS_BEFORE["transforms"]
+    fig3 = cells(load_experiment(preset_path("fig3_cpu")))
+    assert [fig3[0].run_id(), fig3[-1].run_id()] == IDS_BEFORE["fig3_cpu"]
+    assert cells(load_experiment(preset_path("imbalance_cpu")))[-1].run_id() == IDS_BEFORE["imbalance_cpu"]
+    # "paper" / "none" are the old transforms on / off; a strong arm or a filter is a new cell
+    assert RunSpec(augment="paper").run_id() == IDS_BEFORE["transforms"]
+    assert RunSpec(augment="none", transforms=True).run_id() == IDS_BEFORE["default"]
+    ids = {RunSpec(augment=a).run_id() for a in AUGMENTATIONS}
+    assert len(ids) == len(AUGMENTATIONS)
+    assert RunSpec(synthetic_filter="novelty").filter_keep == 0.5
+    assert RunSpec(synthetic_filter="novelty").run_id() != RunSpec(synthetic_filter="novelty", filter_keep=0.3).run_id()
+    assert set(LATER_DEFAULTS) <= set(RunSpec.model_fields)
+
+
+def test_augmentation_arms_are_seeded_distinct_and_recorded():
+    raw = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    outs = {}
+    for name in AUGMENTATIONS:
+        arm = Augmentation(name, 3)
+        x1, t1 = arm(raw, y, torch.Generator().manual_seed(1))
+        x2, t2 = arm(raw, y, torch.Generator().manual_seed(1))
+        assert torch.equal(x1, x2) and torch.equal(t1, t2), name  # reproducible per seed
+        assert x1.dtype == torch.float32 and float(x1.min()) >= 0 and float(x1.max()) <= 1
+        outs[name] = (x1, t1)
+    # "paper" is the transforms runs used before: the same pixels from the same generator
+    assert torch.equal(outs["paper"][0], augment(raw.float() / 255, AugConfig(), torch.Generator().manual_seed(1)))
+    assert torch.equal(outs["none"][0], raw.float() / 255)
+    for name in ("randaugment", "trivialaugment", "augmix", "mixup", "cutmix"):
+        assert not torch.equal(outs[name][0], outs["paper"][0]), name
+    for name in ("mixup", "cutmix"):  # soft targets: class probabilities
+        t = outs[name][1]
+        assert t.shape == (6, 3) and torch.allclose(t.sum(1), torch.ones(6))
+    rec = augmentation_record("randaugment")
+    assert rec["policy"]["num_ops"] == 2 and rec["policy"]["magnitude"] == 9 and "RandAugment" in \
+        rec["policy"]["implementation"] and rec["paper_transforms"]["max_rotate"] == 10.0
+    assert augmentation_record("none")["paper_transforms"] is None
+
+
+def test_a_mixing_arm_trains_and_is_in_the_record(demo_root):
+    from dermsynth.train.run import run_training
+
+    spec = RunSpec(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                   n_real=4, image_size=32, backbone="test_efficientnet", max_epochs=1, patience=1,
+                   cache_dir=str(demo_root / "cache"), threads=1, augment="cutmix")
+    rec = run_training(spec, None, progress=False)
+    assert rec["spec"]["augment"] == "cutmix" and rec["spec"]["transforms"] is True
+    assert rec["augmentation"]["policy"]["alpha"] == 1.0 and rec["fit"]["steps"] > 0
+
+
+def test_unknown_augmentation_or_filter_lists_the_choices():
+    base = {"name": "x", "seeds": 1, "base": {"dataset": "demo"}}
+    with pytest.raises(ConfigError) as exc:
+        validate_experiment({**base, "grid": {"augment": ["paper", "randaug"]}})
+    assert "augment" in str(exc.value) and "'randaugment'" in str(exc.value) and "'cutmix'" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        validate_experiment({**base, "grid": {"synthetic_filter": ["clip"]}})
+    assert "synthetic_filter" in str(exc.value) and "'confidence'" in str(exc.value) and "'novelty'" in str(exc.value)
+
+
+def test_generator_makes_enough_images_for_a_filter(demo_root, tmp_path):
+    from dermsynth.experiments.runner import resolve_runs, stage_tasks
+
+    spec = validate_experiment({
+        "name": "x", "seeds": 1,
+        "base": {"dataset": "demo", "root": str(demo_root), "demo_n_per_class": 30, "demo_size": 32, "n_test": 5,
+                 "n_val": 4, "n_real": 2, "synthetic_per_real": 2, "synthetic_filter": "confidence",
+                 "filter_keep": 0.4},
+        "generator": {"methods": ["text-to-image"], "per_image": 4}})
+    with pytest.raises(ConfigError, match="needs 5 to choose from but generator.per_image=4"):
+        stage_tasks(spec, resolve_runs(spec, tmp_path), tmp_path)
+    spec.generator.per_image = 5
+    tasks = stage_tasks(spec, resolve_runs(spec, tmp_path), tmp_path)
+    gen = [t for t in tasks if t.kind == "generate"]
+    assert {t.payload["k"] for t in gen} == {5}  # ceil(2 / 0.4)
+    filt = [t for t in tasks if t.kind == "filter"]
+    assert len(filt) == 1 and set(filt[0].deps) == {t.name for t in gen}
+    assert "filter/0" in next(t for t in tasks if t.kind == "audit").deps
+
+
+@pytest.fixture
+def store_and_split(reader_store_split, tmp_path):
+    """A copy of the tiny quickstart's store (2 images per reference and method), and its split with
+    every test image's file made unreadable: a filter that read one would fail."""
+    store, split = reader_store_split
+    mine = tmp_path / "store"
+    shutil.copytree(store, mine, ignore=shutil.ignore_patterns("views"))
+    table = split.table.copy()
+    table.loc[table["split"] == "test", "path"] = str(tmp_path / "no-such-test-image.png")
+    return mine, Split(table, split.split_seed)
+
+
+def test_filters_score_rank_within_reference_and_never_read_test_images(store_and_split, demo_root, tmp_path):
+    store, split = store_and_split
+    spec = RunSpec(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                   image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
+                   cache_dir=str(tmp_path / "cache"), threads=1)
+    scores = score_store(split, store, spec)  # trains on the pool, never touches a test image
+    man = read_manifest(store)
+    assert sorted(scores["synth_id"]) == sorted(man["synth_id"].astype(str))
+    assert scores["confidence"].between(0, 1).all() and scores["similarity"].between(-1, 1).all()
+    assert (scores["novelty"] >= 0).all()
+    kept = {}
+    for name in ("confidence", "similarity", "novelty"):
+        sel = select(scores, name, 0.5)
+        kept[name] = set(sel["synth_id"])
+        per_group = sel.groupby(["ref_id", "method"]).size()
+        assert (per_group == 1).all() and len(per_group) == scores.groupby(["ref_id", "method"]).ngroups
+        best = scores.loc[scores.groupby(["ref_id", "method"])[name].idxmax(), "synth_id"]
+        assert kept[name] == set(best)  # the highest score of each reference's images
+    assert len({frozenset(v) for v in kept.values()}) > 1  # the three filters choose differently
+    # a view is ids only; a run that needs more per reference than it keeps is refused by class and method
+    path = write_view(store, "confidence", 0.5, scores, "key")
+    view = json.loads(path.read_text())
+    assert path == view_path(store, "confidence", 0.5) and set(view["kept_ids"]) == kept["confidence"]
+    assert not list(path.parent.glob("*.png"))
+    counts = pd.DataFrame(view["counts"])
+    assert (counts["kept"] * 2 == counts["available"]).all()
+    run = spec.model_copy(update={"synthetic_store": str(store), "synthetic_per_real": 2,
+                                  "synthetic_filter": "confidence", "filter_keep": 0.5,
+                                  "synthetic_methods": ["text-to-image"]})
+    refs = split.pool[split.pool["id"].isin(set(man["ref_id"]))]
+    label = sorted(refs["label"])[0]
+    with pytest.raises(DataError) as exc:
+        filtered_manifest(man, run, refs)
+    msg = str(exc.value)
+    assert f"class {label!r}" in msg and "method 'text-to-image'" in msg and "confidence" in msg
+    n_refs = int((refs["label"] == label).sum())
+    assert f"keeps {n_refs} of {2 * n_refs}" in msg and f"needs {2 * n_refs}" in msg
+    ok = filtered_manifest(man, run.model_copy(update={"synthetic_per_real": 1}), refs)
+    assert set(ok["synth_id"]) <= kept["confidence"] and np.isin(ok["method"], ["inpaint", "text-to-image"]).all()
+
+
+def test_cpu_preset_is_the_paper_preset_at_demo_scale():
+    """Both presets ask the same questions: the same augmentation arms, filters and shares."""
+    def arms(name):
+        return {(r.augmentation(), r.synthetic_filter, r.filter_keep, r.synthetic_per_real > 0)
+                for r in cells(load_experiment(preset_path(name)))}
+
+    assert arms("augment_vs_synthetic_cpu") == arms("augment_vs_synthetic_paper")
+    assert len(arms("augment_vs_synthetic_cpu")) == 7 + 7 + 3

@@ -38,7 +38,8 @@ def main() -> None:
     spec = RunSpec(**rec["spec"])
     study = Path(tempfile.mkdtemp(prefix="reader-study-")) / "study"
     create_study(spec.synthetic_store, load_split(spec.split_spec()), study,
-                 StudyConfig(n_items=40, n_pairs=6, attention_checks=2, image_size=256, seed=0))
+                 StudyConfig(n_items=40, n_pairs=6, attention_checks=2, image_size=256, seed=0,
+                             allow_mixed_resolution=True))
     conn = db.connect(study / db.DB_NAME)
     rng = np.random.default_rng(0)
     items = [dict(r) for r in conn.execute("SELECT * FROM items")]

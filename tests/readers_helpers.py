@@ -1,4 +1,5 @@
-"""The reader-study tests' server: uvicorn in a subprocess on a free loopback port."""
+"""The reader-study tests' server: `serve()` (hardened uvicorn) in a subprocess on a free loopback
+port; and the tells a reader could use without judging the image."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ def free_port() -> int:
 class Server:
     """``uvicorn`` serving a study in a child process; ``restart()`` kills it with SIGKILL."""
 
-    def __init__(self, study: Path):
-        self.study, self.port, self.proc = study, free_port(), None
+    def __init__(self, study: Path, **options):
+        self.study, self.port, self.proc, self.options = study, free_port(), None, options
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
-        code = (f"import uvicorn; from dermsynth.readers.app import create_app; "
-                f"uvicorn.run(create_app({str(self.study)!r}), host='127.0.0.1', port={self.port}, log_level='error')")
+        """The study served as `dermsynth reader-study serve` serves it (``options``: serve()'s)."""
+        code = (f"from dermsynth.readers.server import serve; serve({str(self.study)!r}, '127.0.0.1', {self.port}, "
+                f"log_level='error', **{self.options!r})")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -51,3 +53,24 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+
+
+def tells(study: Path, server: Server, token: str):
+    """For every single-image item, (is synthetic, Content-Length as served, sharpness: variance
+    of the Laplacian of the served image in grey levels), fetched from the running server."""
+    import io
+    import sqlite3
+
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    conn = sqlite3.connect(study / "study.sqlite")
+    items = conn.execute("SELECT truth, image_a FROM items WHERE task = 'single'").fetchall()
+    conn.close()
+    rows = []
+    for truth, image in items:
+        r = httpx.get(f"{server.url}/img/{token}/{image}", timeout=10)
+        grey = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), dtype=float)
+        rows.append((truth == "synthetic", int(r.headers["content-length"]), float(ndimage.laplace(grey).var())))
+    return rows

@@ -20,7 +20,8 @@ from dermsynth.readers.design import StudyConfig, create_study
 from dermsynth.readers.labelstudio import export_tasks, import_annotations
 from readers_helpers import Server
 
-CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3)
+CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3,
+                  allow_mixed_resolution=True)
 
 
 @pytest.fixture()
@@ -63,9 +64,9 @@ def test_design_is_balanced_stratified_twin_free_and_seeded(study, reader_store_
     with pytest.raises(ConfigError, match="already holds a study"):
         create_study(store, split, study, CFG)
     with pytest.raises(ConfigError, match="even"):
-        create_study(store, split, tmp_path / "odd", StudyConfig(n_items=5))
+        create_study(store, split, tmp_path / "odd", StudyConfig(n_items=5, allow_mixed_resolution=True))
     with pytest.raises(DataError, match="only"):
-        create_study(store, split, tmp_path / "big", StudyConfig(n_items=400))
+        create_study(store, split, tmp_path / "big", StudyConfig(n_items=400, allow_mixed_resolution=True))
 
 
 def test_served_files_differ_only_in_pixels(study):
@@ -205,7 +206,8 @@ def test_analysis_of_known_answers(study, tmp_path):
     assert per.loc["expert", "attention_passed"] == 1 and per.loc["contrarian", "attention_passed"] == 0
     assert res["pooled"]["n"] == 36 and res["pooled"]["accuracy"] == pytest.approx(2 / 3)
     assert res["pairs"]["n"] == 6
-    assert set(res["breakdown"]["factor"]) == {"method", "label", "skin_group"} and "p_bh" in res["breakdown"]
+    assert set(res["breakdown"]["factor"]) == {"label", "skin_group"} and "p_bh" in res["breakdown"]
+    assert "real" not in set(res["by_method"]["method"]) and "auc_p_bh" in res["by_method"]
     assert (study / "analysis" / "summary.json").exists()
     k = exact(12, 12)
     assert k["ci_low"] == pytest.approx(0.7354, abs=1e-3) and k["p_value"] == pytest.approx(2 * 0.5 ** 12)

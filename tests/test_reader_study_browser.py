@@ -31,7 +31,8 @@ def browser():
 @pytest.fixture()
 def served(reader_store_split, tmp_path):
     store, split = reader_store_split
-    res = create_study(store, split, tmp_path / "study", StudyConfig(n_items=6, n_pairs=1, image_size=64, seed=1))
+    res = create_study(store, split, tmp_path / "study", StudyConfig(n_items=6, n_pairs=1, image_size=64, seed=1,
+                                                                                   allow_mixed_resolution=True))
     with Server(tmp_path / "study") as srv:
         yield srv, tmp_path / "study", res["admin_token"]
 

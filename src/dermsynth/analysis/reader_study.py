@@ -17,9 +17,18 @@ def _pct(v) -> str:
     return "–" if v is None or pd.isna(v) else f"{100 * v:.1f} %"
 
 
+def _num(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{v:.2f}"
+
+
+def _p(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{v:.2g}"
+
+
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     """3 decimals for display, except p-values (formatted with 2 significant digits)."""
-    return frame.round({c: 3 for c in frame.columns if not c.startswith("p_")})
+    return frame.round({c: 3 for c in frame.columns if not c.startswith("p_") and "_p_" not in c
+                        and not c.endswith("_p_value")})
 
 
 def reader_study_section(study: str | Path, res: dict | None = None) -> Section:
@@ -29,20 +38,28 @@ def reader_study_section(study: str | Path, res: dict | None = None) -> Section:
     if not res.get("answers"):
         return Section(f"Reader study: {study.name}", "<p>No answers yet.</p>")
     p, agree = res["pooled"] or {}, res["agreement"] or {}
-    lines = [f"<p>{res['readers']} readers, {res['answers']} answers. Pooled accuracy at telling synthetic from real: "
-             f"<b>{_pct(p.get('accuracy'))}</b> (exact 95 % CI {_pct(p.get('ci_low'))}–{_pct(p.get('ci_high'))}, "
-             f"n = {p.get('n')}, p = {p.get('p_value', float('nan')):.2g} against 50 %); sensitivity "
-             f"{_pct(p.get('sensitivity'))}, specificity {_pct(p.get('specificity'))}, ROC AUC of the confidence "
-             f"ratings {p.get('auc_confidence') or float('nan'):.2f}; Fleiss' κ "
-             f"{agree.get('fleiss_kappa') if agree.get('fleiss_kappa') is None else round(agree['fleiss_kappa'], 2)}"
-             f" over {agree.get('items', 0)} items answered by every reader.</p>"]
+    kappa = agree.get("fleiss_kappa")
+    kappa_text = (f"{kappa:.2f} over {agree.get('items', 0)} items answered by every reader" if kappa is not None
+                  else f"undefined ({html.escape(str(agree.get('note', 'not computed')))})")
+    lines = [f"<p>{res['readers']} readers, {res['answers']} answers. Accuracy at telling synthetic from real: "
+             f"<b>{_pct(p.get('accuracy'))}</b> (95 % CI {_pct(p.get('ci_low'))}–{_pct(p.get('ci_high'))}, "
+             f"p = {_p(p.get('p_value'))} against 50 %; {p.get('readers')} readers × {p.get('items')} items, both "
+             f"counted as samples); ROC AUC of the confidence ratings {_num(p.get('auc'))} (CI "
+             f"{_num(p.get('auc_ci_low'))}–{_num(p.get('auc_ci_high'))}, p = {_p(p.get('auc_p_value'))} against "
+             f"0.5); sensitivity {_pct(p.get('sensitivity'))}, specificity {_pct(p.get('specificity'))}, "
+             f"d′ {_num(p.get('d_prime'))}, criterion c {_num(p.get('criterion'))} (c > 0: a leaning to answer "
+             f"“real”); Fleiss' κ {kappa_text}.</p>"]
     if res["pairs"]:
         q = res["pairs"]
         lines.append(f"<p>Pairs (synthetic beside its real reference): the synthetic one picked in "
                      f"{_pct(q['accuracy'])} (CI {_pct(q['ci_low'])}–{_pct(q['ci_high'])}, n = {q['n']}).</p>")
+    methods = res.get("by_method")
+    if methods is not None and len(methods):
+        lines += ["<h3>By generation method: signal detection against the real items (BH over methods)</h3>",
+                  fmt_table(_rounded(methods))]
     lines += ["<h3>Per reader</h3>", fmt_table(_rounded(res["per_reader"]))]
     if len(res["breakdown"]):
-        lines += ["<h3>By method, class and skin-type group (BH over the table)</h3>",
+        lines += ["<h3>Accuracy by class and skin-type group (BH within each)</h3>",
                   fmt_table(_rounded(res["breakdown"]))]
     gallery = "".join(f"<figure style='display:inline-block;margin:4px'>"
                       f"{thumb(str(study / 'items' / (r.image_a + '.jpg')), 96)}<figcaption>"
@@ -52,7 +69,8 @@ def reader_study_section(study: str | Path, res: dict | None = None) -> Section:
     if gallery:
         lines += ["<h3>Synthetic images that fooled most readers</h3>", gallery]
     return Section(f"Reader study: {study.name}", "\n".join(lines),
-                   "Real vs synthetic, answered one image at a time; exact binomial tests and Clopper–Pearson CIs.")
+                   "Real vs synthetic, answered one image at a time; tests with reader and item effects (MRMC), "
+                   "signal detection per method.")
 
 
 def find_studies(out_dir: str | Path) -> list[Path]:

@@ -23,10 +23,36 @@ def existing_study(study: Path) -> Path:
     return study
 
 
+def experiment_inputs(experiment: Path, store: Path | None):
+    """The split spec and synthetic store an experiment's runs used (so a study made from
+    ``quickstart-out`` uses the quickstart's own split, whatever the defaults are)."""
+    from dermsynth.experiments.results import load_records
+    from dermsynth.train.spec import RunSpec
+
+    specs = [RunSpec(**r["spec"]) for r in load_records(experiment)]
+    if not specs:
+        raise ConfigError(f"{experiment} holds no finished runs (runs/*.json); run the experiment first, or give "
+                          "--store and the data set options instead of --experiment")
+    stores = sorted({s.synthetic_store for s in specs if s.synthetic_store})
+    if store is None:
+        if len(stores) != 1:
+            raise ConfigError(f"{experiment} used {len(stores)} synthetic stores ({', '.join(stores) or 'none'}); "
+                              "choose one with --store")
+        store = Path(stores[0])
+    splits = {s.split_spec() for s in specs}
+    if len(splits) != 1:
+        raise ConfigError(f"{experiment} used {len(splits)} different splits; give --store and the data set options "
+                          "instead of --experiment")
+    return store, splits.pop()
+
+
 @app.command("create")
 @c.handles_errors
-def create(store: Path = typer.Option(..., help="The synthetic store the synthetic items come from."),
-           out: Path = typer.Option(..., help="The study folder to create."),
+def create(out: Path = typer.Option(..., help="The study folder to create."),
+           experiment: Path | None = typer.Option(None, help="An experiment's output folder (e.g. quickstart-out): "
+                                                  "its split and synthetic store are used."),
+           store: Path | None = typer.Option(None, help="The synthetic store the synthetic items come from "
+                                             "(default with --experiment: the experiment's store)."),
            dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
            n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
            items: int = typer.Option(40, help="Single-image items (half real, half synthetic)."),
@@ -35,19 +61,33 @@ def create(store: Path = typer.Option(..., help="The synthetic store the synthet
            attention_checks: int = typer.Option(0, help="Attention-check items."),
            image_size: int = typer.Option(256, help="Every item is served at this size (px)."),
            jpeg_quality: int = typer.Option(90, help="…and this JPEG quality."),
+           allow_mixed_resolution: bool = typer.Option(
+               False, help="Sources of different resolutions: bring every item to the smallest first (warned) "
+                           "instead of refusing."),
+           methods: str | None = typer.Option(None, help="Only these generation methods (comma-separated; "
+                                              "default: every method in the store)."),
            ask_diagnosis: bool = typer.Option(False, help="Also ask for the diagnosis (optional for readers)."),
            seed: int = 0, as_json: bool = c.JsonOpt):
-    """Draw balanced, stratified items, re-encode them identically, write the study folder."""
+    """Draw matched, stratified items, re-encode them identically, write the study folder."""
     from dermsynth.data.splits import load_split
     from dermsynth.readers.design import StudyConfig, create_study
 
-    split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
+    if experiment is not None:
+        store, spec = experiment_inputs(experiment, store)
+    elif store is None:
+        raise ConfigError("give --store (a synthetic store) or --experiment (an experiment's output folder)")
+    else:
+        spec = c.split_spec(dataset, root, classes, n_test, n_val, split_seed)
+    split = load_split(spec)
     cfg = StudyConfig(n_items=items, n_pairs=pairs, real_from=real_from, attention_checks=attention_checks,
-                      image_size=image_size, jpeg_quality=jpeg_quality, seed=seed, ask_diagnosis=ask_diagnosis)
+                      image_size=image_size, jpeg_quality=jpeg_quality, seed=seed, ask_diagnosis=ask_diagnosis,
+                      allow_mixed_resolution=allow_mixed_resolution,
+                      methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None)
     res = create_study(store, split, out, cfg)
     c.emit(res, as_json, f"{res['items']} items ({res['n_real']} real, {res['n_synthetic']} synthetic, "
-                         f"{res['n_pair']} pairs) in {out}\nadmin page: /admin/{res['admin_token']} (keep it; "
-                         "shown once)\nnext: `dermsynth reader-study invite` for each reader, then `serve`")
+                         f"{res['n_pair']} pairs; native {res['native_size']} px, served at {image_size} px) in "
+                         f"{out}\nadmin token: {res['admin_token']} (keep it; shown once) — open /admin and enter "
+                         "it\nnext: `dermsynth reader-study invite` for each reader, then `serve`")
 
 
 @app.command("invite")
@@ -74,25 +114,32 @@ def invite(study: Path = typer.Argument(...), name: list[str] = typer.Option(...
 
 @app.command("serve")
 @c.handles_errors
-def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)):
-    """Serve the study (uvicorn). Put it behind HTTPS (a reverse proxy) before sending links out."""
-    import uvicorn
+def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1", help="Loopback by default: put "
+                                                                      "an HTTPS reverse proxy in front (README)."),
+          port: int = typer.Option(8000), header_timeout: float = typer.Option(10.0, help="Seconds for a request's "
+                                                                                "headers."),
+          body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
+          max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond).")):
+    """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
+    from dermsynth.readers.server import serve as run
 
-    from dermsynth.readers.app import create_app
-
-    uvicorn.run(create_app(study), host=host, port=port, log_level="warning")
+    existing_study(study)
+    c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "
+          "(`dermsynth reader-study invite`); the admin page is /admin with the token `create` printed")
+    run(study, host, port, header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
 
 
 @app.command("report")
 @c.handles_errors
 def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
-    """Analyse the answers: accuracy vs 50 %, sensitivity/specificity, AUC, Fleiss' kappa, breakdowns."""
+    """Analyse the answers: accuracy and AUC with reader and item effects, signal detection per method,
+    Fleiss' kappa, breakdowns."""
     from dermsynth.analysis.reader_study import write_study_report
     from dermsynth.readers.analysis import analyse
 
     res = analyse(existing_study(study))
     path = write_study_report(study, res=res)
-    summary = {k: v for k, v in res.items() if k not in ("per_reader", "breakdown", "fooled")}
+    summary = {k: v for k, v in res.items() if k not in ("per_reader", "by_method", "breakdown", "fooled")}
     c.emit({**summary, "report": str(path)}, as_json, f"{summary.get('answers', 0)} answers analysed → {path}")
 
 
@@ -100,7 +147,8 @@ def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
 @c.handles_errors
 def ls_export(study: Path = typer.Argument(...), out: Path = typer.Option(...),
               url_prefix: str = typer.Option("/data/local-files/?d=items/")):
-    """Label Studio tasks (no key in them) and a labelling config."""
+    """Label Studio tasks (no key in them), a labelling config and a copy of ``items/`` alone:
+    point Label Studio's local-files root at OUT, never at the study folder (it holds the key)."""
     from dermsynth.readers.labelstudio import export_tasks
 
     c.emit({"tasks": str(export_tasks(existing_study(study), out, url_prefix))}, False, f"tasks in {out}")

@@ -1,11 +1,22 @@
 """Analysis of a reader study: can clinicians tell synthetic from real?
 
-Per reader and pooled: accuracy with exact (Clopper–Pearson) CIs and an exact binomial test
-against 50 %; sensitivity (synthetic called synthetic) and specificity (real called real);
-ROC AUC from the confidence ratings (answer × confidence as a 10-point score); agreement
-between readers (Fleiss' kappa over the items every reader answered); accuracy by method,
-class and skin-type group with Benjamini–Hochberg over the breakdown; the synthetic images
-that fooled most readers. Attention checks are scored apart and never count as items.
+Readers and items are both samples, so pooled results come from :mod:`dermsynth.readers.mrmc`
+(reader and item effects; jackknife pseudovalues for the AUC, DBM-style), never from counting
+readers × items as independent trials. Reported:
+
+* per reader — accuracy with an exact (Clopper–Pearson) CI and binomial test (one reader: the
+  items are the sample), sensitivity (synthetic called synthetic), specificity (real called
+  real), d′ and criterion c, and the ROC AUC of the confidence ratings;
+* pooled — the same, with CIs and tests that count readers and items;
+* per generation method — signal detection, not "accuracy": the method's synthetic items
+  against the real items (which are no method), so a reader who answers "real" every time has
+  d′ = 0 and a large criterion, not "0 % correct"; AUC tests against 0.5 with
+  Benjamini–Hochberg over the methods;
+* per class and skin-type group — accuracy (real and synthetic items are matched within
+  each), BH within each factor;
+* agreement — Fleiss' kappa over the items every reader answered (undefined, and said so,
+  when every answer is the same);
+* the synthetic images that fooled most readers. Attention checks are scored apart.
 """
 
 from __future__ import annotations
@@ -15,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
-from sklearn.metrics import roc_auc_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.multitest import multipletests
 
 from dermsynth import io
 from dermsynth.readers import database as db
+from dermsynth.readers.mrmc import auc, crossed_mean_test, dprime, pseudovalues
 
 
 def load_answers(study: str | Path) -> pd.DataFrame:
@@ -44,41 +55,119 @@ def exact(k: int, n: int) -> dict:
             "p_value": float(test.pvalue)}
 
 
+def _score(rows: pd.DataFrame) -> np.ndarray:
+    """Answer × confidence as a 10-point "how synthetic" score."""
+    return np.where(rows["answer"] == "synthetic", 1, -1) * rows["confidence"].astype(float).to_numpy()
+
+
+def _none(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
 def single_task_stats(rows: pd.DataFrame) -> dict:
-    """Accuracy, sensitivity, specificity and confidence-rating AUC of real-vs-synthetic answers."""
+    """One reader's (or a pool's, descriptively) accuracy with its exact test, sensitivity,
+    specificity, d′, criterion and confidence-rating AUC."""
     out = exact(int(rows["correct"].sum()), len(rows))
-    synth, real = rows[rows["truth"] == "synthetic"], rows[rows["truth"] == "real"]
-    out["sensitivity"] = float((synth["answer"] == "synthetic").mean()) if len(synth) else None
-    out["specificity"] = float((real["answer"] == "real").mean()) if len(real) else None
-    score = np.where(rows["answer"] == "synthetic", 1, -1) * rows["confidence"].astype(float)
-    truth = (rows["truth"] == "synthetic").astype(int)
-    out["auc_confidence"] = float(roc_auc_score(truth, score)) if truth.nunique() == 2 else None
+    synth = (rows["truth"] == "synthetic").to_numpy()
+    said = (rows["answer"] == "synthetic").to_numpy()
+    out["sensitivity"] = float(said[synth].mean()) if synth.any() else None
+    out["specificity"] = float((~said[~synth]).mean()) if (~synth).any() else None
+    d, c = dprime(said[synth], said[~synth]) if synth.any() and (~synth).any() else (None, None)
+    out["d_prime"], out["criterion"] = d, c
+    out["auc_confidence"] = _none(auc(synth, _score(rows)))
     return out
 
 
-def agreement(single: pd.DataFrame) -> dict:
-    """Fleiss' kappa over the single-image items every reader answered (needs ≥ 2 readers)."""
-    readers = single["reader"].nunique()
-    if readers < 2:
-        return {"fleiss_kappa": None, "readers": int(readers), "items": 0}
-    wide = single.pivot_table(index="item_id", columns="reader", values="answer", aggfunc="first").dropna()
-    if wide.empty:
-        return {"fleiss_kappa": None, "readers": int(readers), "items": 0}
-    table, _ = aggregate_raters((wide == "synthetic").astype(int).to_numpy())
-    kappa = float(fleiss_kappa(table)) if table.shape[1] > 1 else 1.0
-    return {"fleiss_kappa": kappa, "readers": int(readers), "items": int(len(wide))}
+def _matrix(rows: pd.DataFrame) -> np.ndarray:
+    """Correctness as a readers × items matrix (NaN: not answered)."""
+    return rows.pivot_table(index="reader", columns="item_id", values="correct", aggfunc="first").astype(float)\
+        .to_numpy()
+
+
+def _crossed(rows: pd.DataFrame, prefix: str = "") -> dict:
+    res = crossed_mean_test(_matrix(rows), 0.5)
+    return {f"{prefix}accuracy": res["mean"], f"{prefix}ci_low": res["ci_low"], f"{prefix}ci_high": res["ci_high"],
+            f"{prefix}p_value": _none(res["p_value"]), "readers": res["readers"], "items": res["items"], "n": res["n"]}
+
+
+def _auc_test(rows: pd.DataFrame) -> dict:
+    """Mean per-reader AUC of the confidence ratings, with a CI and test against 0.5 from its
+    jackknife pseudovalues (reader and item effects)."""
+    synth = (rows["truth"] == "synthetic").to_numpy()
+    score = _score(rows)
+    y, mean = pseudovalues(rows["reader"].to_numpy(), rows["item_id"].to_numpy(),
+                           lambda idx: auc(synth[idx], score[idx]))
+    if not np.isfinite(y).any():
+        return {"auc": None, "auc_ci_low": None, "auc_ci_high": None, "auc_p_value": None}
+    res = crossed_mean_test(y, 0.5)
+    return {"auc": _none(mean), "auc_ci_low": _none(res["ci_low"]), "auc_ci_high": _none(res["ci_high"]),
+            "auc_p_value": _none(res["p_value"])}
+
+
+def _detection(rows: pd.DataFrame) -> dict:
+    """Sensitivity, specificity, d′ and c averaged over readers (each reader's own), and the AUC test."""
+    per = [single_task_stats(r) for _, r in rows.groupby("reader")]
+    mean = {k: _none(np.nanmean([p[k] if p[k] is not None else np.nan for p in per]))
+            for k in ("sensitivity", "specificity", "d_prime", "criterion")}
+    return {**mean, **_auc_test(rows)}
+
+
+def pooled(single: pd.DataFrame) -> dict:
+    """Accuracy against 50 % and the confidence AUC against 0.5, readers and items both random."""
+    return {**_crossed(single), **_detection(single)}
+
+
+def by_method(single: pd.DataFrame) -> pd.DataFrame:
+    """Signal detection per generation method: its synthetic items against all real items; BH over methods."""
+    real = single[single["truth"] == "real"]
+    rows = []
+    for method, synth in single[single["truth"] == "synthetic"].groupby("method"):
+        both = pd.concat([synth, real])
+        rows.append({"method": method, "readers": int(both["reader"].nunique()),
+                     "synthetic_items": int(synth["item_id"].nunique()), "real_items": int(real["item_id"].nunique()),
+                     **_detection(both)})
+    out = pd.DataFrame(rows)
+    if len(out):
+        ok = out["auc_p_value"].notna()
+        out["auc_p_bh"] = np.nan
+        if ok.any():
+            out.loc[ok, "auc_p_bh"] = multipletests(out.loc[ok, "auc_p_value"], method="fdr_bh")[1]
+    return out
 
 
 def breakdown(single: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per method, class and skin-type group, exact tests vs 50 %, BH over all rows."""
-    rows = []
-    for factor in ("method", "label", "skin_group"):
-        for level, g in single.groupby(single[factor].fillna("unknown")):
-            rows.append({"factor": factor, "level": level, **exact(int(g["correct"].sum()), len(g))})
-    out = pd.DataFrame(rows)
-    if len(out):
-        out["p_bh"] = multipletests(out["p_value"], method="fdr_bh")[1]
-    return out
+    """Accuracy per class and skin-type group (real and synthetic items of each), tested against
+    50 % with reader and item effects; BH within each factor."""
+    parts = []
+    for factor in ("label", "skin_group"):
+        rows = [{"factor": factor, "level": level, **_crossed(g)}
+                for level, g in single.groupby(single[factor].fillna("unknown"))]
+        frame = pd.DataFrame(rows)
+        if len(frame):
+            ok = frame["p_value"].notna()
+            frame["p_bh"] = np.nan
+            if ok.any():
+                frame.loc[ok, "p_bh"] = multipletests(frame.loc[ok, "p_value"], method="fdr_bh")[1]
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def agreement(single: pd.DataFrame) -> dict:
+    """Fleiss' kappa over the single-image items every reader answered (needs ≥ 2 readers);
+    undefined (None, with a note) when every answer is the same."""
+    readers = single["reader"].nunique()
+    if readers < 2:
+        return {"fleiss_kappa": None, "readers": int(readers), "items": 0, "note": "needs 2 readers or more"}
+    wide = single.pivot_table(index="item_id", columns="reader", values="answer", aggfunc="first").dropna()
+    if wide.empty:
+        return {"fleiss_kappa": None, "readers": int(readers), "items": 0, "note": "no item answered by every reader"}
+    table, _ = aggregate_raters((wide == "synthetic").astype(int).to_numpy())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = float(fleiss_kappa(table)) if table.shape[1] > 1 else float("nan")
+    if not np.isfinite(kappa):
+        return {"fleiss_kappa": None, "readers": int(readers), "items": int(len(wide)),
+                "note": "undefined: every answer was the same"}
+    return {"fleiss_kappa": kappa, "readers": int(readers), "items": int(len(wide))}
 
 
 def fooled(single: pd.DataFrame, top: int = 12) -> pd.DataFrame:
@@ -89,6 +178,13 @@ def fooled(single: pd.DataFrame, top: int = 12) -> pd.DataFrame:
     g = synth.groupby(["item_id", "image_a", "label", "method"], dropna=False)
     out = g.agg(readers=("answer", "size"), fooled_share=("answer", lambda a: float((a == "real").mean())))
     return out.reset_index().sort_values(["fooled_share", "readers"], ascending=False).head(top)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    """CSV with text cells that a spreadsheet would run as formulas neutralised."""
+    from dermsynth.readers.app import safe_cell
+
+    return frame.apply(lambda col: col.map(safe_cell) if col.dtype == object else col).to_csv(index=False)
 
 
 def analyse(study: str | Path) -> dict:
@@ -109,13 +205,14 @@ def analyse(study: str | Path) -> dict:
     per_reader = pd.DataFrame(per_reader)
     out = study / "analysis"
     parts = breakdown(single) if len(single) else pd.DataFrame()
+    methods = by_method(single) if len(single) else pd.DataFrame()
     top = fooled(single)
-    for name, frame in (("per_reader", per_reader), ("breakdown", parts), ("fooled", top)):
-        io.write_text(out / f"{name}.csv", frame.to_csv(index=False))
+    for name, frame in (("per_reader", per_reader), ("by_method", methods), ("breakdown", parts), ("fooled", top)):
+        io.write_text(out / f"{name}.csv", _csv(frame))
     summary = {"answers": int(len(answers)), "readers": int(answers["reader"].nunique()),
-               "pooled": single_task_stats(single) if len(single) else None,
-               "pairs": exact(int(pairs["correct"].sum()), len(pairs)) if len(pairs) else None,
+               "pooled": pooled(single) if len(single) else None,
+               "pairs": _crossed(pairs) if len(pairs) else None,
                "attention": exact(int(attention["correct"].sum()), len(attention)) if len(attention) else None,
                "agreement": agreement(single) if len(single) else None}
     io.write_json(out / "summary.json", summary)
-    return {**summary, "per_reader": per_reader, "breakdown": parts, "fooled": top}
+    return {**summary, "per_reader": per_reader, "by_method": methods, "breakdown": parts, "fooled": top}

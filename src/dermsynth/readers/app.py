@@ -1,37 +1,47 @@
-"""The reader study's web app (FastAPI, served by uvicorn): invite links per reader, one image
-(or pair) at a time, answers committed as given, an admin page with progress and CSV export.
+"""The reader study's web app (FastAPI, served by :func:`dermsynth.readers.server.serve`): invite
+links per reader, one image (or pair) at a time, answers committed as given, an admin page with
+progress and CSV export.
 
 What a reader can reach: their own next item (never its key), the images by opaque id, and
-their answer endpoint — nothing of another reader, the key or the admin page. Every image is
-sent with the same fixed headers (no ETag or Last-Modified, which would carry file times).
-Errors are short JSON bodies with 4xx codes, never a traceback.
+their answer endpoint — nothing of another reader, the key or the admin page. An answer counts
+only for an item served to that reader, with strict types (``true`` is no confidence) and, when
+asked, a diagnosis among the study's classes; a second, different answer to an item is refused
+with 409 so a stale tab learns that its answer was not recorded. Every image is sent with the
+same fixed headers (no ETag or Last-Modified, which would carry file times); every response,
+errors included, is ``no-store``. The admin authenticates by the token in the path, or — so the
+token stays out of proxy logs — by an ``Authorization: Bearer`` header or a cookie set from a
+login form. Errors are short JSON bodies with 4xx codes, never a traceback.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dermsynth import io as dio
 from dermsynth.readers import database as db
-from dermsynth.readers.pages import ADMIN_PAGE, READER_PAGE
+from dermsynth.readers.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE
+from dermsynth.readers.server import MAX_BODY, NO_STORE, BodyGuard
 
-MAX_BODY = 4096
 IMAGE_ID = re.compile(r"^[0-9a-f]{24}$")
-NO_STORE = {"Cache-Control": "no-store, private", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+ADMIN_COOKIE = "dermsynth_admin"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AnswerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     item_id: str = Field(max_length=64)
     answer: Literal["real", "synthetic", "left", "right"]
@@ -45,10 +55,23 @@ def create_app(study: str | Path) -> FastAPI:
         raise FileNotFoundError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
                                 "`dermsynth reader-study create`")
     config = dio.read_json(study / "config.json")
+    diagnoses = set(config["classes"]) if config.get("ask_diagnosis") else set()
+    setup = db.connect(study / db.DB_NAME)
+    db.create_schema(setup)  # a study made by an older version gains the tables it lacks
+    setup.close()
     app = FastAPI(title="dermsynth reader study", docs_url=None, redoc_url=None, openapi_url=None)
 
     def conn():
         return db.connect(study / db.DB_NAME)
+
+    def token_ok(token: str) -> bool:
+        c = conn()
+        try:
+            return db.reader_for(c, token) is not None
+        finally:
+            c.close()
+
+    app.add_middleware(BodyGuard, token_ok=token_ok, max_body=MAX_BODY)
 
     def reader_or_403(c, token: str):
         reader = db.reader_for(c, token)
@@ -56,19 +79,9 @@ def create_app(study: str | Path) -> FastAPI:
             raise HTTPException(403, "unknown or missing invite token")
         return reader
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if request.method == "POST":
-            size = request.headers.get("content-length")
-            if size is None or not size.isdigit():
-                return JSONResponse({"error": "a POST needs a Content-Length"}, 411, headers=NO_STORE)
-            if int(size) > MAX_BODY:
-                return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, 413, headers=NO_STORE)
-        return await call_next(request)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, exc.status_code, headers=NO_STORE)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, exc: StarletteHTTPException):
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers={**NO_STORE, **(exc.headers or {})})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request, exc: RequestValidationError):
@@ -93,7 +106,7 @@ def create_app(study: str | Path) -> FastAPI:
             reader_or_403(c, token)
         finally:
             c.close()
-        classes = json.dumps(config["classes"] if config.get("ask_diagnosis") else []).replace("<", "\\u003c")
+        classes = json.dumps(sorted(diagnoses)).replace("<", "\\u003c")
         return HTMLResponse(READER_PAGE.replace("__CLASSES__", classes), headers=NO_STORE)
 
     @app.get("/api/r/{token}/next")
@@ -117,14 +130,22 @@ def create_app(study: str | Path) -> FastAPI:
         try:
             reader = reader_or_403(c, token)
             item = db.item(c, body.item_id)
-            if item is None:
-                raise HTTPException(404, "no such item")
+            if item is None or not db.was_served(c, reader["reader_id"], body.item_id):
+                raise HTTPException(404, "no such item among those shown to you")
             if body.answer not in db.ANSWERS[item["task"]]:
                 raise HTTPException(422, f"answer must be one of {list(db.ANSWERS[item['task']])} for this item")
+            if body.diagnosis is not None and body.diagnosis not in diagnoses:
+                raise HTTPException(422, "diagnosis must be one of the study's classes" if diagnoses
+                                    else "this study does not ask for a diagnosis")
             new = db.record_answer(c, reader["reader_id"], body.item_id, body.answer, body.confidence, body.diagnosis)
+            first = None if new else db.answer_of(c, reader["reader_id"], body.item_id)
             done, total = db.counts(c, reader["reader_id"])
         finally:
             c.close()
+        if first is not None and tuple(first) != (body.answer, body.confidence, body.diagnosis):
+            return JSONResponse({"error": "not recorded: you had answered this image already (in another tab?); "
+                                          "your first answer stands", "recorded": False, "answered": done,
+                                 "total": total}, 409, headers=NO_STORE)
         return JSONResponse({"ok": True, "recorded": new, "answered": done, "total": total}, headers=NO_STORE)
 
     @app.get("/img/{token}/{image_id}")
@@ -141,26 +162,31 @@ def create_app(study: str | Path) -> FastAPI:
         return Response((study / "items" / f"{image_id}.jpg").read_bytes(), media_type="image/jpeg",
                         headers=NO_STORE)
 
-    def admin_or_403(token: str):
+    def admin_or_403(token: str | None):
         c = conn()
-        if not db.is_admin(c, token):
+        if not token or not db.is_admin(c, token):
             c.close()
             raise HTTPException(403, "unknown or missing admin token")
         return c
 
-    @app.get("/admin/{token}", response_class=HTMLResponse)
-    def admin(token: str):
-        c = admin_or_403(token)  # the token is url-safe base64, checked against the stored hash
+    def admin_token_of(request: Request) -> str | None:
+        """The admin token from ``Authorization: Bearer`` or the login cookie (never the URL)."""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return request.cookies.get(ADMIN_COOKIE)
+
+    def admin_page(token: str, export_href: str) -> HTMLResponse:
+        c = admin_or_403(token)
         try:
             rows = db.progress(c)
         finally:
             c.close()
-        body = "".join(f"<tr><td>{_esc(r['name'])}</td><td>{r['done']} / {r['total']}</td><td>{r['last'] or ''}</td>"
-                       "</tr>" for r in rows)
-        return HTMLResponse(ADMIN_PAGE.replace("__ROWS__", body).replace("__TOKEN__", token), headers=NO_STORE)
+        body = "".join(f"<tr><td>{html.escape(str(r['name']))}</td><td>{r['done']} / {r['total']}</td>"
+                       f"<td>{r['last'] or ''}</td></tr>" for r in rows)
+        return HTMLResponse(ADMIN_PAGE.replace("__ROWS__", body).replace("__EXPORT__", export_href), headers=NO_STORE)
 
-    @app.get("/admin/{token}/export.csv")
-    def export(token: str):
+    def export_csv(token: str | None) -> Response:
         c = admin_or_403(token)
         try:
             rows = db.answers_with_key(c)
@@ -169,20 +195,51 @@ def create_app(study: str | Path) -> FastAPI:
         return Response(answers_csv(rows), media_type="text/csv",
                         headers={**NO_STORE, "Content-Disposition": "attachment; filename=answers.csv"})
 
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_by_header(request: Request):
+        token = admin_token_of(request)
+        if token is None:
+            return HTMLResponse(ADMIN_LOGIN_PAGE, headers=NO_STORE)
+        return admin_page(token, "/admin/export.csv")
+
+    @app.post("/admin/login")
+    async def admin_login(request: Request):
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
+        admin_or_403(token).close()
+        https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+        resp = RedirectResponse("/admin", 303, headers=NO_STORE)
+        resp.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/admin", secure=https)
+        return resp
+
+    @app.get("/admin/export.csv")
+    def export_by_header(request: Request):
+        return export_csv(admin_token_of(request))
+
+    @app.get("/admin/{token}", response_class=HTMLResponse)
+    def admin(token: str):
+        return admin_page(token, f"/admin/{token}/export.csv")
+
+    @app.get("/admin/{token}/export.csv")
+    def export(token: str):
+        return export_csv(token)
+
     return app
+
+
+def safe_cell(value):
+    """A spreadsheet shows a cell starting with = + - @ (or a tab or CR) as a formula: prefix it
+    with an apostrophe so it stays text (OWASP's advice for CSV injection)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def answers_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     fields = ["reader", "item_id", "task", "truth", "answer", "confidence", "diagnosis", "label", "method",
               "skin_group", "source_id", "ref_id", "image_a", "image_b", "answered_at"]
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(str(text))

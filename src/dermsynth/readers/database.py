@@ -3,7 +3,8 @@
 Tokens are stored only as SHA-256 hashes, so a copied database does not carry working invite
 links. Each answer is one INSERT committed at once (synchronous=FULL): a server killed after
 replying has the answer on disk. (reader, item) is the primary key of an answer and a repeat
-is ignored, so a double submit is idempotent and the first answer stands.
+is ignored, so a double submit is idempotent and the first answer stands. Which items were
+served to which reader is kept too: an answer counts only for an item the reader was shown.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ ANSWERS = {"single": ("real", "synthetic"), "attention": ("real", "synthetic"), 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, task TEXT NOT NULL, truth TEXT NOT NULL,
     image_a TEXT NOT NULL UNIQUE, image_b TEXT UNIQUE, label TEXT, method TEXT, skin_group TEXT,
-    source_id TEXT, ref_id TEXT);
+    source_id TEXT, ref_id TEXT, native_size INTEGER);
 CREATE TABLE IF NOT EXISTS readers (reader_id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
     token_hash TEXT NOT NULL UNIQUE, order_seed INTEGER NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS answers (reader_id INTEGER NOT NULL REFERENCES readers(reader_id),
     item_id TEXT NOT NULL REFERENCES items(item_id), answer TEXT NOT NULL, confidence INTEGER NOT NULL,
     diagnosis TEXT, answered_at TEXT NOT NULL, PRIMARY KEY (reader_id, item_id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS served (reader_id INTEGER NOT NULL REFERENCES readers(reader_id),
+    item_id TEXT NOT NULL REFERENCES items(item_id), served_at TEXT NOT NULL, PRIMARY KEY (reader_id, item_id));
 """
 
 
@@ -50,7 +53,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def insert_items(conn: sqlite3.Connection, rows: list[dict]) -> None:
-    cols = ["item_id", "task", "truth", "image_a", "image_b", "label", "method", "skin_group", "source_id", "ref_id"]
+    cols = ["item_id", "task", "truth", "image_a", "image_b", "label", "method", "skin_group", "source_id", "ref_id",
+            "native_size"]
     with conn:
         conn.execute("BEGIN")
         conn.executemany(f"INSERT INTO items ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
@@ -98,7 +102,21 @@ def next_item(conn: sqlite3.Connection, reader: sqlite3.Row) -> tuple[sqlite3.Ro
     order, done = reader_order(conn, reader), answered(conn, reader["reader_id"])
     todo = [i for i in order if i not in done]
     item = conn.execute("SELECT * FROM items WHERE item_id = ?", (todo[0],)).fetchone() if todo else None
+    if item is not None:
+        conn.execute("INSERT OR IGNORE INTO served (reader_id, item_id, served_at) VALUES (?, ?, ?)",
+                     (reader["reader_id"], item["item_id"], time.strftime("%Y-%m-%dT%H:%M:%S")))
     return item, len(done), len(order)
+
+
+def was_served(conn: sqlite3.Connection, reader_id: int, item_id: str) -> bool:
+    """Whether ``item_id`` was ever shown to this reader (by :func:`next_item`)."""
+    return conn.execute("SELECT 1 FROM served WHERE reader_id = ? AND item_id = ?", (reader_id, item_id)).fetchone() \
+        is not None
+
+
+def answer_of(conn: sqlite3.Connection, reader_id: int, item_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT answer, confidence, diagnosis FROM answers WHERE reader_id = ? AND item_id = ?",
+                        (reader_id, item_id)).fetchone()
 
 
 def counts(conn: sqlite3.Connection, reader_id: int) -> tuple[int, int]:

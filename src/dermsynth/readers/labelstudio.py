@@ -1,18 +1,24 @@
 """Label Studio interop, for labs that already run it: export the study's items as tasks (with
 a labelling config), and import Label Studio's JSON export of annotations as answers.
 
-Tasks carry only the opaque item id and image — never the key. Imported annotators become
-readers named ``ls:<annotator>``; a repeated import adds nothing twice.
+Tasks carry only the opaque item id and image — never the key. The export copies ``items/``
+alone next to the tasks (random names, written in name order, one fixed mtime), so Label
+Studio's local-files root is the export folder and never the study folder, which holds the key
+(``study.sqlite``). Imported annotators become readers named ``ls:<annotator>``; a repeated
+import adds nothing twice.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from dermsynth import io
 from dermsynth.errors import DataError
 from dermsynth.readers import database as db
+from dermsynth.readers.design import FIXED_MTIME
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -26,8 +32,11 @@ LABEL_CONFIG = """<View>
 
 
 def export_tasks(study: str | Path, out: str | Path, url_prefix: str = "/data/local-files/?d=items/") -> Path:
-    """``tasks.json`` (one task per item) and ``label_config.xml`` in ``out``."""
+    """``tasks.json`` (one task per item), ``label_config.xml`` and ``items/`` (the images alone) in
+    ``out``; serve ``out`` to Label Studio (LOCAL_FILES_DOCUMENT_ROOT), not the study folder."""
     study, out = Path(study), Path(out)
+    if out.resolve() == study.resolve() or study.resolve() in out.resolve().parents:
+        raise DataError(f"--out {out} is inside the study folder {study}, which holds the key; export elsewhere")
     conn = db.connect(study / db.DB_NAME)
     try:
         items = [dict(r) for r in conn.execute("SELECT item_id, task, image_a, image_b FROM items ORDER BY item_id")]
@@ -36,6 +45,12 @@ def export_tasks(study: str | Path, out: str | Path, url_prefix: str = "/data/lo
     tasks = [{"data": {"item_id": it["item_id"], "task": "pair" if it["task"] == "pair" else "single",
                        "image": f"{url_prefix}{it['image_a']}.jpg",
                        "image_b": f"{url_prefix}{it['image_b']}.jpg" if it["image_b"] else ""}} for it in items]
+    images = sorted({it["image_a"] for it in items} | {it["image_b"] for it in items if it["image_b"]})
+    (out / "items").mkdir(parents=True, exist_ok=True)
+    for image_id in images:  # random names in name order: the order carries nothing
+        dest = out / "items" / f"{image_id}.jpg"
+        shutil.copyfile(study / "items" / f"{image_id}.jpg", dest)
+        os.utime(dest, (FIXED_MTIME, FIXED_MTIME))
     io.write_text(out / "tasks.json", json.dumps(tasks, indent=1))
     io.write_text(out / "label_config.xml", LABEL_CONFIG)
     return out / "tasks.json"

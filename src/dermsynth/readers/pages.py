@@ -36,7 +36,7 @@ READER_PAGE = """<!doctype html>
 <script>
 const token = location.pathname.split("/").filter(Boolean).pop();
 const classes = __CLASSES__;
-let item = null, answer = null, busy = false;
+let item = null, answer = null, busy = false, notice = "";
 const $ = (id) => document.getElementById(id);
 if (classes.length) {
   $("diagnosis-row").hidden = false;
@@ -57,14 +57,30 @@ async function submit(conf) {
   busy = true;
   for (const b of document.querySelectorAll("button")) b.disabled = true;
   const body = {item_id: item.item_id, answer: answer, confidence: conf, diagnosis: $("diagnosis").value || null};
+  let r = null, j = {};
   try {
-    const r = await fetch(`/api/r/${token}/answer`, {method: "POST", headers: {"Content-Type": "application/json"},
-                                                    body: JSON.stringify(body)});
-    if (!r.ok) throw new Error((await r.json()).error || r.status);
+    r = await fetch(`/api/r/${token}/answer`, {method: "POST", headers: {"Content-Type": "application/json"},
+                                               body: JSON.stringify(body)});
+    j = await r.json().catch(() => ({}));
+  } catch (e) { r = null; }
+  busy = false;
+  if (r && r.status === 409) {  // answered already (another tab): say so, then go on
+    notice = j.error || "Not recorded: this image had been answered already; the first answer stands.";
     $("diagnosis").value = "";
     await load();
-  } catch (e) { $("status").textContent = "Could not save (" + e.message + "); please try again."; }
-  busy = false;
+    return;
+  }
+  if (!r || !r.ok) {  // not saved: everything usable again, and the reader is told to retry
+    for (const b of $("answers").children) b.disabled = false;
+    for (const b of $("confidence").children) b.disabled = !answer;
+    $("status").textContent = "Could not save your answer (" + ((r && (j.error || r.status)) || "no connection") +
+                              "); it was not recorded. Press the confidence again to retry.";
+    document.body.dataset.saveFailed = "1";
+    return;
+  }
+  delete document.body.dataset.saveFailed;
+  $("diagnosis").value = "";
+  await load();
 }
 function render() {
   const single = item.task === "single";
@@ -90,12 +106,14 @@ function render() {
   }
   $("keys").textContent = single ? "Keys: R = real, S = synthetic, then 1–5" : "Keys: ← / →, then 1–5";
   $("progress").textContent = `${item.answered + 1} of ${item.total}`;
-  $("status").textContent = "";
+  $("status").textContent = notice;
+  notice = "";
   answer = null;
 }
 async function load() {
-  const r = await fetch(`/api/r/${token}/next`);
-  const j = await r.json();
+  let r, j;
+  try { r = await fetch(`/api/r/${token}/next`); j = await r.json(); }
+  catch (e) { $("status").textContent = "No connection to the study server; reload the page to retry."; return; }
   if (!r.ok) { $("progress").textContent = j.error || "error"; return; }
   if (j.done) {
     item = null;
@@ -128,6 +146,16 @@ ADMIN_PAGE = """<!doctype html>
 <style>body{font-family:system-ui,sans-serif;margin:16px} td,th{padding:4px 10px;border-bottom:1px solid #ddd}</style>
 </head><body><h1>Reader study — progress</h1>
 <table><tr><th>reader</th><th>answered</th><th>last answer</th></tr>__ROWS__</table>
-<p><a id="export" href="__TOKEN__/export.csv">Export all answers (CSV, with the key)</a></p>
+<p><a id="export" href="__EXPORT__">Export all answers (CSV, with the key)</a></p>
+</body></html>
+"""
+
+ADMIN_LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Reader study — admin</title><style>body{font-family:system-ui,sans-serif;margin:16px}</style></head>
+<body><h1>Reader study — admin</h1>
+<form method="post" action="/admin/login"><label>Admin token <input id="token" name="token" type="password"
+ autocomplete="off" required></label> <button id="login" type="submit">Open</button></form>
+<p>The token is sent in the request body and kept in a cookie, so it never appears in a URL (or a proxy's log).</p>
 </body></html>
 """

@@ -211,6 +211,21 @@ def test_memorization_embed_quality_write_under_the_experiment(store, folder, tm
     run("quality", "--store", store, *SPLIT, "--root", folder, "--encoder", "sift", code=2)
 
 
+def test_embed_uses_the_studys_own_split(store, folder, tmp_path):
+    """With --results of a study, embed compares the store with the study's split (here n_test 6,
+    n_val 3), not one rebuilt from the split options' defaults (40/40 do not fit this data set)."""
+    from dermsynth.data.splits import SplitSpec, load_split
+    from dermsynth.experiments.runner import record_claim
+    from dermsynth.experiments.spec import validate_experiment
+
+    study = tmp_path / "study"
+    record_claim(validate_experiment({"name": "s", "base": {"dataset": "folder", "root": str(folder), "n_test": 6,
+                                                            "n_val": 3}}), study)
+    emb = as_json(run("embed", "--store", store, "--dataset", "folder", "--root", folder, "--encoder", "pixels",
+                      "--results", study, "--no-umap", "--json"))
+    assert emb["n_real"] == len(load_split(SplitSpec(dataset="folder", root=str(folder), n_test=6, n_val=3)).pool)
+
+
 @pytest.mark.slow
 def test_finetune_tiny_sd(folder, tmp_path):
     from tiny_sd import build_tiny_sd

@@ -26,6 +26,16 @@ def report(results: Path = typer.Argument(..., help="An experiment's output fold
     c.emit({"report": str(path)}, as_json, f"report → {path}")
 
 
+def _study_or_options_split(results: Path | None, store: Path, dataset: str, root: Path | None, classes: str | None,
+                            n_test: int, n_val: int, split_seed: int):
+    """The study's own split when --results holds one (its stratification and cleaning), else the options'."""
+    from dermsynth.data.splits import load_split
+    from dermsynth.experiments.study_split import study_split_spec
+
+    spec = study_split_spec(results, store) if results is not None else None
+    return load_split(spec or c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
+
+
 @c.handles_errors
 def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str = c.DatasetOpt,
           root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt, n_test: int = c.NTestOpt,
@@ -33,14 +43,15 @@ def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str
           split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt, results: Path | None = c.ResultsOpt,
           out: Path | None = typer.Option(None, help="Folder for figures and numbers."),
           umap: bool = typer.Option(True, help="Also draw a UMAP projection."), as_json: bool = c.JsonOpt):
-    """Fig. 2: PCA/UMAP projections, cosine distances real–real, real–synthetic, synthetic–reference."""
+    """Fig. 2: PCA/UMAP projections, cosine distances real–real, real–synthetic, synthetic–reference.
+
+    With --results of a study, its own split (stratification, cleaning) replaces the split options."""
     from dermsynth.analysis.embedding_study import embedding_study
-    from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
     folder = c.analysis_out(out, results, "embedding")
-    res = embedding_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
-                          make_encoder(encoder), folder, umap=umap)
+    split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
+    res = embedding_study(split, store, make_encoder(encoder), folder, umap=umap)
     c.emit(res, as_json, f"{res['means']} → {folder}")
 
 
@@ -49,13 +60,14 @@ def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: s
             root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt, n_test: int = c.NTestOpt,
             n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt,
             results: Path | None = c.ResultsOpt, out: Path | None = typer.Option(None), as_json: bool = c.JsonOpt):
-    """FID, KID, precision/recall per method and class, with bootstrap CIs (writes quality.csv)."""
+    """FID, KID, precision/recall per method and class, with bootstrap CIs (writes quality.csv).
+
+    With --results of a study, its own split (stratification, cleaning) replaces the split options."""
     from dermsynth.analysis.embedding_study import quality_study
-    from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
     folder = c.analysis_out(out, results, "quality")
-    table = quality_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store,
-                          make_encoder(encoder), folder)
+    split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
+    table = quality_study(split, store, make_encoder(encoder), folder)
     cols = ["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]
     c.emit(table[cols].to_dict(orient="records"), as_json, lambda: c.say(table[cols].to_string()))

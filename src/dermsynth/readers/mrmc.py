@@ -49,8 +49,8 @@ def _additive_residual(y: np.ndarray, m: np.ndarray, iters: int = 50) -> np.ndar
 def crossed_mean_test(y: np.ndarray, null: float = 0.5) -> dict:
     """Mean of ``y`` (shape ``(..., readers, items)``, NaN where a reader did not answer), its
     standard error with reader and item effects, a 95 % CI and the two-sided t test against
-    ``null``. Arrays over the leading axes; plain floats for a single matrix. ``p_value`` is NaN
-    when nothing varies (every answer the same)."""
+    ``null``. Arrays over the leading axes; plain floats for a single matrix. When nothing varies
+    (every value the same) ``p_value`` is 0 if that value differs from ``null``, else NaN."""
     y = np.asarray(y, dtype=float)
     m = ~np.isnan(y)
     n = m.sum((-2, -1))
@@ -71,7 +71,7 @@ def crossed_mean_test(y: np.ndarray, null: float = 0.5) -> dict:
                        + a_e**2 * v_e**2 / df_e)
         se = np.sqrt(var)
         t = (mean - null) / se
-        p = np.where(se > 0, 2 * stats.t.sf(np.abs(t), df), np.nan)
+        p = np.where(se > 0, 2 * stats.t.sf(np.abs(t), df), np.where(mean == null, np.nan, 0.0))
         half = stats.t.ppf(0.975, df) * se
     out = {"mean": mean, "se": se, "df": df, "ci_low": mean - half, "ci_high": mean + half, "p_value": p,
            "readers": readers, "items": items, "n": n}

@@ -113,6 +113,12 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     if gen is not None and spec.recognisability and synthetic:
         seen = sum(pool.values()) * runs[0].max_epochs
         rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images"))
+    settings = sorted({(r.synthetic_filter, r.filter_keep) for r in synthetic if r.synthetic_filter != "none"})
+    if gen is not None and settings:  # per store: a classifier on the pool, then every image scored twice
+        stores = len(gen.finetune_values())
+        seen = stores * sum(pool.values()) * runs[0].max_epochs + 2 * images
+        rows.append(_row("filter synthetic images", f"{stores} classifier(s) on the real pool, {images:,} images "
+                         f"scored, {len(settings)} filtered views", seen, rate, "images"))
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out

@@ -218,3 +218,64 @@ def test_folder_csv_needs_no_root(folder, tmp_path):
     (tmp_path / "ext.csv").write_text(f"path,label\n{img.resolve()},{img.parent.name}\n")
     table = load_dataset("folder", None, csv=tmp_path / "ext.csv")
     assert list(table["label"]) == [img.parent.name]
+
+
+# 9. Paths are not identity: a study folder moved, copied or named by its absolute path is the same study.
+def test_a_moved_study_resumes_and_reports_as_before(folder, workdir, generator, tmp_path, monkeypatch):
+    import shutil
+    import traceback
+
+    from dermsynth.experiments.study_path import ANCHOR_KEY, locate_store
+
+    cfg = _config(tmp_path / "exp.toml", folder, workdir, n_real=[2], synthetic_per_real=[0, 1],
+                  synthetic_methods=["text-to-image"])
+    cfg.write_text(cfg.read_text() + f"""
+[generator]
+backend = "builtin"
+model = "{generator}"
+methods = ["text-to-image"]
+per_image = 1
+steps = 2
+size = 16
+""")
+    monkeypatch.chdir(tmp_path)  # the study is first run as the relative path "study"
+
+    def run(*args):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, "".join(traceback.format_exception(res.exception))[-3000:]
+        return json.loads(res.stdout)
+
+    first = run("experiment", "run", cfg, "--out", "study", "--workers", "1", "--json")
+    assert first["runs"] == 2 and first["ran"] == 2
+    ids = sorted(p.name for p in (tmp_path / "study" / "runs").glob("*.json"))
+    # the same folder by its absolute path: not "results of another config", nothing re-runs
+    again = run("experiment", "run", cfg, "--out", tmp_path / "study", "--workers", "1", "--json")
+    assert again["ran"] == 0
+    # a copy elsewhere (scratch → project storage), from before the folder's first path was recorded
+    # (inferred from the records then); the original is gone
+    moved = tmp_path / "project" / "study"
+    shutil.copytree(tmp_path / "study", moved)
+    shutil.rmtree(tmp_path / "study")
+    claim = json.loads((moved / "experiment.json").read_text())
+    del claim[ANCHOR_KEY]
+    (moved / "experiment.json").write_text(json.dumps(claim))
+    status = run("experiment", "status", cfg, "--out", moved, "--json")
+    assert status["counts"] == {"done": 2}, status
+    assert sorted(p.name for p in (moved / "runs").glob("*.json")) == ids
+    stores = {json.loads(p.read_text())["spec"]["synthetic_store"] for p in (moved / "runs").glob("*.json")} - {None}
+    assert [locate_store(s, moved) for s in stores] == [moved / "synthetic"]  # the report's samples find it
+
+
+def test_a_cache_inside_the_folder_does_not_make_another_config(tmp_path):
+    """The quickstart and rehearsals keep their cache in OUT/cache: naming OUT another way
+    changes base.cache_dir but not the study."""
+    from dermsynth.experiments.presets import preset_path
+    from dermsynth.experiments.spec import load_experiment
+    from dermsynth.experiments.study_path import same_config
+
+    spec = load_experiment(preset_path("quickstart"))
+    here = spec.model_copy(update={"base": {**spec.base, "cache_dir": "quickstart-out/cache"}})
+    there = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(tmp_path / "quickstart-out/cache")}})
+    other = spec.model_copy(update={"base": {**here.base, "n_test": 7}})
+    claim = {"digest": here.digest(), "spec": here.model_dump()}
+    assert same_config(claim, there) and not same_config(claim, other)

@@ -46,6 +46,7 @@ from dermsynth.analysis.verdicts import display_view
 from dermsynth.data.synthetic_store import is_store
 from dermsynth.errors import DataError
 from dermsynth.experiments.results import load_records, results_table
+from dermsynth.experiments.study_path import locate_store
 
 _ENV = Environment(loader=PackageLoader("dermsynth.analysis", "templates"), autoescape=select_autoescape(["j2"]))
 
@@ -131,7 +132,8 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     sections += external_sections(out_dir, table)
     sections += augmentation_sections(out_dir, table, records, test, correct)
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]
-    stores = sorted({r["spec"].get("synthetic_store") for r in records if r["spec"].get("synthetic_store")})
+    stores = sorted({str(locate_store(r["spec"]["synthetic_store"], out_dir)) for r in records
+                     if r["spec"].get("synthetic_store")})  # where each store is now (the study may have moved)
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += analysis_sections(out_dir)
     cost = cost_section(out_dir, table, comps if not imbalance else pd.DataFrame())

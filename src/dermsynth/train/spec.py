@@ -34,6 +34,11 @@ class RunSpec(SplitFields):
     seed: int = 0
     # synthetic data
     synthetic_store: str | None = None
+    # Where the store was when the study first ran, when it has moved since (``synthetic_store``
+    # is where it is now). The run id hashes this path in place of ``synthetic_store``, so a study
+    # folder moved or copied (scratch → project storage, or named by an absolute path) keeps its
+    # run ids: paths are not identity, the store's fingerprint is (experiments/runner.py).
+    synthetic_store_id: str | None = None
     synthetic_per_real: int = Field(0, ge=0)
     synthetic_methods: list[str] | None = None
     synthetic_classes: list[str] | None = None
@@ -131,6 +136,9 @@ class RunSpec(SplitFields):
         are left out at their defaults: every run id from before them is unchanged."""
         skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers"}
         payload = {k: v for k, v in self.model_dump().items() if k not in skip}
+        if payload["synthetic_store_id"] is not None:
+            payload["synthetic_store"] = payload["synthetic_store_id"]
+        del payload["synthetic_store_id"]
         if payload["augment"] in ("none", "paper"):
             payload["augment"] = None
         for k, default in LATER_DEFAULTS.items():

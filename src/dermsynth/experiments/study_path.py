@@ -1,0 +1,72 @@
+"""Paths are not identity: a study folder can move (scratch → project storage), be copied, or
+be named two ways (``runs/fig3`` and ``/home/me/runs/fig3``) and still be the same study.
+
+Run ids hash ``synthetic_store``, which is a path inside the study folder. So that a moved
+study keeps its run ids, each study remembers the folder path it was first run under (its
+*anchor*, in ``OUT/experiment.json``); runs hash the store's path under the anchor
+(``RunSpec.synthetic_store_id``) while reading it where it is now. Studies from before the
+anchor was recorded have it inferred from their records. Likewise the claim check compares
+configs without ``base.cache_dir``, which the quickstart and rehearsals put inside the folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dermsynth import io
+
+ANCHOR_KEY = "study_path"
+
+
+def study_anchor(out: str | Path) -> Path:
+    """The path ``out`` was first run under: recorded, else inferred from a record's store path
+    (a store the experiment made lies directly in the folder), else ``out`` itself."""
+    out = Path(out)
+    marker = out / "experiment.json"
+    if marker.exists():
+        claim = io.read_json(marker)
+        if claim.get(ANCHOR_KEY):
+            return Path(claim[ANCHOR_KEY])
+    runs = out / "runs"
+    if runs.is_dir():
+        for path in sorted(runs.glob("*.json")):
+            if path.name.endswith(".failed.json"):
+                continue
+            spec = io.read_json(path).get("spec", {})
+            store = spec.get("synthetic_store_id") or spec.get("synthetic_store")
+            if store and spec.get("synthetic_per_real") and Path(store).name.startswith("synthetic") and \
+                    (out / Path(store).name).is_dir():
+                return Path(store).parent
+    return out
+
+
+def portable_digest(spec) -> str:
+    """The config's digest without ``base.cache_dir`` (a path that moves with the folder)."""
+    base = {k: v for k, v in spec.base.items() if k != "cache_dir"}
+    return spec.model_copy(update={"base": base}).digest()
+
+
+def same_config(claim: dict, spec) -> bool:
+    """Whether ``OUT/experiment.json``'s config is ``spec`` up to where the folder lies."""
+    from dermsynth.errors import DermsynthError
+    from dermsynth.experiments.spec import validate_experiment
+
+    if claim.get("digest") == spec.digest():
+        return True
+    if "spec" not in claim:
+        return False
+    try:
+        old = validate_experiment(claim["spec"], "experiment.json")
+    except DermsynthError:  # written by a version whose fields have changed since
+        return False
+    return portable_digest(old) == portable_digest(spec)
+
+
+def locate_store(recorded: str | Path, out: str | Path) -> Path:
+    """A store a record names, where it is now: the recorded path when it still holds a store,
+    else the folder of that name inside the study ``out`` (the study has moved)."""
+    from dermsynth.data.synthetic_store import is_store
+
+    recorded = Path(recorded)
+    moved = Path(out) / recorded.name
+    return moved if not is_store(recorded) and is_store(moved) else recorded

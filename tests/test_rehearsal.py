@@ -4,6 +4,8 @@ comparisons that preset is for — not just files."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -20,6 +22,9 @@ def _rehearse(name: str, out):
     spec = rehearse(load_experiment(preset_path(name)), seeds=1, cache_dir=str(out / "cache"), smaller=True)
     res = run_experiment(spec, out, workers=1, progress=False)
     assert res["failed"] == 0
+    # the paper presets clean their data first: a stage of the graph, with what it found on disk
+    assert json.loads((out / "tasks" / "clean_0.json").read_text())["kind"] == "clean"
+    assert json.loads((out / "cleaning" / "split-0.json").read_text())["settings"]["embedding"] == "pixels:8"
     html = build_report(out).read_text()
     return spec, html
 
@@ -66,8 +71,8 @@ def test_fig3_rehearsal_on_ray_with_a_worker_killed(tmp_path):
     assert len({r["run_id"] for r in records}) == len(records) == 28
     if executor == "ray":
         logs = [json.loads(p.read_text()) for p in (tmp_path / "tasks").glob("*.json")]
-        assert {x["kind"] for x in logs} == {"train-generator", "finetune", "generate", "recognisability", "audit",
-                                             "train"}
+        assert {x["kind"] for x in logs} == {"clean", "train-generator", "finetune", "generate", "recognisability",
+                                             "audit", "train"}
         assert all(x["pid"] != os.getpid() for x in logs)  # every task ran in a Ray worker
         by_name = {x["name"]: x for x in logs}
         for x in logs:

@@ -63,6 +63,19 @@ def _popcount64(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
 
 
+def near_hash_pairs(a: np.ndarray, b: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
+    """(i, j, Hamming distance) of every pHash ``a[i]`` within ``max_distance`` of ``b[j]``; zero
+    hashes (unreadable images) match nothing."""
+    ok_a, ok_b = np.flatnonzero(a != 0), np.flatnonzero(b != 0)
+    out = []
+    for start in range(0, len(ok_a), 1024):
+        block = ok_a[start:start + 1024]
+        dist = _popcount64(a[block][:, None] ^ b[ok_b][None, :])
+        out += [(int(block[i]), int(ok_b[j]), int(dist[i, j])) for i, j in zip(*np.nonzero(dist <= max_distance),
+                                                                                 strict=True)]
+    return out
+
+
 EmbedFn = Callable[[pd.DataFrame], np.ndarray]
 
 

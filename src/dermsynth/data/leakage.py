@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dermsynth.data.splits import Split, check_split_leakage, held_out_ids
+from dermsynth.data.duplicates import near_hash_pairs, perceptual_hashes
+from dermsynth.data.splits import HELD_OUT, Split, check_split_leakage, held_out_ids
 from dermsynth.data.synthetic_store import is_store, read_manifest, read_training_ids
 from dermsynth.errors import ConfigError, DataError, LeakageError
 
@@ -27,6 +28,37 @@ def audit(split: Split, manifest: pd.DataFrame | None = None, training_ids=None)
     for i in sorted(training_ids or []):
         if str(i) in held:
             problems.append(f"generator training image {i} is a validation/test image")
+    used = set(map(str, training_ids or []))
+    if manifest is not None and len(manifest):
+        used |= set(manifest["ref_id"].astype(str))
+    problems += content_leaks(split, used - held)
+    return problems
+
+
+# pHash distance at which two images count as one picture for the guard: re-saved, re-encoded or
+# resized copies land at 0–2. A cleaned split uses its cleaning's threshold (those pairs are then
+# grouped, so only a failure of cleaning is flagged).
+GUARD_DISTANCE = 2
+
+
+def content_leaks(split: Split, ids: set[str], max_distance: int | None = None) -> list[str]:
+    """Images a generator learnt from or was given as references (``ids``) whose perceptual hash is
+    within ``max_distance`` of a validation/test image's: the same picture under another id (a
+    re-upload, a resized copy) is a leak the id check cannot see."""
+    if max_distance is None:
+        max_distance = split.cleaning.get("settings", {}).get("max_distance", GUARD_DISTANCE)
+    table = split.table
+    held = table[table["split"].isin(HELD_OUT)]
+    used = table[table["id"].astype(str).isin(ids)]
+    if held.empty or used.empty:
+        return []
+    h_held, _ = perceptual_hashes(held)
+    h_used, _ = perceptual_hashes(used)
+    problems = []
+    for i, j, dist in near_hash_pairs(h_used, h_held, max_distance):
+        problems.append(f"generator image {used['id'].iloc[i]} is a near-duplicate (pHash distance {dist}) of "
+                        f"{held['split'].iloc[j]} image {held['id'].iloc[j]}; clean the data (base.cleaning) so "
+                        "duplicates share a split group")
     return problems
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dermsynth import io
+from dermsynth.data.cleaning import CleaningSpec, duplicate_clusters, merge_clusters
 from dermsynth.data.groups import components, edges_by_key
 from dermsynth.data.registry import load_dataset
 from dermsynth.errors import DataError, LeakageError, SplitError
@@ -48,6 +49,8 @@ class SplitFields(BaseModel):
     # or one id per line) drops those images.
     duplicates_file: str | None = None
     exclude_file: str | None = None
+    # Duplicate detection on every load (data/cleaning.py, cached): its clusters are split groups too.
+    cleaning: CleaningSpec | None = None
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -101,6 +104,10 @@ def load_split(spec: SplitSpec) -> Split:
         table = table[~table["id"].isin(dropped)].reset_index(drop=True)
         log.info("excluded %d images listed in %s", len(dropped), spec.exclude_file)
     duplicates = read_duplicate_clusters(spec.duplicates_file, table) if spec.duplicates_file else None
+    cleaned: dict = {}
+    if spec.cleaning is not None:
+        clusters, cleaned = duplicate_clusters(table, spec.cleaning)
+        duplicates = merge_clusters(duplicates, clusters)
     if spec.stratify == "skin_group" and table["skin_group"].isna().any():
         unknown = int(table["skin_group"].isna().sum())
         log.warning("%d images without a skin type are left out of a skin-group-stratified split", unknown)
@@ -112,6 +119,7 @@ def load_split(spec: SplitSpec) -> Split:
     split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify,
                        duplicate_groups=duplicates)
     split.missing_per_class = missing
+    split.cleaning = cleaned
     assert_no_leakage(split)
     return split
 
@@ -154,6 +162,8 @@ class Split:
     # Images of each class listed by the data set but missing on disk (a partial download): runs
     # record it and the report says it; not part of the digest (the table already shows what ran).
     missing_per_class: dict[str, int] = field(default_factory=dict)
+    # What the split's cleaning found (data/cleaning.py summary; empty without cleaning).
+    cleaning: dict = field(default_factory=dict)
 
     @property
     def pool(self) -> pd.DataFrame:

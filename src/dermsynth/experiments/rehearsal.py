@@ -32,6 +32,7 @@ STAND_IN_BASE = {"dataset": "demo", "root": None, "label_column": "label", "demo
 STAND_IN_GENERATOR = {"backend": "builtin", "model": None, "inpaint_model": None, "store": None, "size": 16,
                       "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 4,
                       "batch_size": 64, "finetune_steps": 3, "lora": False}
+STAND_IN_CLEANING = {"embedding": "pixels:8"}
 N_TEST, N_VAL = 6, 4
 
 
@@ -73,6 +74,8 @@ def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
     strata = 3 if base.get("stratify") == "skin_group" else 1  # the demo set spreads classes over groups
     base.update(STAND_IN_BASE, classes=list(classes), n_test=N_TEST, n_val=N_VAL,
                 demo_n_per_class=(N_TEST + N_VAL) * strata + largest + 8)
+    if base.get("cleaning"):  # the stage runs as at paper scale; a pixel encoder stands in for CLIP's weights
+        base["cleaning"] = {**base["cleaning"], **STAND_IN_CLEANING}
     if cache_dir:
         base["cache_dir"] = cache_dir
     raw.update(name=f"{spec.name}-rehearsal", seeds=seeds, base=base, grid=grid, imbalance=imbalance)

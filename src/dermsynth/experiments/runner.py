@@ -19,6 +19,7 @@ from dermsynth import io
 from dermsynth.data.leakage import assert_clean, audit_store
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.cleaning_stage import cleaning_tasks
 from dermsynth.experiments.executors import EXECUTORS, run_cells
 from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
@@ -122,6 +123,7 @@ def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local
     """Preflight and every stage before the cells (cached), for tools that reuse the stores."""
     out = Path(out)
     runs = resolve_runs(spec, out)
+    run_graph(cleaning_tasks(runs, out), out / "tasks", executor, address, workers)  # every split needs its groups
     preflight(spec, runs)
     run_graph(stage_tasks(spec, runs, out), out / "tasks", executor, address, workers)
     return runs
@@ -136,6 +138,9 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     claim_output(spec, out, force)
     runs = resolve_runs(spec, out)
     timings: dict[str, float] = {}
+    # Cleaning first, as its own step of the graph: every later stage and cell splits by its groups.
+    cleaning = cleaning_tasks(runs, out)
+    run_graph(cleaning, out / "tasks", executor, address, workers or 1)
     t0 = time.perf_counter()
     preflight(spec, runs)
     timings["preflight"] = time.perf_counter() - t0
@@ -156,7 +161,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     for rid, err in failures.items():
         log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start
-    timings.update(task_seconds(out / "tasks", [t.name for t in tasks]))
+    timings.update(task_seconds(out / "tasks", [t.name for t in cleaning + tasks]))
     record_timings(out, timings)
     return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
             "timings": timings}

@@ -18,7 +18,8 @@ from dermsynth.data.splits import SplitFields, SplitSpec
 PAPER_EPOCHS = 30
 DEFAULT_FILTER_KEEP = 0.5
 # Fields added after run ids were in use: at these values they leave the id as it was.
-LATER_DEFAULTS = {"augment": None, "synthetic_filter": "none", "filter_keep": None, "filter_digest": None}
+LATER_DEFAULTS = {"augment": None, "synthetic_filter": "none", "filter_keep": None, "filter_digest": None,
+                  "cleaning": None}
 
 
 class RunSpec(SplitFields):

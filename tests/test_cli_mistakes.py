@@ -279,3 +279,42 @@ def test_a_cache_inside_the_folder_does_not_make_another_config(tmp_path):
     other = spec.model_copy(update={"base": {**here.base, "n_test": 7}})
     claim = {"digest": here.digest(), "spec": here.model_dump()}
     assert same_config(claim, there) and not same_config(claim, other)
+
+
+# 5. No network: one fast message that says what to do, not minutes of retries.
+def test_offline_hub_ids_fail_at_once_with_what_to_do(folder, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from dermsynth.models import hub
+
+    for args in (["audit", "memorization", "--store", tmp_path, *SPLIT, "--root", folder, "--encoder", "clip"],
+                 ["data", "clean", "--dataset", "folder", "--root", folder, "--embedding", "clip",
+                  "--out", tmp_path / "d.csv"]):
+        fails(*args, code=3, says=("openai/clip-vit-base-patch32", "cannot be reached", "--embedding for data clean"))
+    fails("finetune", "--model", "org/not-cached-model", "--out", tmp_path / "ft", *SPLIT, "--root", folder,
+          code=3, says=("org/not-cached-model", "cannot be reached", "--model DIR"))
+    # the detection itself: a hub endpoint that refuses connections is unreachable, found in one try
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    hub.hub_reachable.cache_clear()
+    try:
+        assert hub.hub_reachable() is False
+    finally:
+        hub.hub_reachable.cache_clear()
+
+
+def test_download_stops_after_a_run_of_connection_failures(tmp_path):
+    from dermsynth.data.download import MAX_CONNECTION_FAILURES
+
+    root = tmp_path / "f17k"
+    root.mkdir()
+    n = MAX_CONNECTION_FAILURES + 30
+    rows = "".join(f"{i:032x},2,psoriasis,http://127.0.0.1:9/{i}.jpg\n" for i in range(n))
+    (root / "fitzpatrick17k.csv").write_text("md5hash,fitzpatrick_scale,label,url\n" + rows)
+    fails("data", "download", "--dataset", "fitzpatrick17k", "--root", root, "--retries", "1", "--workers", "2",
+          code=3, says=("connection failures", "offline", "download_failures.csv"))
+    import pandas as pd
+
+    listed = pd.read_csv(root / "download_failures.csv")
+    assert len(listed) == n and listed["detail"].str.startswith("not tried").sum() >= n - MAX_CONNECTION_FAILURES - 2

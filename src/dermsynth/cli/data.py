@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from dermsynth.cli import common as c
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigError, DataError
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: info, download, clean.")
 
@@ -60,6 +60,12 @@ def data_download(dataset: str = c.DatasetOpt, root: Path = typer.Option(..., "-
     failed = res[res["status"] == "failed"]
     if len(failed):
         failed.to_csv(Path(root) / "download_failures.csv", index=False)
+    if res.attrs.get("stopped") or (len(failed) and not counts["ok"] and not counts["skipped"]):
+        first = failed["detail"].iloc[0]
+        why = (f"stopped after {int(failed['connection'].sum())} connection failures ({first})"
+               if res.attrs.get("stopped") else f"all {len(failed)} failed (first: {first})")
+        raise DataError(f"{why}: is this machine offline? Re-run when it can reach the URLs (verified images are "
+                        f"kept; it resumes); failures listed in {Path(root) / 'download_failures.csv'}")
     c.emit({**counts, "failures": failed[["md5hash", "detail"]].to_dict(orient="records")}, as_json,
          f"downloaded {counts['ok']}, already present {counts['skipped']}, failed {counts['failed']}"
          + (f" (listed in {Path(root) / 'download_failures.csv'}; re-run to retry)" if len(failed) else ""))

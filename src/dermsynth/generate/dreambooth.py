@@ -84,10 +84,12 @@ def _load_components(model: str):
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    path = Path(model)
-    local = path.exists()
+    from dermsynth.models.hub import hub_load_kwargs
+
+    # offline, a hub id is one message at once instead of minutes of retries
+    kw = hub_load_kwargs(model, "the Stable Diffusion model", "--model DIR (a folder saved with save_pretrained)",
+                         "model_index.json")
     try:
-        kw = {"local_files_only": True} if local else {}
         return (CLIPTokenizer.from_pretrained(model, subfolder="tokenizer", **kw),
                 CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **kw),
                 AutoencoderKL.from_pretrained(model, subfolder="vae", **kw),
@@ -290,8 +292,10 @@ def prior_class_images(model: str, prompts: list[str], resolution: int, steps: i
     from diffusers import UNet2DConditionModel
 
     from dermsynth.generate.backends.sd import SDBackend
+    from dermsynth.models.hub import hub_load_kwargs
 
-    local = {"local_files_only": True} if Path(model).exists() else {}
+    local = hub_load_kwargs(model, "the Stable Diffusion model", "--model DIR (a folder saved with save_pretrained)",
+                            "model_index.json")
     inpainting = UNet2DConditionModel.load_config(model, subfolder="unet", **local)["in_channels"] == 9
     backend = SDBackend(model, inpaint_model=model, steps=steps, size=resolution, strength_inpaint=1.0)
     out = []

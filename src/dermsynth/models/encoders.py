@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,14 +46,16 @@ ENCODERS: Registry = Registry("encoder")
 
 @ENCODERS.register("clip")
 def clip_encoder(model: str = "openai/clip-vit-base-patch32") -> Encoder:
-    from transformers import CLIPVisionModelWithProjection
+    from dermsynth.models.hub import hub_load_kwargs
 
-    local = Path(model).exists()
+    hint = "clip:/path/to/folder (--encoder for audit, embed and quality; --embedding for data clean)"
+    kwargs = hub_load_kwargs(model, "the CLIP image encoder", hint)  # offline: one message at once, no retries
+    from transformers import CLIPVisionModelWithProjection
     try:
-        net = CLIPVisionModelWithProjection.from_pretrained(model, local_files_only=local).eval()
+        net = CLIPVisionModelWithProjection.from_pretrained(model, **kwargs).eval()
     except OSError as exc:
-        raise DataError(f"could not load the CLIP image encoder {model!r} ({str(exc)[:160]}); without internet "
-                             "download it elsewhere and pass the folder (--encoder clip:/path)") from None
+        raise DataError(f"could not load the CLIP image encoder {model!r}: {exc}; pass a local folder as "
+                        f"{hint}") from None
     size = int(net.config.image_size)
 
     @torch.no_grad()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +28,18 @@ DEFAULT_T2I = "stabilityai/stable-diffusion-2-1-base"
 DEFAULT_INPAINT = "runwayml/stable-diffusion-inpainting"
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-
-
 def load_pipeline(kind: str, model: str, dtype: torch.dtype, device: torch.device, lora: str | None = None):
     """Load a text-to-image or inpainting pipeline with the DPM-Solver multistep scheduler."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
+    from dermsynth.models.hub import hub_load_kwargs
+
     cls = StableDiffusionPipeline if kind == "t2i" else StableDiffusionInpaintPipeline
-    local = Path(model).exists()
+    what = f"the {'text-to-image' if kind == 't2i' else 'inpainting'} model"
+    kwargs = hub_load_kwargs(model, what, "--model DIR (and --inpaint-model DIR)", "model_index.json")
     try:
         pipe = cls.from_pretrained(model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False,
-                                   local_files_only=local or _offline())
+                                   **kwargs)
     except (OSError, ValueError) as exc:
         raise DataError(
             f"could not load the {'text-to-image' if kind == 't2i' else 'inpainting'} model {model!r} "

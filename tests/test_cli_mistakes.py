@@ -318,3 +318,23 @@ def test_download_stops_after_a_run_of_connection_failures(tmp_path):
 
     listed = pd.read_csv(root / "download_failures.csv")
     assert len(listed) == n and listed["detail"].str.startswith("not tried").sum() >= n - MAX_CONNECTION_FAILURES - 2
+
+
+def test_presets_by_name_and_the_resolved_config():
+    from dermsynth.train.spec import RunSpec
+
+    res = CliRunner().invoke(app, ["experiment", "presets", "--json"])
+    assert res.exit_code == 0 and "fig3_cpu" in {r["name"] for r in json.loads(res.stdout)}
+    res = CliRunner().invoke(app, ["experiment", "show", "fig3_cpu", "--json"])  # a preset, by name
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout)
+    # every run field is there, a default where the config is silent, the config's value where it speaks
+    assert set(RunSpec.model_fields) <= set(shown["base"])
+    assert shown["base"]["weight_decay"] == RunSpec.model_fields["weight_decay"].default
+    assert shown["base"]["backbone"] == "test_resnet" and shown["grid"]
+    toml = CliRunner().invoke(app, ["experiment", "show", "fig3_cpu"]).stdout
+    import tomllib
+
+    assert tomllib.loads(toml)["base"]["backbone"] == "test_resnet"
+    fails("experiment", "plan", "fig3-cpu", code=2, says="did you mean 'fig3_cpu'")
+    fails("experiment", "show", "no_such_preset", code=2, says="experiment presets")

@@ -95,6 +95,29 @@ def experiment_results(config: Path, out: Path | None = typer.Option(None),
     emit({"runs": len(table), "file": str(dest)}, as_json, f"{len(table)} runs → {dest}")
 
 
+@app.command("presets")
+@handles_errors
+def experiment_presets(as_json: bool = JsonOpt):
+    """The shipped configs (the paper's experiments at paper and CPU scale, the quickstart): use them by name."""
+    from dermsynth.cli.configs import presets_table
+
+    rows = presets_table()
+    emit(rows, as_json, lambda: say("\n".join(f"{r['name']:28s} {r['description']}" for r in rows)
+                                    + "\nuse by name, e.g. `dermsynth experiment plan fig3_cpu`; "
+                                    "`dermsynth experiment show NAME` prints one in full"))
+
+
+@app.command("show")
+@handles_errors
+def experiment_show(config: Path, as_json: bool = JsonOpt):
+    """The config fully resolved: every run field with its default filled in, the grid, the generator."""
+    from dermsynth.cli.configs import resolved_config, to_toml
+    from dermsynth.experiments.spec import load_experiment
+
+    resolved = resolved_config(load_experiment(config))
+    emit(resolved, as_json, lambda: say(to_toml(resolved)))
+
+
 @app.command("plan")
 @handles_errors
 def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer.Option(

@@ -249,7 +249,8 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
         if have < n_test + n_val + 1:
             raise SplitError(
                 f"{stratify} {stratum!r} has {have} images; test ({n_test}) + validation ({n_val}) "
-                f"+ at least 1 training image are needed — lower n_test/n_val or drop the class")
+                f"+ at least 1 training image are needed — lower n_test/n_val or choose classes (--classes "
+                "f17k9 | top-N | a list; `dermsynth data info` counts them)")
     table["split"] = "pool"
     groups = table.groupby("group", sort=False)
     order = sorted(groups.groups, key=lambda g: hash_unit(f"split{split_seed}:{g}"))

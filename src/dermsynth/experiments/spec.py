@@ -147,11 +147,22 @@ class ExperimentSpec(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _preset_or_error(path: Path) -> Path:
+    """A shipped preset named like ``path`` (``fig3_cpu`` or ``fig3_cpu.toml``), else a ConfigError."""
+    from dermsynth.experiments.presets import preset_names, preset_path
+
+    name = path.name.removesuffix(".toml")
+    if path.parent == Path(".") and name in preset_names():
+        return preset_path(name)
+    raise ConfigError(f"experiment config {path} not found{did_you_mean(name, preset_names())}; "
+                      "`dermsynth experiment presets` lists the shipped configs (usable by name)")
+
+
 def load_experiment(path: str | Path) -> ExperimentSpec:
     """Parse and validate a TOML file; errors name the field and the allowed values."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"experiment config {path} not found")
+        path = _preset_or_error(path)
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -89,3 +89,41 @@ def test_no_private_helpers_imported_across_modules():
 def test_modules_stay_small():
     big = {module_name(p): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 320}
     assert big == {}
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Which dermsynth modules each module imports (module-level or inside functions)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for me, path in modules.items():
+        targets = set()
+        for _, target in imports_of(path):
+            while target and target not in modules:  # `from dermsynth.x import name`: name is not a module
+                target = target.rpartition(".")[0]
+            if target and target != me and not target.endswith("dermsynth"):
+                targets.add(target)
+        graph[me] = targets
+    return graph
+
+
+def import_cycles() -> list[list[str]]:
+    """Strongly connected groups of modules (each imports the others, directly or not)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = module_graph()
+    names = sorted(graph)
+    pos = {n: i for i, n in enumerate(names)}
+    edges = [(pos[a], pos[b]) for a, targets in graph.items() for b in targets]
+    adj = coo_matrix(([1] * len(edges), ([a for a, _ in edges], [b for _, b in edges])), shape=(len(names),) * 2)
+    labels = connected_components(adj, directed=True, connection="strong")[1]
+    groups: dict[int, list[str]] = {}
+    for name, label in zip(names, labels, strict=True):
+        groups.setdefault(int(label), []).append(name)
+    return sorted(g for g in groups.values() if len(g) > 1)
+
+
+def test_no_import_cycles():
+    """Modules that import each other can only load in one order (and hide that they are one
+    concept): no module reaches itself through its imports."""
+    assert import_cycles() == []

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dermsynth import io
 from dermsynth.data.cleaning import CleaningSpec, duplicate_clusters, merge_clusters
 from dermsynth.data.groups import components, edges_by_key
+from dermsynth.data.missing import refuse_short_classes
 from dermsynth.data.registry import load_dataset
 from dermsynth.errors import DataError, LeakageError, SplitError
 
@@ -122,26 +123,6 @@ def load_split(spec: SplitSpec) -> Split:
     split.cleaning = cleaned
     assert_no_leakage(split)
     return split
-
-
-def refuse_short_classes(table: pd.DataFrame, missing: dict[str, int], spec: SplitSpec) -> None:
-    """A class with images missing on disk (a partial download) is named in the log, and refused
-    when what is present cannot fill its test and validation quotas plus one training image:
-    a study never runs on a silently smaller class."""
-    present = table["label"].value_counts()
-    where = f" under {spec.root}" if spec.root else ""
-    log.warning("images missing on disk%s (the study runs on those present): %s", where,
-                ", ".join(f"{c} {int(present.get(c, 0))} present, {n} missing" for c, n in sorted(missing.items())))
-    if spec.stratify != "label":
-        return
-    need = spec.n_test + spec.n_val + 1
-    short = {c: int(present.get(c, 0)) for c in missing if 0 < present.get(c, 0) < need}
-    if short:
-        raise SplitError(
-            "class(es) with too few images present for the split (test " f"{spec.n_test} + validation {spec.n_val} "
-            "+ 1 training image): " + ", ".join(f"{c!r} has {n} of {n + missing[c]} ({missing[c]} missing{where})"
-                                                for c, n in sorted(short.items()))
-            + ". Download the missing images (`dermsynth data download`), lower n_test/n_val, or leave the class out")
 
 
 def load_splits(specs) -> dict[SplitSpec, Split]:

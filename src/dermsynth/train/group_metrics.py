@@ -13,7 +13,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from dermsynth.train.metrics import auroc
+from dermsynth.train.scores import auroc
 
 MIN_GROUP_N = 5
 ECE_BINS = 15

@@ -1,24 +1,18 @@
-"""Metrics of a run from its per-image predictions."""
+"""Metrics of a run from its per-image predictions (the summary every record holds; the
+per-group and calibration parts come from group_metrics, the AUROC from scores)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+from dermsynth.train.group_metrics import calibration, macro_f1, operating_point, per_group
+from dermsynth.train.scores import auroc
 
 # A run that predicts one class for at least this share of the test images has collapsed to
 # a constant classifier: its accuracy is the class's share, not something it learnt.
 DEGENERATE_SHARE = 0.95
-
-
-def auroc(y: np.ndarray, probs: np.ndarray) -> float | None:
-    """Binary AUROC (positive = class 1) or macro one-vs-rest AUROC; None when a class is absent."""
-    present = np.unique(y)
-    if len(present) < 2 or len(present) < probs.shape[1]:
-        return None
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
 
 
 def degeneracy(y: np.ndarray, yhat: np.ndarray, classes: list[str]) -> dict:
@@ -50,8 +44,6 @@ def summarize(pred: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> dict
         "auroc": auroc(y, probs),
         **degeneracy(y, yhat, classes),
     }
-    from dermsynth.train.group_metrics import calibration, macro_f1, operating_point, per_group
-
     out["macro_f1"] = macro_f1(y, yhat, len(classes))
     out["calibration"] = calibration(y, probs)
     if probs.shape[1] == 2:

@@ -338,3 +338,32 @@ def test_presets_by_name_and_the_resolved_config():
     assert tomllib.loads(toml)["base"]["backbone"] == "test_resnet"
     fails("experiment", "plan", "fig3-cpu", code=2, says="did you mean 'fig3_cpu'")
     fails("experiment", "show", "no_such_preset", code=2, says="experiment presets")
+
+
+# 6. Say one thing: a leaky store's violations summarised on screen, all listed in a file; no dict reprs.
+def test_leakage_violations_are_summarised_and_listed(folder, tmp_path):
+    import numpy as np
+
+    from dermsynth.data.splits import SplitSpec, load_split
+    from dermsynth.data.synthetic_store import append_manifest, open_store, save_image
+
+    split = load_split(SplitSpec(dataset="folder", root=str(folder), n_test=3, n_val=2))
+    store = open_store(tmp_path / "leaky", "builtin", "m", "f")
+    held = list(split.test["id"]) + list(split.val["id"])
+    rows = []
+    for i, ref in enumerate(held):
+        rel = f"images/inpaint/s{i}.png"
+        save_image(np.zeros((8, 8, 3), np.uint8), store / rel)
+        rows.append({"synth_id": f"s{i}", "ref_id": ref, "label": "x", "method": "inpaint", "path": rel})
+    append_manifest(store, rows)
+    res = fails("audit", "leakage", *SPLIT, "--root", folder, "--store", store, code=1,
+                says=(f"LEAK: {len(held)} violation(s)", f"… {len(held) - 10} more", "leakage_problems.txt"))
+    assert res.output.count("✗") == 10
+    assert len((store / "leakage_problems.txt").read_text().splitlines()) == len(held)
+
+
+def test_results_for_people_are_not_python_reprs():
+    from dermsynth.cli.common import plain
+
+    assert plain({"exact_pairs": 2, "near": {"within": 1, "across": 0}, "cos": 0.51234}) == \
+        "exact_pairs 2, near (within 1, across 0), cos 0.512"

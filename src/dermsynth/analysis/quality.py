@@ -102,15 +102,21 @@ def quality(real: np.ndarray, fake: np.ndarray, group: str = "all", reps: int = 
 
 
 def quality_table(real_emb: np.ndarray, real_labels, syn_emb: np.ndarray, syn_labels, syn_methods,
-                  reps: int = 50) -> pd.DataFrame:
-    """Metrics per method and per (method, class)."""
+                  reps: int = 50, progress: bool = False) -> pd.DataFrame:
+    """Metrics per method and per (method, class) (``progress``: a bar over the groups, each of
+    which bootstraps ``reps`` times — minutes at study scale)."""
+    from tqdm.auto import tqdm
+
     real_labels, syn_labels, syn_methods = map(np.asarray, (real_labels, syn_labels, syn_methods))
+    groups = [(m, None) for m in sorted(set(syn_methods))]
+    groups = [g for m, _ in groups for g in [(m, None)] + [(m, c) for c in sorted(set(syn_labels[syn_methods == m]))]]
     rows = []
-    for method in sorted(set(syn_methods)):
+    for method, c in tqdm(groups, desc="quality (FID, KID, precision/recall)", disable=not progress):
         sel = syn_methods == method
-        rows.append(quality(real_emb, syn_emb[sel], f"{method} / all", reps))
-        for c in sorted(set(syn_labels[sel])):
-            r, f = real_emb[real_labels == c], syn_emb[sel & (syn_labels == c)]
-            if len(r) >= 2 and len(f) >= 2:
-                rows.append(quality(r, f, f"{method} / {c}", reps))
+        if c is None:
+            rows.append(quality(real_emb, syn_emb[sel], f"{method} / all", reps))
+            continue
+        r, f = real_emb[real_labels == c], syn_emb[sel & (syn_labels == c)]
+        if len(r) >= 2 and len(f) >= 2:
+            rows.append(quality(r, f, f"{method} / {c}", reps))
     return pd.DataFrame([r.__dict__ for r in rows])

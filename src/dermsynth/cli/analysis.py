@@ -52,7 +52,7 @@ def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str
     folder = c.analysis_out(out, results, "embedding")
     split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
     res = embedding_study(split, store, make_encoder(encoder), folder, umap=umap)
-    c.emit(res, as_json, f"{res['means']} → {folder}")
+    c.emit(res, as_json, f"mean cosine distances: {c.plain(res['means'])} → {folder}")
 
 
 @c.handles_errors
@@ -68,6 +68,6 @@ def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: s
 
     folder = c.analysis_out(out, results, "quality")
     split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
-    table = quality_study(split, store, make_encoder(encoder), folder)
+    table = quality_study(split, store, make_encoder(encoder), folder, progress=not as_json)
     cols = ["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]
     c.emit(table[cols].to_dict(orient="records"), as_json, lambda: c.say(table[cols].to_string()))

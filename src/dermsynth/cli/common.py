@@ -122,3 +122,15 @@ def require_positive(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
+
+
+def plain(value: Any) -> str:
+    """A dict or list for people, not as a Python repr: ``{'a': 1, 'b': 0.51234}`` → ``a 1, b 0.512``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {plain(v)}" if not isinstance(v, dict) else f"{k} ({plain(v)})"
+                         for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -30,9 +30,10 @@ def data_info(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classe
         for name, n in info["per_class"].items():
             t.add_row(name, str(n), str(info["missing_per_class"].get(name, 0)))
         c.out_console.print(t)
-        c.say(f"skin types: {info['skin_types']}")
+        c.say(f"skin types: {c.plain(info['skin_types'])}")
         if info["unreadable"]:
-            c.say(f"unreadable: {info['unreadable']}")
+            c.say(f"{len(info['unreadable'])} unreadable: " + "; ".join(f"{u['path']} ({u['reason']})"
+                                                                       for u in info["unreadable"][:10]))
 
     c.emit(info, as_json, human)
 
@@ -104,5 +105,5 @@ def data_clean(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, class
         cleaned = out.with_name(out.stem + "_clean_table.csv")
         kept.to_csv(cleaned, index=False)
         result.update(kept=len(kept), cleaned_table=str(cleaned))
-    c.emit(result, as_json, f"{rep.summary()} → {out}" + (f"; kept {result['kept']} of {len(table)} images → "
+    c.emit(result, as_json, f"{c.plain(rep.summary())} → {out}" + (f"; kept {result['kept']} of {len(table)} images → "
                                                         f"{result['cleaned_table']}" if drop else ""))

@@ -70,7 +70,8 @@ def experiment_status(config: Path, out: Path | None = typer.Option(None), as_js
     eta = eta_seconds(st, folder)
     counts = {k: int(v) for k, v in st["state"].value_counts().items()}
     emit({"counts": counts, "eta_seconds": eta, "cells": st.to_dict(orient="records")}, as_json,
-         lambda: say(st.to_string(index=False) + f"\n{counts}" + (f"; ETA ≈ {eta / 60:.1f} min" if eta else "")))
+         lambda: say(st.to_string(index=False) + "\n" + ", ".join(f"{n} {k}" for k, n in counts.items())
+                     + (f"; ETA ≈ {eta / 60:.1f} min" if eta else "")))
 
 
 @app.command("results")

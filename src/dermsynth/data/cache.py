@@ -89,8 +89,9 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
     return CachedImages(ids, entries, size, skipped)
 
 
-def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache") -> np.ndarray:
+def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache",
+                progress: bool = False) -> np.ndarray:
     """Embeddings of a table's images (rows in table order) by ``encoder`` — any callable on uint8
     arrays (N, S, S, 3) with a ``size`` attribute. Decoded images are cached; embeddings are not."""
-    cached = cache_images(table, encoder.size, Path(cache_dir) / "images", progress=False)
+    cached = cache_images(table, encoder.size, Path(cache_dir) / "images", progress=progress)
     return encoder(cached.array)

@@ -6,6 +6,7 @@ DDI is available only after registration, so it is always a local folder holding
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -50,9 +51,7 @@ def load_ddi(root: str | Path) -> pd.DataFrame:
         log.warning("%d image files in %s are not in %s (e.g. %s); they are ignored", len(extra), image_dir,
                     DDI_CSV, extra[0])
     if "patient" not in meta.columns:
-        log.warning("DDI has no patient column (656 images of 570 patients): each image is its own split group, "
-                    "so two photos of one patient can fall on both sides of a split; add a 'patient' column to "
-                    "%s if you have the mapping", DDI_CSV)
+        _warn_no_patient(str(csv))
     malignant = meta["malignant"].astype(str).str.lower().isin(["true", "1", "yes"])
     table = pd.DataFrame({
         "id": "ddi-" + meta["DDI_ID"].astype(str),
@@ -80,3 +79,11 @@ def find_image_dir(root: Path, files: list[str]) -> Path:
         raise DataError(f"DDI images (e.g. {probe[0] if probe else '?'}) not found in {root} or its sub-folders "
                         f"({', '.join(IMAGE_FOLDERS[1:])}, …); unpack the DDI archive there")
     return best
+
+
+@functools.cache
+def _warn_no_patient(csv: str) -> None:
+    """Once per process and file, not once per load (a study loads DDI for every run)."""
+    log.warning("DDI has no patient column (656 images of 570 patients): each image is its own split group, "
+                "so two photos of one patient can fall on both sides of a split; add a 'patient' column to "
+                "%s if you have the mapping", csv)

@@ -367,3 +367,22 @@ def test_results_for_people_are_not_python_reprs():
 
     assert plain({"exact_pairs": 2, "near": {"within": 1, "across": 0}, "cos": 0.51234}) == \
         "exact_pairs 2, near (within 1, across 0), cos 0.512"
+
+
+def test_per_group_metrics_do_not_warn_for_every_run():
+    """A skin-type group without some classes is normal; sklearn's warning about it was printed
+    once per run of a study."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from dermsynth.train.group_metrics import per_group
+
+    y = np.array([0, 0, 1, 1, 0, 0])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.7, 0.3], [0.4, 0.6]])
+    groups = pd.Series(["I-II", "I-II", "III-IV", "III-IV", "V-VI", "V-VI"])  # I-II and V-VI: class 0 only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = per_group(y, probs, groups, ["a", "b"])
+    assert table["groups"]["I-II"]["balanced_accuracy"] == 0.5  # one of its two class-0 images right

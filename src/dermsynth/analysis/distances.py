@@ -16,6 +16,7 @@ these per-image means, Benjamini–Hochberg adjusted over every comparison of th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,5 +127,8 @@ def projections(emb: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarr
             import umap
         except ImportError:
             raise ConfigError("UMAP needs umap-learn: pip install 'dermsynth[umap]'") from None
-        return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(emb) - 1)).fit_transform(emb)
+        with warnings.catch_warnings():  # "n_jobs value 1 overridden to 1 by setting random_state": seeded on purpose
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return umap.UMAP(n_components=2, random_state=seed,
+                             n_neighbors=min(15, len(emb) - 1)).fit_transform(emb)
     raise ConfigError(f"projection {method!r}; choose pca or umap")

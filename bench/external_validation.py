@@ -30,8 +30,8 @@ def main() -> None:
     if not (F17K / "fitzpatrick17k.csv").exists():
         print(f"skipped: {F17K} not present")
         return
-    from dermsynth.analysis.external import internal_vs_external
-    from dermsynth.experiments.external import evaluate_runs
+    from dermsynth.analysis.external_report import internal_vs_external
+    from dermsynth.experiments.external_evaluation import evaluate_runs
     from dermsynth.experiments.results import load_records, results_table
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import validate_experiment

@@ -18,7 +18,7 @@ from dermsynth.analysis.report import build_report
 from dermsynth.cli import app
 from dermsynth.data.demo import DEMO_CLASSES, render
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.experiments.external import evaluate_runs, match_labels
+from dermsynth.experiments.external_evaluation import evaluate_runs, match_labels
 from dermsynth.experiments.results import load_records
 from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment

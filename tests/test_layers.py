@@ -11,7 +11,7 @@ import dermsynth
 PACKAGE = Path(dermsynth.__file__).parent
 # Rank of each top-level package; a module may import only from its own rank or below.
 # Base modules (errors, io, registry, the package itself) sit under everything.
-RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "readers": 5, "experiments": 6,
+RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "readers": 5, "experiments": 6, "deploy": 7,
          "analysis": 7, "tracking": 7, "cli": 8}
 BASE = {"errors", "io", "registry", "lockfile", ""}
 

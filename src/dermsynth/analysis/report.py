@@ -19,7 +19,7 @@ from dermsynth.analysis import figures
 from dermsynth.analysis.augmentation import augmentation_sections
 from dermsynth.analysis.calibration import calibration_section
 from dermsynth.analysis.dose import fit_dose_response
-from dermsynth.analysis.external import external_sections
+from dermsynth.analysis.external_report import external_sections
 from dermsynth.analysis.fairness import fairness_section
 from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
 from dermsynth.analysis.reader_study import find_studies, reader_study_section

@@ -35,7 +35,7 @@ def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.js
              name: str | None = typer.Option(None, help="Name of this evaluation (default: the root's folder)."),
              track: str | None = TrackOpt, as_json: bool = c.JsonOpt):
     """Apply a run, a grid cell or a whole experiment to another data set (external validation)."""
-    from dermsynth.experiments.external import evaluate_runs
+    from dermsynth.experiments.external_evaluation import evaluate_runs
 
     res = evaluate_runs(runs, dataset, root, where=_where(where), label_map=label_map,
                         exclude_unknown=exclude_unknown, ids_file=ids, name=name, classes=classes,
@@ -89,7 +89,7 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
 def export(run: Path = typer.Argument(..., help="The run record, OUT/runs/ID.json."),
            out: Path = typer.Argument(..., help="The folder to write."), as_json: bool = c.JsonOpt):
     """Weights, config, classes, preprocessing and a model card, usable without dermsynth."""
-    from dermsynth.analysis.export import export_run
+    from dermsynth.deploy.export import export_run
 
     folder = export_run(run, out)
     c.emit({"folder": str(folder)}, as_json, f"exported to {folder} (model_card.md, model.safetensors, hubconf.py)")

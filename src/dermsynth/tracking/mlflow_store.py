@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from dermsynth import io
 from dermsynth.errors import DataError
-from dermsynth.experiments.external import external_folders_of
+from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.experiments.results import load_records, runs_dir
 from dermsynth.experiments.tracking_spec import DB_NAME, TrackingSpec, resolve_uri
 from dermsynth.tracking.records import cell_fields, flatten, metrics_of, params_of, run_name, tags_of

@@ -17,7 +17,7 @@ from dermsynth.analysis.figures import OKABE_ITO, save_figure
 from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
 from dermsynth.analysis.stats import bootstrap_accuracy, wald_ci
 from dermsynth.analysis.summary import add_method_column, correctness, synthetic_comparisons, varying_keys
-from dermsynth.experiments.external import external_folders_of
+from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.experiments.results import load_records, results_table
 
 

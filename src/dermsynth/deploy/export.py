@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 from dermsynth import io
-from dermsynth.analysis.model_card import card_data, write_card
+from dermsynth.deploy.model_card import card_data, write_card
 from dermsynth.errors import DataError
-from dermsynth.experiments.external import external_folders_of
+from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.train.checkpoint import bundle_meta, weights_path
 
 HUBCONF = '''"""torch.hub entry point, written by dermsynth export: needs only torch, timm and safetensors.

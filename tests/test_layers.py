@@ -127,3 +127,12 @@ def test_no_import_cycles():
     """Modules that import each other can only load in one order (and hide that they are one
     concept): no module reaches itself through its imports."""
     assert import_cycles() == []
+
+
+def test_deployment_and_external_validation_have_homes_named_for_their_job():
+    """Export and the model card are deployment, not statistics; the two external-validation
+    modules (evaluating runs, reporting them) do different jobs and say which."""
+    assert {"export", "model_card"} <= {p.stem for p in (PACKAGE / "deploy").glob("*.py")}
+    assert not [m for m in ("export", "model_card") if (PACKAGE / "analysis" / f"{m}.py").exists()]
+    external = [p.stem for p in PACKAGE.rglob("external*.py")]
+    assert len(external) == len(set(external)) and "external" not in external

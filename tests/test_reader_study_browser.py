@@ -128,3 +128,35 @@ def test_admin_export_matches_the_database(served, browser):
     assert resp.status == 403 and "Traceback" not in forbidden.content()
     for p in (page, admin_page, forbidden):
         p.close()
+
+
+def test_a_failed_save_can_be_retried_and_a_stale_tab_is_told(served, browser):
+    """Item 12: when the server is down the answer buttons come back with a retry message and the
+    retry saves; item 11: a second tab's different answer to the same image is reported as not
+    recorded."""
+    srv, study, _ = served
+    token = invite(study, "dr_e")
+    page = browser.new_page()
+    page.goto(f"{srv.url}/r/{token}")
+    page.wait_for_selector("#confidence button")
+    stale = browser.new_page()
+    stale.goto(f"{srv.url}/r/{token}")  # the same item, in a second tab
+    stale.wait_for_selector("#confidence button")
+    single = "Which image" not in page.inner_text("#question")
+    srv.kill()
+    page.keyboard.press("s" if single else "ArrowLeft")
+    page.keyboard.press("3")
+    page.wait_for_function("document.body.dataset.saveFailed === '1'")
+    assert "not recorded" in page.inner_text("#status") and "retry" in page.inner_text("#status")
+    assert page.evaluate("[...document.querySelectorAll('#confidence button')].every(b => !b.disabled)")
+    srv.start()
+    before = page.inner_text("#progress")
+    page.click("#confidence-3")  # the retry
+    page.wait_for_function(f"document.getElementById('progress').textContent !== {before!r}")
+    assert n_answers(study, "dr_e") == 1
+    stale.keyboard.press("r" if single else "ArrowRight")  # a different answer in the stale tab
+    stale.keyboard.press("5")
+    stale.wait_for_function("document.getElementById('status').textContent.includes('not recorded')")
+    assert n_answers(study, "dr_e") == 1
+    for p in (page, stale):
+        p.close()

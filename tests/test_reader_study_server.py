@@ -1,0 +1,168 @@
+"""The reader-study server under abuse (issue 22, items 8–12), served as `serve` serves it, in a
+subprocess on loopback, spoken to over raw sockets where a client library would be too polite."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dermsynth.readers import database as db
+from dermsynth.readers.app import answers_csv
+from dermsynth.readers.design import StudyConfig, create_study
+from readers_helpers import Server
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def served(reader_store_split, tmp_path_factory):
+    store, split = reader_store_split
+    study = tmp_path_factory.mktemp("srv") / "study"
+    res = create_study(store, split, study, StudyConfig(n_items=6, n_pairs=1, image_size=64, seed=4, ask_diagnosis=True,
+                                                        allow_mixed_resolution=True))
+    with Server(study, header_timeout=1.0, body_timeout=1.0, max_connections=8) as srv:
+        yield srv, study, res
+
+
+def invite(study, name):
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return db.add_reader(conn, name)
+    finally:
+        conn.close()
+
+
+def raw(srv: Server, data: bytes, wait: float = 15.0) -> bytes:
+    """Send ``data`` and read until the server closes (or ``wait`` s pass: then b'<open>')."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=wait) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            return out + b"<open>"
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def test_body_limit_counts_chunked_bodies_and_token_comes_first(served):
+    """Item 8: a wrong token is 403 whatever the body; a body over the limit is 413 however it is
+    framed (a lying Content-Length with chunked encoding included)."""
+    srv, study, _ = served
+    token = invite(study, "chunky")
+    junk = b"{not json"
+    wrong = raw(srv, b"POST /api/r/WRONG/answer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(junk), junk))
+    assert wrong.startswith(b"HTTP/1.1 403")
+    body = b"%x\r\n%s\r\n" % (5000, b"x" * 5000)  # one chunk past the limit, and more to come
+    r = raw(srv, b"POST /api/r/%s/answer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n%s" % (token.encode(), body))
+    assert r.startswith(b"HTTP/1.1 413"), r[:80]
+    r = raw(srv, b"POST /api/r/%s/answer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n%s" % (token.encode(), body))
+    assert r.startswith((b"HTTP/1.1 413", b"HTTP/1.1 400")), r[:80]  # refused either way, never read whole
+    r = httpx.post(f"{srv.url}/api/r/WRONG/answer", content=b"x" * 20_000, timeout=10)
+    assert r.status_code == 403
+    r = httpx.post(f"{srv.url}/api/r/{token}/answer", content=(b"x" * 20_000 for _ in range(1)), timeout=10)
+    assert r.status_code == 413
+
+
+def test_slow_clients_are_cut_off_and_the_readme_serves_on_loopback(served):
+    """Item 9: half-sent headers and a body dribbled byte by byte are answered 408 and closed
+    (timeouts 1 s here); the README serves on loopback and writes out the HTTPS proxy."""
+    srv, study, _ = served
+    token = invite(study, "slow")
+    half = raw(srv, b"GET /api/r/%s/next HTTP/1.1\r\nHost: x\r\nX-Slow: " % token.encode())
+    assert half.startswith(b"HTTP/1.1 408")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as s:
+        s.sendall(b"POST /api/r/%s/answer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 50\r\n\r\n{" % token.encode())
+        got, sent = b"", 0
+        try:
+            while sent < 49:  # one byte every 0.3 s: 15 s in all, unless the server closes first
+                time.sleep(0.3)
+                s.sendall(b" ")
+                sent += 1
+        except OSError:
+            pass
+        try:
+            while chunk := s.recv(4096):
+                got += chunk
+        except OSError:
+            pass
+    assert got.startswith(b"HTTP/1.1 408") and sent < 49
+    text = README.read_text()
+    section = text[text.index("## Reader study"):text.index("## Generation")]
+    assert "0.0.0.0" not in section and "proxy_pass http://127.0.0.1:8000" in section
+
+
+def _serve_one(srv, token):
+    nxt = httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).json()
+    return nxt, ("left" if nxt["task"] == "pair" else "real")
+
+
+def test_diagnoses_must_be_classes_and_exports_neutralise_formulas(served):
+    """Item 10: a diagnosis that is no class name is refused; exported cells that start with
+    = + - @ stay text."""
+    srv, study, res = served
+    token = invite(study, "=cmd|' /C calc'!A0")
+    nxt, ans = _serve_one(srv, token)
+    post = lambda **kw: httpx.post(f"{srv.url}/api/r/{token}/answer", timeout=10,  # noqa: E731
+                                   json={"item_id": nxt["item_id"], "answer": ans, "confidence": 3, **kw})
+    assert post(diagnosis='=HYPERLINK("http://evil","click")').status_code == 422
+    assert post(diagnosis=res["classes"][0]).status_code == 200
+    rows = list(csv.DictReader(io.StringIO(answers_csv([{"reader": "=1+1", "diagnosis": "@SUM(A1)", "label": "-2",
+                                                         "method": "+x", "answer": "real"}]))))
+    assert rows[0]["reader"] == "'=1+1" and rows[0]["diagnosis"] == "'@SUM(A1)" and rows[0]["label"] == "'-2"
+    assert rows[0]["method"] == "'+x" and rows[0]["answer"] == "real"
+
+
+def test_answers_only_for_served_items_with_strict_types(served):
+    """Item 11: an item never served to this reader, or a boolean confidence, is refused; a
+    different second answer (a stale tab) is 409, not silently dropped."""
+    srv, study, _ = served
+    alice, bob = invite(study, "alice"), invite(study, "bob")
+    nxt, ans = _serve_one(srv, alice)
+    conn = db.connect(study / db.DB_NAME)
+    unserved = next(r["item_id"] for r in conn.execute("SELECT item_id FROM items") if r["item_id"] != nxt["item_id"])
+    conn.close()
+    post = lambda tok, body: httpx.post(f"{srv.url}/api/r/{tok}/answer", json=body, timeout=10)  # noqa: E731
+    assert post(alice, {"item_id": unserved, "answer": "real", "confidence": 3}).status_code == 404
+    assert post(bob, {"item_id": nxt["item_id"], "answer": ans, "confidence": 3}).status_code == 404  # not bob's
+    bad = post(alice, {"item_id": nxt["item_id"], "answer": ans, "confidence": True})
+    assert bad.status_code == 422 and bad.json()["fields"] == ["confidence"]
+    assert post(alice, {"item_id": nxt["item_id"], "answer": ans, "confidence": "3"}).status_code == 422
+    assert post(alice, {"item_id": nxt["item_id"], "answer": ans, "confidence": 3}).json()["recorded"]
+    again = post(alice, {"item_id": nxt["item_id"], "answer": ans, "confidence": 3})
+    assert again.status_code == 200 and not again.json()["recorded"]  # a retried identical answer: idempotent
+    stale = post(alice, {"item_id": nxt["item_id"], "answer": "synthetic" if ans == "real" else "right",
+                         "confidence": 5})
+    assert stale.status_code == 409 and "not recorded" in stale.json()["error"]
+
+
+def test_errors_are_no_store_and_the_admin_can_keep_the_token_out_of_urls(served):
+    """Item 12: 404 and 405 carry the no-store headers; the admin page and export work with a
+    Bearer header or a cookie set from a login form (no token in any URL)."""
+    srv, study, res = served
+    for r in (httpx.get(f"{srv.url}/nowhere", timeout=10), httpx.delete(f"{srv.url}/", timeout=10)):
+        assert r.status_code in (404, 405) and r.headers["cache-control"] == "no-store, private"
+    admin = res["admin_token"]
+    assert httpx.get(f"{srv.url}/admin/export.csv", timeout=10).status_code == 403
+    r = httpx.get(f"{srv.url}/admin/export.csv", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    assert r.status_code == 200 and r.text.startswith("reader,item_id")
+    with httpx.Client(base_url=srv.url, timeout=10) as client:
+        assert 'name="token"' in client.get("/admin").text  # the login form
+        assert client.post("/admin/login", data={"token": "wrong"}).status_code == 403
+        login = client.post("/admin/login", data={"token": admin}, follow_redirects=True)
+        assert login.status_code == 200 and "progress" in login.text and admin not in str(login.url)
+        assert client.get("/admin/export.csv").status_code == 200
+    assert json.loads(json.dumps(res["classes"]))  # the study asks for diagnoses among these

@@ -81,16 +81,19 @@ def _interleaved(frame: pd.DataFrame, keys: list[str], rng: np.random.Generator)
 def _draw(frame: pd.DataFrame, n: int, keys: list[str], rng: np.random.Generator, used: set,
           cap: dict | None = None) -> pd.DataFrame:
     """Up to ``n`` rows in stratified order, at most one per ``group`` (``used``: groups taken
-    already, updated) and at most ``cap[label]`` per class."""
-    taken, per_label = [], {}
+    already, updated) and at most ``cap[(class, skin-type group)]`` per class and skin-type group."""
+    taken, per_stratum = [], {}
+    strata = list(zip(_key(frame["label"]), _key(frame["skin_group"]), strict=True)) if cap is not None else None
+    position = {i: k for k, i in enumerate(frame.index)}
     for i in _interleaved(frame, keys, rng):
         if len(taken) == n:
             break
-        group, label = frame.at[i, "group"], frame.at[i, "label"]
-        if group in used or (cap is not None and per_label.get(label, 0) >= cap.get(label, 0)):
+        group = frame.at[i, "group"]
+        stratum = strata[position[i]] if strata is not None else None
+        if group in used or (cap is not None and per_stratum.get(stratum, 0) >= cap.get(stratum, 0)):
             continue
         used.add(group)
-        per_label[label] = per_label.get(label, 0) + 1
+        per_stratum[stratum] = per_stratum.get(stratum, 0) + 1
         taken.append(i)
     return frame.loc[taken]
 
@@ -209,16 +212,17 @@ def create_study(store: str | Path, split: Split, out: str | Path, cfg: StudyCon
         synth = synth[synth["method"].isin(cfg.methods)]
     reals = split.test if cfg.real_from == "test" else split.pool
     half, used = cfg.n_items // 2, set()
-    # a class gets no more synthetic items than it has real images of distinct groups to match them
-    cap = reals[~reals["group"].isin(set(synth["group"]))].groupby("label")["group"].nunique().to_dict() \
-        if cfg.real_from == "pool" else reals.groupby("label")["group"].nunique().to_dict()
+    # a class and skin-type group gets no more synthetic items than it has real images of distinct
+    # groups to match them
+    free = reals[~reals["group"].isin(set(synth["group"]))] if cfg.real_from == "pool" else reals
+    cap = free.groupby([_key(free["label"]), _key(free["skin_group"])])["group"].nunique().to_dict()
     chosen_synth = _draw(synth, half, ["label", "method", "skin_group"], rng, used, cap)
     if len(chosen_synth) < half:
         raise DataError(
             f"{half} synthetic items asked (half of --items {cfg.n_items}) but only {len(chosen_synth)} can be drawn "
             f"with one item per reference image and patient and a matching real image each: the store {store} has "
             f"{synth['group'].nunique()} distinct reference groups, the {cfg.real_from} images "
-            f"{reals['group'].nunique()} groups ({', '.join(f'{k}: {v}' for k, v in sorted(cap.items()))}); "
+            f"{reals['group'].nunique()} groups ({', '.join(f'{k[0]}/{k[1]}: {v}' for k, v in sorted(cap.items()))}); "
             "lower --items")
     chosen_real, mismatched = _match_reals(reals, chosen_synth, rng, used)
     # a pair shows a synthetic image beside its real reference (from the pool), of a group no other item has

@@ -3,7 +3,6 @@ the record's metrics, nothing duplicated on a resume, an unreachable store a war
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 from pathlib import Path
@@ -16,7 +15,6 @@ from dermsynth.errors import ConfigError
 from dermsynth.experiments.results import load_records
 from dermsynth.experiments.spec import validate_experiment
 from dermsynth.experiments.tracking_spec import resolve_uri
-from dermsynth.lockfile import differences, lock_info, pins
 from dermsynth.tracking.records import cell_fields, cell_of, metrics_of
 
 
@@ -152,18 +150,3 @@ def test_tracking_table_is_validated_and_not_part_of_the_digest(tmp_path):
     with pytest.raises(ConfigError, match="mlflow.db"):
         resolve_uri("runs/mlflow.db", tmp_path)
     assert resolve_uri("local", tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
-
-
-def test_lock_digest_and_drift(tmp_path):
-    """A record names the lock's digest; installed packages that differ from its pins are listed."""
-    info = lock_info()
-    lock = Path(__file__).resolve().parents[1] / "requirements.lock"
-    if info["source"] == "source tree":
-        assert info["sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
-    else:
-        assert info["source"] == "installed" and len(info["sha256"]) == 64
-    fake = tmp_path / "requirements.lock"
-    fake.write_text("pytest==0.0.1 \\\n    --hash=sha256:00\nno-such-package-xyz==1.0\n")
-    assert pins(fake) == {"pytest": "0.0.1", "no-such-package-xyz": "1.0"}
-    diff = differences(pins(fake))
-    assert diff["no-such-package-xyz"] is None and diff["pytest"] not in (None, "0.0.1")

@@ -147,6 +147,7 @@ def test_tracking_table_is_validated_and_not_part_of_the_digest(tmp_path):
     assert validate_experiment({**raw, "tracking": {"uri": "local"}}).digest() == validate_experiment(raw).digest()
     with pytest.raises(ConfigError, match="tracking.*urI"):
         validate_experiment({**raw, "tracking": {"urI": "local"}})
-    with pytest.raises(ConfigError, match="mlflow.db"):
-        resolve_uri("runs/mlflow.db", tmp_path)
+    with pytest.raises(ConfigError, match="tracking.uri.*sqlite:///PATH"):  # refused when read, not after the study
+        validate_experiment({**raw, "tracking": {"uri": "runs/mlflow.db"}})
+    assert "sqlite:///PATH" in run("train", "--track", "mlflow.db", code=2).output
     assert resolve_uri("local", tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"

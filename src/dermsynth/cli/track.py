@@ -11,7 +11,18 @@ from pathlib import Path
 
 import typer
 
-TrackOpt = typer.Option(None, "--track", metavar="URI",
+
+def _check(uri: str | None) -> str | None:
+    """Refuse a malformed URI when the flag is read, before a study runs for minutes."""
+    from dermsynth.experiments.tracking_spec import uri_problem
+
+    problem = uri and uri_problem(uri)
+    if problem:
+        raise typer.BadParameter(problem)
+    return uri
+
+
+TrackOpt = typer.Option(None, "--track", metavar="URI", callback=_check,
                         help="Log the runs to MLflow at URI: `local` (sqlite:///OUT/mlflow.db, browse with `mlflow "
                              "ui`), sqlite:///PATH.db, or http://HOST:PORT of an MLflow server. An unreachable store "
                              "is a warning; the results stay in OUT.")

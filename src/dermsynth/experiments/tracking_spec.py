@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dermsynth.errors import ConfigError
 
@@ -34,6 +34,26 @@ class TrackingSpec(BaseModel):
     timeout_seconds: float = Field(5.0, gt=0, description="How long to wait for a remote tracking server "
                                                           "before warning and carrying on without it.")
 
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        problem = uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
+
+
+def uri_problem(uri: str) -> str | None:
+    """What is wrong with a tracking URI (checked when a config or flag is read, not after the
+    study has run), or None."""
+    if uri == LOCAL:
+        return None
+    scheme, sep, _ = uri.partition("://")
+    if not sep or scheme.split("+")[0] not in SCHEMES:
+        return (f"tracking URI {uri!r}: use `local` (sqlite:///OUT/{DB_NAME}), sqlite:///PATH/{DB_NAME}, "
+                f"http://HOST:PORT of an MLflow server, or another MLflow store URI ({', '.join(SCHEMES)})")
+    return None
+
 
 def resolve_uri(uri: str | None, out: str | Path) -> str:
     """The MLflow URI of ``uri`` for a study in ``out``: ``local``/None is an SQLite file there.
@@ -42,11 +62,10 @@ def resolve_uri(uri: str | None, out: str | Path) -> str:
     directory, which differs between the CLI, tests and ``mlflow ui``)."""
     if uri is None or uri == LOCAL:
         return f"sqlite:///{(Path(out) / DB_NAME).resolve()}"
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme.split("+")[0] not in SCHEMES:
-        raise ConfigError(f"tracking URI {uri!r}: use `local` (sqlite:///OUT/{DB_NAME}), sqlite:///PATH/{DB_NAME}, "
-                          "http://HOST:PORT of an MLflow server, or another MLflow store URI "
-                          f"({', '.join(SCHEMES)})")
+    problem = uri_problem(uri)
+    if problem:
+        raise ConfigError(problem)
+    scheme, _, rest = uri.partition("://")
     if scheme == "sqlite" and rest.startswith("/") and not rest.startswith("//"):
         return f"sqlite:///{Path(rest[1:]).resolve()}"
     return uri

@@ -98,7 +98,7 @@ def _cell(text: str) -> str:
 def config_page(table: str, target: str, intro: str) -> str:
     model = load_model(target)
     notes = field_comments(model)
-    rows = [f"| `{name}` | `{_cell(type_name(f.annotation))}` | {default_of(f)} | "
+    rows = [f"| `{name}` | `{type_name(f.annotation)}` | {default_of(f)} | "  # a | inside `code` stays in its cell
             f"{_cell(f.description or notes.get(name, ''))} |" for name, f in model.model_fields.items()]
     return "\n".join([f"# Config: {table}", "", intro, "",
                       f"Generated from `{target.replace(':', '.')}` when the site is built.", "",

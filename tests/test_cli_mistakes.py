@@ -122,7 +122,9 @@ def test_enough_steps_change_the_masked_region_and_the_rehearsal_uses_them(gener
     rehearsal's steps it changes it. And the rehearsal's settings pass the check."""
     import numpy as np
 
-    from dermsynth.experiments.rehearsal import STAND_IN_GENERATOR
+    from dermsynth.experiments.presets import preset_path
+    from dermsynth.experiments.rehearsal import MASKED_STEPS, rehearse
+    from dermsynth.experiments.spec import load_experiment
     from dermsynth.generate.builtin_model import load_builtin
     from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
     from dermsynth.generate.methods import centre_square_mask
@@ -136,7 +138,8 @@ def test_enough_steps_change_the_masked_region_and_the_rehearsal_uses_them(gener
         out = generate_method(model, "inpaint", labels, [1, 2, 3, 4], refs, steps=steps)
         return float(np.abs(out.astype(float) - refs)[:, centre].mean())
 
-    steps = STAND_IN_GENERATOR["steps"]
+    steps = rehearse(load_experiment(preset_path("skin_type_paper"))).generator.steps  # inpaint, in-then-outpaint
+    assert steps == MASKED_STEPS
     assert change(2) < 1.0 < 10 < change(steps)
     assert masked_copy_problem(model, "inpaint", 2, 0.97, 0.95) is not None
     for method in ("inpaint", "outpaint", "in-then-outpaint"):

@@ -26,12 +26,14 @@ from dermsynth.train.spec import RunSpec
 STAND_IN_BASE = {"dataset": "demo", "root": None, "label_column": "label", "demo_size": 32, "image_size": 16,
                  "backbone": "test_resnet", "pretrained": False, "pretrained_path": None, "max_epochs": 2,
                  "patience": 1, "lr": 3e-3, "threads": 1}
-# 4 sampler steps, not fewer: at 2 (or 3) a masked pass starts from (almost) the reference itself,
-# so inpaint and in-then-outpaint stores held near-copies of the real images and scored alike
-# (generate/builtin_sampling.py: masked_copy_problem); at 4 each method changes its own region.
 STAND_IN_GENERATOR = {"backend": "builtin", "model": None, "inpaint_model": None, "store": None, "size": 16,
-                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 4,
+                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 2,
                       "batch_size": 64, "finetune_steps": 3, "lora": False}
+# With a masked method, 4 sampler steps, not 2: at 2 (or 3) a masked pass starts from (almost) the
+# reference itself, so inpaint and in-then-outpaint stores held near-copies of the real images and
+# scored alike (generate/builtin_sampling.py: masked_copy_problem); at 4 each method changes its own
+# region. Text-to-image starts from noise, so a text-to-image-only rehearsal keeps the cheaper 2.
+MASKED_STEPS = 4
 STAND_IN_CLEANING = {"embedding": "pixels:8"}
 N_TEST, N_VAL = 6, 4
 
@@ -81,5 +83,7 @@ def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
     raw.update(name=f"{spec.name}-rehearsal", seeds=seeds, base=base, grid=grid, imbalance=imbalance)
     raw["description"] = f"CPU rehearsal of {spec.name}: stand-ins for data, models and sizes"
     if raw.get("generator"):
-        raw["generator"] = {**raw["generator"], **STAND_IN_GENERATOR}
+        masked = any(m != "text-to-image" for m in raw["generator"].get("methods", []))
+        raw["generator"] = {**raw["generator"], **STAND_IN_GENERATOR,
+                            **({"steps": MASKED_STEPS} if masked else {})}
     return validate_experiment(raw, f"rehearsal of {spec.name}")

@@ -15,6 +15,7 @@ from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.experiments.presets import preset_path
+from dermsynth.experiments.rehearsal import rehearse
 from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
 from dermsynth.train.spec import LATER_DEFAULTS, RunSpec
 from dermsynth.train.transforms import AUGMENTATIONS, AugConfig, Augmentation, augment, augmentation_record
@@ -66,17 +67,6 @@ def test_augmentation_arms_are_seeded_distinct_and_recorded():
     assert augmentation_record("none")["paper_transforms"] is None
 
 
-def test_a_mixing_arm_trains_and_is_in_the_record(demo_root):
-    from dermsynth.train.run import run_training
-
-    spec = RunSpec(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
-                   n_real=4, image_size=32, backbone="test_efficientnet", max_epochs=1, patience=1,
-                   cache_dir=str(demo_root / "cache"), threads=1, augment="cutmix")
-    rec = run_training(spec, None, progress=False)
-    assert rec["spec"]["augment"] == "cutmix" and rec["spec"]["transforms"] is True
-    assert rec["augmentation"]["policy"]["alpha"] == 1.0 and rec["fit"]["steps"] > 0
-
-
 def test_unknown_augmentation_or_filter_lists_the_choices():
     base = {"name": "x", "seeds": 1, "base": {"dataset": "demo"}}
     with pytest.raises(ConfigError) as exc:
@@ -87,24 +77,16 @@ def test_unknown_augmentation_or_filter_lists_the_choices():
     assert "synthetic_filter" in str(exc.value) and "'confidence'" in str(exc.value) and "'novelty'" in str(exc.value)
 
 
-def test_generator_makes_enough_images_for_a_filter(demo_root, tmp_path):
+def test_generator_must_make_enough_images_for_a_filter(tmp_path):
     from dermsynth.experiments.runner import resolve_runs, stage_tasks
 
     spec = validate_experiment({
         "name": "x", "seeds": 1,
-        "base": {"dataset": "demo", "root": str(demo_root), "demo_n_per_class": 30, "demo_size": 32, "n_test": 5,
-                 "n_val": 4, "n_real": 2, "synthetic_per_real": 2, "synthetic_filter": "confidence",
+        "base": {"dataset": "demo", "n_real": 2, "synthetic_per_real": 2, "synthetic_filter": "confidence",
                  "filter_keep": 0.4},
         "generator": {"methods": ["text-to-image"], "per_image": 4}})
-    with pytest.raises(ConfigError, match="needs 5 to choose from but generator.per_image=4"):
+    with pytest.raises(ConfigError, match="needs 5 to choose from but generator.per_image=4"):  # ceil(2 / 0.4)
         stage_tasks(spec, resolve_runs(spec, tmp_path), tmp_path)
-    spec.generator.per_image = 5
-    tasks = stage_tasks(spec, resolve_runs(spec, tmp_path), tmp_path)
-    gen = [t for t in tasks if t.kind == "generate"]
-    assert {t.payload["k"] for t in gen} == {5}  # ceil(2 / 0.4)
-    filt = [t for t in tasks if t.kind == "filter"]
-    assert len(filt) == 1 and set(filt[0].deps) == {t.name for t in gen}
-    assert "filter/0" in next(t for t in tasks if t.kind == "audit").deps
 
 
 @pytest.fixture
@@ -168,3 +150,73 @@ def test_cpu_preset_is_the_paper_preset_at_demo_scale():
 
     assert arms("augment_vs_synthetic_cpu") == arms("augment_vs_synthetic_paper")
     assert len(arms("augment_vs_synthetic_cpu")) == 7 + 7 + 3
+
+
+def _rehearsal(name: str, out):
+    return rehearse(load_experiment(preset_path(name)), seeds=1, cache_dir=str(out / "cache"), smaller=True)
+
+
+def test_paper_preset_rehearsal_plans_its_stages(tmp_path):
+    """The paper preset's rehearsal: every arm of the CPU rehearsal, and a task graph in which each
+    class's generation waits for its own fine-tune and the filter for every generation. (Its run
+    end to end is the CPU preset's rehearsal below plus the per-class fine-tunes, which the fig3
+    rehearsal runs.)"""
+    from dermsynth.experiments.runner import resolve_runs, stage_tasks
+
+    spec = _rehearsal("augment_vs_synthetic_paper", tmp_path)
+    cpu = _rehearsal("augment_vs_synthetic_cpu", tmp_path)
+    arms = [{(r.augmentation(), r.synthetic_filter, r.filter_keep, r.synthetic_per_real > 0) for r in cells(s)}
+            for s in (spec, cpu)]
+    assert arms[0] == arms[1] and len(cells(spec)) == 2 * 17
+    tasks = stage_tasks(spec, resolve_runs(spec, tmp_path), tmp_path)
+    gen = [t for t in tasks if t.kind == "generate"]
+    assert len(gen) == 9 and {t.payload["k"] for t in gen} == {20}  # 10 per real, a filter keeps half of 20
+    assert all(t.deps == [f"finetune/per-class/pool/{t.name.rsplit('/', 1)[1]}"] for t in gen)
+    (filt,) = [t for t in tasks if t.kind == "filter"]
+    assert set(filt.deps) == {t.name for t in gen} and "filter/0" in tasks[-1].deps
+
+
+def test_cpu_preset_rehearsal_answers_both_questions(tmp_path):
+    """augment_vs_synthetic_cpu rehearsed end to end: the filter stage (after generation, cached),
+    runs drawing from their views, the records' augmentation, and both report sections."""
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.results import load_records
+    from dermsynth.experiments.runner import run_experiment
+
+    spec = _rehearsal("augment_vs_synthetic_cpu", tmp_path)
+    res = run_experiment(spec, tmp_path, workers=1, progress=False)
+    assert res["failed"] == 0 and res["runs"] == 17
+    logs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "tasks").glob("*.json")}
+    filt = [x for x in logs.values() if x["kind"] == "filter"]
+    assert len(filt) == 1 and all(x["end"] <= filt[0]["start"] for x in logs.values() if x["kind"] == "generate")
+    store = tmp_path / "synthetic"
+    man = read_manifest(store)
+    records = load_records(tmp_path)
+    for rec in records:
+        sp = rec["spec"]
+        assert rec["augmentation"]["name"] == (sp["augment"] or "paper")
+        if sp["synthetic_filter"] != "none":
+            view = json.loads(view_path(store, sp["synthetic_filter"], sp["filter_keep"]).read_text())
+            assert sp["filter_digest"] == view["digest"] and set(view["kept_ids"]) < set(man["synth_id"])
+            assert rec["n_train_synthetic"] == 2 * rec["n_train_real"]
+    assert next(r for r in records if r["spec"]["augment"] == "randaugment")["augmentation"]["policy"]["num_ops"] == 2
+    html = build_report(tmp_path).read_text()
+    assert "Synthetic data vs augmentation" in html and "Filtered vs unfiltered synthetic data" in html
+    assert "Images kept per class and method" in html
+    by_aug = pd.read_csv(tmp_path / "augmentation_comparisons.csv")
+    assert sorted(by_aug["augment"]) == sorted(AUGMENTATIONS)  # with vs without synthetic, every arm
+    alone = pd.read_csv(tmp_path / "synthetic_vs_augmentation_alone.csv")
+    assert sorted(alone["augmentation_alone"]) == sorted(set(AUGMENTATIONS) - {"none", "paper"})
+    assert alone["strongest_alone"].any()
+    filt_comp = pd.read_csv(tmp_path / "filter_comparisons.csv")
+    assert sorted(filt_comp["synthetic_filter"]) == ["confidence", "novelty", "similarity"]
+    assert (filt_comp["acc_unfiltered"] == by_aug.loc[by_aug["augment"] == "paper", "acc_synthetic"].iloc[0]).all()
+    kept = pd.read_csv(tmp_path / "filter_kept.csv")
+    assert len(kept) == 3 * 9 and (kept["kept"] * 2 == kept["available"]).all()
+    for name in ("augmentation_vs_synthetic", "filtered_vs_unfiltered"):
+        assert (tmp_path / "figures" / f"{name}.png").exists()
+    # resumed: nothing runs again, the filter's scores are reused
+    scores = store / "views" / "scores.parquet"
+    before = scores.stat().st_mtime_ns
+    assert run_experiment(spec, tmp_path, workers=1, progress=False)["ran"] == 0
+    assert scores.stat().st_mtime_ns == before

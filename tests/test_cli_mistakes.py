@@ -389,3 +389,10 @@ def test_per_group_metrics_do_not_warn_for_every_run():
         warnings.simplefilter("error")
         table = per_group(y, probs, groups, ["a", "b"])
     assert table["groups"]["I-II"]["balanced_accuracy"] == 0.5  # one of its two class-0 images right
+
+
+def test_the_experiment_group_names_its_commands():
+    res = CliRunner().invoke(app, ["--help"])
+    line = " ".join(res.output.split())
+    for cmd in ("plan", "presets", "show", "triage"):
+        assert f" {cmd}," in line or f" {cmd}." in line, cmd

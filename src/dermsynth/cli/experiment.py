@@ -11,7 +11,8 @@ from dermsynth.cli.common import JsonOpt, emit, handles_errors, require_dir, say
 from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 from dermsynth.errors import EXIT_AUDIT_FAILED, DataError
 
-app = typer.Typer(no_args_is_help=True, help="Experiments: run, status, results.")
+app = typer.Typer(no_args_is_help=True,
+                  help="Experiments: run, status, results, plan, presets, show, triage, calibrate.")
 
 
 def default_out(config: Path) -> Path:

@@ -20,7 +20,9 @@ from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import correctness, varying_keys
 from dermsynth.analysis.verdicts import finish_family, seed_columns, significant, verdict_clause
 
-ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method")
+# what makes a run one of the three arms (unset in the arms without synthetic data): never a cell key
+ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method",
+              "generator_finetune", "synthetic_filter", "filter_keep")
 PAIRS = (("synthetic", "imbalanced"), ("synthetic", "duplication"), ("duplication", "imbalanced"))
 
 

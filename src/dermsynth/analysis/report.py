@@ -45,6 +45,7 @@ from dermsynth.analysis.summary import (
 from dermsynth.analysis.verdicts import display_view
 from dermsynth.data.synthetic_store import is_store
 from dermsynth.errors import DataError
+from dermsynth.experiments.current_runs import Currency, current_records
 from dermsynth.experiments.results import load_records, results_table
 from dermsynth.experiments.study_path import locate_store
 
@@ -57,6 +58,15 @@ def _test_text(test: str, correct: bool) -> str:
     if correct:
         return "two-sample proportion tests (Yates-corrected, as R's prop.test)"
     return "two-sample proportion tests (uncorrected z-test)"
+
+
+def currency_warnings(currency: Currency) -> list[str]:
+    """Say which runs the report left out and why (they would have mixed two experiments)."""
+    if not currency.checked or not currency.left_out:
+        return []
+    reasons = "; ".join(f"{n} {why}" for why, n in currency.reasons().items())
+    return [f"{len(currency.left_out)} finished run(s) in runs/ are not results of the study as it is now and were "
+            f"left out: {reasons}. They are listed in left_out_runs.csv."]
 
 
 def _fit_lines(fits: dict, tested: float) -> list[str]:
@@ -82,9 +92,16 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     """Analyse ``OUT/runs`` and write the HTML report (figures also saved under OUT/figures).
     Reader studies under ``OUT/reader_studies/`` (and any in ``reader_studies``) get a section each."""
     out_dir = Path(out_dir)
-    records = load_records(out_dir)
+    currency = current_records(out_dir, load_records(out_dir))
+    records = currency.kept
+    (out_dir / "left_out_runs.csv").unlink(missing_ok=True)  # an earlier report's list is no longer true
+    if currency.left_out:
+        pd.DataFrame(currency.left_out, columns=["run_id", "reason"]).to_csv(out_dir / "left_out_runs.csv",
+                                                                             index=False)
     if not records:
-        raise DataError(f"no finished runs under {out_dir / 'runs'}; run the experiment first")
+        raise DataError(f"no finished run of the current config under {out_dir / 'runs'}"
+                        + (f" ({len(currency.left_out)} stale ones left out: {currency.reasons()})"
+                           if currency.left_out else "") + "; run the experiment first")
     table = results_table(out_dir, records)
     table.to_csv(out_dir / "results.csv", index=False)
     exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
@@ -146,7 +163,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
         n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct),
         seed_test_text=TEST_NAME,
-        warnings=degenerate_warnings(table),
+        warnings=currency_warnings(currency) + degenerate_warnings(table),
         summary=summary, fit_lines=_fit_lines(fits, float(table["synthetic_per_real"].max())),
         figures=[b64(f) for f in figs],
         sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")
@@ -158,28 +175,37 @@ COMPARISON_NOTE = (f"Verdicts come from the {TEST_NAME}: per-image correctness, 
                    "p_seed_aware_bh its BH-adjusted p (family: this table), detectable_80pct the effect this design "
                    f"detects with 80 % power. p_paper_test_bh is {PAPER_TEST_NAME}, BH-adjusted in the same "
                    "family; it ignores seed-to-seed variance. Bootstrap CIs and raw p-values are in the CSV files.")
-DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods")
+DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods", "generator_finetune", "synthetic_filter",
+             "filter_keep")
 
 
 def dose_fits(table: pd.DataFrame) -> dict:
-    """Dose-response fits, one per method and per cell in which every other varying field is
-    constant (the real-only runs of a cell serve as its ratio-0 point for every method).
+    """Dose-response fits, one per method (and generator variant) and per cell in which every
+    other varying field is constant (the real-only runs of a cell serve as its ratio-0 point for
+    every method and generator).
 
     Returns {((field, value), ...): DoseFit}; a cell needs ≥ 3 distinct ratios.
     """
     t = add_method_column(table)
     if t["synthetic_per_real"].nunique() < 3 or is_imbalance_study(table):
         return {}
+    if "generator_finetune" not in t:
+        t["generator_finetune"] = None
     keys = [k for k in varying_keys(t) if k not in DOSE_AXES]
+    variants = sorted({v for v in t.loc[t["synthetic_per_real"] > 0, "generator_finetune"] if isinstance(v, str)})
     fits = {}
     for method in sorted(m for m in t["method"].unique() if m != "none"):
-        rows = t[(t["method"] == method) | (t["synthetic_per_real"] == 0)]
-        for cell, part in (rows.groupby(keys, dropna=False) if keys else [((), rows)]):
-            if part["synthetic_per_real"].nunique() < 3:
-                continue
-            values = cell if isinstance(cell, tuple) else (cell,)
-            key = (("method", method), *((k, _plain(v)) for k, v in zip(keys, values, strict=True)))
-            fits[key] = fit_dose_response(part["synthetic_per_real"].to_numpy(), part["accuracy"].to_numpy(), reps=200)
+        for variant in variants or [None]:
+            arm = (t["method"] == method) & ((t["generator_finetune"] == variant) if variant else True)
+            rows = t[arm | (t["synthetic_per_real"] == 0)]
+            for cell, part in (rows.groupby(keys, dropna=False) if keys else [((), rows)]):
+                if part["synthetic_per_real"].nunique() < 3:
+                    continue
+                values = cell if isinstance(cell, tuple) else (cell,)
+                key = (("method", method), *((("generator_finetune", variant),) if len(variants) > 1 else ()),
+                       *((k, _plain(v)) for k, v in zip(keys, values, strict=True)))
+                fits[key] = fit_dose_response(part["synthetic_per_real"].to_numpy(), part["accuracy"].to_numpy(),
+                                              reps=200)
     return fits
 
 

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import matched_cells, test_predictions
-from dermsynth.analysis.verdicts import finish_family, seed_columns, significant, verdict_clause
+from dermsynth.analysis.verdicts import finish_families, seed_columns, significant, verdict_clause
 
 
 def _per_group(rec: dict) -> dict[str, dict]:
@@ -58,7 +58,7 @@ def group_comparisons(table: pd.DataFrame, records: list[dict], test: str = "pro
                          "p_value": compare(pa, pb, n, test, correct).p_value,
                          "auroc_synthetic": _auroc(a), "auroc_real_only": _auroc(b), "runs": len(arm),
                          **seed_columns(seed_aware_test(ca, cb, arm["seed"].tolist(), ref["seed"].tolist()))})
-    out = finish_family(pd.DataFrame(rows))
+    out = finish_families(pd.DataFrame(rows))
     if len(out) and out["auroc_synthetic"].isna().all():
         out = out.drop(columns=["auroc_synthetic", "auroc_real_only"])
     return out

@@ -11,7 +11,7 @@ import pandas as pd
 
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
-from dermsynth.analysis.verdicts import finish_family, seed_columns, verdict_clause
+from dermsynth.analysis.verdicts import finish_families, seed_columns, verdict_clause
 
 CELL_KEYS = ["n_real", "synthetic_per_real", "method", "transforms"]
 
@@ -30,12 +30,33 @@ def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def canonical(value) -> str:
+    """One spelling per value, the same under every pandas version: None and NaN are one value
+    ("unset"), lists and dicts their sorted JSON, everything else ``str``. ``astype(str)`` is not
+    that: pandas 2 turns None into the string "None", pandas 3 keeps it missing (and nunique
+    drops it), so the same runs had other cell keys under each major."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "<unset>"
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+def distinct_values(column: pd.Series) -> int:
+    """How many values a column takes; "unset" (None, NaN) is one of them: early stopping
+    (``train_steps`` unset) and 200 steps are two settings. Fields that are unset *because* a run
+    has no synthetic data are arm fields (ARM_KEYS), never cell keys."""
+    return len(set(map(canonical, column)))
+
+
 def varying_keys(table: pd.DataFrame, candidates=None) -> list[str]:
     """Spec fields that vary across runs (other than the seed): the cell identity."""
     skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods",
-            "synthetic_fingerprint", "data_digest"}
+            "synthetic_fingerprint", "data_digest", "content_digest", "filter_digest"}
     cols = candidates or [c for c in table.columns if c in _spec_columns(table)]
-    return [c for c in cols if c not in skip and table[c].astype(str).nunique() > 1]
+    return [c for c in cols if c not in skip and distinct_values(table[c]) > 1]
 
 
 def _spec_columns(table):
@@ -84,7 +105,7 @@ def correctness(records: list[dict], label: str | None = None) -> dict[str, np.n
 
 
 # What makes a cell an arm with synthetic data rather than its real-only baseline.
-ARM_KEYS = ["synthetic_per_real", "method", "generator_finetune"]
+ARM_KEYS = ["synthetic_per_real", "method", "generator_finetune", "synthetic_filter", "filter_keep"]
 
 
 def matched_cells(table: pd.DataFrame, control: bool = False):
@@ -94,7 +115,8 @@ def matched_cells(table: pd.DataFrame, control: bool = False):
     ``control``, the steps-matched control: the same real images repeated k + 1 times.
     """
     t = add_method_column(table)
-    for col, default in (("generator_finetune", None), ("repeat_real", 1)):
+    for col, default in (("generator_finetune", None), ("synthetic_filter", None), ("filter_keep", None),
+                         ("repeat_real", 1)):
         if col not in t:
             t[col] = default
     keys = [k for k in varying_keys(t) if k not in [*ARM_KEYS, "repeat_real"]]
@@ -104,7 +126,8 @@ def matched_cells(table: pd.DataFrame, control: bool = False):
         cell = dict(zip(arm_keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
         mask = np.array(base["repeat_real"] == (int(cell["synthetic_per_real"]) + 1 if control else 1), dtype=bool)
         for k in keys:
-            mask &= base[k].astype(str).to_numpy() == str(cell[k])
+            want = canonical(cell[k])
+            mask &= np.array([canonical(v) == want for v in base[k]], dtype=bool)
         if mask.any():
             yield cell, arm, base[mask]
 
@@ -131,12 +154,12 @@ def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
         rows.append({**cell, "acc_synthetic": pa, "acc_real_only": pb, "difference": diff, "diff_ci_low": lo,
                      "diff_ci_high": hi, "p_value": res.p_value, "runs": len(arm), "n_test": n,
                      **seed_columns(seed)})
-    return finish_family(pd.DataFrame(rows))
+    return finish_families(pd.DataFrame(rows))
 
 
 RESULT_COLUMNS = ("acc_synthetic", "acc_real_only", "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_bh",
                   "runs", "n_test", "p_seed", "p_seed_bh", "seed_ci_low", "seed_ci_high", "seed_sd", "seed_df",
-                  "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect")
+                  "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect", "family")
 GENERATOR_NAMES = {"none": "pretrained generator", "all": "generator fine-tuned on the pool",
                    "per-class": "generator fine-tuned per class"}
 
@@ -156,9 +179,11 @@ def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     group_keys = [k for k in ("method", "generator_finetune", "synthetic_per_real", "transforms")
                   if k in comp.columns and (k != "generator_finetune" or comp[k].nunique() > 1)]
     extra = [k for k in comp.columns if k not in (*group_keys, "n_real", *RESULT_COLUMNS)]
-    group_keys += [k for k in extra if comp[k].astype(str).nunique() > 1]
+    group_keys += [k for k in extra if distinct_values(comp[k]) > 1]
     counts = comp["verdict"].value_counts() if "verdict" in comp else pd.Series(dtype=int)
-    lines.append(f"{len(comp)} comparisons with vs without synthetic data (seed-aware test, BH within the table): "
+    families = comp["family"].nunique() if "family" in comp else 1
+    scope = "BH within the table" if families == 1 else f"BH within each of {families} generator variants"
+    lines.append(f"{len(comp)} comparisons with vs without synthetic data (seed-aware test, {scope}): "
                  + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("improved", "lowered",
                                                                        "no detectable difference", "inconclusive",
                                                                        "untestable") if counts.get(v, 0)) + ".")

@@ -57,6 +57,21 @@ def finish_family(table: pd.DataFrame, alpha: float = ALPHA, effect_of_interest:
     return out
 
 
+def finish_families(table: pd.DataFrame, by: str = "generator_finetune", alpha: float = ALPHA,
+                    effect_of_interest: float = EFFECT_OF_INTEREST) -> pd.DataFrame:
+    """:func:`finish_family` within each value of ``by`` (one BH family per generator variant:
+    pretrained and fine-tuned generators answer different questions, as in the paper's Fig. 3);
+    the ``family`` column names each row's family."""
+    if not len(table) or by not in table or table[by].nunique(dropna=True) < 2:
+        out = finish_family(table, alpha, effect_of_interest)
+        if len(out):
+            out["family"] = "all comparisons of this table"
+        return out
+    parts = [finish_family(part, alpha, effect_of_interest).assign(family=f"{by} = {value}")
+             for value, part in table.groupby(by, dropna=False)]
+    return pd.concat(parts).sort_index()
+
+
 def verdict(p_seed_bh: float, difference: float, detectable: float, alpha: float = ALPHA,
             effect_of_interest: float = EFFECT_OF_INTEREST) -> str:
     if not np.isfinite(p_seed_bh):

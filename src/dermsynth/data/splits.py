@@ -177,6 +177,19 @@ class Split:
         cols = self.table[["id", "label", "split", "group"]].sort_values("id").astype(str)
         return hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest()[:16]
 
+    def content_digest(self) -> str:
+        """Hash of every image's bytes (the same content digests the image cache keys on).
+
+        :meth:`digest` covers which image is where, not what the files hold: a folder data set
+        whose images were edited in place keeps its ids and its digest. Runs record this one
+        beside it, and results made from other bytes are re-run and left out of reports."""
+        from dermsynth.data.cache import file_digest
+
+        h = hashlib.sha256()
+        for img_id, path in sorted(zip(self.table["id"].astype(str), self.table["path"].astype(str), strict=True)):
+            h.update(f"{img_id}:{file_digest(path) if Path(path).exists() else 'missing'}\n".encode())
+        return h.hexdigest()[:16]
+
     def save(self, path: str | Path) -> Path:
         return io.write_parquet(path, self.table)
 

@@ -12,6 +12,18 @@ def runs_dir(out: str | Path) -> Path:
     return Path(out) / "runs"
 
 
+def needs_rerun(record_path: Path, planned_content_digest: str | None) -> bool:
+    """A finished run whose images changed since it ran (same run id, other bytes) runs again;
+    records from before content digests existed are kept as they are."""
+    if planned_content_digest is None:
+        return False
+    try:
+        old = json.loads(Path(record_path).read_text())["spec"].get("content_digest")
+    except (OSError, ValueError, KeyError):
+        return True
+    return old is not None and old != planned_content_digest
+
+
 def load_records(out: str | Path) -> list[dict]:
     """Every finished run's record (failed runs' ``*.failed.json`` are not results)."""
     rdir = runs_dir(out)

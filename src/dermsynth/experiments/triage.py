@@ -89,6 +89,8 @@ def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path, pr
             record = _probe(run, split, tables[run.run_id()], index, bank, classes)
             io.write_json(out / "runs" / f"{run.run_id()}.json", record, indent=None)
             done += 1
+    # "triage": its records are linear probes of the planned cells, re-written on every call,
+    # not the cells themselves (experiments/current_runs.py does not check them against the plan)
     io.write_json(out / "experiment.json", {"name": f"{spec.name}-triage", "digest": spec.digest(),
-                                            "spec": spec.model_dump()})
+                                            "spec": spec.model_dump(), "triage": True})
     return {"cells": done, "feature_seconds": t_features, "seconds": time.perf_counter() - t0}

@@ -42,7 +42,7 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
         return digests[key]
 
     pinned = {"data_digest": cached(("split", id(split)), split.digest), "synthetic_fingerprint": None,
-              "filter_digest": None}
+              "filter_digest": None, "content_digest": cached(("content", id(split)), split.content_digest)}
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
         pinned["synthetic_fingerprint"] = cached(spec.synthetic_store, lambda: store_digest(spec.synthetic_store))
         if spec.synthetic_filter != "none":  # the filtered view, once the filter stage made it
@@ -204,15 +204,21 @@ def resolve_precision(spec: RunSpec, model, num_classes: int, device) -> tuple[R
 
 
 def environment(device) -> dict:
-    """Versions and hardware a result depends on (a timm or diffusers upgrade can change weights)."""
+    """Versions and hardware a result depends on (a timm or diffusers upgrade can change weights;
+    the statistics libraries' versions are recorded because a pandas major once changed a report)."""
     import diffusers
+    import scipy
+    import sklearn
+    import statsmodels
     import timm
 
     from dermsynth import __version__
     from dermsynth.lockfile import lock_info
 
     return {"dermsynth": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "diffusers": diffusers.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "diffusers": diffusers.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
+            "python": platform.python_version(),
             "device": str(device), "threads": torch.get_num_threads(), "lock": lock_info()}
 
 

@@ -60,6 +60,10 @@ class RunSpec(SplitFields):
     # regenerated store or a changed data set (a later download) never reuses an old result.
     synthetic_fingerprint: str | None = None
     data_digest: str | None = None
+    # The bytes of the split's images (Split.content_digest). Not part of the run id, so studies
+    # made before it keep their ids; a record whose content digest differs from the data as it
+    # is now is re-run by `experiment run` and left out of the report (experiments/current_runs.py).
+    content_digest: str | None = None
     # model and training
     backbone: str = "resnet18"
     pretrained: bool = False
@@ -135,7 +139,8 @@ class RunSpec(SplitFields):
 
         ``augment`` "none"/"paper" hash as ``transforms`` false/true did, and fields added later
         are left out at their defaults: every run id from before them is unchanged."""
-        skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers"}
+        skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers",
+                "content_digest"}
         payload = {k: v for k, v in self.model_dump().items() if k not in skip}
         if payload["synthetic_store_id"] is not None:
             payload["synthetic_store"] = payload["synthetic_store_id"]

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from dermsynth.readers import database as db
-from dermsynth.readers.app import answers_csv
 from dermsynth.readers.design import StudyConfig, create_study
+from dermsynth.readers.export import answers_csv, frame_csv
 from readers_helpers import Server
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -78,7 +79,8 @@ def test_body_limit_counts_chunked_bodies_and_token_comes_first(served):
 
 def test_slow_clients_are_cut_off_and_the_readme_serves_on_loopback(served):
     """Item 9: half-sent headers and a body dribbled byte by byte are answered 408 and closed
-    (timeouts 1 s here); the README serves on loopback and writes out the HTTPS proxy."""
+    (timeouts 1 s here); connections beyond the limit get 503; the README serves on loopback and
+    writes out the HTTPS proxy."""
     srv, study, _ = served
     token = invite(study, "slow")
     half = raw(srv, b"GET /api/r/%s/next HTTP/1.1\r\nHost: x\r\nX-Slow: " % token.encode())
@@ -100,6 +102,14 @@ def test_slow_clients_are_cut_off_and_the_readme_serves_on_loopback(served):
         except OSError:
             pass
     assert got.startswith(b"HTTP/1.1 408") and sent < 49
+    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=15) for _ in range(8)]  # the limit here
+    for s in held:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    try:
+        assert httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).status_code == 503  # over the limit
+    finally:
+        for s in held:
+            s.close()
     text = README.read_text()
     section = text[text.index("## Reader study"):text.index("## Generation")]
     assert "0.0.0.0" not in section and "proxy_pass http://127.0.0.1:8000" in section
@@ -124,6 +134,8 @@ def test_diagnoses_must_be_classes_and_exports_neutralise_formulas(served):
                                                          "method": "+x", "answer": "real"}]))))
     assert rows[0]["reader"] == "'=1+1" and rows[0]["diagnosis"] == "'@SUM(A1)" and rows[0]["label"] == "'-2"
     assert rows[0]["method"] == "'+x" and rows[0]["answer"] == "real"
+    analysis_csv = frame_csv(pd.DataFrame({"reader": ["=1+1", "ann"], "accuracy": [-0.5, 1.0]}))
+    assert analysis_csv.splitlines()[1:] == ["'=1+1,-0.5", "ann,1.0"]  # text neutralised, numbers kept
 
 
 def test_answers_only_for_served_items_with_strict_types(served):

@@ -31,6 +31,7 @@ from statsmodels.stats.multitest import multipletests
 
 from dermsynth import io
 from dermsynth.readers import database as db
+from dermsynth.readers.export import frame_csv
 from dermsynth.readers.mrmc import auc, crossed_mean_test, dprime, pseudovalues
 
 
@@ -180,13 +181,6 @@ def fooled(single: pd.DataFrame, top: int = 12) -> pd.DataFrame:
     return out.reset_index().sort_values(["fooled_share", "readers"], ascending=False).head(top)
 
 
-def _csv(frame: pd.DataFrame) -> str:
-    """CSV with text cells that a spreadsheet would run as formulas neutralised."""
-    from dermsynth.readers.app import safe_cell
-
-    return frame.apply(lambda col: col.map(safe_cell) if col.dtype == object else col).to_csv(index=False)
-
-
 def analyse(study: str | Path) -> dict:
     """Everything above; writes ``STUDY/analysis/*.csv`` and ``summary.json`` and returns the summary."""
     study = Path(study)
@@ -208,7 +202,7 @@ def analyse(study: str | Path) -> dict:
     methods = by_method(single) if len(single) else pd.DataFrame()
     top = fooled(single)
     for name, frame in (("per_reader", per_reader), ("by_method", methods), ("breakdown", parts), ("fooled", top)):
-        io.write_text(out / f"{name}.csv", _csv(frame))
+        io.write_text(out / f"{name}.csv", frame_csv(frame))
     summary = {"answers": int(len(answers)), "readers": int(answers["reader"].nunique()),
                "pooled": pooled(single) if len(single) else None,
                "pairs": _crossed(pairs) if len(pairs) else None,

@@ -15,9 +15,7 @@ login form. Errors are short JSON bodies with 4xx codes, never a traceback.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 import re
 from pathlib import Path
@@ -32,12 +30,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dermsynth import io as dio
 from dermsynth.readers import database as db
+from dermsynth.readers.export import answers_csv
 from dermsynth.readers.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE
 from dermsynth.readers.server import MAX_BODY, NO_STORE, BodyGuard
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{24}$")
 ADMIN_COOKIE = "dermsynth_admin"
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AnswerIn(BaseModel):
@@ -225,21 +223,3 @@ def create_app(study: str | Path) -> FastAPI:
         return export_csv(token)
 
     return app
-
-
-def safe_cell(value):
-    """A spreadsheet shows a cell starting with = + - @ (or a tab or CR) as a formula: prefix it
-    with an apostrophe so it stays text (OWASP's advice for CSV injection)."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
-
-
-def answers_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = ["reader", "item_id", "task", "truth", "answer", "confidence", "diagnosis", "label", "method",
-              "skin_group", "source_id", "ref_id", "image_a", "image_b", "answered_at"]
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
-    return buf.getvalue()
-
-

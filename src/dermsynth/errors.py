@@ -56,8 +56,9 @@ class RunsFailedError(DermsynthError):
     exit_code = 1
 
 
-class StatisticsError(DermsynthError):
-    """A statistic cannot be computed from what was given (mismatched arms, too few seeds)."""
+class StatisticsError(DermsynthError, ValueError):
+    """A statistic cannot be computed from what was given (mismatched arms, too few seeds).
+    Also a ValueError: code that caught the bare ValueError these functions raised before keeps working."""
 
 
 # The CLI's exit codes (documented in the README's command reference).

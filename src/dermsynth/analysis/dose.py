@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
+from dermsynth.errors import StatisticsError
+
 
 def saturating(r, a, b, c):
     return a + b * (1 - np.exp(-np.asarray(r, float) / c))
@@ -41,7 +43,7 @@ def fit_dose_response(ratios, accuracies, reps: int = 500, seed: int = 0) -> Dos
     """Fit per-run points (ratio, accuracy); CI of the 90 %-of-plateau ratio by bootstrap over runs."""
     r, acc = np.asarray(ratios, float), np.asarray(accuracies, float)
     if len(np.unique(r)) < 3:
-        raise ValueError("a dose-response fit needs at least 3 distinct ratios")
+        raise StatisticsError("a dose-response fit needs at least 3 distinct ratios")
     try:
         a, b, c = _fit(r, acc)
         converged = True

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
+from dermsynth.errors import StatisticsError
+
 SMALL_SAMPLE = 50
 
 
@@ -33,7 +35,7 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 20, subset_size: int = 200,
     d = a.shape[1]
     m = min(subset_size, len(a), len(b))
     if m < 2:
-        raise ValueError("KID needs at least 2 images on each side")
+        raise StatisticsError("KID needs at least 2 images on each side")
     vals = []
     for _ in range(subsets):
         x = a[rng.choice(len(a), m, replace=False)]

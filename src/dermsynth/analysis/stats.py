@@ -1,5 +1,8 @@
 """The paper's statistics, checked against R/statsmodels and the paper's own numbers.
 
+What decides a study's verdicts is the seed-aware test (``seed_variance.py``); the paper's
+proportion test is kept, named as such, beside it.
+
 - Mean accuracy over seeds with a 95 % Wald CI using n = test-set size (as the paper);
   Wilson as an option.
 - Two-sample proportion test on mean accuracies with n = test-set size, with Yates'
@@ -17,6 +20,8 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
+
+from dermsynth.errors import ConfigError, StatisticsError
 
 Z95 = 1.959963984540054
 
@@ -36,7 +41,7 @@ def accuracy_ci(p: float, n: int, method: str = "wald") -> tuple[float, float]:
         return wald_ci(p, n)
     if method == "wilson":
         return wilson_ci(p, n)
-    raise ValueError(f"ci method {method!r}; choose wald or wilson")
+    raise ConfigError(f"ci method {method!r}; choose wald or wilson")
 
 
 @dataclass
@@ -72,7 +77,7 @@ def compare(p1: float, p2: float, n: int, test: str = "prop", correct: bool = Tr
         return prop_test(p1, p2, n, n, correct)
     if test == "fisher":
         return fisher_test(p1, p2, n, n)
-    raise ValueError(f"test {test!r}; choose prop or fisher")
+    raise ConfigError(f"test {test!r}; choose prop or fisher")
 
 
 def bh_adjust(p_values) -> np.ndarray:
@@ -91,7 +96,7 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, reps: int
     """
     a, b = np.atleast_2d(correct_a).astype(float), np.atleast_2d(correct_b).astype(float)
     if a.shape[1] != b.shape[1]:
-        raise ValueError("both arms must be scored on the same test images")
+        raise StatisticsError(f"both arms must be scored on the same test images ({a.shape[1]} vs {b.shape[1]})")
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     diffs = np.empty(reps)

@@ -396,3 +396,20 @@ def test_the_experiment_group_names_its_commands():
     line = " ".join(res.output.split())
     for cmd in ("plan", "presets", "show", "triage"):
         assert f" {cmd}," in line or f" {cmd}." in line, cmd
+
+
+def test_every_other_command_names_a_missing_path(folder, tmp_path):
+    """The remaining commands with a mistyped path: one message naming it, exit 2 or 3."""
+    nope = tmp_path / "NOPE"
+    cases = [
+        (["experiment", "run", f"{nope}.toml"], 2), (["experiment", "triage", f"{nope}.toml"], 2),
+        (["quickstart", "--config", f"{nope}.toml"], 2), (["report", nope], 3),
+        (["export", f"{nope}.json", tmp_path], 3),
+        (["evaluate", f"{nope}.json", "--dataset", "folder", "--root", folder], 3),
+        (["reader-study", "create", "--store", nope, "--out", tmp_path / "study", *SPLIT, "--root", folder], 3),
+        (["embed", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
+        (["quality", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
+        (["audit", "memorization", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
+    ]
+    for args, code in cases:
+        fails(*args, code=code, says="NOPE")

@@ -33,6 +33,9 @@ def _study_or_options_split(results: Path | None, store: Path, dataset: str, roo
     from dermsynth.experiments.study_split import study_split_spec
 
     spec = study_split_spec(results, store) if results is not None else None
+    if spec is None:  # say which split is used: the defaults' pool can be much larger than a study's
+        c.note(f"real images: the training pool of --dataset {dataset} with --n-test {n_test} --n-val {n_val} "
+               f"--split-seed {split_seed}; pass --results STUDY to use a study's own split")
     return load_split(spec or c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
 
 

@@ -76,6 +76,11 @@ def error(message: str) -> None:
     err_console.print(f"error: {message}", markup=False, style="bold red", highlight=False)
 
 
+def note(message: str) -> None:
+    """A remark on stderr (what an analysis used), so stdout keeps only the result (and --json)."""
+    err_console.print(f"note: {message}", markup=False, highlight=False)
+
+
 def say(message: str) -> None:
     """A human-readable result line on stdout (markup off)."""
     out_console.print(message, markup=False, highlight=False)

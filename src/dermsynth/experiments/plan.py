@@ -9,6 +9,7 @@ DDI, marked as such). Device-hours come from a throughput table: measured on thi
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -92,17 +93,23 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         if gen.backend == "builtin" and not gen.model:
             rows.append(_row("train built-in generator", f"1 model, {gen.train_steps:,} steps", gen.train_steps,
                              rates.get("builtin_train_steps_s"), "steps"))
-        if tuned:
-            rows.append(_row("fine-tune generators", f"{n_models} models, {steps:,} steps", steps, rate, "steps"))
         seeds = len(spec.seed_list())
         refs = sum(pool.values()) if any(r.use_all_pool for r in synthetic) else \
             sum(min(pool[c], seeds * max(r.n_real for r in synthetic)) for c in pool)
         passes = sum(2 if m == "in-then-outpaint" else 1 for m in gen.methods)
-        images = refs * gen.per_image * len(gen.methods) * len(variants)
-        work = refs * gen.per_image * passes * len(variants)
+        per_method = refs * gen.per_image * len(variants)
+        what = f"{refs:,} references × {gen.per_image} × {len(gen.methods)} methods × {len(variants)} generators"
+        learn = ""
+        if gen.finetune_on == "subset":  # a generator per run's real subset: more, smaller models
+            n_models, steps, per_method, stores = subset_generators(gen, synthetic, pool, len(kinds))
+            learn = " (each on one run's real subset)"
+            what = f"{per_method:,} per method × {len(gen.methods)} methods in {stores} subset stores"
+        if tuned:
+            rows.append(_row("fine-tune generators", f"{n_models} models{learn}, {steps:,} steps", steps, rate,
+                             "steps"))
+        images, work = per_method * len(gen.methods), per_method * passes
         rate = rates.get("sd_img_s") if gen.backend == "sd" else rates.get("builtin_img_s")
-        rows.append(_row("generate", f"{images:,} images ({refs:,} references × {gen.per_image} × "
-                         f"{len(gen.methods)} methods × {len(variants)} generators)", work, rate, "images",
+        rows.append(_row("generate", f"{images:,} images ({what})", work, rate, "images",
                          disk=images * PNG_BYTES.get(gen.resolution if gen.backend == "sd" else gen.size, 100_000)))
     rate = _classifier_rate(rates, runs[0].backbone)
     seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
@@ -122,6 +129,31 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out
+
+
+def subset_generators(gen, synthetic: list, pool: dict[str, int], kinds: int) -> tuple[int, int, int, int]:
+    """Models, fine-tune steps, images to generate and stores when generators learn from each run's
+    real subset (``finetune_on = "subset"``: one store per variant and subset, holding as many images
+    per reference as its cells draw — as synthetic_stage makes them)."""
+    subsets: dict[tuple, dict[str, int]] = {}
+    per_ref: dict[tuple, int] = {}
+    for r in synthetic:
+        variant = r.generator_finetune or gen.finetune_values()[0]
+        key = (variant, r.use_all_pool, r.n_real, r.seed, json.dumps(r.class_n_real, sort_keys=True))
+        counts = {c: pool[c] if r.use_all_pool else min(pool[c], r.class_n_real.get(c, r.n_real))
+                  for c in (r.synthetic_classes or pool) if c in pool}
+        subsets.setdefault(key, {}).update(counts)
+        k = r.synthetic_per_real if r.synthetic_filter == "none" else math.ceil(r.synthetic_per_real / r.filter_keep)
+        per_ref[key] = max(per_ref.get(key, 0), k)
+    models = steps = 0
+    for (variant, *_), counts in subsets.items():
+        if variant == "none":
+            continue
+        sizes = list(counts.values()) if variant == "per-class" else [sum(counts.values())]
+        models += len(sizes) * kinds
+        steps += (gen.finetune_steps * len(sizes) if gen.finetune_steps else
+                  sum(math.ceil(n / 4) for n in sizes) * gen.finetune_epochs) * kinds
+    return models, steps, sum(sum(c.values()) * per_ref[key] for key, c in subsets.items()), len(subsets)
 
 
 def _check_pool(runs, pool: dict[str, int], source: str) -> None:

@@ -249,6 +249,8 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                 names.add(base_task)
         refs = references_needed(mine, splits)
         store = str(store_for(gen, out, finetune, subset))
+        # a subset's own store holds what its cells draw (imbalance: 7 per real at 25 images, 1 at 100)
+        k_store = k if subset is None else max(images_per_reference(r) for r in mine)
         methods = sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)})
         labels = sorted(refs["label"].unique())
         for label in labels:
@@ -265,7 +267,7 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
             name = f"generate/{finetune}/{tag}/{label}"
             tasks.append(Task(name, "generate", task_generate,
                               {**common, "refs": list(refs.loc[refs["label"] == label, "id"]), "methods": methods,
-                               "k": k, "store": store}, deps=[model_task] if model_task else [], gpus=1))
+                               "k": k_store, "store": store}, deps=[model_task] if model_task else [], gpus=1))
             names.add(name)
             stores.setdefault(store, []).append(name)
     return tasks, stores

@@ -413,3 +413,20 @@ def test_every_other_command_names_a_missing_path(folder, tmp_path):
     ]
     for args, code in cases:
         fails(*args, code=code, says="NOPE")
+
+
+def test_small_quality_groups_warn_once_per_table():
+    import warnings
+
+    import numpy as np
+
+    from dermsynth.analysis.quality import quality_table
+
+    rng = np.random.default_rng(0)
+    real, syn = rng.normal(size=(30, 4)), rng.normal(size=(12, 4))
+    labels = np.array(["a", "b", "c"] * 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = quality_table(real, labels, syn, np.array(["a", "b", "c"] * 4), np.array(["inpaint"] * 12), reps=2)
+    small = [w for w in caught if "small sample" in str(w.message)]
+    assert len(table) == 4 and len(small) == 1 and "4 of 4 groups" in str(small[0].message)

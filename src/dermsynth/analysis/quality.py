@@ -113,12 +113,19 @@ def quality_table(real_emb: np.ndarray, real_labels, syn_emb: np.ndarray, syn_la
     groups = [(m, None) for m in sorted(set(syn_methods))]
     groups = [g for m, _ in groups for g in [(m, None)] + [(m, c) for c in sorted(set(syn_labels[syn_methods == m]))]]
     rows = []
-    for method, c in tqdm(groups, desc="quality (FID, KID, precision/recall)", disable=not progress):
-        sel = syn_methods == method
-        if c is None:
-            rows.append(quality(real_emb, syn_emb[sel], f"{method} / all", reps))
-            continue
-        r, f = real_emb[real_labels == c], syn_emb[sel & (syn_labels == c)]
-        if len(r) >= 2 and len(f) >= 2:
-            rows.append(quality(r, f, f"{method} / {c}", reps))
+    with warnings.catch_warnings():  # one summary below instead of one warning per (method, class)
+        warnings.filterwarnings("ignore", message=".*small sample")
+        for method, c in tqdm(groups, desc="quality (FID, KID, precision/recall)", disable=not progress):
+            sel = syn_methods == method
+            if c is None:
+                rows.append(quality(real_emb, syn_emb[sel], f"{method} / all", reps))
+                continue
+            r, f = real_emb[real_labels == c], syn_emb[sel & (syn_labels == c)]
+            if len(r) >= 2 and len(f) >= 2:
+                rows.append(quality(r, f, f"{method} / {c}", reps))
+    small = [r.group for r in rows if "small sample" in r.warning]
+    if small:
+        warnings.warn(f"{len(small)} of {len(rows)} groups have small samples (< {SMALL_SAMPLE} images on a side, "
+                      f"e.g. {small[0]}): FID is biased upwards and KID is noisy there; compare only like with like "
+                      "(each row's warning says so)", stacklevel=2)
     return pd.DataFrame([r.__dict__ for r in rows])

@@ -218,11 +218,13 @@ def create_study(store: str | Path, split: Split, out: str | Path, cfg: StudyCon
     cap = free.groupby([_key(free["label"]), _key(free["skin_group"])])["group"].nunique().to_dict()
     chosen_synth = _draw(synth, half, ["label", "method", "skin_group"], rng, used, cap)
     if len(chosen_synth) < half:
+        strata = [f"{k[0]}/{k[1]}: {v}" for k, v in sorted(cap.items())]
+        strata = strata[:12] + ([f"… {len(strata) - 12} more"] if len(strata) > 12 else [])
         raise DataError(
             f"{half} synthetic items asked (half of --items {cfg.n_items}) but only {len(chosen_synth)} can be drawn "
             f"with one item per reference image and patient and a matching real image each: the store {store} has "
             f"{synth['group'].nunique()} distinct reference groups, the {cfg.real_from} images "
-            f"{reals['group'].nunique()} groups ({', '.join(f'{k[0]}/{k[1]}: {v}' for k, v in sorted(cap.items()))}); "
+            f"{reals['group'].nunique()} groups (per class/skin-type group: {', '.join(strata)}); "
             "lower --items")
     chosen_real, mismatched = _match_reals(reals, chosen_synth, rng, used)
     # a pair shows a synthetic image beside its real reference (from the pool), of a group no other item has

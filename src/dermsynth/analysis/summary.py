@@ -54,7 +54,7 @@ def distinct_values(column: pd.Series) -> int:
 def varying_keys(table: pd.DataFrame, candidates=None) -> list[str]:
     """Spec fields that vary across runs (other than the seed): the cell identity."""
     skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods",
-            "synthetic_fingerprint", "data_digest", "content_digest", "filter_digest"}
+            "synthetic_fingerprint", "data_digest", "content_digest", "filter_digest", "synthetic_store_id"}
     cols = candidates or [c for c in table.columns if c in _spec_columns(table)]
     return [c for c in cols if c not in skip and distinct_values(table[c]) > 1]
 

@@ -21,7 +21,8 @@ from dermsynth.experiments.runner import planned_runs
 from dermsynth.experiments.spec import validate_experiment
 from dermsynth.train.spec import RunSpec
 
-PINS = ("data_digest", "synthetic_fingerprint", "filter_digest", "content_digest", "synthetic_store")
+PINS = ("data_digest", "synthetic_fingerprint", "filter_digest", "content_digest", "synthetic_store",
+        "synthetic_store_id")
 
 
 @dataclass

@@ -125,19 +125,55 @@ def experiment_show(config: Path, as_json: bool = JsonOpt):
 def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer.Option(
                         "a100", help="Whose throughput to assume (GPU rows: approximate public figures)."),
                     throughput: Path | None = typer.Option(None, help="JSON of your own measured rates."),
+                    out: Path | None = typer.Option(None, help="The experiment's folder, whose calibration "
+                                                    "(`experiment calibrate`) gives the seed sd for the power line."),
                     as_json: bool = JsonOpt):
-    """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk."""
+    """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk, and
+    the smallest effect the planned seeds detect (from a calibration or `seed_sd` in the config)."""
+    from dermsynth.analysis.calibration import planned_power, power_line
     from dermsynth.experiments.plan import load_throughput, plan
     from dermsynth.experiments.spec import load_experiment
 
-    table = plan(load_experiment(config), device, load_throughput(throughput) if throughput else None)
+    spec = load_experiment(config)
+    table = plan(spec, device, load_throughput(throughput) if throughput else None)
     total = table["device_hours"].sum(min_count=1)
-    result = {**table.attrs, "stages": table.to_dict(orient="records"), "total_device_hours": total}
+    power = planned_power(spec, out or default_out(config))
+    result = {**table.attrs, "stages": table.to_dict(orient="records"), "total_device_hours": total, "power": power}
+    power_text = (power_line(power) if power else "power: unknown until seeds vary — run `dermsynth experiment "
+                  "calibrate CONFIG` or set seed_sd in the config")
     emit(result, as_json, lambda: say(
         f"{config.stem} on {table.attrs['device']} ({table.attrs['source']}; class sizes: "
         f"{table.attrs['class_sizes']})\n" + table.drop(columns=["work"]).to_string(index=False)
         + f"\ntotal ≈ {total:.1f} device-hours" + ("" if table["device_hours"].notna().all() else
-                                                   " (stages without a known rate left out)")))
+                                                   " (stages without a known rate left out)") + "\n" + power_text))
+
+
+@app.command("calibrate")
+@handles_errors
+def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, help="The experiment's folder."),
+                         seeds: int = typer.Option(10, help="Seeds of the calibration cell (≥ 2 × the study's)."),
+                         where: list[str] | None = typer.Option(None, help="FIELD=VALUE naming the real-only cell, "
+                                                                "e.g. --where n_real=16 --where transforms=false."),
+                         workers: int = typer.Option(1, help="Parallel training runs."),
+                         as_json: bool = JsonOpt):
+    """A/A check: train one real-only cell with K seeds; how often does each test call identical arms different?"""
+    from dermsynth.analysis.calibration import calibrate
+    from dermsynth.experiments.calibrate import parse_where
+    from dermsynth.experiments.spec import load_experiment
+
+    folder = out or default_out(config)
+    res = calibrate(load_experiment(config), folder, seeds, parse_where(where), workers, progress=not as_json)
+    power = res["power"]
+    emit(res, as_json, lambda: say(
+        f"{res['cell']}: {res['seeds']} seeds, accuracy {100 * res['accuracy_min']:.1f}–"
+        f"{100 * res['accuracy_max']:.1f} % (seed sd {100 * res['seed_sd']:.1f} points)\n"
+        f"A/A at {res['seeds_per_arm']} seeds per arm ({res['comparisons']} comparisons, nominal 5 %): paper's test "
+        f"{100 * res['paper_test_false_positive_rate']:.1f} % significant, seed-aware test "
+        f"{100 * res['seed_aware_false_positive_rate']:.1f} %\n"
+        f"with {power['seeds_per_arm']} seeds per arm an effect of {100 * power['detectable_effect']:.1f} points is "
+        f"detected with 80 % power; 5 points need {power['seeds_for_5_points'] or '> 200'} seeds, 10 points "
+        f"{power['seeds_for_10_points'] or '> 200'}\nstored in {folder / 'analysis' / 'calibration'} (the report shows "
+        "it)"))
 
 
 @app.command("track")

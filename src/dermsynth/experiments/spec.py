@@ -21,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermsynth.errors import ConfigError
-from dermsynth.registry import did_you_mean
 from dermsynth.experiments.tracking_spec import TrackingSpec
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
+from dermsynth.registry import did_you_mean
 from dermsynth.train.spec import RunSpec
 
 FinetuneMode = Literal["none", "all", "per-class"]
@@ -138,12 +138,16 @@ class ExperimentSpec(BaseModel):
     recognisability: bool = True
     # Log the runs to MLflow (dermsynth.tracking); not part of the digest: it changes no result.
     tracking: TrackingSpec | None = None
+    # Planning only: the sd of accuracy between seeds of one cell (a fraction, e.g. 0.08), so that
+    # `experiment plan` can say which effect the planned seeds detect before anything runs
+    # (`experiment calibrate` measures it). Not part of the digest: it changes no result.
+    seed_sd: float | None = Field(None, gt=0, lt=1)
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def digest(self) -> str:
-        payload = self.model_dump(exclude={"tracking"})
+        payload = self.model_dump(exclude={"tracking", "seed_sd"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -51,18 +51,16 @@ def distinct_values(column: pd.Series) -> int:
     return len(set(map(canonical, column)))
 
 
-def varying_keys(table: pd.DataFrame, candidates=None) -> list[str]:
-    """Spec fields that vary across runs (other than the seed): the cell identity."""
-    skip = {"seed", "run_id", "threads", "device", "cache_dir", "synthetic_store", "synthetic_methods",
-            "synthetic_fingerprint", "data_digest", "content_digest", "filter_digest", "synthetic_store_id"}
-    cols = candidates or [c for c in table.columns if c in _spec_columns(table)]
-    return [c for c in cols if c not in skip and distinct_values(table[c]) > 1]
-
-
-def _spec_columns(table):
+def varying_keys(table: pd.DataFrame, candidates=None, spec_class=None) -> list[str]:
+    """Spec fields that vary across runs: the cell identity. Which fields can be cell axes is
+    declared on the fields (train/field_roles.py: settings, not the seed, pinned inputs or how a
+    run executes); ``synthetic_methods`` is read through the derived ``method`` column."""
+    from dermsynth.train.field_roles import SETTING, fields_with
     from dermsynth.train.spec import RunSpec
 
-    return set(RunSpec.model_fields) | {"method"}
+    axes = set(fields_with(spec_class or RunSpec, SETTING)) - {"synthetic_methods"} | {"method"}
+    cols = candidates or [c for c in table.columns if c in axes]
+    return [c for c in cols if c in axes and distinct_values(table[c]) > 1]
 
 
 def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:

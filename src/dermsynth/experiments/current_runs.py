@@ -19,10 +19,11 @@ from pathlib import Path
 from dermsynth import io as dio
 from dermsynth.experiments.runner import planned_runs
 from dermsynth.experiments.spec import validate_experiment
+from dermsynth.train.field_roles import REPLICATE, SETTING, fields_with
 from dermsynth.train.spec import RunSpec
 
-PINS = ("data_digest", "synthetic_fingerprint", "filter_digest", "content_digest", "synthetic_store",
-        "synthetic_store_id")
+# a run's cell: its settings and seed, not its pinned inputs or how it executed (declared roles)
+CELL_FIELDS = frozenset(fields_with(RunSpec, SETTING, REPLICATE))
 
 
 @dataclass
@@ -42,8 +43,8 @@ class Currency:
 
 def _cell_key(spec: dict) -> str:
     """A run's settings without its pinned inputs: equal keys mean 'the same cell, other data'."""
-    return json.dumps({k: v for k, v in spec.items() if k not in (*PINS, "cache_dir", "threads", "device")},
-                      sort_keys=True, default=str)
+    full = {**RunSpec().model_dump(), **spec}  # a record from before a field existed has its default
+    return json.dumps({k: v for k, v in full.items() if k in CELL_FIELDS}, sort_keys=True, default=str)
 
 
 def stale_reason(record_spec: dict, planned: RunSpec | None, same_cell: RunSpec | None) -> str | None:

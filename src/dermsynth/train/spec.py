@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dermsynth.data.splits import SplitFields, SplitSpec
+from dermsynth.train.field_roles import IN_RUN_ID, INPUT, OPERATIONAL, PROVENANCE, REPLICATE, fields_with, role
 
 PAPER_EPOCHS = 30
 DEFAULT_FILTER_KEEP = 0.5
@@ -32,14 +33,14 @@ class RunSpec(SplitFields):
     n_real: int = Field(16, ge=1)
     use_all_pool: bool = False  # train on the whole training pool (DDI-style), ignoring n_real
     class_n_real: dict[str, int] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = role(REPLICATE, 0)
     # synthetic data
-    synthetic_store: str | None = None
+    synthetic_store: str | None = role(INPUT, None)
     # Where the store was when the study first ran, when it has moved since (``synthetic_store``
     # is where it is now). The run id hashes this path in place of ``synthetic_store``, so a study
     # folder moved or copied (scratch → project storage, or named by an absolute path) keeps its
     # run ids: paths are not identity, the store's fingerprint is (experiments/runner.py).
-    synthetic_store_id: str | None = None
+    synthetic_store_id: str | None = role(INPUT, None)
     synthetic_per_real: int = Field(0, ge=0)
     synthetic_methods: list[str] | None = None
     synthetic_classes: list[str] | None = None
@@ -49,7 +50,7 @@ class RunSpec(SplitFields):
     # class's real images, or by distance from every real training image (novelty).
     synthetic_filter: Literal["none", "confidence", "similarity", "novelty"] = "none"
     filter_keep: float | None = Field(None, gt=0, le=1)
-    filter_digest: str | None = None  # pinned like synthetic_fingerprint: the filtered view's digest
+    filter_digest: str | None = role(INPUT, None)  # pinned like synthetic_fingerprint: the filtered view's digest
     # Every real image repeated this many times: the steps-matched control of k synthetic per
     # real (repeat_real = k + 1 gives as many samples per epoch without new images).
     repeat_real: int = Field(1, ge=1)
@@ -58,12 +59,12 @@ class RunSpec(SplitFields):
     generator_finetune: Literal["none", "all", "per-class"] | None = None
     # Pinned inputs: the store's fingerprint and the split's digest. Part of the run id, so a
     # regenerated store or a changed data set (a later download) never reuses an old result.
-    synthetic_fingerprint: str | None = None
-    data_digest: str | None = None
+    synthetic_fingerprint: str | None = role(INPUT, None)
+    data_digest: str | None = role(INPUT, None)
     # The bytes of the split's images (Split.content_digest). Not part of the run id, so studies
     # made before it keep their ids; a record whose content digest differs from the data as it
     # is now is re-run by `experiment run` and left out of the report (experiments/current_runs.py).
-    content_digest: str | None = None
+    content_digest: str | None = role(PROVENANCE, None)
     # model and training
     backbone: str = "resnet18"
     pretrained: bool = False
@@ -95,15 +96,15 @@ class RunSpec(SplitFields):
     channels_last: bool = True
     # How images reach the model (no effect on results): streamed from the cache batch by batch
     # (None: when the training set would exceed 1 GB in RAM), with prefetching loader workers.
-    stream: bool | None = None
-    loader_workers: int = Field(0, ge=0)
-    threads: int | None = None
-    device: str = "auto"
-    cache_dir: str = ".dermsynth-cache"
+    stream: bool | None = role(OPERATIONAL, None)
+    loader_workers: int = role(OPERATIONAL, 0, ge=0)
+    threads: int | None = role(OPERATIONAL, None)
+    device: str = role(OPERATIONAL, "auto")
+    cache_dir: str = role(OPERATIONAL, ".dermsynth-cache")
     # The best weights (safetensors) + what they mean, so a run can be evaluated elsewhere,
     # predicted with and exported; over checkpoint_max_mb they are kept in fp16 or not at all.
-    save_checkpoint: bool = True
-    checkpoint_max_mb: float | None = Field(None, gt=0)
+    save_checkpoint: bool = role(OPERATIONAL, True)
+    checkpoint_max_mb: float | None = role(OPERATIONAL, None, gt=0)
 
     @field_validator("synthetic_methods", mode="before")
     @classmethod
@@ -135,13 +136,13 @@ class RunSpec(SplitFields):
         return self.augment or ("paper" if self.transforms else "none")
 
     def run_id(self) -> str:
-        """Hash of the settings that change the result (not threads, device or cache).
+        """Hash of the fields whose declared role is in the id (settings, the seed, pinned inputs;
+        not how the run executes: threads, device, cache).
 
         ``augment`` "none"/"paper" hash as ``transforms`` false/true did, and fields added later
         are left out at their defaults: every run id from before them is unchanged."""
-        skip = {"threads", "device", "cache_dir", "save_checkpoint", "checkpoint_max_mb", "stream", "loader_workers",
-                "content_digest"}
-        payload = {k: v for k, v in self.model_dump().items() if k not in skip}
+        keep = set(fields_with(type(self), *IN_RUN_ID))  # roles declared on the fields (field_roles.py)
+        payload = {k: v for k, v in self.model_dump().items() if k in keep}
         if payload["synthetic_store_id"] is not None:
             payload["synthetic_store"] = payload["synthetic_store_id"]
         del payload["synthetic_store_id"]

@@ -65,6 +65,7 @@ def test_no_tell_in_file_size_or_sharpness(big_study, reader_store_split, tmp_pa
     auc_sharpness = roc_auc_score(synthetic, [r[2] for r in rows])
     print(f"tells: AUC Content-Length {auc_length:.3f}, AUC sharpness {auc_sharpness:.3f} ({len(rows)} items)")
     assert 0.4 <= auc_length <= 0.6 and 0.4 <= auc_sharpness <= 0.6
+    assert res["tells"] == {"content_length_auc": auc_length, "sharpness_auc": pytest.approx(auc_sharpness)}
     assert len({p.stat().st_size for p in (study / "items").iterdir()}) == 1  # one length for every file
     store, split = reader_store_split
     with pytest.raises(ConfigError, match=r"differ in resolution \(real 32 px, synthetic 16 px"):

@@ -85,7 +85,10 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
                       methods=tuple(m.strip() for m in methods.split(",") if m.strip()) if methods else None)
     res = create_study(store, split, out, cfg)
     c.emit(res, as_json, f"{res['items']} items ({res['n_real']} real, {res['n_synthetic']} synthetic, "
-                         f"{res['n_pair']} pairs; native {res['native_size']} px, served at {image_size} px) in "
+                         f"{res['n_pair']} pairs; native {res['native_size']} px, served at {image_size} px; "
+                         f"ROC AUC real vs "
+                         f"synthetic of file length {res['tells']['content_length_auc']}, of sharpness "
+                         f"{res['tells']['sharpness_auc']}) in "
                          f"{out}\nadmin token: {res['admin_token']} (keep it; shown once) — open /admin and enter "
                          "it\nnext: `dermsynth reader-study invite` for each reader, then `serve`")
 

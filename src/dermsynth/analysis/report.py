@@ -18,6 +18,7 @@ from dermsynth import io as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.augmentation import augmentation_sections
 from dermsynth.analysis.calibration import calibration_section
+from dermsynth.analysis.data_notes import cleaning_sections, missing_image_warnings
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external_report import external_sections
 from dermsynth.analysis.fairness import fairness_section
@@ -152,6 +153,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     stores = sorted({str(locate_store(r["spec"]["synthetic_store"], out_dir)) for r in records
                      if r["spec"].get("synthetic_store")})  # where each store is now (the study may have moved)
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
+    sections += cleaning_sections(out_dir)
     sections += analysis_sections(out_dir)
     cost = cost_section(out_dir, table, comps if not imbalance else pd.DataFrame())
     if cost is not None:
@@ -163,7 +165,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         name=title or exp.get("name", out_dir.name), n_runs=len(records), generated=time.strftime("%Y-%m-%d %H:%M"),
         n_test=int(table["n_test"].iloc[0]), ci_name=ci.title(), test_text=_test_text(test, correct),
         seed_test_text=TEST_NAME,
-        warnings=currency_warnings(currency) + degenerate_warnings(table),
+        warnings=currency_warnings(currency) + missing_image_warnings(records) + degenerate_warnings(table),
         summary=summary, fit_lines=_fit_lines(fits, float(table["synthetic_per_real"].max())),
         figures=[b64(f) for f in figs],
         sections=sections, config=json.dumps(exp.get("spec", exp), indent=2) if exp else "")

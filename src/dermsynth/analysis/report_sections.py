@@ -83,9 +83,12 @@ def analysis_sections(out_dir: Path) -> list[Section]:
                        for k, v in res["means"].items())
         pngs = [Path(p) for p in res["figures"].values() if str(p).endswith(".png")]
         figs = "".join(img_tag(p) for p in pngs if p.exists())
-        parts.append(Section(f"Embedding analysis (Fig. 2, {res['encoder']})",
+        method = f", {res['method']} images" if res.get("method") else ""
+        parts.append(Section(f"Embedding analysis (Fig. 2, {res['encoder']}{method})",
                              "<table><tr><th>pairs</th><th>mean cosine distance</th><th>paper</th></tr>"
-                             f"{rows}</table>" + fmt_table(pd.DataFrame(res["tests"])) + figs))
+                             f"{rows}</table>" + fmt_table(pd.DataFrame(res["tests"])) + figs,
+                             "Tests use one value per real image or per reference (its mean distance), not "
+                             "pairs that share images; Welch t tests, BH over all rows."))
     r = base / "recognisability" / "recognisability.json"
     if r.exists():
         info = dio.read_json(r)

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from dermsynth.analysis.calibration import aa_rates, aa_splits, power_summary
 from dermsynth.analysis.seed_variance import detectable_effect, power, seed_aware_test, seeds_needed
-from dermsynth.analysis.stats import prop_test
+from dermsynth.analysis.stats import bh_adjust, prop_test
 from dermsynth.analysis.summary import plain_summary, synthetic_comparisons
+from dermsynth.analysis.verdicts import verdict
 from dermsynth.cli import app
 from dermsynth.errors import StatisticsError
 
@@ -90,6 +91,26 @@ def test_paired_seeds_make_the_test_stronger_and_single_seeds_untestable():
         seed_aware_test(a, b[:, :10])
 
 
+def test_tied_seeds_are_untestable_and_bh_leaves_them_out():
+    # accuracies move in steps of 1/N: two seeds can tie exactly, and the spread is then unknown
+    tied = seed_aware_test([[1, 0, 0, 0], [0, 1, 0, 0]], np.zeros((2, 4)))
+    assert not tied.testable
+    assert np.allclose(bh_adjust([0.01, np.nan, 0.02]), [0.02, np.nan, 0.02], equal_nan=True)
+
+
+def test_equivalence_needs_a_narrow_ci_not_post_hoc_power():
+    rng = np.random.default_rng(8)
+    difficulty = rng.normal(0.0, 1.5, N_TEST)
+    ability = rng.normal(0.0, 0.05, 10)[:, None]
+    p = 1 / (1 + np.exp(-(ability - difficulty)))
+    a, b = rng.random(p.shape) < p, rng.random(p.shape) < p
+    res = seed_aware_test(a, b)
+    assert verdict(res.p_value, res.difference, res.se, res.df) == "no difference ≥ 5 points"
+    # the same observed difference with a CI reaching past ±5 points is inconclusive, not "no difference"
+    assert verdict(0.3, 0.02, 0.025, 4) == "inconclusive"
+    assert verdict(float("nan"), 0.1, 0.0, 1) == "untestable"
+
+
 def test_power_helpers_agree_with_each_other():
     se, df = 0.02, 8
     mde = detectable_effect(se, df)
@@ -98,6 +119,7 @@ def test_power_helpers_agree_with_each_other():
     p = power_summary(0.08, 2)
     assert p["detectable_effect"] > 0.5 and p["seeds_for_5_points"] > 20
     assert seeds_needed(0.05, 0.01) <= 4
+    assert power(10, 1, 300) > 0.99 and power(3, 1, 1) < power(3, 1, 10)  # far tails, both regimes
 
 
 def test_aa_splits_count_every_comparison_once():

@@ -81,10 +81,14 @@ def compare(p1: float, p2: float, n: int, test: str = "prop", correct: bool = Tr
 
 
 def bh_adjust(p_values) -> np.ndarray:
+    """Benjamini–Hochberg over the finite p-values; NaN (an untestable comparison) stays NaN and
+    does not count in the family (statsmodels would turn the whole column into NaN)."""
     p = np.asarray(list(p_values), dtype=float)
-    if p.size == 0:
-        return p
-    return multipletests(p, method="fdr_bh")[1]
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return out
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, reps: int = 2000, seed: int = 0,

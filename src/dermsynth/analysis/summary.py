@@ -11,7 +11,7 @@ import pandas as pd
 
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
-from dermsynth.analysis.verdicts import finish_families, seed_columns, verdict_clause
+from dermsynth.analysis.verdicts import VERDICTS, finish_families, seed_columns, verdict_clause
 
 CELL_KEYS = ["n_real", "synthetic_per_real", "method", "transforms"]
 
@@ -157,7 +157,8 @@ def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
 
 RESULT_COLUMNS = ("acc_synthetic", "acc_real_only", "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_bh",
                   "runs", "n_test", "p_seed", "p_seed_bh", "seed_ci_low", "seed_ci_high", "seed_sd", "seed_df",
-                  "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect", "family")
+                  "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect", "family",
+                  "seed_se")
 GENERATOR_NAMES = {"none": "pretrained generator", "all": "generator fine-tuned on the pool",
                    "per-class": "generator fine-tuned per class"}
 
@@ -182,9 +183,7 @@ def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     families = comp["family"].nunique() if "family" in comp else 1
     scope = "BH within the table" if families == 1 else f"BH within each of {families} generator variants"
     lines.append(f"{len(comp)} comparisons with vs without synthetic data (seed-aware test, {scope}): "
-                 + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("improved", "lowered",
-                                                                       "no detectable difference", "inconclusive",
-                                                                       "untestable") if counts.get(v, 0)) + ".")
+                 + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0)) + ".")
     for key, rows in comp.groupby(group_keys, dropna=False):
         key = dict(zip(group_keys, key if isinstance(key, tuple) else (key,), strict=True))
         where = f"adding {key.get('synthetic_per_real')} synthetic per real ({key.get('method')}"

@@ -8,16 +8,19 @@ the summary, the figure stars and the tables cannot disagree about a verdict:
 - ``p_seed`` / ``p_seed_bh``: the seed-aware test (:mod:`dermsynth.analysis.seed_variance`),
   BH-adjusted within the same table, and its CI ``seed_ci_low``–``seed_ci_high``;
 - ``detectable``: the effect this design detects with 80 % power, from its own seed variance;
-- ``verdict``: ``improved`` / ``lowered`` (seed-aware BH p < α), ``no detectable difference``
-  (not significant, and the design could detect ``effect_of_interest``), ``inconclusive``
-  (not significant, and it could not: the seeds cannot support a verdict either way) or
-  ``untestable`` (one seed per arm: no seed variance to test against).
+- ``verdict``: ``improved`` / ``lowered`` (seed-aware BH p < α), ``no difference ≥ 5 points``
+  (not significant, and an equivalence test says so: the 90 % seed-aware CI lies within
+  ±``effect_of_interest`` — two one-sided tests, not post-hoc power, which would call an
+  observed 4.5-point effect "no difference" in 6–8 % of simulated studies), ``inconclusive``
+  (neither: the seeds cannot support a verdict either way) or ``untestable`` (one seed per arm,
+  or tied per-seed differences: no seed variance to test against).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from dermsynth.analysis.seed_variance import SeedAwareResult, detectable_effect, seeds_needed
 from dermsynth.analysis.stats import bh_adjust
@@ -26,12 +29,13 @@ ALPHA = 0.05
 # A gain of 5 accuracy points is what the paper's comparisons are about: a design that cannot
 # detect 5 points with 80 % power cannot say "no difference".
 EFFECT_OF_INTEREST = 0.05
-VERDICTS = ("improved", "lowered", "no detectable difference", "inconclusive", "untestable")
+NO_DIFFERENCE = f"no difference ≥ {round(100 * EFFECT_OF_INTEREST)} points"
+VERDICTS = ("improved", "lowered", NO_DIFFERENCE, "inconclusive", "untestable")
 
 
 def seed_columns(res: SeedAwareResult) -> dict:
     """The per-row seed-aware columns of a comparison table."""
-    return {"p_seed": res.p_value, "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high,
+    return {"p_seed": res.p_value, "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high, "seed_se": res.se,
             "seed_sd": res.seed_sd, "seed_df": res.df, "seed_image_var": res.image_variance,
             "detectable": detectable_effect(res.se, res.df), "paired_seeds": res.paired,
             "seeds": min(res.seeds_a, res.seeds_b)}
@@ -45,14 +49,10 @@ def finish_family(table: pd.DataFrame, alpha: float = ALPHA, effect_of_interest:
         return out
     if "p_value" in out:
         out["p_bh"] = bh_adjust(out["p_value"])
-    p = out["p_seed"].to_numpy(dtype=float)
-    adj = np.full(len(p), np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        adj[ok] = bh_adjust(p[ok])
+    adj = bh_adjust(out["p_seed"].to_numpy(dtype=float))  # untestable rows stay NaN, outside the family
     out["p_seed_bh"] = adj
-    out["verdict"] = [verdict(q, d, det, alpha, effect_of_interest)
-                      for q, d, det in zip(adj, out["difference"], out["detectable"], strict=True)]
+    out["verdict"] = [verdict(q, d, se, df, alpha, effect_of_interest)
+                      for q, d, se, df in zip(adj, out["difference"], out["seed_se"], out["seed_df"], strict=True)]
     out["seeds_for_effect"] = [_seeds_for(r, effect_of_interest) for _, r in out.iterrows()]
     return out
 
@@ -72,15 +72,24 @@ def finish_families(table: pd.DataFrame, by: str = "generator_finetune", alpha: 
     return pd.concat(parts).sort_index()
 
 
-def verdict(p_seed_bh: float, difference: float, detectable: float, alpha: float = ALPHA,
+def verdict(p_seed_bh: float, difference: float, se: float, df: float, alpha: float = ALPHA,
             effect_of_interest: float = EFFECT_OF_INTEREST) -> str:
     if not np.isfinite(p_seed_bh):
         return "untestable"
     if p_seed_bh < alpha:
         return "improved" if difference > 0 else "lowered"
-    if np.isfinite(detectable) and detectable <= effect_of_interest:
-        return "no detectable difference"
+    if equivalent(difference, se, df, alpha, effect_of_interest):
+        return f"no difference ≥ {round(100 * effect_of_interest)} points"
     return "inconclusive"
+
+
+def equivalent(difference: float, se: float, df: float, alpha: float = ALPHA,
+               margin: float = EFFECT_OF_INTEREST) -> bool:
+    """Two one-sided tests at ``alpha``: the (1 − 2α) seed-aware CI lies within ±``margin``."""
+    if not (np.isfinite(se) and np.isfinite(df) and df > 0):
+        return False
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    return -margin < difference - half and difference + half < margin
 
 
 def _seeds_for(row: pd.Series, effect: float) -> float:
@@ -113,9 +122,10 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
         p = f"BH p = {row['p_seed_bh']:.2g}, {seeds}"
         if v in ("improved", "lowered"):
             text = f"{v} by {abs(d):.1f} points ({ci}; {p})"
-        elif v == "no detectable difference":
-            text = (f"no detectable difference ({d:+.1f} points, {ci}; {p}; this design detects "
-                    f"{100 * row['detectable']:.1f} points with 80 % power)")
+        elif v.startswith("no difference"):
+            margin = round(100 * effect_of_interest)
+            text = (f"no difference of {margin} points or more ({d:+.1f} points, {ci}; {p}; equivalence test: the "
+                    f"90 % CI lies within ±{margin} points)")
         else:
             need = row.get("seeds_for_effect", np.nan)
             more = ("" if not np.isfinite(need) else f"; ≈ {int(need)} seeds per arm would detect "
@@ -139,8 +149,8 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
 
 # Columns of the CSVs that the report's tables leave out (the bootstrap CI and the unadjusted
 # p-values stay in OUT/*comparisons.csv).
-HIDDEN = ("diff_ci_low", "diff_ci_high", "p_value", "p_seed", "seed_sd", "seed_df", "seed_image_var", "paired_seeds",
-          "seeds_for_effect")
+HIDDEN = ("diff_ci_low", "diff_ci_high", "p_value", "p_seed", "seed_sd", "seed_se", "seed_df", "seed_image_var",
+          "paired_seeds", "seeds_for_effect")
 
 
 def display_view(table: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ class Server:
 
     def start(self) -> Server:
         """The study served as `dermsynth reader-study serve` serves it (``options``: serve()'s)."""
-        code = (f"from dermsynth.readers.server import serve; serve({str(self.study)!r}, '127.0.0.1', {self.port}, "
+        code = (f"from dermsynth.readers.serving import serve; serve({str(self.study)!r}, '127.0.0.1', {self.port}, "
                 f"log_level='error', **{self.options!r})")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         deadline = time.time() + 60

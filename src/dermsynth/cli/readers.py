@@ -124,7 +124,7 @@ def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
           max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond).")):
     """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
-    from dermsynth.readers.server import serve as run
+    from dermsynth.readers.serving import serve as run
 
     existing_study(study)
     c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "

@@ -11,12 +11,10 @@ A reader must have nothing to go on but the pixels. So:
   is not the blurry one beside 64-px real photos. Sources of different resolutions are refused
   unless ``allow_mixed_resolution`` (then warned); the native sizes are recorded.
 * **Identical files.** RGB, centre square, one size, baseline JPEG at one quality, no metadata,
-  an opaque random name, and every file padded with zero bytes after the JPEG's end to one
-  fixed length (decoders ignore them), so Content-Length carries nothing.
-* **No order on disk.** Files are written in a random order and all get one fixed mtime.
+  an opaque random name, zero-padded after the JPEG's end to one fixed length (decoders ignore
+  it): Content-Length carries nothing. Written in a random order, all with one fixed mtime.
 
-A study is a folder: ``config.json``, ``items/*.jpg`` (the only thing ever served or exported)
-and ``study.sqlite`` (items with their key, readers, answers).
+A study is a folder: ``config.json``, ``items/*.jpg`` (the only thing served or exported) and ``study.sqlite``.
 """
 
 from __future__ import annotations
@@ -161,8 +159,7 @@ def write_items(folder: Path, encoded: dict[str, bytes], rng: np.random.Generato
 
 
 def sharpness(jpeg: bytes) -> float:
-    """Variance of the Laplacian of the grey image: the usual focus measure, and the tell that a
-    32-px image scaled up beside 64-px ones gives away."""
+    """Variance of the Laplacian (the usual focus measure): the tell of a 32-px image beside 64-px ones."""
     from scipy import ndimage
 
     grey = np.asarray(Image.open(bytes_io.BytesIO(jpeg)).convert("L"), dtype=float)

@@ -9,8 +9,8 @@
   checked *before* any of the body is read (a wrong token is 403 whatever the body); then the
   body is counted as it arrives, however it is framed (Content-Length or chunked), and 413 is
   answered as soon as it passes ``max_body``. Every response gets the no-store headers.
-* :func:`serve` — uvicorn on loopback by default, with those two, a limit on concurrent
-  connections (503 beyond it) and a short keep-alive.
+:func:`dermsynth.readers.serving.serve` runs the app with both (kept apart so that the app,
+which uses the guard, and the server, which runs the app, do not import each other).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -136,17 +135,3 @@ class BodyGuard:
             return await receive()
 
         return await self.app(scope, replay, send_no_store)
-
-
-def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8000, *, header_timeout: float = 10.0,
-          body_timeout: float = 10.0, max_connections: int = 64, log_level: str = "warning") -> None:
-    """Serve ``study`` with uvicorn (blocking) on ``host`` (loopback unless told otherwise)."""
-    import uvicorn
-
-    from dermsynth.readers.app import create_app
-
-    config = uvicorn.Config(create_app(study), host=host, port=port, log_level=log_level,
-                            http=guarded_protocol(header_timeout, body_timeout), ws="none", lifespan="off",
-                            limit_concurrency=max_connections, timeout_keep_alive=5, server_header=False,
-                            date_header=False)
-    uvicorn.Server(config).run()

@@ -96,9 +96,18 @@ def power_line(p: dict) -> str:
     if not p["testable"]:
         return (f"1 seed per arm: no comparison can be tested across seeds (seed sd {100 * p['seed_sd']:.1f} "
                 f"points, {p['source']}); 5 points need {p['seeds_for_5_points'] or '> 200'} seeds per arm")
-    return (f"with {p['seeds_per_arm']} seeds per arm (seed sd {100 * p['seed_sd']:.1f} points, {p['source']}) the "
-            f"smallest effect detected with 80 % power is {100 * p['detectable_effect']:.1f} points; 5 points need "
+    return (f"with {p['seeds_per_arm']} seeds per arm (seed sd {100 * p['seed_sd']:.1f} points, {p['source']}) "
+            f"{effect_text(p['detectable_effect'])}; 5 points need "
             f"{p['seeds_for_5_points'] or '> 200'} seeds per arm, 10 points {p['seeds_for_10_points'] or '> 200'}")
+
+
+def effect_text(detectable: float) -> str:
+    """'the smallest effect detected with 80 % power is 12.3 points', or that none is (> 100 points)."""
+    if not np.isfinite(detectable):
+        return "the detectable effect is unknown"
+    if detectable > 1:
+        return "no possible effect (≤ 100 points) is detected with 80 % power"
+    return f"the smallest effect detected with 80 % power is {100 * detectable:.1f} points"
 
 
 def write_calibration(out_dir: str | Path, result: dict) -> Path:
@@ -171,8 +180,10 @@ def calibration_section(out_dir: str | Path, table: pd.DataFrame) -> Section:
         if s < 2:
             continue
         p = power_summary(sd, s)
-        rows.append({"seeds per arm": s, "effect detected with 80 % power (points)": round(
-            100 * p["detectable_effect"], 1), "seeds for 5 points": p["seeds_for_5_points"] or "> 200",
+        det = p["detectable_effect"]
+        rows.append({"seeds per arm": s, "effect detected with 80 % power (points)":
+                     round(100 * det, 1) if det <= 1 else "> 100",
+                     "seeds for 5 points": p["seeds_for_5_points"] or "> 200",
                      "seeds for 10 points": p["seeds_for_10_points"] or "> 200"})
     text.append(f"Power from the seed sd of {100 * sd:.1f} points ({source}), arms paired by seed, no pairing benefit "
                 f"assumed: this study has {seeds} seed(s) per arm.")

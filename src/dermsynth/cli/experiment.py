@@ -157,7 +157,7 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
                          workers: int = typer.Option(1, help="Parallel training runs."),
                          as_json: bool = JsonOpt):
     """A/A check: train one real-only cell with K seeds; how often does each test call identical arms different?"""
-    from dermsynth.analysis.calibration import calibrate
+    from dermsynth.analysis.calibration import calibrate, effect_text
     from dermsynth.experiments.calibrate import parse_where
     from dermsynth.experiments.spec import load_experiment
 
@@ -170,8 +170,8 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
         f"A/A at {res['seeds_per_arm']} seeds per arm ({res['comparisons']} comparisons, nominal 5 %): paper's test "
         f"{100 * res['paper_test_false_positive_rate']:.1f} % significant, seed-aware test "
         f"{100 * res['seed_aware_false_positive_rate']:.1f} %\n"
-        f"with {power['seeds_per_arm']} seeds per arm an effect of {100 * power['detectable_effect']:.1f} points is "
-        f"detected with 80 % power; 5 points need {power['seeds_for_5_points'] or '> 200'} seeds, 10 points "
+        f"with {power['seeds_per_arm']} seeds per arm {effect_text(power['detectable_effect'])}; 5 points need "
+        f"{power['seeds_for_5_points'] or '> 200'} seeds, 10 points "
         f"{power['seeds_for_10_points'] or '> 200'}\nstored in {folder / 'analysis' / 'calibration'} (the report shows "
         "it)"))
 

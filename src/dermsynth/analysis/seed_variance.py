@@ -161,7 +161,9 @@ def seed_aware_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, 
     t = diff / se
     p = float(2 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
-    return SeedAwareResult(diff, se, df, p, diff - half, diff + half, a.shape[0], b.shape[0], paired, seed_sd, image)
+    # an accuracy difference lies in [−1, 1]: a 1-df interval wider than that says no more clipped
+    lo, hi = max(diff - half, -1.0), min(diff + half, 1.0)
+    return SeedAwareResult(diff, se, df, p, lo, hi, a.shape[0], b.shape[0], paired, seed_sd, image)
 
 
 def power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:

@@ -133,10 +133,10 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
             if need == np.inf:
                 more = f"; more than 200 seeds per arm would be needed for {100 * effect_of_interest:.0f} points"
             det = row["detectable"]
-            det_text = (f"{100 * det:.0f} points" if np.isfinite(det) and det <= 1 else
-                        "more than 100 points, i.e. none" if np.isfinite(det) else "an unknown size")
+            power_text = (f"80 % power only for effects ≥ {100 * det:.0f} points" if np.isfinite(det) and det <= 1
+                          else "no effect is detectable with 80 % power" if np.isfinite(det) else "power unknown")
             text = (f"{d:+.1f} points, inconclusive: the seeds cannot support a verdict ({ci}; {p}; "
-                    f"80 % power only for effects ≥ {det_text}{more})")
+                    f"{power_text}{more})")
     if "p_bh" in row and np.isfinite(row["p_bh"]):
         paper_sig = row["p_bh"] < alpha
         seed_sig = v in ("improved", "lowered")

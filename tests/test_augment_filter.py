@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dermsynth.audits.synthetic_filter import filtered_manifest, score_store, select, view_path, write_view
+from dermsynth.audits.synthetic_filter import score_store, select, write_view
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import ConfigError, DataError
@@ -18,6 +18,7 @@ from dermsynth.experiments.presets import preset_path
 from dermsynth.experiments.rehearsal import rehearse
 from dermsynth.experiments.spec import cells, load_experiment, validate_experiment
 from dermsynth.train.spec import LATER_DEFAULTS, RunSpec
+from dermsynth.train.synthetic_views import filtered_manifest, view_path
 from dermsynth.train.transforms import AUGMENTATIONS, AugConfig, Augmentation, augment, augmentation_record
 
 # Run ids computed before the augmentation and filter fields existed (before commit e650d05):

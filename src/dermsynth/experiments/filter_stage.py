@@ -16,12 +16,8 @@ from pathlib import Path
 from dermsynth import io
 from dermsynth.audits.synthetic_filter import (
     SCORES_FILE,
-    check_enough,
     filter_pool,
-    read_view,
     score_store,
-    view_path,
-    views_dir,
     write_view,
 )
 from dermsynth.data.splits import load_split, load_splits
@@ -29,6 +25,7 @@ from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.experiments.graph import Task
 from dermsynth.train.run import real_subset
 from dermsynth.train.spec import RunSpec
+from dermsynth.train.synthetic_views import check_enough, read_view, view_path, views_dir
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
         pinned["synthetic_fingerprint"] = cached(spec.synthetic_store, lambda: store_digest(spec.synthetic_store))
         if spec.synthetic_filter != "none":  # the filtered view, once the filter stage made it
-            from dermsynth.audits.synthetic_filter import view_digest
+            from dermsynth.train.synthetic_views import view_digest
 
             pinned["filter_digest"] = view_digest(spec.synthetic_store, spec.synthetic_filter, spec.filter_keep)
     for field, value in pinned.items():
@@ -69,7 +69,7 @@ def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = 
         manifest = read_manifest(spec.synthetic_store) if manifest is None else manifest
         targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
         if spec.synthetic_filter != "none":
-            from dermsynth.audits.synthetic_filter import filtered_manifest
+            from dermsynth.train.synthetic_views import filtered_manifest
 
             manifest = filtered_manifest(manifest, spec, targets)
         mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)

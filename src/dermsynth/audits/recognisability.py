@@ -87,6 +87,19 @@ def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False, po
     return RealOnlyClassifier(model, spec, device, classes, row)
 
 
+
+def scorable_manifest(split: Split, store: str | Path) -> pd.DataFrame:
+    """The store's manifest, refused when it is empty or names classes the data set lacks."""
+    syn = read_manifest(store)
+    if syn.empty:
+        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    classes = sorted(split.table["label"].unique())
+    unknown = sorted(set(syn["label"]) - set(classes))
+    if unknown:
+        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
+    return syn
+
+
 def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | Path | None = None,
                     progress: bool = False, classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
     """Accuracy of a real-only classifier on real test images and on each method's synthetic images.
@@ -95,13 +108,8 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
     ``recognisability.csv`` (also per class) and ``recognisability.json`` there. ``classifier``:
     one trained before (several stores scored by one classifier).
     """
-    syn = read_manifest(store)
-    if syn.empty:
-        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    syn = scorable_manifest(split, store)
     classes = sorted(split.table["label"].unique())
-    unknown = sorted(set(syn["label"]) - set(classes))
-    if unknown:
-        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
     syn = syn.assign(id=syn["synth_id"])
     clf = classifier or real_only_classifier(split, spec, progress)
     model, spec, device = clf.model, clf.spec, clf.device

@@ -30,11 +30,11 @@ import torch
 
 from dermsynth import io
 from dermsynth.audits.memorization import calibrate, nearest
-from dermsynth.audits.recognisability import RealOnlyClassifier, real_only_classifier
+from dermsynth.audits.recognisability import RealOnlyClassifier, real_only_classifier, scorable_manifest
 from dermsynth.data.cache import cache_images, embed_table
 from dermsynth.data.splits import Split
-from dermsynth.data.synthetic_store import read_manifest, read_training_ids, store_digest
-from dermsynth.errors import ConfigError, DataError
+from dermsynth.data.synthetic_store import read_training_ids, store_digest
+from dermsynth.errors import ConfigError
 from dermsynth.models.encoders import pixel_encoder
 from dermsynth.train.loop import normalizer, predict, to_input
 from dermsynth.train.run import images_tensor
@@ -80,13 +80,8 @@ def _nearest_chunked(query: np.ndarray, base: np.ndarray, chunk: int = 4096) -> 
 def score_store(split: Split, store: str | Path, spec: RunSpec, progress: bool = False,
                 classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
     """Every synthetic image of ``store`` with its three scores (higher = kept first)."""
-    man = read_manifest(store)
-    if man.empty:
-        raise DataError(f"the synthetic store {store} holds no images; generate some first")
+    man = scorable_manifest(split, store)
     classes = sorted(split.table["label"].unique())
-    unknown = sorted(set(man["label"]) - set(classes))
-    if unknown:
-        raise DataError(f"store {store} has classes {unknown} that the data set does not have ({classes})")
     real = filter_pool(split, store)
     clf = classifier or real_only_classifier(split, spec, progress, pool=real, score_test=False)
     syn = man.assign(id=man["synth_id"]).reset_index(drop=True)

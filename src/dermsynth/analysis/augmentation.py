@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.analysis.figures import OKABE_ITO, save_figure
 from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
 from dermsynth.analysis.stats import wald_ci

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.analysis.report_sections import Section, fmt_table
 from dermsynth.analysis.seed_variance import design_se, detectable_effect, seed_aware_test, seeds_needed
 from dermsynth.analysis.stats import prop_test

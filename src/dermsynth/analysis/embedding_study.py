@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from PIL import Image
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.analysis.distances import distance_analysis, distance_tests, headline_method, projections
 from dermsynth.analysis.figures import OKABE_ITO
 from dermsynth.analysis.quality import quality_table
@@ -100,7 +100,7 @@ def embedding_study(split: Split, store, encoder: Encoder, out: str | Path, max_
               "test_note": "Welch t-test on per-image means (one value per real image or reference), BH over "
                            "all rows; the own-reference distance only for methods made from a reference",
               "paper_means": {"real-real": 0.242, "real-synthetic": 0.241, "synthetic-own-reference": 0.0844}}
-    io.write_json(out / "embedding.json", result)
+    files.write_json(out / "embedding.json", result)
     return result
 
 

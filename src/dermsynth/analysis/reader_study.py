@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.analysis.report_sections import Section, fmt_table, thumb
 from dermsynth.readers.analysis import analyse
 from dermsynth.readers.database import DB_NAME
@@ -85,4 +85,4 @@ def write_study_report(study: str | Path, path: str | Path | None = None, res: d
             "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:20px auto}"
             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body>"
             f"<h1>{html.escape(section.title)}</h1><p>{html.escape(section.text)}</p>{section.html}</body></html>")
-    return io.write_text(Path(path) if path else Path(study) / "report.html", page)
+    return files.write_text(Path(path) if path else Path(study) / "report.html", page)

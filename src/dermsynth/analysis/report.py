@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.augmentation import augmentation_sections
 from dermsynth.analysis.calibration import calibration_section

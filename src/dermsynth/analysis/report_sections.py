@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.data.synthetic_store import read_manifest, read_references
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import embed_table
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
@@ -94,6 +94,6 @@ def memorization_study(split: Split, store, encoder: Encoder | None, out: str | 
     rep = audit_memorization(syn, spaces, list(train["id"]), list(held["id"]), quantile)
     out.mkdir(parents=True, exist_ok=True)
     rep.table.to_csv(out / "memorization.csv", index=False)
-    io.write_json(out / "memorization.json", {"thresholds": rep.thresholds, "flagged": int(rep.table["flagged"].sum()),
-                                              "n_synthetic": len(rep.table)})
+    summary = {"thresholds": rep.thresholds, "flagged": int(rep.table["flagged"].sum()), "n_synthetic": len(rep.table)}
+    files.write_json(out / "memorization.json", summary)
     return rep

@@ -19,7 +19,7 @@ import torch
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
@@ -133,7 +133,7 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
         out.mkdir(parents=True, exist_ok=True)
         pd.concat([table.assign(**{"class": "all"}), pd.DataFrame(per_class)]).to_csv(
             out / "recognisability.csv", index=False)
-        io.write_json(out / "recognisability.json", {
+        files.write_json(out / "recognisability.json", {
             "backbone": spec.backbone, "image_size": spec.image_size, "n_train_real": int(len(split.pool)),
             "n_synthetic": int(len(syn)), "rows": table.to_dict(orient="records")})
     return table

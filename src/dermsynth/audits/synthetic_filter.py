@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.audits.memorization import calibrate, nearest
 from dermsynth.audits.recognisability import RealOnlyClassifier, real_only_classifier, scorable_manifest
 from dermsynth.data.cache import cache_images, embed_table
@@ -129,7 +129,7 @@ def write_view(store: str | Path, name: str, keep: float, scores: pd.DataFrame, 
     kept = select(scores, name, keep)
     ids = sorted(kept["synth_id"])
     digest = hashlib.sha256(f"{name}:{keep:g}\n".encode() + "\n".join(ids).encode()).hexdigest()[:16]
-    return io.write_json(view_path(store, name, keep), {
+    return files.write_json(view_path(store, name, keep), {
         "filter": name, "keep": keep, "digest": digest, "cache_key": cache_key, "store_digest": store_digest(store),
         "counts": kept_counts(scores, kept).to_dict(orient="records"), "kept_ids": ids})
 

@@ -58,7 +58,7 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
     """Class probabilities for new images, with the evaluation's own test-time settings."""
     import pandas as pd
 
-    from dermsynth import io
+    from dermsynth import files
     from dermsynth.train.checkpoint import load_bundle, load_export
     from dermsynth.train.predict import images_to_predict, predict_table
 
@@ -70,14 +70,14 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
         model, meta = load_export(run)
     else:
         try:
-            run_id = io.read_json(run)["run_id"]
+            run_id = files.read_json(run)["run_id"]
         except (ValueError, KeyError, TypeError):
             raise DataError(f"--run {run} is not a run record (a JSON file with a run_id, OUT/runs/ID.json)") from None
         model, meta = load_bundle(run.parent, run_id)
     table, failures = predict_table(model, meta, images, device)
-    io.write_text(out, table.to_csv(index=False))
+    files.write_text(out, table.to_csv(index=False))
     if failures:
-        io.write_text(out.with_suffix(".failures.csv"), pd.DataFrame(failures).to_csv(index=False))
+        files.write_text(out.with_suffix(".failures.csv"), pd.DataFrame(failures).to_csv(index=False))
     msg = f"{len(table)} images predicted → {out}"
     if failures:
         msg += (f"\n{len(failures)} could not be read (listed in {out.with_suffix('.failures.csv')}): "

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.data.images import load_array
 from dermsynth.errors import ImageDecodeError
-from dermsynth.io import atomic_path
+from dermsynth.files import atomic_path
 
 
 def file_digest(path: str | Path) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.groups import components, edges_by_key
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def duplicate_clusters(table: pd.DataFrame, spec: CleaningSpec, cache: str | Pat
     if csv.exists() and meta.exists():
         found = pd.read_csv(csv, dtype=str)
         clusters = table["id"].astype(str).map(dict(zip(found["id"], found["cluster"], strict=True)))
-        return clusters.astype(object).where(clusters.notna(), None), io.read_json(meta)
+        return clusters.astype(object).where(clusters.notna(), None), files.read_json(meta)
     from dermsynth.data.duplicates import find_duplicates
 
     embed = None
@@ -75,8 +75,9 @@ def duplicate_clusters(table: pd.DataFrame, spec: CleaningSpec, cache: str | Pat
     clusters.index = table.index
     summary = {"key": key, "settings": spec.model_dump(), "n_images": int(len(table)), **rep.summary(),
                "clusters": int(clusters.dropna().nunique())}
-    io.write_text(csv, pd.DataFrame({"id": table["id"].astype(str), "cluster": clusters}).dropna().to_csv(index=False))
-    io.write_json(meta, summary)  # written last: it marks the entry complete
+    pairs = pd.DataFrame({"id": table["id"].astype(str), "cluster": clusters}).dropna()
+    files.write_text(csv, pairs.to_csv(index=False))
+    files.write_json(meta, summary)  # written last: it marks the entry complete
     log.info("cleaning: %d exact and %d near-duplicate pairs (%d cross-class) in %d images → %d clusters",
              summary["exact_pairs"], summary["near_pairs"], summary["cross_class_pairs"], len(table),
              summary["clusters"])

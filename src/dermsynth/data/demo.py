@@ -24,7 +24,7 @@ from scipy.ndimage import zoom
 
 from dermsynth.data.fitzpatrick import F17K9
 from dermsynth.data.table import make_table
-from dermsynth.io import atomic_path, write_json
+from dermsynth.files import atomic_path, write_json
 
 # The conditions of the paper's F17k-9, so demo studies read like the real one.
 DEMO_CLASSES = list(F17K9)

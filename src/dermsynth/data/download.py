@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dermsynth import __version__
-from dermsynth.io import write_bytes
+from dermsynth.files import write_bytes
 
 USER_AGENT = f"dermsynth/{__version__} (research)"
 

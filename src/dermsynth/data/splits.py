@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cleaning import CleaningSpec, duplicate_clusters, merge_clusters
 from dermsynth.data.groups import components, edges_by_key
 from dermsynth.data.missing import refuse_short_classes
@@ -191,7 +191,7 @@ class Split:
         return h.hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
-        return io.write_parquet(path, self.table)
+        return files.write_parquet(path, self.table)
 
     @classmethod
     def load(cls, path: str | Path) -> Split:

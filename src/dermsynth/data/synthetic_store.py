@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.errors import DataError
 
 MANIFEST_FIELDS = ["synth_id", "ref_id", "label", "skin_type", "method", "backend", "model", "fingerprint",
@@ -44,7 +44,7 @@ def open_store(store: str | Path, backend: str, model: str, fingerprint: str) ->
     store = Path(store)
     meta_path = store / "store.json"
     if meta_path.exists():
-        meta = io.read_json(meta_path)
+        meta = files.read_json(meta_path)
         if meta["fingerprint"] != fingerprint:
             raise DataError(
                 f"{store} holds images of model {meta['model']} (fingerprint {meta['fingerprint']}), not of "
@@ -52,7 +52,7 @@ def open_store(store: str | Path, backend: str, model: str, fingerprint: str) ->
         return store
     for sub in ("images", "manifest", "references"):
         (store / sub).mkdir(parents=True, exist_ok=True)
-    io.write_json(meta_path, {"backend": backend, "model": model, "fingerprint": fingerprint,
+    files.write_json(meta_path, {"backend": backend, "model": model, "fingerprint": fingerprint,
                               "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return store
 
@@ -63,12 +63,12 @@ def is_store(store: str | Path | None) -> bool:
 
 def save_image(arr_or_img, path: Path) -> None:
     img = arr_or_img if isinstance(arr_or_img, Image.Image) else Image.fromarray(np.asarray(arr_or_img))
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
 
 
 def _append_part(folder: Path, frame: pd.DataFrame) -> None:
-    io.write_parquet(folder / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet", frame)
+    files.write_parquet(folder / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet", frame)
 
 
 def _read_parts(folder: Path) -> pd.DataFrame | None:
@@ -100,7 +100,7 @@ def store_digest(store: str | Path) -> str:
     that draws from the store is pinned to it, so regenerating or adding images gives a new id."""
     man = read_manifest(store)
     ids = "\n".join(sorted(man["synth_id"].astype(str) + ":" + man["fingerprint"].astype(str)))
-    fingerprint = io.read_json(Path(store) / "store.json")["fingerprint"]
+    fingerprint = files.read_json(Path(store) / "store.json")["fingerprint"]
     return hashlib.sha256(f"{fingerprint}\n{ids}".encode()).hexdigest()[:16]
 
 
@@ -125,7 +125,7 @@ def read_references(store: str | Path) -> pd.DataFrame:
 
 def write_training_ids(folder: str | Path, ids) -> Path:
     """Record the real images a generator learnt from (a model folder or a store), sorted, one per line."""
-    return io.write_text(Path(folder) / TRAINING_IDS, "\n".join(sorted({str(i) for i in ids})))
+    return files.write_text(Path(folder) / TRAINING_IDS, "\n".join(sorted({str(i) for i in ids})))
 
 
 def read_training_ids(folder: str | Path | None) -> set[str]:
@@ -143,7 +143,7 @@ def export_webdataset(store: str | Path, out_dir: str | Path, shard_size: int = 
     for method, rows in manifest.groupby("method", sort=True):
         for i in range(0, len(rows), shard_size):
             path = out_dir / f"shard-{method}-{i // shard_size:05d}.tar"
-            with io.atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
+            with files.atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
                 for _, r in rows.iloc[i:i + shard_size].iterrows():
                     meta = {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "path"}
                     meta = json.loads(json.dumps(meta, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
@@ -165,7 +165,7 @@ def import_webdataset(shards: list[str | Path], store: str | Path) -> int:
         meta = json.loads(sample["json"])
         first = first or meta
         rel = Path("images") / meta["method"] / f"{meta['synth_id']}.png"
-        io.write_bytes(store / rel, sample["png"])
+        files.write_bytes(store / rel, sample["png"])
         rows.append({**meta, "path": str(rel)})
     if first is None:
         return 0

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.deploy.model_card import card_data, write_card
 from dermsynth.errors import DataError
 from dermsynth.experiments.external_evaluation import external_folders_of
@@ -66,7 +66,7 @@ def export_run(record_path: str | Path, out: str | Path) -> Path:
     record_path, out = Path(record_path), Path(out)
     if not record_path.is_file():
         raise DataError(f"{record_path} is not a run record; pass OUT/runs/<run_id>.json")
-    record = io.read_json(record_path)
+    record = files.read_json(record_path)
     runs, exp = record_path.parent, record_path.parent.parent
     meta = bundle_meta(runs, record["run_id"])  # a clear error when the run kept no weights
     out.mkdir(parents=True, exist_ok=True)
@@ -78,11 +78,11 @@ def export_run(record_path: str | Path, out: str | Path) -> Path:
                                  "crop_pct": 1.0, "crop_mode": "center", "interpolation": "bicubic",
                                  "num_classes": meta["num_classes"]},
               "preprocessing": pre, "dermsynth_run_id": record["run_id"]}
-    io.write_text(out / "config.json", json.dumps(config, indent=2))
-    io.write_text(out / "hubconf.py", HUBCONF)
-    io.write_text(out / "README.md", README.format(backbone=meta["backbone"], run_id=record["run_id"], size=size,
+    files.write_text(out / "config.json", json.dumps(config, indent=2))
+    files.write_text(out / "hubconf.py", HUBCONF)
+    files.write_text(out / "README.md", README.format(backbone=meta["backbone"], run_id=record["run_id"], size=size,
                                                    mean=pre["mean"], std=pre["std"]))
-    external = [io.read_json(f / "runs" / f"{record['run_id']}.json") for f in external_folders_of(exp)
+    external = [files.read_json(f / "runs" / f"{record['run_id']}.json") for f in external_folders_of(exp)
                 if (f / "runs" / f"{record['run_id']}.json").exists()]
     write_card(card_data(record, meta, external), out)
     return out

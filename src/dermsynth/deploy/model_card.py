@@ -132,7 +132,6 @@ def card_markdown(card: dict) -> str:
 
 
 def write_card(card: dict, folder: Path) -> None:
-    from dermsynth import io
-
-    io.write_text(folder / "model_card.md", card_markdown(card))
-    io.write_text(folder / "model_card.json", json.dumps(card, indent=2, default=str))
+    from dermsynth import files
+    files.write_text(folder / "model_card.md", card_markdown(card))
+    files.write_text(folder / "model_card.json", json.dumps(card, indent=2, default=str))

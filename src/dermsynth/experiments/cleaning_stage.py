@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.splits import SplitSpec, load_split
 from dermsynth.experiments.graph import Task
 from dermsynth.train.spec import RunSpec
@@ -33,10 +33,10 @@ def task_clean(payload: dict) -> dict:
     in_groups = table[table["group"].duplicated(keep=False)]
     summary = {**split.cleaning, "dataset": spec.dataset, "classes": spec.classes,
                "images_in_shared_groups": int(len(in_groups)), "groups": int(table["group"].nunique())}
-    io.write_json(payload["record"], summary)
+    files.write_json(payload["record"], summary)
     return summary
 
 
 def cleaning_records(out: str | Path) -> list[dict]:
     """What the cleaning stage of the study in ``out`` found, one dict per split."""
-    return [io.read_json(p) for p in sorted((Path(out) / "cleaning").glob("split-*.json"))]
+    return [files.read_json(p) for p in sorted((Path(out) / "cleaning").glob("split-*.json"))]

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.experiments.runner import planned_runs
 from dermsynth.experiments.spec import validate_experiment
 from dermsynth.train.field_roles import REPLICATE, SETTING, fields_with

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import cache_images, file_digest
 from dermsynth.data.registry import load_dataset
 from dermsynth.data.splits import load_splits, read_id_list
@@ -148,7 +148,7 @@ def evaluate_runs(source: str | Path, dataset: str, root: str | Path | None, *, 
                 "label_map": str(label_map) if label_map else None}))
     summary = {"name": name, "dataset": dataset, "root": str(root), "runs": rows, "excluded_labels": excluded,
                "n_images": int(len(table)), "folder": str(out)}
-    io.write_json(out / "summary.json", summary)
+    files.write_json(out / "summary.json", summary)
     return summary
 
 
@@ -164,6 +164,6 @@ def _evaluate_one(rec: dict, exp: Path, rows: pd.DataFrame, arrays: np.ndarray, 
            "metrics": metrics, "wall_seconds": time.perf_counter() - t0, "external": about,
            "internal_metrics": {k: rec["metrics"].get(k) for k in ("accuracy", "balanced_accuracy", "n_test")},
            "predictions": prediction_lists(pred, probs)}
-    io.write_json(runs_dir(out) / f"{rec['run_id']}.json", ext, indent=None)
+    files.write_json(runs_dir(out) / f"{rec['run_id']}.json", ext, indent=None)
     return {"run_id": rec["run_id"], "internal_accuracy": rec["metrics"]["accuracy"],
             "external_accuracy": metrics["accuracy"], "external_n": metrics["n_test"]}

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.audits.synthetic_filter import (
     SCORES_FILE,
     filter_pool,
@@ -71,20 +71,20 @@ def filter_stage(runs: list[RunSpec], store: str | Path, progress: bool = False)
     ids = hashlib.sha256("\n".join(sorted(learnt["id"].astype(str))).encode()).hexdigest()[:16]
     key = f"{store_digest(store)}:{split.digest()}:{clf_spec.run_id()}:{ids}"
     meta, scores_path = views_dir(store) / "scores.json", views_dir(store) / SCORES_FILE
-    if meta.exists() and scores_path.exists() and io.read_json(meta).get("cache_key") == key:
+    if meta.exists() and scores_path.exists() and files.read_json(meta).get("cache_key") == key:
         import pandas as pd
 
         scores = pd.read_parquet(scores_path)
     else:
         log.info("filter: scoring %s with a classifier trained on %d real training images", store, len(learnt))
         scores = score_store(split, store, clf_spec, progress)
-        io.write_parquet(scores_path, scores)
-        io.write_json(meta, {"cache_key": key, "n_real": int(len(learnt)), "backbone": clf_spec.backbone,
+        files.write_parquet(scores_path, scores)
+        files.write_json(meta, {"cache_key": key, "n_real": int(len(learnt)), "backbone": clf_spec.backbone,
                              "image_size": clf_spec.image_size, "n_synthetic": int(len(scores))})
     paths = []
     for name, keep in sorted({(r.synthetic_filter, r.filter_keep) for r in runs}):
         path = view_path(store, name, keep)
-        if not (path.exists() and io.read_json(path).get("cache_key") == key):
+        if not (path.exists() and files.read_json(path).get("cache_key") == key):
             write_view(store, name, keep, scores, key)
         paths.append(path)
     manifest = read_manifest(store)

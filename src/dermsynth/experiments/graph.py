@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.errors import ConfigError
 
 
@@ -42,7 +42,7 @@ def run_logged(log_dir: str, name: str, kind: str, fn: Callable, payload: dict, 
     """Run one task and record where and when it ran (OUT/tasks/<name>.json)."""
     start = time.time()
     result = fn(payload, *deps)
-    io.write_json(task_log_path(log_dir, name), {"name": name, "kind": kind, "host": socket.gethostname(),
+    files.write_json(task_log_path(log_dir, name), {"name": name, "kind": kind, "host": socket.gethostname(),
                                                           "pid": os.getpid(), "start": start, "end": time.time()})
     return result
 

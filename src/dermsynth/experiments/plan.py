@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.fitzpatrick import F17K9
 from dermsynth.errors import SplitError
 from dermsynth.experiments.spec import ExperimentSpec, cells
@@ -198,4 +198,4 @@ def _row(stage: str, what: str, work: float, rate: float | None, unit: str, disk
 
 def load_throughput(path) -> dict:
     """A user's measured rates (same keys as a THROUGHPUT row)."""
-    return {"source": f"measured ({path})", **io.read_json(path)}
+    return {"source": f"measured ({path})", **files.read_json(path)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.leakage import assert_clean, audit_store
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
@@ -68,7 +68,7 @@ def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
     """Refuse a results folder written by a different config (recorded by :func:`record_claim`)."""
     marker = out / "experiment.json"
     if marker.exists():
-        old = io.read_json(marker)
+        old = files.read_json(marker)
         if not same_config(old, spec) and not force:
             raise ConfigError(f"{out} holds results of another config ({old['name']}, digest {old['digest']}); "
                               "use another --out, or --force to add these runs beside them")
@@ -76,7 +76,7 @@ def claim_output(spec: ExperimentSpec, out: Path, force: bool = False) -> None:
 
 def record_claim(spec: ExperimentSpec, out: Path) -> None:
     """Mark the folder as this config's, once its stages ran (a refused run leaves the old mark)."""
-    io.write_json(out / "experiment.json", {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump(),
+    files.write_json(out / "experiment.json", {"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump(),
                                            ANCHOR_KEY: str(study_anchor(out))})
 
 
@@ -192,7 +192,7 @@ def task_seconds(log_dir: Path, names: list[str]) -> dict[str, float]:
     for name in names:
         path = task_log_path(log_dir, name)
         if path.exists():
-            info = io.read_json(path)
+            info = files.read_json(path)
             out[info["kind"]] = out.get(info["kind"], 0.0) + info["end"] - info["start"]
     return out
 
@@ -200,8 +200,8 @@ def task_seconds(log_dir: Path, names: list[str]) -> dict[str, float]:
 def record_timings(out: Path, timings: dict[str, float]) -> None:
     """Accumulate each stage's measured wall time in OUT/stage_timings.json (cost accounting)."""
     path = out / "stage_timings.json"
-    seen = io.read_json(path) if path.exists() else {}
-    io.write_json(path, {**seen, **{k: seen.get(k, 0.0) + v for k, v in timings.items()}})
+    seen = files.read_json(path) if path.exists() else {}
+    files.write_json(path, {**seen, **{k: seen.get(k, 0.0) + v for k, v in timings.items()}})
 
 
 def eta_seconds(status: pd.DataFrame, out: str | Path, workers: int = 1) -> float | None:

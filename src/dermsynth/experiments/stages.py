@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.audits.recognisability import recognisability
 from dermsynth.data.splits import load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, store_digest
@@ -58,10 +58,10 @@ def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path, 
     split = load_split(spec.split_spec())
     key = f"{store_digest(store)}:{split.digest()}:{spec.run_id()}"
     done = folder / "recognisability.json"
-    if done.exists() and io.read_json(done).get("cache_key") == key:
+    if done.exists() and files.read_json(done).get("cache_key") == key:
         return done
     table = recognisability(split, store, spec, folder, progress=progress)
-    io.write_json(done, {**io.read_json(done), "cache_key": key})
+    files.write_json(done, {**files.read_json(done), "cache_key": key})
     for row in table.itertuples():
         log.info("recognisability — %s: %.1f %% of %d (chance %.1f %%, p = %.2g)", row.group, 100 * row.accuracy,
                  row.n, 100 * row.chance, row.p_above_chance)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 
 ANCHOR_KEY = "study_path"
 
@@ -24,7 +24,7 @@ def study_anchor(out: str | Path) -> Path:
     out = Path(out)
     marker = out / "experiment.json"
     if marker.exists():
-        claim = io.read_json(marker)
+        claim = files.read_json(marker)
         if claim.get(ANCHOR_KEY):
             return Path(claim[ANCHOR_KEY])
     runs = out / "runs"
@@ -32,7 +32,7 @@ def study_anchor(out: str | Path) -> Path:
         for path in sorted(runs.glob("*.json")):
             if path.name.endswith(".failed.json"):
                 continue
-            spec = io.read_json(path).get("spec", {})
+            spec = files.read_json(path).get("spec", {})
             store = spec.get("synthetic_store_id") or spec.get("synthetic_store")
             if store and spec.get("synthetic_per_real") and Path(store).name.startswith("synthetic") and \
                     (out / Path(store).name).is_dir():

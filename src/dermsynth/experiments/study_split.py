@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.splits import SplitSpec
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.results import load_records
@@ -29,7 +29,7 @@ def study_split_spec(results: str | Path, store: str | Path | None = None) -> Sp
         from dermsynth.experiments.runner import resolve_runs
         from dermsynth.experiments.spec import validate_experiment
 
-        runs = resolve_runs(validate_experiment(io.read_json(marker)["spec"], str(marker)), results)
+        runs = resolve_runs(validate_experiment(files.read_json(marker)["spec"], str(marker)), results)
     else:
         runs = [RunSpec(**r["spec"]) for r in load_records(results)] if (results / "runs").is_dir() else []
     if not runs:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task
@@ -70,14 +70,14 @@ def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], objec
     never a silent reuse."""
     if done:
         path = folder / STAGE_SETTINGS
-        old = io.read_json(path) if path.exists() else None
+        old = files.read_json(path) if path.exists() else None
         if old != json.loads(json.dumps(settings)):
             changed = sorted(k for k in settings if old is None or old.get(k) != settings[k])
             raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or "
                               "run into another --out, to make it again with these")
         return
     make()
-    io.write_json(folder / STAGE_SETTINGS, settings)
+    files.write_json(folder / STAGE_SETTINGS, settings)
 
 
 def _settings(gen: GeneratorSpec, rows: pd.DataFrame, *fields: str, **extra) -> dict:

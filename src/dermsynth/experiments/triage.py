@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import load_splits
 from dermsynth.data.synthetic_store import read_manifest
@@ -87,10 +87,10 @@ def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path, pr
         classes = sorted(split.table["label"].unique())
         for run in mine:
             record = _probe(run, split, tables[run.run_id()], index, bank, classes)
-            io.write_json(out / "runs" / f"{run.run_id()}.json", record, indent=None)
+            files.write_json(out / "runs" / f"{run.run_id()}.json", record, indent=None)
             done += 1
     # "triage": its records are linear probes of the planned cells, re-written on every call,
     # not the cells themselves (experiments/current_runs.py does not check them against the plan)
-    io.write_json(out / "experiment.json", {"name": f"{spec.name}-triage", "digest": spec.digest(),
+    files.write_json(out / "experiment.json", {"name": f"{spec.name}-triage", "digest": spec.digest(),
                                             "spec": spec.model_dump(), "triage": True})
     return {"cells": done, "feature_seconds": t_features, "seconds": time.perf_counter() - t0}

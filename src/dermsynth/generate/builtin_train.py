@@ -16,7 +16,7 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.synthetic_store import read_training_ids, write_training_ids
 from dermsynth.errors import ConfigError, DataError
@@ -107,7 +107,7 @@ class _State:
     losses: list[float] = field(default_factory=list)
 
     def save(self, ckpt: Path) -> None:
-        with io.atomic_path(ckpt / "state.pt") as tmp:
+        with files.atomic_path(ckpt / "state.pt") as tmp:
             torch.save({"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
                         "gen": self.gen.get_state(), "step": self.step, "losses": self.losses}, tmp)
 
@@ -121,7 +121,7 @@ class _State:
             cfg_path = ckpt.parent / "model" / "config.json"
             was = ""
             if cfg_path.exists():
-                old = io.read_json(cfg_path)
+                old = files.read_json(cfg_path)
                 was = f" (classes {old.get('classes')}, size {old.get('size')})"
             now = self.unet.config
             raise DataError(f"{ckpt.parent} holds a generator trained with other settings{was}, not classes "
@@ -212,9 +212,9 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     summary = {"steps": st.step, "seconds": time.perf_counter() - t0, "first_loss": float(np.mean(st.losses[:20])),
                "last_loss": float(np.mean(st.losses[-20:])), "n_images": int(len(images)),
                "init_from": str(init_from) if init_from else None}
-    with io.atomic_path(out_dir / "model") as tmp:
+    with files.atomic_path(out_dir / "model") as tmp:
         unet.save_pretrained(tmp)
-        io.write_json(tmp / "training.json", summary)
+        files.write_json(tmp / "training.json", summary)
     summary["model_dir"] = str(out_dir / "model")
     return summary
 

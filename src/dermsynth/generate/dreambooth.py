@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.images import load_array
 from dermsynth.data.splits import Split, refuse_held_out
 from dermsynth.data.synthetic_store import write_training_ids
@@ -242,7 +242,7 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
                "device": str(device), "autocast": str(amp) if amp else "fp32", "prompts": sorted(set(prompts))}
     if training_ids is not None:  # before dreambooth.json, which marks the folder complete
         write_training_ids(out_dir, training_ids)
-    io.write_json(out_dir / "dreambooth.json", summary)
+    files.write_json(out_dir / "dreambooth.json", summary)
     return summary
 
 
@@ -255,7 +255,7 @@ def _save(model: str, unet, out_dir: Path, cfg: DreamBoothConfig) -> None:
         unet.unload_lora()
     pipe = DiffusionPipeline.from_pretrained(model, unet=unet, safety_checker=None, requires_safety_checker=False,
                                              local_files_only=Path(model).exists())
-    with io.atomic_path(out_dir) as tmp:
+    with files.atomic_path(out_dir) as tmp:
         pipe.save_pretrained(tmp)
 
 

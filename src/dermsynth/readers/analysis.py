@@ -29,7 +29,7 @@ from scipy.stats import binomtest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.multitest import multipletests
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.readers import database as db
 from dermsynth.readers.export import frame_csv
 from dermsynth.readers.mrmc import auc, crossed_mean_test, dprime, pseudovalues
@@ -202,11 +202,11 @@ def analyse(study: str | Path) -> dict:
     methods = by_method(single) if len(single) else pd.DataFrame()
     top = fooled(single)
     for name, frame in (("per_reader", per_reader), ("by_method", methods), ("breakdown", parts), ("fooled", top)):
-        io.write_text(out / f"{name}.csv", frame_csv(frame))
+        files.write_text(out / f"{name}.csv", frame_csv(frame))
     summary = {"answers": int(len(answers)), "readers": int(answers["reader"].nunique()),
                "pooled": pooled(single) if len(single) else None,
                "pairs": _crossed(pairs) if len(pairs) else None,
                "attention": exact(int(attention["correct"].sum()), len(attention)) if len(attention) else None,
                "agreement": agreement(single) if len(single) else None}
-    io.write_json(out / "summary.json", summary)
+    files.write_json(out / "summary.json", summary)
     return {**summary, "per_reader": per_reader, "by_method": methods, "breakdown": parts, "fooled": top}

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dermsynth import io as dio
+from dermsynth import files as dio
 from dermsynth.readers import database as db
 from dermsynth.readers.export import answers_csv
 from dermsynth.readers.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE

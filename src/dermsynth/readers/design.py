@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.images import load_rgb, resize_center_crop
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
@@ -153,7 +153,7 @@ def write_items(folder: Path, encoded: dict[str, bytes], rng: np.random.Generato
     ids = list(encoded)
     for i in rng.permutation(len(ids)):
         path = folder / f"{ids[i]}.jpg"
-        io.write_bytes(path, encoded[ids[i]].ljust(length, b"\0"))
+        files.write_bytes(path, encoded[ids[i]].ljust(length, b"\0"))
         os.utime(path, (FIXED_MTIME, FIXED_MTIME))
     return length
 
@@ -316,5 +316,5 @@ def create_study(store: str | Path, split: Split, out: str | Path, cfg: StudyCon
               "native_size": native, "source_sizes": {k: sorted(set(v)) for k, v in sides.items()},
               "skin_group_mismatches": mismatched, "file_bytes": file_bytes,
               "tells": {k: _finite(v) for k, v in tells.items()}}
-    io.write_json(out / "config.json", config)
+    files.write_json(out / "config.json", config)
     return {"folder": str(out), "items": len(rows), "admin_token": admin, **config}

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.errors import DataError
 from dermsynth.readers import database as db
 from dermsynth.readers.design import FIXED_MTIME
@@ -51,8 +51,8 @@ def export_tasks(study: str | Path, out: str | Path, url_prefix: str = "/data/lo
         dest = out / "items" / f"{image_id}.jpg"
         shutil.copyfile(study / "items" / f"{image_id}.jpg", dest)
         os.utime(dest, (FIXED_MTIME, FIXED_MTIME))
-    io.write_text(out / "tasks.json", json.dumps(tasks, indent=1))
-    io.write_text(out / "label_config.xml", LABEL_CONFIG)
+    files.write_text(out / "tasks.json", json.dumps(tasks, indent=1))
+    files.write_text(out / "label_config.xml", LABEL_CONFIG)
     return out / "tasks.json"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.errors import DataError
 from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.experiments.results import load_records, runs_dir
@@ -62,7 +62,7 @@ def track_study(out: str | Path, tracking: TrackingSpec | None = None, uri: str 
     out = Path(out)
     tracking = tracking or TrackingSpec()
     target = resolve_uri(uri or tracking.uri, out)
-    claim = io.read_json(out / "experiment.json") if (out / "experiment.json").exists() else {}
+    claim = files.read_json(out / "experiment.json") if (out / "experiment.json").exists() else {}
     name = tracking.experiment or claim.get("name") or out.resolve().name
     records = load_records(out)
     fields = cell_fields(records)

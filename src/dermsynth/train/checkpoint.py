@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.errors import DataError
 from dermsynth.train.spec import RunSpec
 
@@ -69,9 +69,9 @@ def save_bundle(model: nn.Module, spec: RunSpec, classes: list[str], folder: str
         mb, dtype = mb / 2, "float16"
     path = weights_path(folder, spec.run_id())
     path.parent.mkdir(parents=True, exist_ok=True)
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         save_file(state, str(tmp))
-    io.write_json(meta_path(folder, spec.run_id()), model_meta(model, spec, classes, dtype, precision))
+    files.write_json(meta_path(folder, spec.run_id()), model_meta(model, spec, classes, dtype, precision))
     return {"saved": True, "path": f"weights/{path.name}", "mb": round(mb, 2), "dtype": dtype}
 
 
@@ -87,7 +87,7 @@ def bundle_meta(folder: str | Path, run_id: str) -> dict:
     if not wpath.exists() or not mpath.exists():
         raise DataError(f"run {run_id} has no saved weights ({wpath.name} in {folder}); re-run it with "
                         "save_checkpoint = true (the default for new runs), or raise checkpoint_max_mb")
-    return io.read_json(mpath)
+    return files.read_json(mpath)
 
 
 def load_export(folder: str | Path) -> tuple[nn.Module, dict]:
@@ -96,7 +96,7 @@ def load_export(folder: str | Path) -> tuple[nn.Module, dict]:
     if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
         raise DataError(f"{folder} is not an export folder (config.json and model.safetensors); "
                         "write one with `dermsynth export RUN FOLDER`")
-    cfg = io.read_json(folder / "config.json")
+    cfg = files.read_json(folder / "config.json")
     meta = {"backbone": cfg["architecture"], "num_classes": cfg["num_classes"], "classes": cfg["label_names"],
             "preprocessing": cfg["preprocessing"], "run_id": cfg.get("dermsynth_run_id")}
     return _model_from(cfg["architecture"], cfg["num_classes"], folder / "model.safetensors"), meta

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermsynth import io
+from dermsynth import files
 
 # bf16 must beat fp32 by this factor to be chosen: a tie keeps the exact arithmetic.
 MIN_SPEEDUP = 1.15
@@ -58,7 +58,7 @@ def choose_precision(model: nn.Module, backbone: str, image_size: int, num_class
     key = json.dumps([cpu_name(), torch.get_num_threads(), torch.__version__, backbone, image_size, batch])
     path = Path(cache_dir) / "precision_probe" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
-        found = io.read_json(path)
+        found = files.read_json(path)
         return found["choice"], found["reason"] + " (cached probe)"
     # The probe must leave no trace: not in the weights (or batch-norm statistics), not in the
     # global random state — else a run would differ depending on whether the probe was cached.
@@ -72,5 +72,5 @@ def choose_precision(model: nn.Module, backbone: str, image_size: int, num_class
     choice = "bf16" if fp32 / bf16 >= MIN_SPEEDUP else "fp32"
     reason = (f"probe on {cpu_name()} ({torch.get_num_threads()} threads): {batch / fp32:.0f} img/s fp32, "
               f"{batch / bf16:.0f} img/s bf16 ({fp32 / bf16:.2f}×; bf16 needs ≥ {MIN_SPEEDUP}×)")
-    io.write_json(path, {"choice": choice, "reason": reason, "key": key})
+    files.write_json(path, {"choice": choice, "reason": reason, "key": key})
     return choice, reason

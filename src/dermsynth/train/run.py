@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import Split, load_split
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
@@ -224,4 +224,4 @@ def environment(device) -> dict:
 
 def write_record(record: dict, path: Path) -> Path:
     """Atomic write: a reader sees the old file or the whole new one, never a partial one."""
-    return io.write_json(path, record, indent=None)
+    return files.write_json(path, record, indent=None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io
+from dermsynth import files
 from dermsynth.data.synthetic_store import store_digest
 from dermsynth.errors import DataError
 from dermsynth.train.spec import RunSpec
@@ -40,13 +40,13 @@ def read_view(store: str | Path, name: str, keep: float) -> View:
     if not path.exists():
         raise DataError(f"no filtered view {path}: synthetic_filter={name!r} with filter_keep={keep:g} is made by "
                         "an experiment's filter stage (`dermsynth experiment run`); run the experiment")
-    v = io.read_json(path)
+    v = files.read_json(path)
     return View(v["filter"], v["keep"], v["digest"], v["store_digest"], set(v["kept_ids"]))
 
 
 def view_digest(store: str | Path, name: str, keep: float) -> str | None:
     path = view_path(store, name, keep)
-    return io.read_json(path)["digest"] if path.exists() else None
+    return files.read_json(path)["digest"] if path.exists() else None
 
 
 def filtered_manifest(manifest: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Atomic file writes with unique temporary names, and the JSON/parquet helpers built on them.
+"""Atomic file writes with unique temporary names, and the JSON/parquet helpers built on them
+(named `files`, not `io`, so that it never shadows the standard library's module).
 
 Why: concurrent workers (generation shards, pool processes, Ray tasks) write into one
 folder. A fixed temporary name (``x.tmp``) lets two writers clobber each other's half-written

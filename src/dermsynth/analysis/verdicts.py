@@ -26,8 +26,8 @@ from dermsynth.analysis.seed_variance import SeedAwareResult, detectable_effect,
 from dermsynth.analysis.stats import bh_adjust
 
 ALPHA = 0.05
-# A gain of 5 accuracy points is what the paper's comparisons are about: a design that cannot
-# detect 5 points with 80 % power cannot say "no difference".
+# A gain of 5 accuracy points is what the paper's comparisons are about: "no difference" is
+# said only when an equivalence test rules out 5 points either way.
 EFFECT_OF_INTEREST = 0.05
 NO_DIFFERENCE = f"no difference ≥ {round(100 * EFFECT_OF_INTEREST)} points"
 VERDICTS = ("improved", "lowered", NO_DIFFERENCE, "inconclusive", "untestable")
@@ -86,7 +86,7 @@ def verdict(p_seed_bh: float, difference: float, se: float, df: float, alpha: fl
 def equivalent(difference: float, se: float, df: float, alpha: float = ALPHA,
                margin: float = EFFECT_OF_INTEREST) -> bool:
     """Two one-sided tests at ``alpha``: the (1 − 2α) seed-aware CI lies within ±``margin``."""
-    if not (np.isfinite(se) and np.isfinite(df) and df > 0):
+    if not (np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):  # a zero spread is unknown, not exact
         return False
     half = float(stats.t.ppf(1 - alpha, df)) * se
     return -margin < difference - half and difference + half < margin
@@ -115,8 +115,8 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
     n_seeds = row.get("seeds")
     seeds = f"{int(n_seeds)} {seeds_word} per arm" if n_seeds is not None and not pd.isna(n_seeds) else seeds_word
     if v == "untestable":
-        text = (f"{d:+.1f} points, but with one run per arm the seed-to-seed variance is unknown: no verdict "
-                f"(run ≥ 2 seeds)")
+        text = (f"{d:+.1f} points, but the seed-to-seed variance cannot be estimated (one run per arm, or per-seed "
+                "differences that tie exactly): no verdict (run more seeds)")
     else:
         ci = f"seed-aware 95 % CI {100 * row['seed_ci_low']:+.1f} to {100 * row['seed_ci_high']:+.1f}"
         p = f"BH p = {row['p_seed_bh']:.2g}, {seeds}"

@@ -5,6 +5,7 @@ cell, the imbalance aggregate resampled by test image."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -183,5 +184,9 @@ def test_report_holds_exactly_the_runs_the_study_plans_now(tmp_path):
     current = [r for r in load_records(out) if r["spec"]["lr"] == 1e-3 and r["run_id"] != old["run_id"]]
     assert len(current) == 2 and len({r["spec"]["content_digest"] for r in current}) == 1
     assert current[0]["spec"]["content_digest"] != rec["spec"]["content_digest"]
+    # a results folder read where its data is not (a copy on a laptop): reported, with what was not checked
+    shutil.rmtree(root)
+    build_report(out)
+    assert "could not be checked" in (out / "report.html").read_text()
 
 

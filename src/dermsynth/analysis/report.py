@@ -63,6 +63,9 @@ def _test_text(test: str, correct: bool) -> str:
 
 def currency_warnings(currency: Currency) -> list[str]:
     """Say which runs the report left out and why (they would have mixed two experiments)."""
+    if currency.unchecked_reason:
+        return [f"The runs could not be checked against the study's config and data as they are now "
+                f"({currency.unchecked_reason}); the report uses every finished run in runs/."]
     if not currency.checked or not currency.left_out:
         return []
     reasons = "; ".join(f"{n} {why}" for why, n in currency.reasons().items())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dermsynth import files as dio
+from dermsynth.errors import DermsynthError
 from dermsynth.experiments.runner import planned_runs
 from dermsynth.experiments.spec import validate_experiment
 from dermsynth.train.field_roles import REPLICATE, SETTING, fields_with
@@ -33,6 +34,7 @@ class Currency:
     kept: list[dict]
     left_out: list[tuple[str, str]] = field(default_factory=list)
     checked: bool = True  # False when the folder has no experiment.json to check against
+    unchecked_reason: str = ""  # why the runs could not be checked (e.g. the data is not on this machine)
 
     def reasons(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -70,8 +72,11 @@ def current_records(out: str | Path, records: list[dict]) -> Currency:
     claim = dio.read_json(marker) if marker.exists() else {}
     if "spec" not in claim or claim.get("triage"):
         return Currency(records, checked=False)
-    spec = validate_experiment(claim["spec"], str(marker))
-    planned = {r.run_id(): r for r in planned_runs(spec, out)}
+    try:
+        spec = validate_experiment(claim["spec"], str(marker))
+        planned = {r.run_id(): r for r in planned_runs(spec, out)}
+    except DermsynthError as exc:  # e.g. a results folder copied to a machine without the data
+        return Currency(records, checked=False, unchecked_reason=str(exc))
     by_cell = {_cell_key(r.model_dump()): r for r in planned.values()}
     kept, left = [], []
     for rec in records:

@@ -52,6 +52,7 @@ def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str
     from dermsynth.analysis.embedding_study import embedding_study
     from dermsynth.models.encoders import make_encoder
 
+    c.require_dir(store, "synthetic store", "pass the folder `dermsynth generate --out` wrote")  # before any output
     folder = c.analysis_out(out, results, "embedding")
     split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
     res = embedding_study(split, store, make_encoder(encoder), folder, umap=umap)
@@ -69,6 +70,7 @@ def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: s
     from dermsynth.analysis.embedding_study import quality_study
     from dermsynth.models.encoders import make_encoder
 
+    c.require_dir(store, "synthetic store", "pass the folder `dermsynth generate --out` wrote")  # before any output
     folder = c.analysis_out(out, results, "quality")
     split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
     table = quality_study(split, store, make_encoder(encoder), folder, progress=not as_json)

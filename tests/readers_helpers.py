@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
+
+from dermsynth.readers import database as db
 
 
 def free_port() -> int:
@@ -74,3 +77,21 @@ def tells(study: Path, server: Server, token: str):
         grey = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), dtype=float)
         rows.append((truth == "synthetic", int(r.headers["content-length"]), float(ndimage.laplace(grey).var())))
     return rows
+
+
+def items(study: Path) -> pd.DataFrame:
+    """The study's items table (with the key) as a frame."""
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return pd.DataFrame([dict(r) for r in conn.execute("SELECT * FROM items")])
+    finally:
+        conn.close()
+
+
+def invite(study: Path, name: str) -> str:
+    """A reader's invite token, added straight to the study's database."""
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return db.add_reader(conn, name)
+    finally:
+        conn.close()

@@ -18,7 +18,7 @@ from dermsynth.readers import database as db
 from dermsynth.readers.analysis import agreement, analyse, exact
 from dermsynth.readers.design import StudyConfig, create_study
 from dermsynth.readers.labelstudio import export_tasks, import_annotations
-from readers_helpers import Server
+from readers_helpers import Server, items
 
 CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3,
                   allow_mixed_resolution=True)
@@ -35,14 +35,6 @@ def invite(study, *names):
     conn = db.connect(study / db.DB_NAME)
     try:
         return [db.add_reader(conn, n) for n in names]
-    finally:
-        conn.close()
-
-
-def items(study) -> pd.DataFrame:
-    conn = db.connect(study / db.DB_NAME)
-    try:
-        return pd.DataFrame([dict(r) for r in conn.execute("SELECT * FROM items")])
     finally:
         conn.close()
 

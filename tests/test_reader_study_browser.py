@@ -13,7 +13,7 @@ import pytest
 
 from dermsynth.readers import database as db
 from dermsynth.readers.design import StudyConfig, create_study
-from readers_helpers import Server
+from readers_helpers import Server, invite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
@@ -35,14 +35,6 @@ def served(reader_store_split, tmp_path):
                                                                                    allow_mixed_resolution=True))
     with Server(tmp_path / "study") as srv:
         yield srv, tmp_path / "study", res["admin_token"]
-
-
-def invite(study, name):
-    conn = db.connect(study / db.DB_NAME)
-    try:
-        return db.add_reader(conn, name)
-    finally:
-        conn.close()
 
 
 def n_answers(study, name=None):

@@ -11,7 +11,6 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
@@ -20,7 +19,7 @@ from dermsynth.errors import ConfigError, DataError
 from dermsynth.readers import database as db
 from dermsynth.readers.design import FIXED_MTIME, StudyConfig, create_study
 from dermsynth.readers.labelstudio import export_tasks
-from readers_helpers import Server, tells
+from readers_helpers import Server, items, tells
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # inpaint only: the tiny store's text-to-image images come from a generator trained for 5 steps and
@@ -36,14 +35,6 @@ def big_study(reader_store_split, tmp_path_factory):
     store, split = reader_store_split
     out = tmp_path_factory.mktemp("big") / "study"
     return out, create_study(store, split, out, BIG)
-
-
-def items(study) -> pd.DataFrame:
-    conn = db.connect(study / db.DB_NAME)
-    try:
-        return pd.DataFrame([dict(r) for r in conn.execute("SELECT * FROM items")])
-    finally:
-        conn.close()
 
 
 def test_no_tell_in_file_size_or_sharpness(big_study, reader_store_split, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 from dermsynth.readers import database as db
 from dermsynth.readers.design import StudyConfig, create_study
 from dermsynth.readers.export import answers_csv, frame_csv
-from readers_helpers import Server
+from readers_helpers import Server, invite
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -30,14 +30,6 @@ def served(reader_store_split, tmp_path_factory):
                                                         allow_mixed_resolution=True))
     with Server(study, header_timeout=1.0, body_timeout=1.0, max_connections=8) as srv:
         yield srv, study, res
-
-
-def invite(study, name):
-    conn = db.connect(study / db.DB_NAME)
-    try:
-        return db.add_reader(conn, name)
-    finally:
-        conn.close()
 
 
 def raw(srv: Server, data: bytes, wait: float = 15.0) -> bytes:

@@ -129,10 +129,7 @@ def by_method(single: pd.DataFrame) -> pd.DataFrame:
                      **_detection(both)})
     out = pd.DataFrame(rows)
     if len(out):
-        ok = out["auc_p_value"].notna()
-        out["auc_p_bh"] = np.nan
-        if ok.any():
-            out.loc[ok, "auc_p_bh"] = multipletests(out.loc[ok, "auc_p_value"], method="fdr_bh")[1]
+        out["auc_p_bh"] = _bh(out["auc_p_value"])
     return out
 
 
@@ -145,10 +142,7 @@ def breakdown(single: pd.DataFrame) -> pd.DataFrame:
                 for level, g in single.groupby(single[factor].fillna("unknown"))]
         frame = pd.DataFrame(rows)
         if len(frame):
-            ok = frame["p_value"].notna()
-            frame["p_bh"] = np.nan
-            if ok.any():
-                frame.loc[ok, "p_bh"] = multipletests(frame.loc[ok, "p_value"], method="fdr_bh")[1]
+            frame["p_bh"] = _bh(frame["p_value"])
         parts.append(frame)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -210,3 +204,13 @@ def analyse(study: str | Path) -> dict:
                "agreement": agreement(single) if len(single) else None}
     files.write_json(out / "summary.json", summary)
     return {**summary, "per_reader": per_reader, "by_method": methods, "breakdown": parts, "fooled": top}
+
+
+def _bh(p_values: pd.Series) -> np.ndarray:
+    """Benjamini–Hochberg over the p-values that exist; untested rows stay NaN, outside the family."""
+    p = p_values.to_numpy(dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return out

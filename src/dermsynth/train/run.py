@@ -41,8 +41,11 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
             digests[key] = compute()
         return digests[key]
 
+    # the content digest reads every image of the split: taken once when a grid is planned, not
+    # again in each run (a run planned moments ago trusts its pinned value)
+    content = spec.content_digest or cached(("content", id(split)), split.content_digest)
     pinned = {"data_digest": cached(("split", id(split)), split.digest), "synthetic_fingerprint": None,
-              "filter_digest": None, "content_digest": cached(("content", id(split)), split.content_digest)}
+              "filter_digest": None, "content_digest": content}
     if spec.synthetic_per_real > 0 and is_store(spec.synthetic_store):
         pinned["synthetic_fingerprint"] = cached(spec.synthetic_store, lambda: store_digest(spec.synthetic_store))
         if spec.synthetic_filter != "none":  # the filtered view, once the filter stage made it

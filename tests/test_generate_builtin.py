@@ -1,5 +1,6 @@
 """The built-in generator, the methods and the store, with a tiny model trained for a few steps."""
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -177,26 +178,31 @@ def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, 
     refs.to_parquet(refs_path)
     split.save(tmp_path / "split.parquet")
     store = tmp_path / "store"
+    # The child kills itself (SIGKILL, no clean-up) when the 4th batch starts: by then the writer
+    # thread has stored at least two batches. Deterministic, unlike polling for files from outside,
+    # which a fast machine outran (the whole store was written before the poll saw two parts).
     script = textwrap.dedent(f"""
+        import os, signal
         import pandas as pd
         from dermsynth.data.splits import Split
         from dermsynth.generate.backends.builtin import BuiltinBackend
         from dermsynth.generate.runner import run_generation
+
+        class DiesMidway(BuiltinBackend):
+            calls = 0
+            def generate(self, *args):
+                DiesMidway.calls += 1
+                if DiesMidway.calls == 4:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return super().generate(*args)
+
         refs = pd.read_parquet({str(refs_path)!r})
         split = Split.load({str(tmp_path / "split.parquet")!r})
-        run_generation(BuiltinBackend({str(model_dir)!r}, steps=2), refs, "text-to-image", 2, {str(store)!r},
+        run_generation(DiesMidway({str(model_dir)!r}, steps=2), refs, "text-to-image", 2, {str(store)!r},
                        split=split, batch_size=2, progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    import time
-
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (store / "manifest").exists() and len(list((store / "manifest").glob("part-*.parquet"))) >= 2:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", script], timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     partial = len(read_manifest(store))
     assert 0 < partial < 24
     res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 2, store, split=split,

@@ -30,5 +30,5 @@ def test_imbalance_subset_generators_are_planned_and_make_only_what_their_arm_dr
     monkeypatch.chdir(tmp_path)
     small = rehearse(spec, seeds=1, cache_dir=str(tmp_path / "cache"), smaller=True)
     tasks, _ = synthetic_tasks(small, resolve_runs(small, tmp_path), tmp_path)
-    per_store = {t.payload["store"]: t.payload["k"] for t in tasks if t.kind == "generate"}
+    per_store = {t.payload.store: t.payload.k for t in tasks if t.kind == "generate"}
     assert sorted(per_store.values()) == [1, 1, 3, 3, 7, 7]  # 2 rare classes × rare_n 1, 2, 4 of n_real 8

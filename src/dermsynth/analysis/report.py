@@ -38,6 +38,7 @@ from dermsynth.analysis.seed_variance import PAPER_TEST_NAME, TEST_NAME
 from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
+    arm_keys,
     cell_summary,
     plain_summary,
     synthetic_comparisons,
@@ -180,8 +181,6 @@ COMPARISON_NOTE = (f"Verdicts come from the {TEST_NAME}: per-image correctness, 
                    "p_seed_aware_bh its BH-adjusted p (family: this table), detectable_80pct the effect this design "
                    f"detects with 80 % power. p_paper_test_bh is {PAPER_TEST_NAME}, BH-adjusted in the same "
                    "family; it ignores seed-to-seed variance. Bootstrap CIs and raw p-values are in the CSV files.")
-DOSE_AXES = ("synthetic_per_real", "method", "synthetic_methods", "generator_finetune", "synthetic_filter",
-             "filter_keep")
 
 
 def dose_fits(table: pd.DataFrame) -> dict:
@@ -196,7 +195,7 @@ def dose_fits(table: pd.DataFrame) -> dict:
         return {}
     if "generator_finetune" not in t:
         t["generator_finetune"] = None
-    keys = [k for k in varying_keys(t) if k not in DOSE_AXES]
+    keys = [k for k in varying_keys(t) if k not in {*arm_keys(), "synthetic_methods"}]  # the dose axes
     variants = sorted({v for v in t.loc[t["synthetic_per_real"] > 0, "generator_finetune"] if isinstance(v, str)})
     fits = {}
     for method in sorted(m for m in t["method"].unique() if m != "none"):

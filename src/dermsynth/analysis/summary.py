@@ -13,8 +13,6 @@ from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
 from dermsynth.analysis.verdicts import VERDICTS, finish_families, seed_columns, verdict_clause
 
-CELL_KEYS = ["n_real", "synthetic_per_real", "method", "transforms"]
-
 
 def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
     def name(v):
@@ -47,15 +45,15 @@ def canonical(value) -> str:
 def distinct_values(column: pd.Series) -> int:
     """How many values a column takes; "unset" (None, NaN) is one of them: early stopping
     (``train_steps`` unset) and 200 steps are two settings. Fields that are unset *because* a run
-    has no synthetic data are arm fields (ARM_KEYS), never cell keys."""
+    has no synthetic data are arm fields (:func:`arm_keys`), never cell keys."""
     return len(set(map(canonical, column)))
 
 
 def varying_keys(table: pd.DataFrame, candidates=None, spec_class=None) -> list[str]:
     """Spec fields that vary across runs: the cell identity. Which fields can be cell axes is
-    declared on the fields (train/field_roles.py: settings, not the seed, pinned inputs or how a
+    declared on the fields (field_roles.py: settings, not the seed, pinned inputs or how a
     run executes); ``synthetic_methods`` is read through the derived ``method`` column."""
-    from dermsynth.train.field_roles import SETTING, fields_with
+    from dermsynth.field_roles import SETTING, fields_with
     from dermsynth.train.spec import RunSpec
 
     axes = set(fields_with(spec_class or RunSpec, SETTING)) - {"synthetic_methods"} | {"method"}
@@ -102,8 +100,13 @@ def correctness(records: list[dict], label: str | None = None) -> dict[str, np.n
     return out
 
 
-# What makes a cell an arm with synthetic data rather than its real-only baseline.
-ARM_KEYS = ["synthetic_per_real", "method", "generator_finetune", "synthetic_filter", "filter_keep"]
+def arm_keys() -> list[str]:
+    """What makes a cell an arm with synthetic data rather than its real-only baseline: the
+    fields declared ARM on RunSpec (field_roles.py), ``synthetic_methods`` read as ``method``."""
+    from dermsynth.field_roles import ARM, fields_tagged
+    from dermsynth.train.spec import RunSpec
+
+    return ["method" if f == "synthetic_methods" else f for f in fields_tagged(RunSpec, ARM)]
 
 
 def matched_cells(table: pd.DataFrame, control: bool = False):
@@ -113,15 +116,15 @@ def matched_cells(table: pd.DataFrame, control: bool = False):
     ``control``, the steps-matched control: the same real images repeated k + 1 times.
     """
     t = add_method_column(table)
-    for col, default in (("generator_finetune", None), ("synthetic_filter", None), ("filter_keep", None),
-                         ("repeat_real", 1)):
+    arms = arm_keys()
+    for col, default in [*((k, None) for k in arms), ("repeat_real", 1)]:  # records from before a field existed
         if col not in t:
             t[col] = default
-    keys = [k for k in varying_keys(t) if k not in [*ARM_KEYS, "repeat_real"]]
-    arm_keys = keys + ARM_KEYS
+    keys = [k for k in varying_keys(t) if k not in [*arms, "repeat_real"]]
+    arms = keys + arms
     base = t[t["synthetic_per_real"] == 0]
-    for cell, arm in t[(t["synthetic_per_real"] > 0) & (t["repeat_real"] == 1)].groupby(arm_keys, dropna=False):
-        cell = dict(zip(arm_keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
+    for cell, arm in t[(t["synthetic_per_real"] > 0) & (t["repeat_real"] == 1)].groupby(arms, dropna=False):
+        cell = dict(zip(arms, cell if isinstance(cell, tuple) else (cell,), strict=True))
         mask = np.array(base["repeat_real"] == (int(cell["synthetic_per_real"]) + 1 if control else 1), dtype=bool)
         for k in keys:
             want = canonical(cell[k])

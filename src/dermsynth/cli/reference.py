@@ -95,14 +95,28 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def identity_of(model: type[BaseModel], name: str) -> str:
+    """The field's declared role and tags (field_roles.py), as the page shows them."""
+    from dermsynth.field_roles import declaration, role_of
+
+    return ", ".join([role_of(model, name), *declaration(model, name).get("tags", [])])
+
+
 def config_page(table: str, target: str, intro: str) -> str:
     model = load_model(target)
     notes = field_comments(model)
-    rows = [f"| `{name}` | `{type_name(f.annotation)}` | {default_of(f)} | "  # a | inside `code` stays in its cell
-            f"{_cell(f.description or notes.get(name, ''))} |" for name, f in model.model_fields.items()]
+    rows = [f"| `{name}` | `{type_name(f.annotation)}` | {default_of(f)} | {identity_of(model, name)} | "
+            f"{_cell(f.description or notes.get(name, ''))} |"  # a | inside `code` stays in its cell
+            for name, f in model.model_fields.items()]
     return "\n".join([f"# Config: {table}", "", intro, "",
-                      f"Generated from `{target.replace(':', '.')}` when the site is built.", "",
-                      "| field | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+                      f"Generated from `{target.replace(':', '.')}` when the site is built. *Role* says what a "
+                      "field is to identity (dermsynth/field_roles.py): a `setting` changes results (in run ids, "
+                      "a cell axis when it varies; in the store's identity for the generator); `replicate` (the "
+                      "seed) and `input` (pinned digests) are in run ids but never cell axes; `operational` "
+                      "changes how, not what; `provenance` is recorded for checks. Tags name what else the field "
+                      "belongs to: `arm` (the synthetic arm), `since-ids` (in ids only when set), or a stage whose "
+                      "reuse key it is part of.", "",
+                      "| field | type | default | role | meaning |", "|---|---|---|---|---|", *rows, ""])
 
 
 def commands(group, prefix: str = "dermsynth") -> list[tuple[str, Any]]:

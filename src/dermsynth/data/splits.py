@@ -26,6 +26,7 @@ from dermsynth.data.groups import components, edges_by_key
 from dermsynth.data.missing import refuse_short_classes
 from dermsynth.data.registry import load_dataset
 from dermsynth.errors import DataError, LeakageError, SplitError
+from dermsynth.field_roles import SETTING, SINCE_IDS, role
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SplitFields(BaseModel):
     duplicates_file: str | None = None
     exclude_file: str | None = None
     # Duplicate detection on every load (data/cleaning.py, cached): its clusters are split groups too.
-    cleaning: CleaningSpec | None = None
+    cleaning: CleaningSpec | None = role(SETTING, None, tags=(SINCE_IDS,))  # in run ids only when set
 
     @field_validator("classes", mode="before")
     @classmethod

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermsynth import files
-from dermsynth.data.splits import SplitSpec, load_split
+from dermsynth.data.splits import load_split
 from dermsynth.experiments.graph import Task
+from dermsynth.experiments.task_payloads import CleanPayload
 from dermsynth.train.spec import RunSpec
 
 
@@ -21,19 +22,19 @@ def cleaning_tasks(runs: list[RunSpec], out: Path) -> list[Task]:
     """One ``clean`` task per distinct split that asks for cleaning (none without it)."""
     specs = sorted({r.split_spec() for r in runs if r.cleaning is not None}, key=str)
     return [Task(f"clean/{i}", "clean", task_clean,
-                 {"split": s.model_dump_json(), "record": str(Path(out) / "cleaning" / f"split-{i}.json")})
+                 CleanPayload(split=s, record=str(Path(out) / "cleaning" / f"split-{i}.json")))
             for i, s in enumerate(specs)]
 
 
-def task_clean(payload: dict) -> dict:
+def task_clean(payload: CleanPayload) -> dict:
     """Load the split (finding or reading its duplicate clusters) and record what cleaning found."""
-    spec = SplitSpec.model_validate_json(payload["split"])
+    spec = payload.split
     split = load_split(spec)
     table = split.table
     in_groups = table[table["group"].duplicated(keep=False)]
     summary = {**split.cleaning, "dataset": spec.dataset, "classes": spec.classes,
                "images_in_shared_groups": int(len(in_groups)), "groups": int(table["group"].nunique())}
-    files.write_json(payload["record"], summary)
+    files.write_json(payload.record, summary)
     return summary
 
 

@@ -20,7 +20,7 @@ from dermsynth import files as dio
 from dermsynth.errors import DermsynthError
 from dermsynth.experiments.runner import planned_runs
 from dermsynth.experiments.spec import validate_experiment
-from dermsynth.train.field_roles import REPLICATE, SETTING, fields_with
+from dermsynth.field_roles import REPLICATE, SETTING, fields_with
 from dermsynth.train.spec import RunSpec
 
 # a run's cell: its settings and seed, not its pinned inputs or how it executed (declared roles)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task, run_graph
+from dermsynth.experiments.task_payloads import CellPayload
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -51,9 +52,9 @@ def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | No
         running.unlink(missing_ok=True)
 
 
-def cell_task(payload: dict) -> tuple[str, str | None]:
+def cell_task(payload: CellPayload) -> tuple[str, str | None]:
     """execute_cell as a graph task (one thread: Ray packs one cell per CPU)."""
-    return execute_cell(payload["run"], payload["rdir"], 1)
+    return execute_cell(payload.run.model_dump_json(), payload.rdir, 1)
 
 
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
@@ -100,7 +101,7 @@ def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", worke
 
 def _run_ray(pending: list[RunSpec], rdir: Path, workers: int, address: str | None) -> dict[str, str]:
     """Every cell a Ray task (one GPU each where CUDA is present; retried on a lost worker)."""
-    tasks = [Task(f"train/{r.run_id()}", "train", cell_task, {"run": r.model_dump_json(), "rdir": str(rdir)}, gpus=1)
+    tasks = [Task(f"train/{r.run_id()}", "train", cell_task, CellPayload(run=r, rdir=str(rdir)), gpus=1)
              for r in pending]
     results = run_graph(tasks, Path(rdir).parent / "tasks", "ray", address, workers)
     return {rid: err for rid, err in results.values() if err}

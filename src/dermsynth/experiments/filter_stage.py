@@ -23,8 +23,9 @@ from dermsynth.audits.synthetic_filter import (
 from dermsynth.data.splits import load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.experiments.graph import Task
+from dermsynth.experiments.task_payloads import StoreRunsPayload
 from dermsynth.train.run import real_subset
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import RunSpec, real_only_fields
 from dermsynth.train.synthetic_views import check_enough, read_view, view_path, views_dir
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,9 @@ def classifier_spec(run: RunSpec) -> RunSpec:
     """The filter's classifier: the cell's backbone and training settings, on the real images the
     generator learnt from, with the paper's transforms (not the cell's augmentation arm)."""
     return run.model_copy(update={
-        "synthetic_per_real": 0, "synthetic_methods": None, "synthetic_classes": None, "use_all_pool": True,
-        "seed": 0, "class_n_real": {}, "duplicate_classes": {}, "repeat_real": 1, "augment": None,
-        "transforms": True, "synthetic_fingerprint": None, "data_digest": None, "synthetic_filter": "none",
-        "filter_keep": None, "filter_digest": None, "generator_finetune": None})
+        **real_only_fields(), "synthetic_classes": None, "use_all_pool": True, "seed": 0, "class_n_real": {},
+        "duplicate_classes": {}, "repeat_real": 1, "augment": None, "transforms": True,
+        "synthetic_fingerprint": None, "data_digest": None, "filter_digest": None})
 
 
 def filter_tasks(runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task]:
@@ -49,14 +49,13 @@ def filter_tasks(runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task
     mine: dict[str, list[RunSpec]] = {}
     for r in filtered_runs(runs):
         mine.setdefault(str(r.synthetic_store), []).append(r)
-    return [Task(f"filter/{i}", "filter", task_filter, {"store": store, "runs": [r.model_dump_json() for r in rs]},
-                 deps=list(stores.get(store, [])), gpus=1)
+    return [Task(f"filter/{i}", "filter", task_filter, StoreRunsPayload(store=store, runs=rs),
+                 after=list(stores.get(store, [])), gpus=1)
             for i, (store, rs) in enumerate(sorted(mine.items()))]
 
 
-def task_filter(payload: dict, *_) -> list[str]:
-    runs = [RunSpec.model_validate_json(r) for r in payload["runs"]]
-    return [str(p) for p in filter_stage(runs, payload["store"], progress=False)]
+def task_filter(payload: StoreRunsPayload) -> list[str]:
+    return [str(p) for p in filter_stage(payload.runs, payload.store, progress=False)]
 
 
 def filter_stage(runs: list[RunSpec], store: str | Path, progress: bool = False) -> list[Path]:

@@ -17,33 +17,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from dermsynth import files
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.task_contract import check_call, check_result
 
 
 @dataclass
 class Task:
-    """``fn(payload, *results of deps)``; ``fn`` is module-level so Ray can ship it."""
+    """``fn(payload, **inputs)``, where ``inputs`` names each parameter fed by another task's
+    result (parameter → task name) and ``after`` lists tasks that only have to finish first.
+    ``fn`` is module-level so Ray can ship it; its annotations are its contract, checked at the
+    boundary (task_contract.py)."""
 
     name: str
-    kind: str  # train-generator | finetune | generate | recognisability | audit | train
+    kind: str  # clean | train-generator | finetune | generate | recognisability | filter | audit | train
     fn: Callable[..., Any]
-    payload: dict
-    deps: list[str] = field(default_factory=list)
+    payload: BaseModel
+    inputs: dict[str, str] = field(default_factory=dict)
+    after: list[str] = field(default_factory=list)
     gpus: float = 0.0  # Ray: GPUs per task when CUDA is present
     memory_gb: float | None = None
+
+    @property
+    def deps(self) -> list[str]:
+        """Every task this one waits for: its inputs' tasks first (in parameter order), then ``after``."""
+        return list(dict.fromkeys([*self.inputs.values(), *self.after]))
 
 
 def task_log_path(log_dir: str | Path, name: str) -> Path:
     return Path(log_dir) / ("".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) + ".json")
 
 
-def run_logged(log_dir: str, name: str, kind: str, fn: Callable, payload: dict, *deps: Any) -> Any:
-    """Run one task and record where and when it ran (OUT/tasks/<name>.json)."""
+def run_logged(log_dir: str, name: str, kind: str, fn: Callable, payload: BaseModel, inputs: dict[str, str],
+               *dep_results: Any) -> Any:
+    """Run one task and record where and when it ran (OUT/tasks/<name>.json).
+
+    ``dep_results`` are the results of ``Task.deps`` in order (so Ray waits for every one); the
+    first ones, of ``inputs``' tasks, are passed by parameter name after the contract check."""
+    values = dict(zip(inputs, dep_results, strict=False))
+    check_call(name, fn, payload, inputs, values)
     start = time.time()
-    result = fn(payload, *deps)
+    result = check_result(name, fn, fn(payload, **values))
     files.write_json(task_log_path(log_dir, name), {"name": name, "kind": kind, "host": socket.gethostname(),
-                                                          "pid": os.getpid(), "start": start, "end": time.time()})
+                                                    "pid": os.getpid(), "start": start, "end": time.time()})
     return result
 
 
@@ -67,7 +85,8 @@ def run_graph(tasks: list[Task], log_dir: Path, executor: str = "local", address
         raise ConfigError(f"executor={executor!r}; choose local or ray")
     results: dict[str, Any] = {}
     for t in tasks:
-        results[t.name] = run_logged(str(log_dir), t.name, t.kind, t.fn, t.payload, *(results[d] for d in t.deps))
+        results[t.name] = run_logged(str(log_dir), t.name, t.kind, t.fn, t.payload, t.inputs,
+                                     *(results[d] for d in t.deps))
     return results
 
 
@@ -91,7 +110,8 @@ def _run_ray(tasks: list[Task], log_dir: Path, address: str | None, workers: int
             if t.memory_gb:
                 options["memory"] = int(t.memory_gb * 2**30)
             remote = ray.remote(run_logged).options(**options)
-            refs[t.name] = remote.remote(str(log_dir), t.name, t.kind, t.fn, t.payload, *(refs[d] for d in t.deps))
+            refs[t.name] = remote.remote(str(log_dir), t.name, t.kind, t.fn, t.payload, t.inputs,
+                                         *(refs[d] for d in t.deps))
         return dict(zip(refs, ray.get(list(refs.values())), strict=True))
     finally:
         if started:

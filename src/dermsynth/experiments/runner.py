@@ -28,6 +28,7 @@ from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, recognisability_stage
 from dermsynth.experiments.study_path import ANCHOR_KEY, same_config, study_anchor
 from dermsynth.experiments.synthetic_stage import store_for, subset_key, synthetic_tasks
+from dermsynth.experiments.task_payloads import AuditPayload, RecognisabilityPayload
 from dermsynth.train.run import pin_inputs
 from dermsynth.train.spec import RunSpec
 
@@ -89,24 +90,22 @@ def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Ta
         for i, (store, deps) in enumerate(sorted(stores.items())):
             folder = out / "analysis" / ("recognisability" if len(stores) == 1 else
                                          f"recognisability-{Path(store).name.removeprefix('synthetic-')}")
-            mine = [r.model_dump_json() for r in runs if r.synthetic_store == store]
+            mine = [r for r in runs if r.synthetic_store == store]
             tasks.append(Task(f"recognisability/{i}", "recognisability", task_recognisability,
-                              {"runs": mine, "store": store, "folder": str(folder)}, deps=deps, gpus=1))
+                              RecognisabilityPayload(runs=mine, store=store, folder=str(folder)), after=deps, gpus=1))
     tasks += filter_tasks(runs, stores)
     if spec.audit_leakage:
-        tasks.append(Task("audit", "audit", task_audit, {"runs": [r.model_dump_json() for r in runs]},
-                          deps=[t.name for t in tasks]))
+        tasks.append(Task("audit", "audit", task_audit, AuditPayload(runs=runs), after=[t.name for t in tasks]))
     return tasks
 
 
-def task_recognisability(payload: dict, *_) -> str | None:
-    runs = [RunSpec.model_validate_json(r) for r in payload["runs"]]
-    done = recognisability_stage(runs, payload["store"], Path(payload["folder"]), progress=False)
+def task_recognisability(payload: RecognisabilityPayload) -> str | None:
+    done = recognisability_stage(payload.runs, payload.store, Path(payload.folder), progress=False)
     return None if done is None else str(done)
 
 
-def task_audit(payload: dict, *_) -> bool:
-    audit_runs([RunSpec.model_validate_json(r) for r in payload["runs"]])
+def task_audit(payload: AuditPayload) -> bool:
+    audit_runs(payload.runs)
     return True
 
 

@@ -29,12 +29,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.tracking_spec import TrackingSpec
+from dermsynth.field_roles import OPERATIONAL, SETTING, role
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
 from dermsynth.registry import did_you_mean
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import RunSpec, real_only_fields
 
 FinetuneMode = Literal["none", "all", "per-class"]
+
+
+# The stages whose cached output a generator field changes (field_roles.py tags): each stage's
+# reuse key is the fields tagged with it, so a new field that changes a stage is declared there,
+# next to the field, and an old model is never silently reused. Every field but the operational
+# ones (where the store goes, the batch size) is part of the store's identity.
+BUILTIN_TRAINING, BUILTIN_FINETUNE, DREAMBOOTH = "builtin-training", "builtin-finetune", "dreambooth"
 
 
 class GeneratorSpec(BaseModel):
@@ -43,7 +51,7 @@ class GeneratorSpec(BaseModel):
     backend: Literal["builtin", "sd"] = "builtin"
     model: str | None = None  # sd: hub id or local dir; builtin: a trained model dir (else trained here)
     inpaint_model: str | None = None
-    store: str | None = None  # default: OUT/synthetic
+    store: str | None = role(OPERATIONAL, None)  # default: OUT/synthetic
     methods: list[str] = Field(default_factory=lambda: ["inpaint", "in-then-outpaint", "text-to-image"])
     per_image: int = Field(10, ge=1)
     # Sampler steps; left out, the backend's own default (DEFAULT_STEPS: sd 50, builtin 10).
@@ -51,15 +59,16 @@ class GeneratorSpec(BaseModel):
     guidance: float = 3.0
     strength_inpaint: float = Field(0.97, gt=0, le=1)
     strength_outpaint: float = Field(0.95, gt=0, le=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = role(OPERATIONAL, 16, ge=1)
     with_skin_type: bool = False
-    resolution: int = Field(512, ge=8)  # sd: generation and fine-tuning resolution
+    resolution: int = role(SETTING, 512, tags=(DREAMBOOTH,), ge=8)  # sd: generation and fine-tuning resolution
     # DreamBooth-style fine-tuning on the training pool: one model for all classes or one per class
     # A list compares generators: each value gets its own store and becomes a grid axis
     # (``generator_finetune``) of the cells with synthetic data.
     finetune: FinetuneMode | list[FinetuneMode] = "none"
-    finetune_steps: int | None = Field(None, ge=1)  # None: epochs (sd) / 200 steps (builtin)
-    finetune_epochs: int = Field(4, ge=1)  # sd: the authors' 4 (25 for DDI's one model)
+    # None: epochs (sd) / 200 steps (builtin)
+    finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE, DREAMBOOTH), ge=1)
+    finetune_epochs: int = role(SETTING, 4, tags=(DREAMBOOTH,), ge=1)  # sd: the authors' 4 (25 for DDI's one model)
     # What generators learn from: the whole training pool (the paper), or only each (seed,
     # n_real) real subset — then no synthetic image carries information from real images the
     # classifier was not given (one generator and store per subset).
@@ -68,16 +77,17 @@ class GeneratorSpec(BaseModel):
     finetune_mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     finetune_gradient_checkpointing: bool = False
     finetune_8bit_adam: bool = False
-    finetune_lr: float | None = Field(None, gt=0)
-    lora: bool = False
+    finetune_lr: float | None = role(SETTING, None, tags=(DREAMBOOTH,), gt=0)
+    lora: bool = role(SETTING, False, tags=(DREAMBOOTH,))
     # built-in generator training (when model is not given)
-    size: int = 32
-    train_steps: int = Field(600, ge=1)
-    train_minutes: float | None = None
-    block_out_channels: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    size: int = role(SETTING, 32, tags=(BUILTIN_TRAINING,))
+    train_steps: int = role(SETTING, 600, tags=(BUILTIN_TRAINING,), ge=1)
+    train_minutes: float | None = role(SETTING, None, tags=(BUILTIN_TRAINING,))
+    block_out_channels: list[int] = role(SETTING, tags=(BUILTIN_TRAINING,), default_factory=lambda: [16, 32, 64])
     # v-prediction: at 3 CPU minutes its text-to-image samples are recognised twice as often as
     # x0's and far closer to the real images (bench/generator_quality.py)
-    prediction_type: Literal["v_prediction", "sample", "epsilon"] = "v_prediction"
+    prediction_type: Literal["v_prediction", "sample", "epsilon"] = role(SETTING, "v_prediction",
+                                                                         tags=(BUILTIN_TRAINING,))
     scheduler: Literal["ddim", "dpm"] = "ddim"
 
     @model_validator(mode="before")
@@ -244,10 +254,8 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
         variants += spec.imbalance.variants(int(spec.base.get("n_real", RunSpec.model_fields["n_real"].default)))
     for values, variant in itertools.product(itertools.product(*(axes[n] for n in names)), variants or [{}]):
         fields = {**spec.base, **dict(zip(names, values, strict=True)), **variant}
-        if fields.get("synthetic_per_real", 0) == 0:
-            fields["synthetic_methods"] = None
-            fields["generator_finetune"] = None
-            fields["synthetic_filter"] = "none"  # a real-only cell is one baseline for every filter
+        if fields.get("synthetic_per_real", 0) == 0:  # one real-only baseline for every method, generator, filter
+            fields.update(real_only_fields())
         try:
             run = RunSpec(**fields)
         except ValidationError as exc:
@@ -258,9 +266,7 @@ def cells(spec: ExperimentSpec) -> list[RunSpec]:
             out.append(run)
     if spec.steps_matched_control:
         for run in [r for r in out if r.synthetic_per_real > 0]:
-            ctrl = run.model_copy(update={"synthetic_per_real": 0, "repeat_real": run.synthetic_per_real + 1,
-                                          "synthetic_methods": None, "generator_finetune": None,
-                                          "synthetic_filter": "none", "filter_keep": None})
+            ctrl = run.model_copy(update={**real_only_fields(), "repeat_real": run.synthetic_per_real + 1})
             if ctrl.run_id() not in seen:
                 seen.add(ctrl.run_id())
                 out.append(ctrl)

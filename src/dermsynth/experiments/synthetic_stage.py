@@ -21,8 +21,16 @@ from dermsynth import files
 from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task
-from dermsynth.experiments.spec import ExperimentSpec, GeneratorSpec
+from dermsynth.experiments.spec import BUILTIN_FINETUNE, BUILTIN_TRAINING, DREAMBOOTH, ExperimentSpec, GeneratorSpec
 from dermsynth.experiments.stages import references_needed
+from dermsynth.experiments.task_payloads import (
+    FinetunePayload,
+    Generated,
+    GeneratePayload,
+    GeneratorModels,
+    TrainGeneratorPayload,
+)
+from dermsynth.field_roles import SETTING, fields_with, settings_of
 from dermsynth.generate.backends.registry import make_backend
 from dermsynth.generate.builtin_model import ConditionedUNet, model_fingerprint
 from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
@@ -80,9 +88,11 @@ def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], objec
     files.write_json(folder / STAGE_SETTINGS, settings)
 
 
-def _settings(gen: GeneratorSpec, rows: pd.DataFrame, *fields: str, **extra) -> dict:
+def _settings(gen: GeneratorSpec, rows: pd.DataFrame, stage: str, **extra) -> dict:
+    """A stage's reuse key: the generator fields declared with the stage's tag (spec.py), the
+    images it learns from and ``extra`` (the model it starts from)."""
     ids = hashlib.sha256("\n".join(sorted(rows["id"].astype(str))).encode()).hexdigest()[:16]
-    return {**{f: getattr(gen, f) for f in fields}, "training_images": ids, **extra}
+    return {**settings_of(gen, stage), "training_images": ids, **extra}
 
 
 def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, out: Path,
@@ -100,7 +110,7 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
                          max_minutes=gen.train_minutes, config=cfg, progress=progress)
 
     make_once(model_dir, _is_builtin_model(model_dir),
-              _settings(gen, pool, "size", "block_out_channels", "prediction_type", "train_steps", "train_minutes"),
+              _settings(gen, pool, BUILTIN_TRAINING),
               train)
     return model_dir / "model"
 
@@ -117,7 +127,7 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     if gen.backend == "builtin":
         dest = out / "finetuned" / name
         make_once(dest, _is_builtin_model(dest),
-                  _settings(gen, rows, "finetune_steps", base_model=model_fingerprint(base_model)),
+                  _settings(gen, rows, BUILTIN_FINETUNE, base_model=model_fingerprint(base_model)),
                   lambda: train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
                                            max_steps=gen.finetune_steps or 200, init_from=base_model,
                                            progress=progress))
@@ -133,8 +143,7 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     for kind, model in wanted.items():
         dest = out / "finetuned" / name / kind
         make_once(dest, (dest / "dreambooth.json").exists(),
-                  _settings(gen, rows, "resolution", "lora", "finetune_steps", "finetune_epochs", "finetune_lr",
-                            base_model=model),
+                  _settings(gen, rows, DREAMBOOTH, base_model=model),
                   lambda model=model, dest=dest, kind=kind: _dreambooth(model, split, dest, rows, cfg, kind, label,
                                                                         progress))
         paths[kind] = str(dest)
@@ -147,60 +156,58 @@ def _dreambooth(model: str, split: Split, dest: Path, rows: pd.DataFrame, cfg: D
     finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
 
 
-def _backend_for(gen: GeneratorSpec, paths: dict):
+def _backend_for(gen: GeneratorSpec, models: GeneratorModels):
     common = dict(steps=gen.steps, guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
                   strength_outpaint=gen.strength_outpaint)
-    if "builtin" in paths:
-        return make_backend("builtin", paths["builtin"], scheduler=gen.scheduler, **common)
-    t2i = paths.get("t2i", gen.model)
-    return make_backend("sd", t2i, inpaint_model=paths.get("inpaint", gen.inpaint_model), size=gen.resolution,
-                        **common)
-
-
-def _context(payload: dict) -> tuple[GeneratorSpec, RunSpec, Split]:
-    base = RunSpec.model_validate_json(payload["base"])
-    return GeneratorSpec.model_validate_json(payload["gen"]), base, load_split(base.split_spec())
+    if models.builtin:
+        return make_backend("builtin", models.builtin, scheduler=gen.scheduler, **common)
+    return make_backend("sd", models.t2i or gen.model, inpaint_model=models.inpaint or gen.inpaint_model,
+                        size=gen.resolution, **common)
 
 
 def _rows(split: Split, ids: list[str]) -> pd.DataFrame:
     return split.table[split.table["id"].isin(set(ids))].reset_index(drop=True)
 
 
-def task_train_generator(payload: dict) -> str:
-    """The built-in generator trained on its pool (or subset); returns the model folder."""
-    gen, base, split = _context(payload)
-    return str(builtin_generator(gen, base, split, _rows(split, payload["pool"]), Path(payload["out"]), False))
+def task_train_generator(payload: TrainGeneratorPayload) -> GeneratorModels:
+    """The built-in generator trained on its pool (or subset)."""
+    split = load_split(payload.base.split_spec())
+    model = builtin_generator(payload.gen, payload.base, split, _rows(split, payload.pool), Path(payload.out), False)
+    return GeneratorModels(builtin=str(model))
 
 
-def task_finetune(payload: dict, base_model: str | None = None) -> dict:
-    gen, base, split = _context(payload)
-    return finetune_one(gen, base, split, _rows(split, payload["rows"]), payload["label"],
-                        base_model or gen.model, Path(payload["out"]), progress=False)
+def task_finetune(payload: FinetunePayload, base_model: GeneratorModels | None = None) -> GeneratorModels:
+    """One fine-tuned model (a class's, or all classes'), from the trained built-in generator
+    (``base_model``) or the configured model."""
+    split = load_split(payload.base.split_spec())
+    start = base_model.builtin if base_model is not None else payload.gen.model
+    return GeneratorModels(**finetune_one(payload.gen, payload.base, split, _rows(split, payload.rows), payload.label,
+                                          start, Path(payload.out), progress=False))
 
 
-def task_generate(payload: dict, paths: str | dict | None = None) -> dict:
+def task_generate(payload: GeneratePayload, models: GeneratorModels | None = None) -> Generated:
     """K images per reference, for every method, with one model (a class's, or the shared one)."""
-    gen, _, split = _context(payload)
-    paths = {"builtin": paths} if isinstance(paths, str) else (paths or {})
-    if gen.backend == "builtin" and not paths:  # a given, already trained built-in model
-        paths = {"builtin": gen.model}
-    backend = _backend_for(gen, paths)
-    refs = _rows(split, payload["refs"])
+    gen, split = payload.gen, load_split(payload.base.split_spec())
+    if models is None:  # a given model: an already trained built-in one, or Stable Diffusion's
+        models = GeneratorModels(builtin=gen.model) if gen.backend == "builtin" else GeneratorModels()
+    backend = _backend_for(gen, models)
+    refs = _rows(split, payload.refs)
     made = {}
-    for method in payload["methods"]:
-        res = run_generation(backend, refs, method, payload["k"], payload["store"], split=split,
+    for method in payload.methods:
+        res = run_generation(backend, refs, method, payload.k, payload.store, split=split,
                              batch_size=gen.batch_size, with_skin_type=gen.with_skin_type,
-                             store_identity=(payload["family"], store_identity(payload)), progress=False)
+                             store_identity=(payload.family, store_identity(gen, payload.family)), progress=False)
         made[method] = res["generated"]
-    return made
+    return Generated(images=made)
 
 
-def store_identity(payload: dict) -> str:
-    """One store, one generator family: the generator settings, the variant and what it learnt
-    from (the models inside it — one per class — are recorded per image)."""
-    gen = json.loads(payload["gen"])
-    settings = {k: v for k, v in gen.items() if k not in ("store", "batch_size")}
-    return hashlib.sha256(json.dumps([settings, payload["family"]], sort_keys=True).encode()).hexdigest()[:16]
+def store_identity(gen: GeneratorSpec, family: str) -> str:
+    """One store, one generator family: the generator settings (every field but the operational
+    ones, as declared), the variant and what it learnt from (the models inside it — one per
+    class — are recorded per image)."""
+    data = gen.model_dump(mode="json")
+    settings = {k: data[k] for k in fields_with(type(gen), SETTING)}
+    return hashlib.sha256(json.dumps([settings, family], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tuple[list[Task], dict[str, list[str]]]:
@@ -237,15 +244,15 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         pool = split.pool if subset is None else references_needed(mine, splits)
         where = out if subset is None else out / "subsets" / subset
         tag = subset or "pool"
-        common = {"gen": gen.model_copy(update={"finetune": finetune}).model_dump_json(),
-                  "base": mine[0].model_copy(update={"synthetic_fingerprint": None}).model_dump_json(),
+        common = {"gen": gen.model_copy(update={"finetune": finetune}),
+                  "base": mine[0].model_copy(update={"synthetic_fingerprint": None}),
                   "out": str(where), "family": f"{gen.backend}:{finetune}:{tag}"}
         base_task = None
         if gen.backend == "builtin" and not gen.model:
             base_task = f"train-generator/{tag}"
             if base_task not in names:
                 tasks.append(Task(base_task, "train-generator", task_train_generator,
-                                  {**common, "pool": list(pool["id"])}, gpus=1))
+                                  TrainGeneratorPayload(**common, pool=list(pool["id"])), gpus=1))
                 names.add(base_task)
         refs = references_needed(mine, splits)
         store = str(store_for(gen, out, finetune, subset))
@@ -261,13 +268,14 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                 if model_task not in names:
                     rows = pool if target is None else pool[pool["label"] == target]
                     tasks.append(Task(model_task, "finetune", task_finetune,
-                                      {**common, "rows": list(rows["id"]), "label": target},
-                                      deps=[base_task] if base_task else [], gpus=1))
+                                      FinetunePayload(**common, rows=list(rows["id"]), label=target),
+                                      inputs={"base_model": base_task} if base_task else {}, gpus=1))
                     names.add(model_task)
             name = f"generate/{finetune}/{tag}/{label}"
             tasks.append(Task(name, "generate", task_generate,
-                              {**common, "refs": list(refs.loc[refs["label"] == label, "id"]), "methods": methods,
-                               "k": k_store, "store": store}, deps=[model_task] if model_task else [], gpus=1))
+                              GeneratePayload(**common, refs=list(refs.loc[refs["label"] == label, "id"]),
+                                              methods=methods, k=k_store, store=store),
+                              inputs={"models": model_task} if model_task else {}, gpus=1))
             names.add(name)
             stores.setdefault(store, []).append(name)
     return tasks, stores

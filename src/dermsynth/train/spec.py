@@ -14,13 +14,23 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dermsynth.data.splits import SplitFields, SplitSpec
-from dermsynth.train.field_roles import IN_RUN_ID, INPUT, OPERATIONAL, PROVENANCE, REPLICATE, fields_with, role
+from dermsynth.field_roles import (
+    ARM,
+    IN_RUN_ID,
+    INPUT,
+    OPERATIONAL,
+    PROVENANCE,
+    REPLICATE,
+    SETTING,
+    SINCE_IDS,
+    defaults_of,
+    fields_tagged,
+    fields_with,
+    role,
+)
 
 PAPER_EPOCHS = 30
 DEFAULT_FILTER_KEEP = 0.5
-# Fields added after run ids were in use: at these values they leave the id as it was.
-LATER_DEFAULTS = {"augment": None, "synthetic_filter": "none", "filter_keep": None, "filter_digest": None,
-                  "cleaning": None}
 
 
 class RunSpec(SplitFields):
@@ -41,22 +51,25 @@ class RunSpec(SplitFields):
     # folder moved or copied (scratch → project storage, or named by an absolute path) keeps its
     # run ids: paths are not identity, the store's fingerprint is (experiments/runner.py).
     synthetic_store_id: str | None = role(INPUT, None)
-    synthetic_per_real: int = Field(0, ge=0)
-    synthetic_methods: list[str] | None = None
-    synthetic_classes: list[str] | None = None
-    duplicate_classes: dict[str, int] = Field(default_factory=dict)
+    # The synthetic arm (tagged ARM): a real-only cell has each of these at its default.
+    synthetic_per_real: int = role(SETTING, 0, tags=(ARM,), ge=0)
+    synthetic_methods: list[str] | None = role(SETTING, None, tags=(ARM,))
+    # which generator made the store: pretrained ("none") or fine-tuned ("all", "per-class");
+    # a grid axis when the experiment compares them (each value has its own store)
+    generator_finetune: Literal["none", "all", "per-class"] | None = role(SETTING, None, tags=(ARM,))
     # Only the synthetic images a filter keeps (audits/synthetic_filter.py): the top ``filter_keep``
     # of each reference's images by a real-only classifier's confidence, by similarity to the
     # class's real images, or by distance from every real training image (novelty).
-    synthetic_filter: Literal["none", "confidence", "similarity", "novelty"] = "none"
-    filter_keep: float | None = Field(None, gt=0, le=1)
-    filter_digest: str | None = role(INPUT, None)  # pinned like synthetic_fingerprint: the filtered view's digest
+    synthetic_filter: Literal["none", "confidence", "similarity", "novelty"] = role(
+        SETTING, "none", tags=(ARM, SINCE_IDS))
+    filter_keep: float | None = role(SETTING, None, tags=(ARM, SINCE_IDS), gt=0, le=1)
+    # pinned like synthetic_fingerprint: the filtered view's digest
+    filter_digest: str | None = role(INPUT, None, tags=(SINCE_IDS,))
+    synthetic_classes: list[str] | None = None
+    duplicate_classes: dict[str, int] = Field(default_factory=dict)
     # Every real image repeated this many times: the steps-matched control of k synthetic per
     # real (repeat_real = k + 1 gives as many samples per epoch without new images).
     repeat_real: int = Field(1, ge=1)
-    # which generator made the store: pretrained ("none") or fine-tuned ("all", "per-class");
-    # a grid axis when the experiment compares them (each value has its own store)
-    generator_finetune: Literal["none", "all", "per-class"] | None = None
     # Pinned inputs: the store's fingerprint and the split's digest. Part of the run id, so a
     # regenerated store or a changed data set (a later download) never reuses an old result.
     synthetic_fingerprint: str | None = role(INPUT, None)
@@ -75,7 +88,8 @@ class RunSpec(SplitFields):
     # The augmentation arm (train/transforms.py): "none", "paper" (= transforms on) or a strong
     # policy on top of the paper's transforms. None: as ``transforms`` says. Set, it decides and
     # ``transforms`` follows it ("paper" ⇔ true), so old configs keep their run ids.
-    augment: Literal["none", "paper", "randaugment", "trivialaugment", "augmix", "mixup", "cutmix"] | None = None
+    augment: Literal["none", "paper", "randaugment", "trivialaugment", "augmix", "mixup", "cutmix"] | None = role(
+        SETTING, None, tags=(SINCE_IDS,))
     max_epochs: int = Field(PAPER_EPOCHS, ge=1)
     # Equal optimisation steps for every arm (overrides max_epochs and early stopping): separates
     # "more data" from "more steps" in comparisons with synthetic data.
@@ -148,10 +162,16 @@ class RunSpec(SplitFields):
         del payload["synthetic_store_id"]
         if payload["augment"] in ("none", "paper"):
             payload["augment"] = None
-        for k, default in LATER_DEFAULTS.items():
+        for k, default in defaults_of(type(self), fields_tagged(type(self), SINCE_IDS)).items():
             if payload[k] == default:
                 del payload[k]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def real_only_fields() -> dict:
+    """Every synthetic-arm field (declared ARM) at its default: what a real-only cell, the
+    steps-matched control and the filter's classifier share."""
+    return defaults_of(RunSpec, fields_tagged(RunSpec, ARM))
 
 
 def auto_batch_size(n_train: int) -> int:

@@ -7,11 +7,32 @@ LOCK := requirements.lock
 
 .PHONY: quickstart test test-fast lint lock docs
 
+# The installer: uv (INSTALLER=uv, the default) or pip (INSTALLER=pip, and the fallback when uv cannot
+# be bootstrapped or fails). Both install exactly the lock with its hashes checked. uv is pinned with its
+# own hashes in the lock (dev extras) and bootstrapped with pip; it reads no pip.conf, so pip's own index
+# settings (find-links, index-url, extra-index-url from pip.conf or PIP_* variables) are handed to it, and
+# it may take each file from whichever index has it (as pip does: the hashes decide, not the index).
+# Its install is ~3× faster than pip's; it leaves bytecode to compileall, which skips packages' own test
+# suites. Measured from cold caches on 2 cores: pip 100-121 s, uv 78 s (README, "Install time").
+INSTALLER ?= uv
+UV := $(VENV)/bin/uv
+PIP_SOURCES = $$($(PY) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.\(find-links\|index-url\|extra-index-url\)='\(.*\)'$$/\1 \2/p" \
+	| while read -r k v; do for u in $$v; do printf -- '--%s %s ' "$$k" "$$u"; done; done)
+UV_INSTALL = awk '/^uv==/{p=1} p{print} p && !/\\$$/{exit}' $(LOCK) > $(VENV)/uv-pin.txt \
+	&& $(PY) -m pip install --quiet --require-hashes -r $(VENV)/uv-pin.txt \
+	&& $(UV) pip install --python $(PY) --quiet --require-hashes --index-strategy unsafe-best-match \
+		$(PIP_SOURCES) -r $(LOCK) \
+	&& $(UV) pip install --python $(PY) --quiet --no-deps -e . \
+	&& { $(PY) -m compileall -q -j 0 -x '/tests?/' "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		> /dev/null || true; }
+PIP_INSTALL = $(PY) -m pip install --quiet --upgrade pip \
+	&& $(PY) -m pip install --quiet --require-hashes -r $(LOCK) \
+	&& $(PY) -m pip install --quiet --no-deps -e .
+
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
-	$(PY) -m pip install --quiet --no-deps -e .
+	if [ "$(INSTALLER)" = uv ] && $(UV_INSTALL); then echo "installed $(LOCK) with uv"; \
+	else echo "installing $(LOCK) with pip"; $(PIP_INSTALL); fi
 	sha256sum $(LOCK) | cut -d' ' -f1 > $(VENV)/dermsynth-lock.sha256
 	$(PY) -m dermsynth.lockfile
 	touch $(STAMP)

@@ -43,7 +43,7 @@ def test_presets_are_valid_and_paper_grids_are_exact():
         assert set(spec.generator.finetune_values()) - {"none"}, name
         assert spec.base["backbone"] == "tf_efficientnetv2_m.in1k"
     ddi = load_experiment(preset_path("skin_type_paper")).generator
-    assert ddi.finetune == "all" and ddi.finetune_epochs == 25
+    assert ddi.finetune == "all" and ddi.dreambooth.epochs == 25
     fig4 = load_experiment(preset_path("fig4_paper"))
     assert fig4.grid["synthetic_per_real"] == [0, 10, 25, 50, 75] and len(cells(fig4)) == 3 * 5 * 2 * 5
     for name in ("quickstart", "fig3_cpu", "fig4_cpu", "imbalance_cpu", "imbalance_paper", "skin_type_paper",

@@ -225,7 +225,8 @@ def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
 
 def test_a_generator_made_with_other_settings_is_refused_not_reused(imbalance_study):
     spec = ExperimentSpec_from(imbalance_study)
-    changed = spec.model_copy(update={"generator": spec.generator.model_copy(update={"train_steps": 3})})
+    builtin = spec.generator.builtin.model_copy(update={"train_steps": 3})
+    changed = spec.model_copy(update={"generator": spec.generator.model_copy(update={"builtin": builtin})})
     before = (imbalance_study / "experiment.json").read_text()
     with pytest.raises(ConfigError, match="other settings.*train_steps"):
         run_experiment(changed, imbalance_study, force=True, progress=False)

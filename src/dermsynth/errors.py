@@ -66,3 +66,8 @@ EXIT_OK = 0
 EXIT_AUDIT_FAILED = 1  # an audit (leakage, memorization) found a problem, or runs failed
 EXIT_USAGE = 2  # a bad flag or config value
 EXIT_BAD_INPUT = 3  # bad input or data: unreadable files, too few images, missing folders
+
+
+class ConfigDeprecationWarning(FutureWarning):
+    """A config spelling that still works but will not forever; the message names the new one.
+    (A FutureWarning, so Python shows it to users by default.)"""

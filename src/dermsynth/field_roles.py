@@ -27,6 +27,7 @@ Tags say more where a field is declared, for what else derives from fields:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -37,11 +38,21 @@ IN_RUN_ID = (SETTING, REPLICATE, INPUT)
 ARM, SINCE_IDS = "arm", "since-ids"
 
 
-def role(kind: str, default: Any = ..., *, tags: tuple[str, ...] = (), **field_kwargs: Any) -> Any:
-    """A pydantic Field with its role (and tags) declared (``Field(default, **field_kwargs)`` otherwise)."""
+def role(kind: str, default: Any = ..., *, tags: tuple[str, ...] = (), formerly: str | None = None,
+         formerly_default: Any = ..., **field_kwargs: Any) -> Any:
+    """A pydantic Field with its role (and tags) declared (``Field(default, **field_kwargs)`` otherwise).
+
+    ``formerly``: the field's name in an older, flat spelling of the config (with the default it
+    had there, ``formerly_default``, when that differs): old configs are read through it and
+    identities made from the old spelling are kept (experiments/generator_tables.py)."""
     if kind not in ROLES:
         raise ValueError(f"role {kind!r}; choose one of {ROLES}")
-    return Field(default, json_schema_extra={"role": kind, "tags": list(tags)}, **field_kwargs)
+    extra: dict[str, Any] = {"role": kind, "tags": list(tags)}
+    if formerly:
+        extra["formerly"] = formerly
+    if formerly_default is not ...:
+        extra["formerly_default"] = formerly_default
+    return Field(default, json_schema_extra=extra, **field_kwargs)
 
 
 def declaration(model: type[BaseModel], name: str) -> dict:
@@ -68,6 +79,18 @@ def settings_of(instance: BaseModel, tag: str) -> dict[str, Any]:
     """The values of ``instance``'s fields tagged ``tag``: a stage's reuse key, as declared."""
     data = instance.model_dump(mode="json")
     return {name: data[name] for name in fields_tagged(type(instance), tag)}
+
+
+def stage_key(instance: BaseModel, tag: str) -> tuple[dict[str, Any], dict[str, tuple[str | None, Any]]]:
+    """A stage's reuse key (:func:`settings_of`) and, per key, its former name and its default
+    (JSON values): how a cached stage recorded before the key existed, or under its former
+    name, is read — a key the record lacks matches at its default."""
+    model = type(instance)
+    earlier = {name: (declaration(model, name).get("formerly"),
+                      json.loads(json.dumps(model.model_fields[name].get_default(call_default_factory=True),
+                                            default=str)))
+               for name in fields_tagged(model, tag)}
+    return settings_of(instance, tag), earlier
 
 
 def fields_with(model: type[BaseModel], *kinds: str) -> list[str]:

@@ -142,7 +142,8 @@ def generator_section(gen: dict) -> Section:
     names = {"none": "pretrained" if gen["backend"] == "sd" else "base model (no fine-tuning)",
              "all": "fine-tuned on all classes", "per-class": "fine-tuned per class"}
     values = gen["finetune"] if isinstance(gen["finetune"], list) else [gen["finetune"]]
-    model = gen.get("model") or ("built-in, trained in this study" if gen["backend"] == "builtin" else "?")
+    given = (gen.get(gen["backend"]) or {}).get("model") or gen.get("model")  # its table, or the flat spelling
+    model = given or ("built-in, trained in this study" if gen["backend"] == "builtin" else "?")
     if gen.get("finetune_on", "pool") == "subset":
         source = ("each run's own real subset (finetune_on = \"subset\"): no synthetic image carries information "
                   "from a real image its classifier was not given")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from dermsynth.errors import EXIT_BAD_INPUT, ConfigError, DataError, DermsynthError
+from dermsynth.errors import EXIT_BAD_INPUT, ConfigDeprecationWarning, ConfigError, DataError, DermsynthError
 
 if TYPE_CHECKING:
     from dermsynth.data.splits import SplitSpec
@@ -70,6 +71,21 @@ def setup_logging(verbose: bool = False) -> None:
                         force=True)
     for noisy in ("urllib3", "PIL", "matplotlib", "filelock", "httpx", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not getattr(warnings.showwarning, "dermsynth", False):
+        warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A config deprecation as one plain "warning:" line (it names the file and the new spelling),
+    not Python's file:line header and source line; anything else as Python shows it."""
+    if issubclass(category, ConfigDeprecationWarning):
+        err_console.print(f"warning: {message}", markup=False, style="yellow", highlight=False)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_show_warning.dermsynth = True  # type: ignore[attr-defined]
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 
 def error(message: str) -> None:

@@ -30,8 +30,18 @@ CONFIG_TABLES: list[tuple[str, str, str, str]] = [
      "Every setting of one classifier run. `[base]` sets a field for every cell; `[grid]` lists values to "
      "cross (`n_real = [1, 16, 32]`); `[[variants]]` adds paired settings. `dermsynth train --config` takes "
      "the same fields."),
-    ("generator", "[generator]", "dermsynth.experiments.spec:GeneratorSpec",
-     "How the synthetic store is made: backend, model, methods, images per reference, fine-tuning."),
+    ("generator", "[generator]", "dermsynth.experiments.generator_spec:GeneratorSpec",
+     "How the synthetic store is made: backend, methods, images per reference, sampling, fine-tuning; each "
+     "backend's own settings are a table of their own (the next pages). Configs that still write those settings "
+     "flat in `[generator]` load, with a deprecation warning naming each setting's table."),
+    ("generator-builtin", "[generator.builtin]", "dermsynth.generate.builtin_config:BuiltinConfig",
+     "The built-in generator: a trained model to use, or the architecture, training and fine-tuning of one "
+     "trained here, and its sampler. The table is the backend's own config, handed to training as is."),
+    ("generator-sd", "[generator.sd]", "dermsynth.generate.backends.sd_config:StableDiffusionConfig",
+     "Stable Diffusion: the text-to-image and inpainting models (hub ids or local folders) and the resolution."),
+    ("generator-dreambooth", "[generator.dreambooth]", "dermsynth.generate.dreambooth_config:DreamBoothConfig",
+     "DreamBooth fine-tuning of Stable Diffusion (`finetune = \"all\"` or `\"per-class\"`); the authors' "
+     "settings are the defaults. The table is the fine-tune's own config, handed to it as is."),
     ("imbalance", "[imbalance]", "dermsynth.experiments.spec:ImbalanceSpec",
      "Fig. S-2 as a grid: each rare class down-sampled, in three arms."),
     ("tracking", "[tracking]", "dermsynth.experiments.tracking_spec:TrackingSpec",

@@ -87,11 +87,12 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
             ["inpaint"] if any(m != "text-to-image" for m in gen.methods) else [])
         tuned = [v for v in variants if v != "none"]
         n_models = sum(n_cls if v == "per-class" else 1 for v in tuned) * len(kinds)
-        steps = sum(math.ceil(n / 4) for n in pool.values()) * gen.finetune_epochs * len(kinds) * len(tuned)
-        steps = gen.finetune_steps * n_models if gen.finetune_steps else steps
+        steps = sum(math.ceil(n / 4) for n in pool.values()) * gen.dreambooth.epochs * len(kinds) * len(tuned)
+        steps = _finetune_steps(gen) * n_models if _finetune_steps(gen) else steps
         rate = rates.get("dreambooth_steps_s") if gen.backend == "sd" else rates.get("builtin_train_steps_s")
-        if gen.backend == "builtin" and not gen.model:
-            rows.append(_row("train built-in generator", f"1 model, {gen.train_steps:,} steps", gen.train_steps,
+        if gen.backend == "builtin" and not gen.builtin.model:
+            train_steps = gen.builtin.train_steps
+            rows.append(_row("train built-in generator", f"1 model, {train_steps:,} steps", train_steps,
                              rates.get("builtin_train_steps_s"), "steps"))
         seeds = len(spec.seed_list())
         refs = sum(pool.values()) if any(r.use_all_pool for r in synthetic) else \
@@ -109,8 +110,9 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
                              "steps"))
         images, work = per_method * len(gen.methods), per_method * passes
         rate = rates.get("sd_img_s") if gen.backend == "sd" else rates.get("builtin_img_s")
+        size = gen.sd.resolution if gen.backend == "sd" else gen.builtin.size
         rows.append(_row("generate", f"{images:,} images ({what})", work, rate, "images",
-                         disk=images * PNG_BYTES.get(gen.resolution if gen.backend == "sd" else gen.size, 100_000)))
+                         disk=images * PNG_BYTES.get(size, 100_000)))
     rate = _classifier_rate(rates, runs[0].backbone)
     seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
                 else _train_images(r, n_cls)) * r.max_epochs for r in runs)
@@ -151,9 +153,14 @@ def subset_generators(gen, synthetic: list, pool: dict[str, int], kinds: int) ->
             continue
         sizes = list(counts.values()) if variant == "per-class" else [sum(counts.values())]
         models += len(sizes) * kinds
-        steps += (gen.finetune_steps * len(sizes) if gen.finetune_steps else
-                  sum(math.ceil(n / 4) for n in sizes) * gen.finetune_epochs) * kinds
+        steps += (_finetune_steps(gen) * len(sizes) if _finetune_steps(gen) else
+                  sum(math.ceil(n / 4) for n in sizes) * gen.dreambooth.epochs) * kinds
     return models, steps, sum(sum(c.values()) * per_ref[key] for key, c in subsets.items()), len(subsets)
+
+
+def _finetune_steps(gen) -> int | None:
+    """Fine-tune steps per model when the config fixes them (else DreamBooth's epochs decide)."""
+    return gen.builtin.finetune_steps if gen.backend == "builtin" else gen.dreambooth.max_steps
 
 
 def _check_pool(runs, pool: dict[str, int], source: str) -> None:

@@ -26,9 +26,10 @@ from dermsynth.train.spec import RunSpec
 STAND_IN_BASE = {"dataset": "demo", "root": None, "label_column": "label", "demo_size": 32, "image_size": 16,
                  "backbone": "test_resnet", "pretrained": False, "pretrained_path": None, "max_epochs": 2,
                  "patience": 1, "lr": 3e-3, "threads": 1}
-STAND_IN_GENERATOR = {"backend": "builtin", "model": None, "inpaint_model": None, "store": None, "size": 16,
-                      "train_steps": 20, "train_minutes": None, "block_out_channels": [16, 32], "steps": 2,
-                      "batch_size": 64, "finetune_steps": 3, "lora": False}
+STAND_IN_GENERATOR = {"backend": "builtin", "store": None, "steps": 2, "batch_size": 64}
+STAND_IN_TABLES = {"builtin": {"model": None, "size": 16, "train_steps": 20, "train_minutes": None,
+                               "block_out_channels": [16, 32], "finetune_steps": 3},
+                   "sd": {"model": None, "inpaint_model": None}, "dreambooth": {"lora": False}}
 # With a masked method, 4 sampler steps, not 2: at 2 (or 3) a masked pass starts from (almost) the
 # reference itself, so inpaint and in-then-outpaint stores held near-copies of the real images and
 # scored alike (generate/builtin_sampling.py: masked_copy_problem); at 4 each method changes its own
@@ -85,5 +86,6 @@ def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
     if raw.get("generator"):
         masked = any(m != "text-to-image" for m in raw["generator"].get("methods", []))
         raw["generator"] = {**raw["generator"], **STAND_IN_GENERATOR,
+                            **{t: {**raw["generator"][t], **v} for t, v in STAND_IN_TABLES.items()},
                             **({"steps": MASKED_STEPS} if masked else {})}
     return validate_experiment(raw, f"rehearsal of {spec.name}")

@@ -22,84 +22,18 @@ import hashlib
 import itertools
 import json
 import tomllib
+import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigDeprecationWarning, ConfigError
+from dermsynth.experiments.generator_spec import GeneratorSpec
 from dermsynth.experiments.tracking_spec import TrackingSpec
-from dermsynth.field_roles import OPERATIONAL, SETTING, role
-from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.methods import METHODS
 from dermsynth.registry import did_you_mean
 from dermsynth.train.spec import RunSpec, real_only_fields
-
-FinetuneMode = Literal["none", "all", "per-class"]
-
-
-# The stages whose cached output a generator field changes (field_roles.py tags): each stage's
-# reuse key is the fields tagged with it, so a new field that changes a stage is declared there,
-# next to the field, and an old model is never silently reused. Every field but the operational
-# ones (where the store goes, the batch size) is part of the store's identity.
-BUILTIN_TRAINING, BUILTIN_FINETUNE, DREAMBOOTH = "builtin-training", "builtin-finetune", "dreambooth"
-
-
-class GeneratorSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    backend: Literal["builtin", "sd"] = "builtin"
-    model: str | None = None  # sd: hub id or local dir; builtin: a trained model dir (else trained here)
-    inpaint_model: str | None = None
-    store: str | None = role(OPERATIONAL, None)  # default: OUT/synthetic
-    methods: list[str] = Field(default_factory=lambda: ["inpaint", "in-then-outpaint", "text-to-image"])
-    per_image: int = Field(10, ge=1)
-    # Sampler steps; left out, the backend's own default (DEFAULT_STEPS: sd 50, builtin 10).
-    steps: int = Field(DEFAULT_STEPS["builtin"], ge=1)
-    guidance: float = 3.0
-    strength_inpaint: float = Field(0.97, gt=0, le=1)
-    strength_outpaint: float = Field(0.95, gt=0, le=1)
-    batch_size: int = role(OPERATIONAL, 16, ge=1)
-    with_skin_type: bool = False
-    resolution: int = role(SETTING, 512, tags=(DREAMBOOTH,), ge=8)  # sd: generation and fine-tuning resolution
-    # DreamBooth-style fine-tuning on the training pool: one model for all classes or one per class
-    # A list compares generators: each value gets its own store and becomes a grid axis
-    # (``generator_finetune``) of the cells with synthetic data.
-    finetune: FinetuneMode | list[FinetuneMode] = "none"
-    # None: epochs (sd) / 200 steps (builtin)
-    finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE, DREAMBOOTH), ge=1)
-    finetune_epochs: int = role(SETTING, 4, tags=(DREAMBOOTH,), ge=1)  # sd: the authors' 4 (25 for DDI's one model)
-    # What generators learn from: the whole training pool (the paper), or only each (seed,
-    # n_real) real subset — then no synthetic image carries information from real images the
-    # classifier was not given (one generator and store per subset).
-    finetune_on: Literal["pool", "subset"] = "pool"
-    # DreamBooth on a GPU: autocast dtype, activation recomputation, 8-bit AdamW (bitsandbytes)
-    finetune_mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    finetune_gradient_checkpointing: bool = False
-    finetune_8bit_adam: bool = False
-    finetune_lr: float | None = role(SETTING, None, tags=(DREAMBOOTH,), gt=0)
-    lora: bool = role(SETTING, False, tags=(DREAMBOOTH,))
-    # built-in generator training (when model is not given)
-    size: int = role(SETTING, 32, tags=(BUILTIN_TRAINING,))
-    train_steps: int = role(SETTING, 600, tags=(BUILTIN_TRAINING,), ge=1)
-    train_minutes: float | None = role(SETTING, None, tags=(BUILTIN_TRAINING,))
-    block_out_channels: list[int] = role(SETTING, tags=(BUILTIN_TRAINING,), default_factory=lambda: [16, 32, 64])
-    # v-prediction: at 3 CPU minutes its text-to-image samples are recognised twice as often as
-    # x0's and far closer to the real images (bench/generator_quality.py)
-    prediction_type: Literal["v_prediction", "sample", "epsilon"] = role(SETTING, "v_prediction",
-                                                                         tags=(BUILTIN_TRAINING,))
-    scheduler: Literal["ddim", "dpm"] = "ddim"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _backend_steps(cls, data):
-        """A config without ``steps`` samples with its backend's default, not another backend's."""
-        if isinstance(data, dict) and data.get("steps") is None:
-            data = {**data, "steps": DEFAULT_STEPS.get(data.get("backend", "builtin"), DEFAULT_STEPS["builtin"])}
-        return data
-
-    def finetune_values(self) -> list[str]:
-        return list(self.finetune) if isinstance(self.finetune, list) else [self.finetune]
 
 
 class ImbalanceSpec(BaseModel):
@@ -186,9 +120,14 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
 
 def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     try:
-        spec = ExperimentSpec(**raw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigDeprecationWarning)
+            spec = ExperimentSpec(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{where}: " + explain_validation(exc)) from None
+    for w in caught:  # said again with the file they are about
+        text = f"{where}: {w.message}" if issubclass(w.category, ConfigDeprecationWarning) else str(w.message)
+        warnings.warn(text, w.category, stacklevel=2)
     fields = set(RunSpec.model_fields)
     sections = [("base", spec.base), ("grid", spec.grid)] + [(f"variants[{i}]", v) for i, v in
                                                             enumerate(spec.variants)]
@@ -222,9 +161,17 @@ def validate_experiment(raw: dict, where: str = "config") -> ExperimentSpec:
     return spec
 
 
-def _fields_of(model_name: str) -> list[str]:
-    """The field names of the model a ValidationError is about (for "did you mean")."""
+def _fields_of(model_name: str, path: tuple = ()) -> list[str]:
+    """The field names of the model an error is about (for "did you mean"): the model the
+    ValidationError is titled with, or the table ``path`` leads to inside it
+    (``generator.builtin`` → BuiltinConfig)."""
     model = globals().get(model_name)
+    for name in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
+            return []
+        annotation = model.model_fields[name].annotation
+        model = next((a for a in (annotation, *get_args(annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
@@ -233,7 +180,8 @@ def explain_validation(exc: ValidationError) -> str:
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"])
         if e["type"] == "extra_forbidden":  # pydantic's "Extra inputs are not permitted", said plainly
-            parts.append(f"unknown field {loc!r}{did_you_mean(str(e['loc'][-1]), _fields_of(exc.title))}")
+            fields = _fields_of(exc.title, tuple(e["loc"][:-1]))
+            parts.append(f"unknown field {loc!r}{did_you_mean(str(e['loc'][-1]), fields)}")
             continue
         parts.append(f"field {loc!r}: {e['msg']}" + (f" (got {e.get('input')!r})" if "input" in e else ""))
     return "; ".join(parts)

@@ -11,6 +11,7 @@ configs without ``base.cache_dir``, which the quickstart and rehearsals put insi
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from dermsynth import files
@@ -48,7 +49,7 @@ def portable_digest(spec) -> str:
 
 def same_config(claim: dict, spec) -> bool:
     """Whether ``OUT/experiment.json``'s config is ``spec`` up to where the folder lies."""
-    from dermsynth.errors import DermsynthError
+    from dermsynth.errors import ConfigDeprecationWarning, DermsynthError
     from dermsynth.experiments.spec import validate_experiment
 
     if claim.get("digest") == spec.digest():
@@ -56,7 +57,9 @@ def same_config(claim: dict, spec) -> bool:
     if "spec" not in claim:
         return False
     try:
-        old = validate_experiment(claim["spec"], "experiment.json")
+        with warnings.catch_warnings():  # our own record in an older spelling: nothing for the user to change
+            warnings.simplefilter("ignore", ConfigDeprecationWarning)
+            old = validate_experiment(claim["spec"], "experiment.json")
     except DermsynthError:  # written by a version whose fields have changed since
         return False
     return portable_digest(old) == portable_digest(spec)

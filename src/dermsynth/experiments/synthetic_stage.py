@@ -20,8 +20,9 @@ import pandas as pd
 from dermsynth import files
 from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.generator_spec import GeneratorSpec, identity_view
 from dermsynth.experiments.graph import Task
-from dermsynth.experiments.spec import BUILTIN_FINETUNE, BUILTIN_TRAINING, DREAMBOOTH, ExperimentSpec, GeneratorSpec
+from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.experiments.stages import references_needed
 from dermsynth.experiments.task_payloads import (
     FinetunePayload,
@@ -30,11 +31,13 @@ from dermsynth.experiments.task_payloads import (
     GeneratorModels,
     TrainGeneratorPayload,
 )
-from dermsynth.field_roles import SETTING, fields_with, settings_of
+from dermsynth.field_roles import stage_key
 from dermsynth.generate.backends.registry import make_backend
+from dermsynth.generate.builtin_config import BUILTIN_FINETUNE, BUILTIN_TRAINING
 from dermsynth.generate.builtin_model import ConditionedUNet, model_fingerprint
-from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
-from dermsynth.generate.dreambooth import DreamBoothConfig, finetune_from_split
+from dermsynth.generate.builtin_train import train_builtin_on
+from dermsynth.generate.dreambooth import finetune_from_split
+from dermsynth.generate.dreambooth_config import DREAMBOOTH, DreamBoothConfig
 from dermsynth.generate.runner import run_generation
 from dermsynth.train.spec import RunSpec
 
@@ -72,15 +75,18 @@ def _is_builtin_model(folder: Path) -> bool:
 STAGE_SETTINGS = "stage_settings.json"
 
 
-def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], object]) -> None:
+def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], object],
+              earlier: dict[str, tuple[str | None, object]] | None = None) -> None:
     """Run ``make`` unless ``folder`` holds a finished stage made with ``settings``; then record
     them. A finished stage made with other settings (or unknown ones) is a clear refusal,
-    never a silent reuse."""
+    never a silent reuse. ``earlier`` ({key: (its former name, its default)}) reads a record
+    made before a key existed or was renamed: a key it lacks matches at its default."""
+    settings = json.loads(json.dumps(settings))
     if done:
         path = folder / STAGE_SETTINGS
         old = files.read_json(path) if path.exists() else None
-        if old != json.loads(json.dumps(settings)):
-            changed = sorted(k for k in settings if old is None or old.get(k) != settings[k])
+        changed = sorted(k for k in settings if old is None or _recorded(old, k, earlier or {}) != settings[k])
+        if changed:
             raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or "
                               "run into another --out, to make it again with these")
         return
@@ -88,11 +94,20 @@ def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], objec
     files.write_json(folder / STAGE_SETTINGS, settings)
 
 
-def _settings(gen: GeneratorSpec, rows: pd.DataFrame, stage: str, **extra) -> dict:
-    """A stage's reuse key: the generator fields declared with the stage's tag (spec.py), the
-    images it learns from and ``extra`` (the model it starts from)."""
+def _recorded(old: dict, key: str, earlier: dict) -> object:
+    former, default = earlier.get(key, (None, ...))
+    if key in old:
+        return old[key]
+    return old.get(former, default)
+
+
+def _key(config, rows: pd.DataFrame, stage: str, make: Callable[[], object], **extra) -> tuple:
+    """make_once's arguments after ``done``: the stage's reuse key (the fields of the backend's
+    table declared with the stage's tag, the images it learns from, ``extra``: the model it
+    starts from), ``make``, and how records made before a field existed read."""
     ids = hashlib.sha256("\n".join(sorted(rows["id"].astype(str))).encode()).hexdigest()[:16]
-    return {**settings_of(gen, stage), "training_images": ids, **extra}
+    settings, earlier = stage_key(config, stage)
+    return {**settings, "training_images": ids, **extra}, make, earlier
 
 
 def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, out: Path,
@@ -102,16 +117,13 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
 
     def train() -> None:
         log.info("training the built-in generator on %d training-pool images (%d steps max%s)", len(pool),
-                 gen.train_steps, f", {gen.train_minutes} min max" if gen.train_minutes else "")
-        cfg = BuiltinConfig(size=gen.size, block_out_channels=tuple(gen.block_out_channels),
-                            prediction_type=gen.prediction_type)
-        train_builtin_on(pool, model_dir, size=gen.size, cache_dir=base.cache_dir,
-                         classes=sorted(split.table["label"].unique()), max_steps=gen.train_steps,
-                         max_minutes=gen.train_minutes, config=cfg, progress=progress)
+                 cfg.train_steps, f", {cfg.train_minutes} min max" if cfg.train_minutes else "")
+        train_builtin_on(pool, model_dir, size=cfg.size, cache_dir=base.cache_dir,
+                         classes=sorted(split.table["label"].unique()), max_steps=cfg.train_steps,
+                         max_minutes=cfg.train_minutes, config=cfg, progress=progress)
 
-    make_once(model_dir, _is_builtin_model(model_dir),
-              _settings(gen, pool, BUILTIN_TRAINING),
-              train)
+    cfg = gen.builtin
+    make_once(model_dir, _is_builtin_model(model_dir), *_key(cfg, pool, BUILTIN_TRAINING, train))
     return model_dir / "model"
 
 
@@ -126,26 +138,26 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
     name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
     if gen.backend == "builtin":
         dest = out / "finetuned" / name
+        cfg = gen.builtin
         make_once(dest, _is_builtin_model(dest),
-                  _settings(gen, rows, BUILTIN_FINETUNE, base_model=model_fingerprint(base_model)),
-                  lambda: train_builtin_on(rows, dest, size=gen.size, cache_dir=base.cache_dir,
-                                           max_steps=gen.finetune_steps or 200, init_from=base_model,
-                                           progress=progress))
+                  *_key(cfg, rows, BUILTIN_FINETUNE,
+                        lambda: train_builtin_on(rows, dest, size=cfg.size, cache_dir=base.cache_dir,
+                                                 max_steps=cfg.finetune_steps or 200, init_from=base_model,
+                                                 config=cfg, progress=progress),
+                        base_model=model_fingerprint(base_model)))
         return {"builtin": str(dest / "model")}
-    cfg = DreamBoothConfig(resolution=gen.resolution, lora=gen.lora, max_steps=gen.finetune_steps,
-                           epochs=gen.finetune_epochs, mixed_precision=gen.finetune_mixed_precision,
-                           gradient_checkpointing=gen.finetune_gradient_checkpointing,
-                           use_8bit_adam=gen.finetune_8bit_adam, **({"lr": gen.finetune_lr} if gen.finetune_lr else {}))
-    wanted = {"t2i": gen.model} if "text-to-image" in gen.methods else {}
+    cfg = gen.finetune_config()
+    wanted = {"t2i": gen.sd.model} if "text-to-image" in gen.methods else {}
     if any(m != "text-to-image" for m in gen.methods):
-        wanted["inpaint"] = gen.inpaint_model or gen.model
+        wanted["inpaint"] = gen.sd.inpaint_model or gen.sd.model
     paths = {}
     for kind, model in wanted.items():
         dest = out / "finetuned" / name / kind
         make_once(dest, (dest / "dreambooth.json").exists(),
-                  _settings(gen, rows, DREAMBOOTH, base_model=model),
-                  lambda model=model, dest=dest, kind=kind: _dreambooth(model, split, dest, rows, cfg, kind, label,
-                                                                        progress))
+                  *_key(cfg, rows, DREAMBOOTH,
+                        lambda model=model, dest=dest, kind=kind: _dreambooth(model, split, dest, rows, cfg, kind,
+                                                                              label, progress),
+                        base_model=model))
         paths[kind] = str(dest)
     return paths
 
@@ -160,9 +172,9 @@ def _backend_for(gen: GeneratorSpec, models: GeneratorModels):
     common = dict(steps=gen.steps, guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
                   strength_outpaint=gen.strength_outpaint)
     if models.builtin:
-        return make_backend("builtin", models.builtin, scheduler=gen.scheduler, **common)
-    return make_backend("sd", models.t2i or gen.model, inpaint_model=models.inpaint or gen.inpaint_model,
-                        size=gen.resolution, **common)
+        return make_backend("builtin", models.builtin, scheduler=gen.builtin.scheduler, **common)
+    return make_backend("sd", models.t2i or gen.sd.model, inpaint_model=models.inpaint or gen.sd.inpaint_model,
+                        size=gen.sd.resolution, **common)
 
 
 def _rows(split: Split, ids: list[str]) -> pd.DataFrame:
@@ -180,7 +192,7 @@ def task_finetune(payload: FinetunePayload, base_model: GeneratorModels | None =
     """One fine-tuned model (a class's, or all classes'), from the trained built-in generator
     (``base_model``) or the configured model."""
     split = load_split(payload.base.split_spec())
-    start = base_model.builtin if base_model is not None else payload.gen.model
+    start = base_model.builtin if base_model is not None else payload.gen.given_model()
     return GeneratorModels(**finetune_one(payload.gen, payload.base, split, _rows(split, payload.rows), payload.label,
                                           start, Path(payload.out), progress=False))
 
@@ -189,7 +201,7 @@ def task_generate(payload: GeneratePayload, models: GeneratorModels | None = Non
     """K images per reference, for every method, with one model (a class's, or the shared one)."""
     gen, split = payload.gen, load_split(payload.base.split_spec())
     if models is None:  # a given model: an already trained built-in one, or Stable Diffusion's
-        models = GeneratorModels(builtin=gen.model) if gen.backend == "builtin" else GeneratorModels()
+        models = GeneratorModels(builtin=gen.builtin.model) if gen.backend == "builtin" else GeneratorModels()
     backend = _backend_for(gen, models)
     refs = _rows(split, payload.refs)
     made = {}
@@ -205,9 +217,7 @@ def store_identity(gen: GeneratorSpec, family: str) -> str:
     """One store, one generator family: the generator settings (every field but the operational
     ones, as declared), the variant and what it learnt from (the models inside it — one per
     class — are recorded per image)."""
-    data = gen.model_dump(mode="json")
-    settings = {k: data[k] for k in fields_with(type(gen), SETTING)}
-    return hashlib.sha256(json.dumps([settings, family], sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([identity_view(gen), family], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tuple[list[Task], dict[str, list[str]]]:
@@ -230,8 +240,8 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         why = "" if k == asked else f" and a filter keeping a share of them needs {k} to choose from"
         raise ConfigError(f"grid asks synthetic_per_real={asked}{why} but generator.per_image={gen.per_image}; "
                           "raise per_image")
-    if gen.backend == "sd" and not gen.model:
-        raise ConfigError("generator.backend = 'sd' needs generator.model (hub id or local folder)")
+    if gen.backend == "sd" and not gen.sd.model:
+        raise ConfigError("generator.backend = 'sd' needs [generator.sd] model (hub id or local folder)")
     splits = load_splits(r.split_spec() for r in needs)
     groups: dict[tuple, list[RunSpec]] = {}
     for r in needs:
@@ -248,7 +258,7 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                   "base": mine[0].model_copy(update={"synthetic_fingerprint": None}),
                   "out": str(where), "family": f"{gen.backend}:{finetune}:{tag}"}
         base_task = None
-        if gen.backend == "builtin" and not gen.model:
+        if gen.backend == "builtin" and not gen.builtin.model:
             base_task = f"train-generator/{tag}"
             if base_task not in names:
                 tasks.append(Task(base_task, "train-generator", task_train_generator,

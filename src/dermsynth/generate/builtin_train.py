@@ -20,48 +20,11 @@ from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.synthetic_store import read_training_ids, write_training_ids
 from dermsynth.errors import ConfigError, DataError
+from dermsynth.generate.builtin_config import BuiltinConfig
 from dermsynth.generate.builtin_model import ConditionedUNet, load_builtin
 from dermsynth.generate.methods import centre_square_mask
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BuiltinConfig:
-    """Architecture (for a new model) and training settings."""
-
-    classes: list[str] = field(default_factory=list)
-    size: int = 32
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
-    layers_per_block: int = 1
-    class_map_channels: int = 4
-    resnet_time_scale_shift: str = "scale_shift"  # FiLM from the time + class embedding
-    # v-prediction: measured at 3 CPU minutes on the demo data (bench/generator_quality.py), its
-    # text-to-image samples were recognised in 73 % (x0: 36–41 %, epsilon: 23–28 %) with FID 14
-    # (x0: 38–58) in a real-only classifier's feature space; epsilon leaves noise when training
-    # is this short, and x0 averages into blurry blobs.
-    prediction_type: str = "v_prediction"
-    lr: float = 2e-3
-    batch_size: int = 32
-    cond_dropout: float = 0.1  # the null class, for classifier-free guidance
-    ema_decay: float = 0.995
-    mask_fraction: float = 0.5
-
-    def __post_init__(self) -> None:
-        # Each level below the first halves the image: a size the UNet cannot halve that often
-        # fails deep in torch with a tensor-size mismatch, so say it here, naming the field.
-        factor = 2 ** (len(self.block_out_channels) - 1)
-        if self.size < 8 or self.size % factor:
-            ok = [s for s in (16, 32, 48, 64) if s % factor == 0]
-            raise ConfigError(f"size={self.size}: the built-in generator needs a multiple of {factor} (≥ 8) with "
-                              f"{len(self.block_out_channels)} levels, e.g. {', '.join(map(str, ok))}")
-
-    def build(self) -> ConditionedUNet:
-        return ConditionedUNet(classes=sorted(self.classes), size=self.size,
-                               block_out_channels=tuple(self.block_out_channels),
-                               layers_per_block=self.layers_per_block, class_map_channels=self.class_map_channels,
-                               resnet_time_scale_shift=self.resnet_time_scale_shift,
-                               prediction_type=self.prediction_type, mask_fraction=self.mask_fraction)
 
 
 def random_masks(b: int, size: int, gen: torch.Generator, fraction: float) -> torch.Tensor:
@@ -137,8 +100,8 @@ class _State:
 def _initial_model(labels: list[str], classes, init_from, config: BuiltinConfig | None) -> tuple:
     """A new model (from ``config``) or the one in ``init_from``, and the training settings."""
     cfg = config or BuiltinConfig()
-    if init_from is None:
-        cfg.classes = sorted(classes or set(labels))
+    if init_from is None:  # a copy: the caller's config (an experiment's table) is left as it was
+        cfg = cfg.model_copy(update={"classes": sorted(classes or set(labels))})
         return cfg.build(), cfg
     unet = load_builtin(init_from).unet
     unknown = sorted(set(labels) - set(unet.config.classes))

@@ -1,0 +1,77 @@
+"""The built-in generator's settings: architecture, training, fine-tuning and sampling, as one
+typed table (``[generator.builtin]`` of an experiment config, handed to training as is).
+
+Each field declares which cached stage it belongs to (field_roles.py tags): the built-in
+model's training (``builtin-training``) or its per-class continuation (``builtin-finetune``);
+a cached stage made with other values of its fields is refused, never silently reused. A
+field's ``formerly`` is its name in the flat ``[generator]`` spelling of older configs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from dermsynth.errors import ConfigError
+from dermsynth.field_roles import OPERATIONAL, SETTING, role
+
+BUILTIN_TRAINING, BUILTIN_FINETUNE = "builtin-training", "builtin-finetune"
+BOTH = (BUILTIN_TRAINING, BUILTIN_FINETUNE)
+
+
+class BuiltinConfig(BaseModel):
+    """Architecture (for a new model), training, fine-tuning and sampling settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A trained built-in model folder to sample from; unset, the experiment trains one.
+    model: str | None = role(SETTING, None, formerly="model")
+    # Set from the data when a model is trained (the classes of its training images).
+    classes: list[str] = role(OPERATIONAL, default_factory=list)
+    size: int = role(SETTING, 32, tags=(BUILTIN_TRAINING,), formerly="size")
+    # (16, 32, 64) was the default of the flat [generator] spelling; (32, 64, 64) is what
+    # bench/generator_quality.py chose and every CPU preset sets.
+    block_out_channels: tuple[int, ...] = role(SETTING, (32, 64, 64), tags=(BUILTIN_TRAINING,),
+                                               formerly="block_out_channels", formerly_default=[16, 32, 64])
+    layers_per_block: int = role(SETTING, 1, tags=(BUILTIN_TRAINING,), ge=1)
+    class_map_channels: int = role(SETTING, 4, tags=(BUILTIN_TRAINING,), ge=1)
+    # FiLM from the time + class embedding
+    resnet_time_scale_shift: Literal["scale_shift", "default"] = role(SETTING, "scale_shift", tags=(BUILTIN_TRAINING,))
+    # v-prediction: measured at 3 CPU minutes on the demo data (bench/generator_quality.py), its
+    # text-to-image samples were recognised in 73 % (x0: 36–41 %, epsilon: 23–28 %) with FID 14
+    # (x0: 38–58) in a real-only classifier's feature space; epsilon leaves noise when training
+    # is this short, and x0 averages into blurry blobs.
+    prediction_type: Literal["v_prediction", "sample", "epsilon"] = role(
+        SETTING, "v_prediction", tags=(BUILTIN_TRAINING,), formerly="prediction_type")
+    lr: float = role(SETTING, 2e-3, tags=BOTH, gt=0)
+    batch_size: int = role(SETTING, 32, tags=BOTH, ge=1)  # training batch (generation's is [generator] batch_size)
+    cond_dropout: float = role(SETTING, 0.1, tags=BOTH, ge=0, lt=1)  # the null class, for classifier-free guidance
+    ema_decay: float = role(SETTING, 0.995, tags=BOTH, gt=0, lt=1)
+    mask_fraction: float = role(SETTING, 0.5, tags=(BUILTIN_TRAINING,), gt=0, lt=1)
+    train_steps: int = role(SETTING, 600, tags=(BUILTIN_TRAINING,), formerly="train_steps", ge=1)
+    train_minutes: float | None = role(SETTING, None, tags=(BUILTIN_TRAINING,), formerly="train_minutes", gt=0)
+    # Steps of per-class (or all-class) continued training; unset: 200.
+    finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE,), formerly="finetune_steps", ge=1)
+    scheduler: Literal["ddim", "dpm"] = role(SETTING, "ddim", formerly="scheduler")  # the sampler
+
+    @model_validator(mode="after")
+    def _halvable_size(self) -> BuiltinConfig:
+        # Each level below the first halves the image: a size the UNet cannot halve that often
+        # fails deep in torch with a tensor-size mismatch, so say it here, naming the field.
+        factor = 2 ** (len(self.block_out_channels) - 1)
+        if self.size < 8 or self.size % factor:
+            ok = [s for s in (16, 32, 48, 64) if s % factor == 0]
+            raise ConfigError(f"size={self.size}: the built-in generator needs a multiple of {factor} (≥ 8) with "
+                              f"{len(self.block_out_channels)} levels, e.g. {', '.join(map(str, ok))}")
+        return self
+
+    def build(self):
+        """A new ConditionedUNet of this architecture (random weights)."""
+        from dermsynth.generate.builtin_model import ConditionedUNet
+
+        return ConditionedUNet(classes=sorted(self.classes), size=self.size,
+                               block_out_channels=tuple(self.block_out_channels),
+                               layers_per_block=self.layers_per_block, class_map_channels=self.class_map_channels,
+                               resnet_time_scale_shift=self.resnet_time_scale_shift,
+                               prediction_type=self.prediction_type, mask_fraction=self.mask_fraction)

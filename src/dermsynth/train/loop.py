@@ -70,10 +70,18 @@ def predict(model: nn.Module, x: torch.Tensor, spec: RunSpec, device, batch: int
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
+def _fused(params: list) -> dict:
+    """Adam's fused kernel where torch has one for the parameters' device: on the 2-core EPYC a
+    resnet18 AdamW step took 4.5 ms fused vs 16-27 ms per-tensor (~5 % of an epoch at 64 px)."""
+    return {"fused": True} if params and all(p.device.type in ("cpu", "cuda") for p in params) else {}
+
+
 # fastai's defaults (betas 0.9, 0.99), which the authors' code trained with.
 OPTIMIZERS: Registry = Registry("optimizer")
-OPTIMIZERS.register("adamw")(lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd))
-OPTIMIZERS.register("adam")(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd))
+OPTIMIZERS.register("adamw")(lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd,
+                                                                 **_fused(p)))
+OPTIMIZERS.register("adam")(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99), weight_decay=wd,
+                                                               **_fused(p)))
 OPTIMIZERS.register("sgd")(lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd))
 
 SCHEDULES: Registry = Registry("schedule")

@@ -23,7 +23,7 @@ from dermsynth.train.image_source import InMemoryImages, image_source
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import RunSpec, auto_batch_size
 from dermsynth.train.transforms import augmentation_record
 
 
@@ -153,7 +153,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
         probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device, len(classes))
     else:
         set_trainable(model, spec.mode)
-        effective, used, why = resolve_precision(spec, model, len(classes), device)
+        effective, used, why = resolve_precision(spec, model, len(classes), device, len(tx))
         fitres = fit(model, tx, ty, vx, vy, effective, device, progress)
         probs = predict(model, sx, effective, device)
     # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
@@ -196,13 +196,19 @@ def prediction_lists(pred: pd.DataFrame, probs: np.ndarray) -> dict:
             "probabilities": np.round(probs, 5).tolist()}
 
 
-def resolve_precision(spec: RunSpec, model, num_classes: int, device) -> tuple[RunSpec, str, str]:
-    """The spec with ``precision = "auto"`` resolved for this machine, the choice and why."""
+def resolve_precision(spec: RunSpec, model, num_classes: int, device, n_train: int | None = None
+                      ) -> tuple[RunSpec, str, str]:
+    """The spec with ``precision = "auto"`` resolved for this machine, the choice and why: probed at
+    the run's batch size (``n_train`` gives the "auto" batch) and memory layout."""
     if spec.precision != "auto":
         return spec, spec.precision, "set in the spec"
     from dermsynth.train.precision import choose_precision
 
-    used, why = choose_precision(model, spec.backbone, spec.image_size, num_classes, device, spec.cache_dir)
+    auto = auto_batch_size(n_train) if n_train else 32
+    batch = spec.batch_size if spec.batch_size != "auto" else auto
+    batch = min(batch, n_train) if n_train else batch
+    used, why = choose_precision(model, spec.backbone, spec.image_size, num_classes, device, spec.cache_dir,
+                                 batch=batch, channels_last=spec.channels_last)
     return spec.model_copy(update={"precision": used}), used, why
 
 

@@ -122,7 +122,7 @@ def dermsynth_run(model: Path, refs: pd.DataFrame, split, store: Path, steps: in
     t0 = time.perf_counter()
     res = run_generation(backend, refs, "text-to-image", 1, store, split=split, batch_size=16, progress=False)
     secs = time.perf_counter() - t0
-    assert res["generated"] == len(refs)
+    assert res.generated == len(refs)
     return secs, read_manifest(store).sort_values("ref_id").reset_index(drop=True)
 
 

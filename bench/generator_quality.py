@@ -111,7 +111,7 @@ def main() -> None:
                 ips = []
                 for method in methods:
                     res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64, progress=False)
-                    ips.append(res["images_per_second"])
+                    ips.append(res.images_per_second)
                 row = {"setting": name, "minutes": budget, "steps": summary["steps"], "loss": summary["last_loss"],
                        "train_s": round(train_s), "sampler": sampler, "t2i_img_s": ips[0],
                        **score(clf, split, store, cache, real_feats)}

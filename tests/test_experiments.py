@@ -78,11 +78,11 @@ def test_run_resume_status_results_and_foreign_folder(demo_root, tmp_path):
     spec = tiny_experiment(demo_root)
     out = tmp_path / "exp"
     res = run_experiment(spec, out, workers=1, progress=False)
-    assert res == {**res, "runs": 4, "ran": 4, "failed": 0}
+    assert (res.runs, res.ran, res.failed) == (4, 4, 0)
     st = experiment_status(spec, out)
     assert (st["state"] == "done").all()
     again = run_experiment(spec, out, workers=1, progress=False)
-    assert again["ran"] == 0
+    assert again.ran == 0
     table = results_table(out)
     assert len(table) == 4 and set(table["n_real"]) == {2, 4} and table["run_id"].is_unique
     other = tiny_experiment(demo_root, name="other")
@@ -94,7 +94,7 @@ def test_failed_cell_is_recorded_and_others_finish(demo_root, tmp_path):
     spec = tiny_experiment(demo_root, grid={"lr": [1e-3, 1e30]}, base={**tiny_experiment(demo_root).base,
                                                                         "optimizer": "sgd"}, seeds=1)
     res = run_experiment(spec, tmp_path / "e", workers=1, progress=False)
-    assert res["failed"] == 1 and res["ran"] == 2
+    assert res.failed == 1 and res.ran == 2
     failed = list((tmp_path / "e" / "runs").glob("*.failed.json"))
     assert len(failed) == 1 and "TrainingDiverged" in json.loads(failed[0].read_text())["error"]
     st = experiment_status(spec, tmp_path / "e")
@@ -149,7 +149,7 @@ def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
     first = {p.name for p in (out / "runs").glob("*.json")}
     assert len(first) == 2
     res = run_experiment(spec, out, workers=1, progress=False)
-    assert res["ran"] == 6 - len(first) and res["failed"] == 0
+    assert res.ran == 6 - len(first) and res.failed == 0
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(records) == 6 and len({r["run_id"] for r in records}) == 6
     assert not list((out / "runs").glob("*.tmp"))
@@ -171,7 +171,7 @@ def test_a_pool_worker_killed_mid_cell_loses_only_that_cell(demo_root, tmp_path)
     kill_first_worker_mid_cell(out / "runs", result)
     worker.join(timeout=600)
     assert "res" in result, "the run did not finish after a worker was killed"
-    assert result["res"]["failed"] == 0 and result["res"]["ran"] == 4
+    assert result["res"].failed == 0 and result["res"].ran == 4
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
     assert not list((out / "runs").glob("*.failed.json"))

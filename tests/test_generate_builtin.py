@@ -123,7 +123,7 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
                         progress=False)
     r2 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(1, 2),
                         progress=False)
-    assert r1["generated"] + r2["generated"] == 12
+    assert r1.generated + r2.generated == 12
     man = read_manifest(store)
     assert len(man) == 12 and man["synth_id"].is_unique
     assert set(man["ref_id"]) == set(refs["id"])
@@ -135,7 +135,7 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
 
     os.remove(victim)
     r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, split=split, progress=False)
-    assert r3["generated"] == 1 and Path(victim).read_bytes() == before
+    assert r3.generated == 1 and Path(victim).read_bytes() == before
     # another model may not write into this store
     other = tmp_path / "other-model"
     import shutil
@@ -209,7 +209,7 @@ def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, 
                          batch_size=2, progress=False)
     man = read_manifest(store)
     assert len(man) == 24 and man["synth_id"].is_unique
-    assert res["generated"] == 24 - partial
+    assert res.generated == 24 - partial
     assert man["path"].is_unique and all(Path(p).exists() for p in man["path"])
 
 
@@ -282,7 +282,7 @@ def test_images_of_another_model_in_a_shared_store_are_made_again(model_dir, spl
     digest = store_digest(store)
     again = run_generation(BuiltinBackend(model_dir, steps=3), refs, "inpaint", 1, store, split=split,
                            store_identity=family, progress=False)
-    assert first["generated"] == again["generated"] == 3  # other sampling settings: another model
+    assert first.generated == again.generated == 3  # other sampling settings: another model
     assert store_digest(store) != digest
     assert len(read_manifest(store)) == 3 and read_manifest(store)["fingerprint"].nunique() == 1
 
@@ -311,4 +311,4 @@ def test_a_failed_write_stops_generation_and_the_manifest_names_only_written_ima
     monkeypatch.setattr(runner, "save_image", real_save)
     res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
                          batch_size=2, progress=False)
-    assert res["generated"] == 4 and len(read_manifest(store)) == 8
+    assert res.generated == 4 and len(read_manifest(store)) == 8

@@ -26,7 +26,7 @@ def test_sd_backend_all_methods_through_the_runner(tiny, demo_table, tmp_path):
     for method in ("text-to-image", "inpaint", "outpaint", "in-then-outpaint"):
         res = run_generation(backend, refs, method, 1, tmp_path / "store", split=split, batch_size=2,
                              progress=False)
-        assert res["generated"] == 2
+        assert res.generated == 2
     man = read_manifest(tmp_path / "store")
     assert len(man) == 8 and set(man["method"]) == {"text-to-image", "inpaint", "outpaint", "in-then-outpaint"}
     assert (man[man["method"] == "inpaint"]["strength"] == 0.97).all()
@@ -103,7 +103,7 @@ def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
         "grid": {"n_real": [1], "synthetic_per_real": [0, 1]},
     })
     res = run_experiment(spec, tmp_path / "e", progress=False)
-    assert res["failed"] == 0 and res["runs"] == 2
+    assert res.failed == 0 and res.runs == 2
     assert (tmp_path / "e" / "finetuned" / "all" / "inpaint" / "dreambooth.json").exists()
     assert not (tmp_path / "e" / "finetuned" / "all" / "t2i").exists()  # only the methods asked for
     syn = [r for r in load_records(tmp_path / "e") if r["n_train_synthetic"]]

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def _rehearse(name: str, out):
     spec = rehearse(load_experiment(preset_path(name)), seeds=1, cache_dir=str(out / "cache"), smaller=True)
     res = run_experiment(spec, out, workers=1, progress=False)
-    assert res["failed"] == 0
+    assert res.failed == 0
     # the paper presets clean their data first: a stage of the graph, with what it found on disk
     assert json.loads((out / "tasks" / "clean_0.json").read_text())["kind"] == "clean"
     assert json.loads((out / "cleaning" / "split-0.json").read_text())["settings"]["embedding"] == "pixels:8"
@@ -66,7 +66,7 @@ def test_fig3_rehearsal_on_ray_with_a_worker_killed(tmp_path):
         kill_first_worker_mid_cell(tmp_path / "runs", result)
     worker.join(timeout=900)
     res = result["res"]
-    assert res["failed"] == 0 and len(results_table(tmp_path)) == res["runs"] == 28
+    assert res.failed == 0 and len(results_table(tmp_path)) == res.runs == 28
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
     assert len({r["run_id"] for r in records}) == len(records) == 28
     if executor == "ray":

@@ -65,7 +65,7 @@ def test_quickstart_rerun_reuses_everything(study):
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     res = run_experiment(spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}}), out,
                          progress=False)
-    assert res["ran"] == 0
+    assert res.ran == 0
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -105,7 +106,7 @@ def say(message: str) -> None:
 def emit(result: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
     """Print ``result`` as JSON (``--json``) or call/print the human rendering."""
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
+        typer.echo(json.dumps(asdict(result) if is_dataclass(result) else result, indent=2, default=str))
     elif callable(human):
         human()
     elif human is not None:

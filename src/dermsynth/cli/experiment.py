@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +48,7 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
     if rehearse:
         folder = out or Path("runs") / f"{config.stem}-rehearsal"
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
-    res = run_experiment(spec, folder, executor, workers, address, force, progress=not as_json)
+    res = asdict(run_experiment(spec, folder, executor, workers, address, force, progress=not as_json))
     if rehearse:
         res["report"] = str(build_report(folder))
     res["tracking"] = track_folder(folder, track, spec.tracking)

@@ -91,7 +91,7 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
     refs = split.pool if n_real is None else split.train_subset(n_real, seed)
     res = run_generation(gen, refs, method, per_image, out, split=split, batch_size=batch_size, shard=part,
                          progress=not as_json)
-    c.emit(res, as_json, f"{method}: generated {res['generated']}, reused {res['skipped']} → {res['store']}")
+    c.emit(res, as_json, f"{method}: generated {res.generated}, reused {res.skipped} → {res.store}")
 
 
 @c.handles_errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     report = build_report(out)
     t2 = time.perf_counter()
     tracking = track_folder(out, track, spec.tracking)
-    return {**res, "report": str(report.resolve()), "experiment_seconds": t1 - t0,
+    return {**asdict(res), "report": str(report.resolve()), "experiment_seconds": t1 - t0,
             "report_seconds": t2 - t1, "tracking": tracking}
 
 

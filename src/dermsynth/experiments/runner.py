@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -128,8 +129,20 @@ def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local
     return runs
 
 
+@dataclass(frozen=True)
+class ExperimentResult:
+    """What one ``run`` did: the planned runs, those that ran now, those that failed (each has
+    its ``*.failed.json``), the training wall time and every stage's (OUT/stage_timings.json)."""
+
+    runs: int
+    ran: int
+    failed: int
+    seconds: float
+    timings: dict[str, float]
+
+
 def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local", workers: int | None = None,
-                   address: str | None = None, force: bool = False, progress: bool = True) -> dict:
+                   address: str | None = None, force: bool = False, progress: bool = True) -> ExperimentResult:
     """Run the stages and every pending cell; returns counts of done / failed runs."""
     if executor not in EXECUTORS:  # checked before any stage runs
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -162,8 +175,8 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     timings["training_runs"] = time.perf_counter() - runs_start
     timings.update(task_seconds(out / "tasks", [t.name for t in cleaning + tasks]))
     record_timings(out, timings)
-    return {"runs": len(runs), "ran": len(pending), "failed": len(failures), "seconds": timings["training_runs"],
-            "timings": timings}
+    return ExperimentResult(runs=len(runs), ran=len(pending), failed=len(failures),
+                            seconds=timings["training_runs"], timings=timings)
 
 
 def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:

@@ -209,7 +209,7 @@ def task_generate(payload: GeneratePayload, models: GeneratorModels | None = Non
         res = run_generation(backend, refs, method, payload.k, payload.store, split=split,
                              batch_size=gen.batch_size, with_skin_type=gen.with_skin_type,
                              store_identity=(payload.family, store_identity(gen, payload.family)), progress=False)
-        made[method] = res["generated"]
+        made[method] = res.generated
     return Generated(images=made)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,23 @@ from dermsynth.generate.methods import check_method, row_prompt
 from dermsynth.generate.seeds import image_seed, synth_id
 
 
+@dataclass(frozen=True)
+class GenerationResult:
+    """What one generation call did: images made now, images the store already held (from this
+    model), wall time and throughput."""
+
+    method: str
+    generated: int
+    skipped: int
+    seconds: float
+    images_per_second: float
+    store: str
+
+
 def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image: int, store: str | Path, *,
                    split: Split, batch_size: int = 16, shard: tuple[int, int] = (0, 1), with_skin_type: bool = False,
                    prompt_template: str | None = None, store_identity: tuple[str, str] | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True) -> GenerationResult:
     """Generate ``per_image`` images of ``method`` for every row of ``refs`` into ``store``.
 
     ``split`` is the split the references come from: any reference that is a validation or
@@ -99,8 +113,8 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
             pending.result()
     bar.close()
     secs = time.perf_counter() - t0
-    return {"method": method, "generated": made, "skipped": len(jobs) - len(todo), "seconds": secs,
-            "images_per_second": made / secs if secs > 0 else 0.0, "store": str(store)}
+    return GenerationResult(method=method, generated=made, skipped=len(jobs) - len(todo), seconds=secs,
+                            images_per_second=made / secs if secs > 0 else 0.0, store=str(store))
 
 
 def _write_batch(store: Path, rows: list[dict], images: np.ndarray) -> None:

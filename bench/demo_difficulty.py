@@ -32,7 +32,7 @@ def main() -> None:
             spec = RunSpec(dataset="demo", demo_n_per_class=per_class, n_real=n, seed=seed, backbone=args.backbone,
                            image_size=args.size, batch_size=16 if n <= 32 else 32, max_epochs=args.epochs,
                            patience=8)
-            rec = run_training(spec, progress=False)
+            rec = run_training(spec)
             accs.append(rec["metrics"]["accuracy"])
             print(f"n_real={n:4d} seed={seed} accuracy={accs[-1]:.3f} epochs={rec['fit']['epochs_run']} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -51,7 +51,7 @@ def main() -> None:
                      exclude_file=str(work / "other_site.txt"), image_size=96, backbone="resnet18",
                      transforms=True, max_epochs=args.epochs, patience=5, lr=1e-3, cache_dir=str(work / "cache")),
         "grid": {"n_real": [args.n_real]}})
-    run_experiment(spec, work / "exp", progress=False)
+    run_experiment(spec, work / "exp")
     res = evaluate_runs(work / "exp", "fitzpatrick17k", F17K, classes=",".join(CLASSES),
                         ids_file=work / "other_site.txt", name="atlasdermatologico")
     frame = internal_vs_external(results_table(work / "exp"), results_table(work / "exp" / "external" /

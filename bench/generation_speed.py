@@ -120,7 +120,7 @@ def dermsynth_run(model: Path, refs: pd.DataFrame, split, store: Path, steps: in
     timer.hook("UNet", unet)
     pipe.vae.decode = _timed(pipe.vae.decode, "VAE decode", timer)
     t0 = time.perf_counter()
-    res = run_generation(backend, refs, "text-to-image", 1, store, split=split, batch_size=16, progress=False)
+    res = run_generation(backend, refs, "text-to-image", 1, store, split=split, batch_size=16)
     secs = time.perf_counter() - t0
     assert res.generated == len(refs)
     return secs, read_manifest(store).sort_values("ref_id").reset_index(drop=True)

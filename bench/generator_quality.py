@@ -49,7 +49,7 @@ SETTINGS = {
 
 
 def embed(clf, table: pd.DataFrame, cache: Path) -> np.ndarray:
-    cached = cache_images(table, clf.spec.image_size, cache, progress=False)
+    cached = cache_images(table, clf.spec.image_size, cache)
     return features(clf.model, images_tensor(cached, table["id"]), clf.spec, clf.device)
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"real-only classifier: real test accuracy {100 * clf.real_row['accuracy']:.1f} % (chance 11.1 %)")
     real_feats = embed(clf, split.test, cache)
     pool = split.pool
-    c32 = cache_images(pool, 32, cache, progress=False)
+    c32 = cache_images(pool, 32, cache)
     labels = list(pool.set_index("id").loc[c32.ids, "label"])
     refs = pool.groupby("label", sort=True).head(args.per_class)
     rows = []
@@ -100,7 +100,7 @@ def main() -> None:
             t0 = time.perf_counter()
             summary = train_builtin(c32.array, labels, gen_dir, classes=classes, max_steps=10**6,
                                     max_minutes=budget - spent, checkpoint_every=20,
-                                    config=BuiltinConfig(**SETTINGS[name]), progress=False)
+                                    config=BuiltinConfig(**SETTINGS[name]))
             spent = budget
             train_s = time.perf_counter() - t0
             for sampler in args.samplers:
@@ -110,7 +110,7 @@ def main() -> None:
                 methods = ["text-to-image"] + (["inpaint"] if sampler == args.samplers[0] else [])
                 ips = []
                 for method in methods:
-                    res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64, progress=False)
+                    res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64)
                     ips.append(res.images_per_second)
                 row = {"setting": name, "minutes": budget, "steps": summary["steps"], "loss": summary["last_loss"],
                        "train_s": round(train_s), "sampler": sampler, "t2i_img_s": ips[0],

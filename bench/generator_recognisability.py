@@ -57,11 +57,11 @@ def main() -> None:
     split = load_split(spec.split_spec())
     classes = sorted(split.table["label"].unique())
     pool = split.pool
-    c32 = cache_images(pool, 32, work / "cache" / "images", progress=False)
+    c32 = cache_images(pool, 32, work / "cache" / "images")
     t0 = time.perf_counter()
     summary = train_builtin(c32.array, list(pool.set_index("id").loc[c32.ids, "label"]), work / "gen",
                             classes=classes, max_steps=args.train_steps, max_minutes=args.minutes,
-                            config=BuiltinConfig(block_out_channels=(16, 32, 64)), progress=False)
+                            config=BuiltinConfig(block_out_channels=(16, 32, 64)))
     print(f"generator: {summary['steps']} steps in {time.perf_counter() - t0:.0f} s, "
           f"loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f}")
     refs = pool.groupby("label", sort=True).head(args.per_class)
@@ -69,7 +69,7 @@ def main() -> None:
         store = work / f"store-g{guidance}"
         backend = BuiltinBackend(work / "gen", steps=args.steps, guidance=guidance)
         for method in METHODS:
-            res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64, progress=False)
+            res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64)
             print(f"guidance {guidance}: {method} {res['generated']} images at {res['images_per_second']:.1f} img/s")
         table = recognisability(split, store, spec)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -23,7 +23,7 @@ import json, resource, sys
 from dermsynth.train.run import run_training
 from dermsynth.train.spec import RunSpec
 spec = RunSpec(**json.loads(sys.argv[1]))
-rec = run_training(spec, progress=False)
+rec = run_training(spec)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "img_s": rec["fit"]["train_images_per_second"], "n_train": rec["n_train"]}))
 """

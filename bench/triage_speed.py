@@ -37,14 +37,14 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="dermsynth-triage-"))
     spec = rehearse(load_experiment(preset_path("fig3_paper")), seeds=args.seeds, cache_dir=str(work / "cache"))
     t0 = time.perf_counter()
-    prepare_stages(spec, work / "exp", progress=False)
+    prepare_stages(spec, work / "exp")
     print(f"stores made in {time.perf_counter() - t0:.0f} s (not part of either side)")
     res = triage(spec, work / "exp", work / "triage")
     probing = res["seconds"]  # the stages are cached by now: this is features + probes
     runs = [r for r in planned_runs(spec, work / "exp") if r.synthetic_per_real][: args.trained]
     t1 = time.perf_counter()
     for r in runs:
-        run_training(r, progress=False)
+        run_training(r)
     per_cell = (time.perf_counter() - t1) / len(runs)
     print(f"triage: {res['cells']} cells in {probing:.1f} s (features {res['feature_seconds']:.1f} s) → "
           f"{probing / res['cells']:.3f} s per cell")

@@ -13,6 +13,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_F17K = Path(__file__).resolve().parents[2] / "shared" / "data" / "fitzpatrick17k"
 
 
+@pytest.fixture(autouse=True)
+def _no_progress_bars():
+    """Tests draw no progress bars (dermsynth.progress: one setting, not a flag per call)."""
+    from dermsynth.progress import progress_bars
+
+    with progress_bars(False):
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("demo")
@@ -50,7 +59,7 @@ def tiny_quickstart(demo_root, tmp_path_factory):
                       "finetune": "per-class", "finetune_steps": 2},
         "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
     })
-    res = run_quickstart(out, spec=spec, progress=False)
+    res = run_quickstart(out, spec=spec)
     return spec, out, Path(res["report"])
 
 

@@ -188,7 +188,7 @@ def test_cpu_preset_rehearsal_answers_both_questions(tmp_path):
     from dermsynth.experiments.runner import run_experiment
 
     spec = _rehearsal("augment_vs_synthetic_cpu", tmp_path)
-    res = run_experiment(spec, tmp_path, workers=1, progress=False)
+    res = run_experiment(spec, tmp_path, workers=1)
     assert res.failed == 0 and res.runs == 17
     logs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "tasks").glob("*.json")}
     filt = [x for x in logs.values() if x["kind"] == "filter"]
@@ -222,5 +222,5 @@ def test_cpu_preset_rehearsal_answers_both_questions(tmp_path):
     # resumed: nothing runs again, the filter's scores are reused
     scores = store / "views" / "scores.parquet"
     before = scores.stat().st_mtime_ns
-    assert run_experiment(spec, tmp_path, workers=1, progress=False).ran == 0
+    assert run_experiment(spec, tmp_path, workers=1).ran == 0
     assert scores.stat().st_mtime_ns == before

@@ -66,7 +66,7 @@ def test_experiment_cleans_as_a_stage_and_resumes(dup_folder, tmp_path, monkeypa
                  "backbone": "test_resnet", "max_epochs": 1, "threads": 1, "cache_dir": str(tmp_path / "cache"),
                  "save_checkpoint": False, "cleaning": {"embedding": "pixels:8"}}})
     out = tmp_path / "out"
-    assert run_experiment(spec, out, progress=False).ran == 1
+    assert run_experiment(spec, out).ran == 1
     log = json.loads((out / "tasks" / "clean_0.json").read_text())
     assert log["kind"] == "clean"
     assert json.loads((out / "stage_timings.json").read_text())["clean"] > 0
@@ -74,7 +74,7 @@ def test_experiment_cleans_as_a_stage_and_resumes(dup_folder, tmp_path, monkeypa
     assert record["spec"]["cleaning"]["embedding"] == "pixels:8"
     (section,) = cleaning_sections(out)
     assert "near-duplicate pairs" in section.text and "one split group" in section.text
-    again = run_experiment(spec, out, progress=False)
+    again = run_experiment(spec, out)
     assert again.ran == 0 and again.failed == 0  # cached clusters: the same split, the same run ids
 
 

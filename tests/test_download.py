@@ -55,7 +55,7 @@ def test_download_verifies_retries_and_resumes(server, tmp_path):
         "url": [f"{server}/good.jpg", f"{server}/wrong.jpg", f"{server}/missing.jpg", f"{server}/stall.jpg"],
     })
     Handler.hits.clear()
-    res = download_images(meta, tmp_path, workers=4, retries=2, timeout=0.5, backoff=0.01, progress=False)
+    res = download_images(meta, tmp_path, workers=4, retries=2, timeout=0.5, backoff=0.01)
     status = dict(zip(res["md5hash"], res["status"], strict=True))
     detail = dict(zip(res["md5hash"], res["detail"], strict=True))
     assert status[md5] == "ok" and (tmp_path / "images" / f"{md5}.jpg").read_bytes() == GOOD
@@ -67,5 +67,5 @@ def test_download_verifies_retries_and_resumes(server, tmp_path):
     assert not list((tmp_path / "images").glob("*.part"))
     assert not (tmp_path / "images" / f"{'0' * 32}.jpg").exists()
     # resume: the verified file is skipped, not fetched again
-    res2 = download_images(meta.iloc[:1], tmp_path, progress=False)
+    res2 = download_images(meta.iloc[:1], tmp_path)
     assert res2["status"].tolist() == ["skipped"] and Handler.hits["/good.jpg"] == 1

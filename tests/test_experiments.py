@@ -77,23 +77,23 @@ def test_grid_shares_real_only_baseline():
 def test_run_resume_status_results_and_foreign_folder(demo_root, tmp_path):
     spec = tiny_experiment(demo_root)
     out = tmp_path / "exp"
-    res = run_experiment(spec, out, workers=1, progress=False)
+    res = run_experiment(spec, out, workers=1)
     assert (res.runs, res.ran, res.failed) == (4, 4, 0)
     st = experiment_status(spec, out)
     assert (st["state"] == "done").all()
-    again = run_experiment(spec, out, workers=1, progress=False)
+    again = run_experiment(spec, out, workers=1)
     assert again.ran == 0
     table = results_table(out)
     assert len(table) == 4 and set(table["n_real"]) == {2, 4} and table["run_id"].is_unique
     other = tiny_experiment(demo_root, name="other")
     with pytest.raises(ConfigError, match="another config"):
-        run_experiment(other, out, progress=False)
+        run_experiment(other, out)
 
 
 def test_failed_cell_is_recorded_and_others_finish(demo_root, tmp_path):
     spec = tiny_experiment(demo_root, grid={"lr": [1e-3, 1e30]}, base={**tiny_experiment(demo_root).base,
                                                                         "optimizer": "sgd"}, seeds=1)
-    res = run_experiment(spec, tmp_path / "e", workers=1, progress=False)
+    res = run_experiment(spec, tmp_path / "e", workers=1)
     assert res.failed == 1 and res.ran == 2
     failed = list((tmp_path / "e" / "runs").glob("*.failed.json"))
     assert len(failed) == 1 and "TrainingDiverged" in json.loads(failed[0].read_text())["error"]
@@ -105,16 +105,16 @@ def test_too_large_axis_value_fails_before_training(demo_root, tmp_path):
     from dermsynth.errors import SplitError
 
     with pytest.raises(SplitError, match="n_real=500"):
-        run_experiment(tiny_experiment(demo_root, grid={"n_real": [2, 500]}), tmp_path / "e0", progress=False)
+        run_experiment(tiny_experiment(demo_root, grid={"n_real": [2, 500]}), tmp_path / "e0")
     assert not (tmp_path / "e0" / "runs").exists() or not list((tmp_path / "e0" / "runs").glob("*.json"))
     spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [3]},
                            generator={"backend": "builtin", "per_image": 2, "methods": ["inpaint"]})
     with pytest.raises(ConfigError, match="per_image"):
-        run_experiment(spec, tmp_path / "e", progress=False)
+        run_experiment(spec, tmp_path / "e")
     spec = tiny_experiment(demo_root, grid={"n_real": [2], "synthetic_per_real": [1]},
                            base={"synthetic_store": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match="not a synthetic store"):
-        run_experiment(spec, tmp_path / "e2", progress=False)
+        run_experiment(spec, tmp_path / "e2")
 
 
 @pytest.mark.slow
@@ -141,14 +141,14 @@ def test_kill_minus_9_then_rerun_finishes_each_cell_once(demo_root, tmp_path):
         executors.run_training = dies_at_the_third_cell
 
         spec = validate_experiment(json.loads(open({str(cfg)!r}).read()))
-        run_experiment(spec, {str(out)!r}, workers=1, progress=False)
+        run_experiment(spec, {str(out)!r}, workers=1)
     """)
     proc = subprocess.run([sys.executable, "-c", script], timeout=600)
     assert proc.returncode == -signal.SIGKILL
     assert list((out / "runs").glob("*.running"))  # the killed cell left its marker behind
     first = {p.name for p in (out / "runs").glob("*.json")}
     assert len(first) == 2
-    res = run_experiment(spec, out, workers=1, progress=False)
+    res = run_experiment(spec, out, workers=1)
     assert res.ran == 6 - len(first) and res.failed == 0
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(records) == 6 and len({r["run_id"] for r in records}) == 6
@@ -166,7 +166,7 @@ def test_a_pool_worker_killed_mid_cell_loses_only_that_cell(demo_root, tmp_path)
     spec = tiny_experiment(demo_root, grid={"n_real": [2, 3]}, seeds=2)
     out, result = tmp_path / executor, {}
     worker = threading.Thread(target=lambda: result.setdefault(
-        "res", run_experiment(spec, out, executor=executor, workers=2, progress=False)))
+        "res", run_experiment(spec, out, executor=executor, workers=2)))
     worker.start()
     kill_first_worker_mid_cell(out / "runs", result)
     worker.join(timeout=600)

@@ -41,7 +41,7 @@ def study(demo_root, tmp_path_factory):
                      demo_size=32, n_test=6, n_val=4, image_size=32, backbone="test_resnet", max_epochs=3,
                      patience=3, lr=3e-3, cache_dir=str(demo_root / "cache"), threads=1),
         "grid": {"n_real": [6, 12]}})
-    run_experiment(spec, out, progress=False)
+    run_experiment(spec, out)
     return out
 
 
@@ -199,7 +199,7 @@ def test_linear_probe_runs_are_exportable_models(demo_root, tmp_path):
     spec = RunSpec(dataset="demo", root=str(demo_root), classes=",".join(CLASSES), demo_n_per_class=30, demo_size=32,
                    n_test=6, n_val=4, n_real=8, image_size=32, backbone="test_resnet", mode="linear-probe",
                    cache_dir=str(demo_root / "cache"), threads=1)
-    rec = run_training(spec, tmp_path, progress=False)
+    rec = run_training(spec, tmp_path)
     model, meta = load_bundle(tmp_path, rec["run_id"])
     from dermsynth.data.images import load_array
     from dermsynth.data.registry import load_dataset

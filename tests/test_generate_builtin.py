@@ -33,10 +33,10 @@ def split(demo_table):
 def model_dir(split, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
     pool = split.pool
-    cached = cache_images(pool, 16, out / "cache", progress=False)
+    cached = cache_images(pool, 16, out / "cache")
     labels = list(pool.set_index("id").loc[cached.ids, "label"])
     summary = train_builtin(cached.array, labels, out, classes=sorted(split.table["label"].unique()),
-                            max_steps=30, config=BuiltinConfig(**{**TINY.__dict__}), progress=False)
+                            max_steps=30, config=BuiltinConfig(**{**TINY.__dict__}))
     assert summary["last_loss"] < summary["first_loss"]  # training lowers the denoising loss
     return out / "model"
 
@@ -97,19 +97,19 @@ def test_sampling_keeps_unmasked_pixels_and_is_seeded(model_dir):
 
 def test_finetune_one_class_continues_from_weights(model_dir, split, tmp_path):
     pool = split.pool[split.pool["label"] == "psoriasis"]
-    cached = cache_images(pool, 16, tmp_path / "c", progress=False)
+    cached = cache_images(pool, 16, tmp_path / "c")
     res = train_builtin(cached.array, ["psoriasis"] * len(cached.ids), tmp_path / "ft", max_steps=3,
-                        init_from=model_dir, progress=False)
+                        init_from=model_dir)
     assert res["init_from"] == str(model_dir)
     assert load_builtin(tmp_path / "ft").fingerprint != load_builtin(model_dir).fingerprint
 
 
 def test_training_resumes_from_checkpoint(split, tmp_path):
     pool = split.pool.iloc[:20]
-    cached = cache_images(pool, 16, tmp_path / "c", progress=False)
+    cached = cache_images(pool, 16, tmp_path / "c")
     labels = list(pool["label"])
     cfg = dict(classes=sorted(split.table["label"].unique()), config=BuiltinConfig(**TINY.__dict__),
-               checkpoint_every=2, progress=False)
+               checkpoint_every=2)
     train_builtin(cached.array, labels, tmp_path / "a", max_steps=4, **cfg)
     res = train_builtin(cached.array, labels, tmp_path / "a", max_steps=6, **cfg)
     assert res["steps"] == 6
@@ -119,10 +119,8 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     backend = BuiltinBackend(model_dir, steps=2)
     refs = split.pool.iloc[:6]
     store = tmp_path / "store"
-    r1 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(0, 2),
-                        progress=False)
-    r2 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(1, 2),
-                        progress=False)
+    r1 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(0, 2))
+    r2 = run_generation(backend, refs, "inpaint", 2, store, split=split, batch_size=4, shard=(1, 2))
     assert r1.generated + r2.generated == 12
     man = read_manifest(store)
     assert len(man) == 12 and man["synth_id"].is_unique
@@ -134,7 +132,7 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     import os
 
     os.remove(victim)
-    r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, split=split, progress=False)
+    r3 = run_generation(backend, refs, "inpaint", 2, store, batch_size=4, split=split)
     assert r3.generated == 1 and Path(victim).read_bytes() == before
     # another model may not write into this store
     other = tmp_path / "other-model"
@@ -143,7 +141,7 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     shutil.copytree(model_dir, other)
     (other / "config.json").write_text((other / "config.json").read_text() + " ")
     with pytest.raises(DermsynthError, match="one model per store"):
-        run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, split=split, progress=False)
+        run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, split=split)
     shards = export_webdataset(store, tmp_path / "wds", shard_size=5)
     assert [s.name for s in shards] == ["shard-inpaint-00000.tar", "shard-inpaint-00001.tar",
                                         "shard-inpaint-00002.tar"]
@@ -156,19 +154,19 @@ def test_generation_bad_input(model_dir, split, tmp_path):
     backend = BuiltinBackend(model_dir, steps=2)
     refs = split.pool.iloc[:2]
     with pytest.raises(ConfigError, match="per_image"):
-        run_generation(backend, refs, "inpaint", 0, tmp_path / "s", split=split, progress=False)
+        run_generation(backend, refs, "inpaint", 0, tmp_path / "s", split=split)
     with pytest.raises(ConfigError, match="unknown"):
-        run_generation(backend, refs, "style-transfer", 1, tmp_path / "s", split=split, progress=False)
+        run_generation(backend, refs, "style-transfer", 1, tmp_path / "s", split=split)
     held = split.table[split.table["split"] == "test"].iloc[:2]
     with pytest.raises(LeakageError, match="validation/test"):
-        run_generation(backend, held, "inpaint", 1, tmp_path / "s", split=split, progress=False)
+        run_generation(backend, held, "inpaint", 1, tmp_path / "s", split=split)
     # the guard checks ids against the split, not a column the caller could have set
     with pytest.raises(LeakageError, match="validation/test"):
-        run_generation(backend, held.assign(split="pool"), "inpaint", 1, tmp_path / "s", split=split, progress=False)
+        run_generation(backend, held.assign(split="pool"), "inpaint", 1, tmp_path / "s", split=split)
     broken = refs.copy()
     broken.loc[broken.index[0], "path"] = str(tmp_path / "gone.png")
     with pytest.raises(DermsynthError, match="gone.png"):
-        run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", split=split, progress=False)
+        run_generation(backend, broken, "inpaint", 1, tmp_path / "s2", split=split)
 
 
 @pytest.mark.slow
@@ -199,14 +197,14 @@ def test_killed_generation_resumes_without_loss_or_duplicates(model_dir, split, 
         refs = pd.read_parquet({str(refs_path)!r})
         split = Split.load({str(tmp_path / "split.parquet")!r})
         run_generation(DiesMidway({str(model_dir)!r}, steps=2), refs, "text-to-image", 2, {str(store)!r},
-                       split=split, batch_size=2, progress=False)
+                       split=split, batch_size=2)
     """)
     proc = subprocess.run([sys.executable, "-c", script], timeout=300)
     assert proc.returncode == -signal.SIGKILL
     partial = len(read_manifest(store))
     assert 0 < partial < 24
     res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 2, store, split=split,
-                         batch_size=2, progress=False)
+                         batch_size=2)
     man = read_manifest(store)
     assert len(man) == 24 and man["synth_id"].is_unique
     assert res.generated == 24 - partial
@@ -258,7 +256,7 @@ def test_four_shard_workers_at_once_lose_and_duplicate_nothing(model_dir, split,
         i = int(sys.argv[1])
         run_generation(BuiltinBackend({str(model_dir)!r}, steps=2), pd.read_parquet({str(tmp_path / "refs.parquet")!r}),
                        "text-to-image", 2, {str(store)!r}, split=Split.load({str(tmp_path / "split.parquet")!r}),
-                       batch_size=2, shard=(i, 4), progress=False)
+                       batch_size=2, shard=(i, 4))
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i)]) for i in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
@@ -278,10 +276,10 @@ def test_images_of_another_model_in_a_shared_store_are_made_again(model_dir, spl
     refs, store = split.pool.iloc[:3], tmp_path / "store"
     family = ("builtin:per-class:pool", "family-fp")
     first = run_generation(BuiltinBackend(model_dir, steps=2), refs, "inpaint", 1, store, split=split,
-                           store_identity=family, progress=False)
+                           store_identity=family)
     digest = store_digest(store)
     again = run_generation(BuiltinBackend(model_dir, steps=3), refs, "inpaint", 1, store, split=split,
-                           store_identity=family, progress=False)
+                           store_identity=family)
     assert first.generated == again.generated == 3  # other sampling settings: another model
     assert store_digest(store) != digest
     assert len(read_manifest(store)) == 3 and read_manifest(store)["fingerprint"].nunique() == 1
@@ -305,10 +303,10 @@ def test_a_failed_write_stops_generation_and_the_manifest_names_only_written_ima
     refs, store = split.pool.iloc[:8], tmp_path / "store"
     with pytest.raises(OSError, match="No space"):
         run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
-                       batch_size=2, progress=False)
+                       batch_size=2)
     man = read_manifest(store)
     assert len(man) == 4 and all((store / p).exists() for p in man["path"])
     monkeypatch.setattr(runner, "save_image", real_save)
     res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
-                         batch_size=2, progress=False)
+                         batch_size=2)
     assert res.generated == 4 and len(read_manifest(store)) == 8

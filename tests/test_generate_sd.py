@@ -24,8 +24,7 @@ def test_sd_backend_all_methods_through_the_runner(tiny, demo_table, tmp_path):
     split = make_split(demo_table, 5, 4)
     refs = split.pool.iloc[:2]
     for method in ("text-to-image", "inpaint", "outpaint", "in-then-outpaint"):
-        res = run_generation(backend, refs, method, 1, tmp_path / "store", split=split, batch_size=2,
-                             progress=False)
+        res = run_generation(backend, refs, method, 1, tmp_path / "store", split=split, batch_size=2)
         assert res.generated == 2
     man = read_manifest(tmp_path / "store")
     assert len(man) == 8 and set(man["method"]) == {"text-to-image", "inpaint", "outpaint", "in-then-outpaint"}
@@ -49,8 +48,7 @@ def test_dreambooth_lowers_loss_and_saved_model_generates(tiny, tmp_path, inpain
     model = tiny[1] if inpainting else tiny[0]
     imgs = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     cfg = DreamBoothConfig(lr=1e-2 if lora else 1e-3, max_steps=8, resolution=32, lora=lora, lora_rank=4)
-    s = finetune(str(model), imgs, ["An image of psoriasis, a skin disease"] * 4, tmp_path / "db", cfg,
-                 progress=False)
+    s = finetune(str(model), imgs, ["An image of psoriasis, a skin disease"] * 4, tmp_path / "db", cfg)
     assert s["held_loss_after"] < s["held_loss_before"]
     backend = SDBackend(str(tiny[0]) if inpainting else str(tmp_path / "db"),
                         inpaint_model=str(tmp_path / "db") if inpainting else None, steps=2, size=32)
@@ -66,15 +64,15 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
     test_ids = list(split.test["id"][:2])
     with pytest.raises(LeakageError, match="validation/test"):
         finetune_from_split(str(tiny[0]), split, tmp_path / "x", ids=test_ids,
-                            cfg=DreamBoothConfig(max_steps=1, resolution=32), progress=False)
+                            cfg=DreamBoothConfig(max_steps=1, resolution=32))
     res = finetune_from_split(str(tiny[0]), split, tmp_path / "ok", label="psoriasis",
-                              cfg=DreamBoothConfig(max_steps=1, resolution=32, batch_size=2), progress=False)
+                              cfg=DreamBoothConfig(max_steps=1, resolution=32, batch_size=2))
     used = read_training_ids(tmp_path / "ok")
     assert res["n_images"] == len(used) and used <= set(split.pool["id"])
     # generating with the fine-tuned pipeline carries its training ids into the store
     backend = SDBackend(str(tmp_path / "ok"), steps=1, size=32)
     psoriasis = split.pool[split.pool["label"] == "psoriasis"]
-    run_generation(backend, psoriasis.iloc[:1], "text-to-image", 1, tmp_path / "store", split=split, progress=False)
+    run_generation(backend, psoriasis.iloc[:1], "text-to-image", 1, tmp_path / "store", split=split)
     assert read_training_ids(tmp_path / "store") == used
     # one prompt rule: DreamBooth learnt with the words generation asks with (the condition's name)
     asked = set(read_manifest(tmp_path / "store")["prompt"])
@@ -83,7 +81,7 @@ def test_dreambooth_refuses_held_out_images(tiny, demo_table, tmp_path):
     write_training_ids(tmp_path / "ok", used | {split.test["id"].iloc[0]})
     with pytest.raises(LeakageError, match="held-out images"):
         run_generation(SDBackend(str(tmp_path / "ok"), steps=1, size=32), split.pool.iloc[:1], "text-to-image", 1,
-                       tmp_path / "store2", split=split, progress=False)
+                       tmp_path / "store2", split=split)
 
 
 def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
@@ -102,7 +100,7 @@ def test_experiment_with_dreambooth_stage_on_tiny_sd(tiny, demo_root, tmp_path):
                       "batch_size": 8},
         "grid": {"n_real": [1], "synthetic_per_real": [0, 1]},
     })
-    res = run_experiment(spec, tmp_path / "e", progress=False)
+    res = run_experiment(spec, tmp_path / "e")
     assert res.failed == 0 and res.runs == 2
     assert (tmp_path / "e" / "finetuned" / "all" / "inpaint" / "dreambooth.json").exists()
     assert not (tmp_path / "e" / "finetuned" / "all" / "t2i").exists()  # only the methods asked for
@@ -117,10 +115,10 @@ def test_prior_preservation_reaches_the_loop(tiny, demo_table, tmp_path, inpaint
     cfg = DreamBoothConfig(max_steps=2, resolution=32, batch_size=2, prior_preservation=True, prior_images=3,
                            prior_steps=2)
     res = finetune_from_split(str(tiny[1] if inpainting else tiny[0]), split, tmp_path / "pp", label="psoriasis",
-                              cfg=cfg, progress=False)
+                              cfg=cfg)
     assert res["n_prior_images"] == 3
     plain = finetune_from_split(str(tiny[0]), split, tmp_path / "plain", label="psoriasis",
-                                cfg=DreamBoothConfig(max_steps=2, resolution=32, batch_size=2), progress=False)
+                                cfg=DreamBoothConfig(max_steps=2, resolution=32, batch_size=2))
     assert plain["n_prior_images"] == 0
 
 
@@ -130,13 +128,11 @@ def test_dreambooth_gpu_options_are_honoured_on_cpu(tiny, tmp_path):
     imgs = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     cfg = DreamBoothConfig(max_steps=2, resolution=32, batch_size=2, gradient_checkpointing=True,
                            mixed_precision="bf16", device="cpu")
-    s = finetune(str(tiny[0]), imgs, ["An image of psoriasis, a skin disease"] * 2, tmp_path / "gc", cfg,
-                 progress=False)
+    s = finetune(str(tiny[0]), imgs, ["An image of psoriasis, a skin disease"] * 2, tmp_path / "gc", cfg)
     assert s["device"] == "cpu" and s["autocast"] == "torch.bfloat16" and s["steps"] == 2
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         with pytest.raises(DermsynthError, match="bitsandbytes"):
             finetune(str(tiny[0]), imgs, ["p"] * 2, tmp_path / "b8", DreamBoothConfig(max_steps=1, resolution=32,
-                                                                                   use_8bit_adam=True),
-                     progress=False)
+                                                                                   use_8bit_adam=True))

@@ -22,10 +22,10 @@ def test_generator_steps_default_per_backend():
 def test_make_backend_without_steps_uses_the_builtin_default(demo_table, tmp_path):
     split = make_split(demo_table, 5, 4)
     pool = split.pool.groupby("label").head(2)
-    cached = cache_images(pool, 16, tmp_path / "cache", progress=False)
+    cached = cache_images(pool, 16, tmp_path / "cache")
     labels = list(pool.set_index("id").loc[cached.ids, "label"])
     train_builtin(cached.array, labels, tmp_path, classes=sorted(split.table["label"].unique()), max_steps=1,
-                  config=BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=4), progress=False)
+                  config=BuiltinConfig(size=16, block_out_channels=(16, 32), batch_size=4))
     backend = make_backend("builtin", tmp_path / "model")
     assert backend.steps == DEFAULT_STEPS["builtin"] == 10
     assert backend.params("text-to-image")["steps"] == 10

@@ -99,7 +99,7 @@ def test_a_table_reaches_its_backend_unchanged(monkeypatch, tmp_path):
     pool = pd.DataFrame({"id": ["a", "b"], "label": ["x", "y"]})
     split = type("S", (), {"table": pool})()
     synthetic_stage.builtin_generator(spec.generator, type("B", (), {"cache_dir": str(tmp_path)})(), split, pool,
-                                      tmp_path, progress=False)
+                                      tmp_path)
     assert got["config"] is spec.generator.builtin and got["config"].ema_decay == 0.99 and got["max_steps"] == 7
     db = validate_experiment({"name": "x", "generator": {"backend": "sd", "sd": {"model": "m", "resolution": 64},
                                                          "dreambooth": {"prior_preservation": True}}}).generator

@@ -37,7 +37,7 @@ def imbalance_study(demo_root, tmp_path_factory):
     spec = validate_experiment({"name": "imb", "seeds": 2, "recognisability": False, "base": _base(demo_root, n_real=4),
                                 "generator": TINY_GEN,
                                 "imbalance": {"rare_classes": ["psoriasis", "lichen planus"], "rare_n": [1, 2]}})
-    run_experiment(spec, out, workers=1, progress=False)
+    run_experiment(spec, out, workers=1)
     build_report(out)
     return out
 
@@ -97,7 +97,7 @@ def test_dose_fits_only_within_constant_cells():
 def test_fig5_group_comparisons(demo_root, tmp_path):
     spec = validate_experiment({"name": "fig5", "seeds": 2, "recognisability": False, "generator": TINY_GEN,
                                 "base": _base(demo_root, n_real=4), "grid": {"synthetic_per_real": [0, 1]}})
-    run_experiment(spec, tmp_path, workers=1, progress=False)
+    run_experiment(spec, tmp_path, workers=1)
     build_report(tmp_path)
     groups = pd.read_csv(tmp_path / "skin_group_comparisons.csv")
     split = load_split(SplitSpec(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5,
@@ -187,7 +187,7 @@ def test_steps_matched_control_and_equal_steps(demo_root, tmp_path):
                                 "grid": {"synthetic_per_real": [0, 2]}})
     runs = cells(spec)
     assert sorted((r.synthetic_per_real, r.repeat_real) for r in runs) == [(0, 1), (0, 3), (2, 1)]
-    run_experiment(spec, tmp_path, workers=1, progress=False)
+    run_experiment(spec, tmp_path, workers=1)
     by_arm = {(r["spec"]["synthetic_per_real"], r["spec"]["repeat_real"]): r for r in load_records(tmp_path)}
     assert by_arm[(0, 3)]["n_train"] == by_arm[(2, 1)]["n_train"] == 3 * by_arm[(0, 1)]["n_train"]
     build_report(tmp_path)
@@ -201,7 +201,7 @@ def test_steps_matched_control_and_equal_steps(demo_root, tmp_path):
         r = next(x for x in runs if (x.synthetic_per_real, x.repeat_real) == arm)
         r = r.model_copy(update={"train_steps": 7, "synthetic_store": str(tmp_path / "synthetic"),
                                  "synthetic_fingerprint": None, "data_digest": None})
-        assert run_training(r, progress=False)["fit"]["steps"] == 7
+        assert run_training(r)["fit"]["steps"] == 7
 
 
 def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
@@ -212,7 +212,7 @@ def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
     spec = validate_experiment({"name": "subset", "seeds": 2, "recognisability": False, "generator": gen,
                                 "base": {**_base(demo_root, n_real=2), "synthetic_methods": ["inpaint"]},
                                 "grid": {"synthetic_per_real": [0, 1]}})
-    run_experiment(spec, tmp_path, workers=1, progress=False)
+    run_experiment(spec, tmp_path, workers=1)
     synthetic = [r for r in planned_runs(spec, tmp_path) if r.synthetic_per_real]
     assert len({r.synthetic_store for r in synthetic}) == 2  # one store (and generator) per seed's subset
     for run in synthetic:
@@ -229,7 +229,7 @@ def test_a_generator_made_with_other_settings_is_refused_not_reused(imbalance_st
     changed = spec.model_copy(update={"generator": spec.generator.model_copy(update={"builtin": builtin})})
     before = (imbalance_study / "experiment.json").read_text()
     with pytest.raises(ConfigError, match="other settings.*train_steps"):
-        run_experiment(changed, imbalance_study, force=True, progress=False)
+        run_experiment(changed, imbalance_study, force=True)
     assert (imbalance_study / "experiment.json").read_text() == before  # a refused run marks nothing
 
 

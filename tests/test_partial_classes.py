@@ -38,7 +38,7 @@ def test_partial_class_is_recorded_and_reported(partial_f17k, tmp_path):
                    backbone="test_resnet", max_epochs=1, threads=1, save_checkpoint=False,
                    cache_dir=str(tmp_path / "cache"))
     assert load_split(spec.split_spec()).missing_per_class == {"lichen planus": 18}
-    record = run_training(spec, tmp_path, progress=False)
+    record = run_training(spec, tmp_path)
     assert record["missing_images"] == {"lichen planus": 18}
     (warning,) = missing_image_warnings([record])
     assert "lichen planus: 18 missing" in warning and "psoriasis" not in warning

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def _rehearse(name: str, out):
     spec = rehearse(load_experiment(preset_path(name)), seeds=1, cache_dir=str(out / "cache"), smaller=True)
-    res = run_experiment(spec, out, workers=1, progress=False)
+    res = run_experiment(spec, out, workers=1)
     assert res.failed == 0
     # the paper presets clean their data first: a stage of the graph, with what it found on disk
     assert json.loads((out / "tasks" / "clean_0.json").read_text())["kind"] == "clean"
@@ -60,7 +60,7 @@ def test_fig3_rehearsal_on_ray_with_a_worker_killed(tmp_path):
                     smaller=True)
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault(
-        "res", run_experiment(spec, tmp_path, executor=executor, workers=2, progress=False)))
+        "res", run_experiment(spec, tmp_path, executor=executor, workers=2)))
     worker.start()
     if executor == "ray":
         kill_first_worker_mid_cell(tmp_path / "runs", result)

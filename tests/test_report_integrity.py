@@ -158,11 +158,11 @@ def test_report_holds_exactly_the_runs_the_study_plans_now(tmp_path):
     root, out = tmp_path / "data", tmp_path / "study"
     _folder_dataset(root)
     spec = _spec(root, tmp_path)
-    assert run_experiment(spec, out, progress=False).ran == 2
+    assert run_experiment(spec, out).ran == 2
     rec = load_records(out)[0]
     assert {"pandas", "scipy", "statsmodels", "scikit-learn"} <= set(rec["environment"])
     # a run of another config, written beside these with --force, and a run made on older data
-    other = run_experiment(_spec(root, tmp_path, lr=0.01), out, force=True, progress=False)
+    other = run_experiment(_spec(root, tmp_path, lr=0.01), out, force=True)
     assert other.ran == 2
     spec_path = out / "experiment.json"
     spec_path.write_text(json.dumps({"name": spec.name, "digest": spec.digest(), "spec": spec.model_dump()}))
@@ -179,7 +179,7 @@ def test_report_holds_exactly_the_runs_the_study_plans_now(tmp_path):
     # images edited in place (same names, other bytes): the runs are made again, not reused
     img = root / "a" / "a00.png"
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
-    again = run_experiment(spec, out, progress=False)
+    again = run_experiment(spec, out)
     assert again.ran == 2
     current = [r for r in load_records(out) if r["spec"]["lr"] == 1e-3 and r["run_id"] != old["run_id"]]
     assert len(current) == 2 and len({r["spec"]["content_digest"] for r in current}) == 1

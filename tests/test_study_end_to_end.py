@@ -63,8 +63,7 @@ def test_summary_tables_and_sentences(study):
 def test_quickstart_rerun_reuses_everything(study):
     spec, out, _ = study
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    res = run_experiment(spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}}), out,
-                         progress=False)
+    res = run_experiment(spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}}), out)
     assert res.ran == 0
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
 
@@ -102,4 +101,4 @@ def test_experiment_refuses_leaky_store(study, demo_table, tmp_path):
     leaky = validate_experiment({**json.loads(spec.model_dump_json()), "generator": None,
                                  "base": {**spec.base, "synthetic_store": str(store)}})
     with pytest.raises(LeakageError, match="held-out reference"):
-        run_experiment(leaky, tmp_path / "e", progress=False)
+        run_experiment(leaky, tmp_path / "e")

@@ -94,8 +94,8 @@ def test_add_synthetic_exact_k_and_only_from_subset(tmp_path):
 
 def test_run_is_deterministic_and_complete(demo_root, tmp_path):
     spec = tiny_spec(demo_root)
-    a = run_training(spec, tmp_path, progress=False)
-    b = run_training(spec, None, progress=False)
+    a = run_training(spec, tmp_path)
+    b = run_training(spec, None)
     assert a["predictions"]["predicted"] == b["predictions"]["predicted"]
     assert np.allclose(a["predictions"]["probabilities"], b["predictions"]["probabilities"])
     m = a["metrics"]
@@ -110,13 +110,21 @@ def test_run_is_deterministic_and_complete(demo_root, tmp_path):
     assert a["n_train"] == 36 and a["fit"]["epochs_run"] >= 1
 
 
+def test_a_run_gives_the_process_its_thread_count_back(demo_root):
+    """A run with threads = 1 used to leave the whole process single-threaded, which changed what
+    later code in it computed (a later classifier of the same seed learnt other weights)."""
+    before = torch.get_num_threads()
+    rec = run_training(tiny_spec(demo_root, threads=1, max_epochs=1))
+    assert rec["environment"]["threads"] == 1 and torch.get_num_threads() == before
+
+
 def test_linear_probe_and_bf16(demo_root):
-    rec = run_training(tiny_spec(demo_root, mode="linear-probe"), progress=False)
+    rec = run_training(tiny_spec(demo_root, mode="linear-probe"))
     assert rec["fit"]["history"][0]["C"] == 0.01 and len(rec["fit"]["history"]) == 4
     probs = np.array(rec["predictions"]["probabilities"])
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
     assert [rec["classes"][i] for i in probs.argmax(1)] == rec["predictions"]["predicted"]
-    rec = run_training(tiny_spec(demo_root, precision="bf16", max_epochs=1), progress=False)
+    rec = run_training(tiny_spec(demo_root, precision="bf16", max_epochs=1))
     assert rec["spec"]["precision"] == "bf16"
 
 
@@ -124,7 +132,7 @@ def test_nan_loss_stops_with_epoch(demo_root):
     from dermsynth.train.loop import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="epoch 1"):
-        run_training(tiny_spec(demo_root, lr=1e30, optimizer="sgd", max_epochs=3), progress=False)
+        run_training(tiny_spec(demo_root, lr=1e30, optimizer="sgd", max_epochs=3))
 
 
 def test_spec_errors_name_the_field():
@@ -138,12 +146,12 @@ def test_spec_errors_name_the_field():
 
 def test_too_few_images_for_n_real(demo_root):
     with pytest.raises(DermsynthError, match="n_real=500"):
-        run_training(tiny_spec(demo_root, n_real=500), progress=False)
+        run_training(tiny_spec(demo_root, n_real=500))
 
 
 def test_empty_class_in_training_set(demo_root):
     with pytest.raises(DermsynthError, match="psoriasis.*no image in the training set"):
-        run_training(tiny_spec(demo_root, class_n_real={"psoriasis": 0}), progress=False)
+        run_training(tiny_spec(demo_root, class_n_real={"psoriasis": 0}))
 
 
 def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
@@ -152,26 +160,29 @@ def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
     from dermsynth.train.precision import choose_precision
 
     spec = tiny_spec(demo_root, max_epochs=1, cache_dir=str(tmp_path))
-    rec = run_training(spec, progress=False)
+    rec = run_training(spec)
     assert rec["spec"]["precision"] == "auto" and rec["precision"]["used"] in ("fp32", "bf16")
     assert "img/s fp32" in rec["precision"]["reason"]
     probes = list((tmp_path / "precision_probe").glob("*.json"))
     assert len(probes) == 1
     model = create_backbone("test_efficientnet", 9, image_size=32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)  # as the run probed: the answer is kept per thread count
     again = choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path)
+    torch.set_num_threads(threads)
     assert again[0] == rec["precision"]["used"] and "cached" in again[1]
     fresh = choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path / "other")
     assert "cached" not in fresh[1]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the probe leaves weights alone
-    fixed = run_training(tiny_spec(demo_root, max_epochs=1, precision="fp32"), progress=False)
+    fixed = run_training(tiny_spec(demo_root, max_epochs=1, precision="fp32"))
     assert fixed["precision"] == {"used": "fp32", "reason": "set in the spec"}
     # a run that probed and one that found the probe cached give the same result
     torch.manual_seed(0)
     before_rng = torch.get_rng_state()
     choose_precision(model, "test_efficientnet", 32, 9, torch.device("cpu"), tmp_path / "third")
     assert torch.equal(before_rng, torch.get_rng_state())
-    cached = run_training(spec, progress=False)
+    cached = run_training(spec)
     assert cached["predictions"]["probabilities"] == rec["predictions"]["probabilities"]
 
 
@@ -179,8 +190,8 @@ def test_auto_precision_probes_once_and_is_recorded(demo_root, tmp_path):
 def test_streamed_training_equals_in_memory(demo_root, workers):
     """Streaming batches from the cache (with prefetching workers) changes memory, not results."""
     base = dict(max_epochs=2, transforms=True, precision="fp32")
-    in_ram = run_training(tiny_spec(demo_root, stream=False, **base), progress=False)
-    streamed = run_training(tiny_spec(demo_root, stream=True, loader_workers=workers, **base), progress=False)
+    in_ram = run_training(tiny_spec(demo_root, stream=False, **base))
+    streamed = run_training(tiny_spec(demo_root, stream=True, loader_workers=workers, **base))
     assert in_ram["run_id"] == streamed["run_id"]  # how images arrive is not part of what a run is
     assert in_ram["predictions"]["predicted"] == streamed["predictions"]["predicted"]
     assert np.allclose(in_ram["predictions"]["probabilities"], streamed["predictions"]["probabilities"])

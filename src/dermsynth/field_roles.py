@@ -1,4 +1,4 @@
-"""What each RunSpec field is for, declared where the field is declared.
+"""What each spec field is for (a run's, a generator table's), declared where the field is declared.
 
 A run's id, the report's cell keys and the fields a record compares were kept in hand-written
 lists (a skip set in ``run_id``, another in ``varying_keys``): add a field, forget a list, and
@@ -44,7 +44,7 @@ def role(kind: str, default: Any = ..., *, tags: tuple[str, ...] = (), formerly:
 
     ``formerly``: the field's name in an older, flat spelling of the config (with the default it
     had there, ``formerly_default``, when that differs): old configs are read through it and
-    identities made from the old spelling are kept (experiments/generator_tables.py)."""
+    identities made from the old spelling are kept (experiments/generator_spec.py)."""
     if kind not in ROLES:
         raise ValueError(f"role {kind!r}; choose one of {ROLES}")
     extra: dict[str, Any] = {"role": kind, "tags": list(tags)}
@@ -86,11 +86,14 @@ def stage_key(instance: BaseModel, tag: str) -> tuple[dict[str, Any], dict[str, 
     (JSON values): how a cached stage recorded before the key existed, or under its former
     name, is read — a key the record lacks matches at its default."""
     model = type(instance)
-    earlier = {name: (declaration(model, name).get("formerly"),
-                      json.loads(json.dumps(model.model_fields[name].get_default(call_default_factory=True),
-                                            default=str)))
+    earlier = {name: (declaration(model, name).get("formerly"), default_value(model, name))
                for name in fields_tagged(model, tag)}
     return settings_of(instance, tag), earlier
+
+
+def default_value(model: type[BaseModel], name: str) -> Any:
+    """The field's default as its JSON dump reads (a tuple as a list), to compare with dumps."""
+    return json.loads(json.dumps(model.model_fields[name].get_default(call_default_factory=True), default=str))
 
 
 def fields_with(model: type[BaseModel], *kinds: str) -> list[str]:

@@ -114,13 +114,13 @@ def write_calibration(out_dir: str | Path, result: dict) -> Path:
     return dio.write_json(calibration_path(out_dir), result)
 
 
-def calibrate(spec, out_dir: str | Path, seeds: int = 10, where: dict[str, str] | None = None, workers: int = 1,
-              progress: bool = True) -> dict:
+def calibrate(spec, out_dir: str | Path, seeds: int = 10, where: dict[str, str] | None = None,
+              workers: int = 1) -> dict:
     """Train ``seeds`` seeds of one real-only cell, run the A/A check at the study's seed count, store it."""
     from dermsynth.analysis.summary import correctness
     from dermsynth.experiments.calibrate import calibration_runs
 
-    cell, records = calibration_runs(spec, out_dir, seeds, where, workers, progress)
+    cell, records = calibration_runs(spec, out_dir, seeds, where, workers)
     corr = correctness(records)
     matrix = np.stack([corr[r["run_id"]] for r in records])
     per_arm = len(spec.seed_list())

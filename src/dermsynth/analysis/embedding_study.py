@@ -129,12 +129,12 @@ def _projection_figure(xy, labels, kinds, paths, path: Path, method: str, seed: 
 
 
 def quality_study(split: Split, store, encoder: Encoder, out: str | Path, reps: int = 50,
-                  cache_dir: str = ".dermsynth-cache", progress: bool = False) -> pd.DataFrame:
+                  cache_dir: str = ".dermsynth-cache") -> pd.DataFrame:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     real, syn = split.pool.reset_index(drop=True), _syn_table(store)
     log.info("quality: %d real (training pool) and %d synthetic images, encoder %s", len(real), len(syn), encoder.name)
-    table = quality_table(embed_table(real, encoder, cache_dir, progress), real["label"],
-                          embed_table(syn, encoder, cache_dir, progress), syn["label"], syn["method"], reps, progress)
+    table = quality_table(embed_table(real, encoder, cache_dir), real["label"],
+                          embed_table(syn, encoder, cache_dir), syn["label"], syn["method"], reps)
     table.to_csv(out / "quality.csv", index=False)
     return table

@@ -104,10 +104,10 @@ def quality(real: np.ndarray, fake: np.ndarray, group: str = "all", reps: int = 
 
 
 def quality_table(real_emb: np.ndarray, real_labels, syn_emb: np.ndarray, syn_labels, syn_methods,
-                  reps: int = 50, progress: bool = False) -> pd.DataFrame:
-    """Metrics per method and per (method, class) (``progress``: a bar over the groups, each of
-    which bootstraps ``reps`` times — minutes at study scale)."""
-    from tqdm.auto import tqdm
+                  reps: int = 50) -> pd.DataFrame:
+    """Metrics per method and per (method, class) (with a bar over the groups when bars are on: each
+    bootstraps ``reps`` times — minutes at study scale)."""
+    from dermsynth.progress import progress_bar
 
     real_labels, syn_labels, syn_methods = map(np.asarray, (real_labels, syn_labels, syn_methods))
     groups = [(m, None) for m in sorted(set(syn_methods))]
@@ -115,7 +115,7 @@ def quality_table(real_emb: np.ndarray, real_labels, syn_emb: np.ndarray, syn_la
     rows = []
     with warnings.catch_warnings():  # one summary below instead of one warning per (method, class)
         warnings.filterwarnings("ignore", message=".*small sample")
-        for method, c in tqdm(groups, desc="quality (FID, KID, precision/recall)", disable=not progress):
+        for method, c in progress_bar(groups, desc="quality (FID, KID, precision/recall)"):
             sel = syn_methods == method
             if c is None:
                 rows.append(quality(real_emb, syn_emb[sel], f"{method} / all", reps))

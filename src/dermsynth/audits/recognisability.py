@@ -25,13 +25,15 @@ from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import DataError
 from dermsynth.models.backbones import create_backbone
+from dermsynth.progress import progress_bars
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.run import device_for, images_tensor, resolve_precision
 from dermsynth.train.spec import RunSpec
 
 
 def _xy(table: pd.DataFrame, classes: list[str], spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    cached = cache_images(table, spec.image_size, Path(spec.cache_dir) / "images", progress=False)
+    with progress_bars(False):  # a step inside the check: no bar of its own
+        cached = cache_images(table, spec.image_size, Path(spec.cache_dir) / "images")
     y = torch.tensor([classes.index(c) for c in table["label"]], dtype=torch.long)
     return images_tensor(cached, table["id"]), y
 
@@ -62,7 +64,7 @@ class RealOnlyClassifier:
     real_row: dict
 
 
-def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False, pool: pd.DataFrame | None = None,
+def real_only_classifier(split: Split, spec: RunSpec, pool: pd.DataFrame | None = None,
                          score_test: bool = True) -> RealOnlyClassifier:
     """``spec``'s backbone and training settings, trained on the whole real training pool (or the
     ``pool`` rows given) with early stopping on the validation split, scored on the real test
@@ -75,7 +77,7 @@ def real_only_classifier(split: Split, spec: RunSpec, progress: bool = False, po
     device = device_for(spec)
     model.to(device)
     spec = resolve_precision(spec, model, len(classes), device)[0]
-    fit(model, tx, ty, vx, vy, spec, device, progress)
+    fit(model, tx, ty, vx, vy, spec, device)
     if not score_test:
         return RealOnlyClassifier(model, spec, device, classes, {})
     sx, sy = _xy(split.test, classes, spec)
@@ -101,7 +103,7 @@ def scorable_manifest(split: Split, store: str | Path) -> pd.DataFrame:
 
 
 def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | Path | None = None,
-                    progress: bool = False, classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
+                    classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
     """Accuracy of a real-only classifier on real test images and on each method's synthetic images.
 
     Returns one row per group (``real test`` and each method) and, with ``out``, writes
@@ -111,7 +113,7 @@ def recognisability(split: Split, store: str | Path, spec: RunSpec, out: str | P
     syn = scorable_manifest(split, store)
     classes = sorted(split.table["label"].unique())
     syn = syn.assign(id=syn["synth_id"])
-    clf = classifier or real_only_classifier(split, spec, progress)
+    clf = classifier or real_only_classifier(split, spec)
     model, spec, device = clf.model, clf.spec, clf.device
     rows, per_class = [dict(clf.real_row)], []
     for method, part in syn.groupby("method", sort=True):

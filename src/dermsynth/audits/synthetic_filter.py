@@ -36,6 +36,7 @@ from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_training_ids, store_digest
 from dermsynth.errors import ConfigError
 from dermsynth.models.encoders import pixel_encoder
+from dermsynth.progress import progress_bars
 from dermsynth.train.loop import normalizer, predict, to_input
 from dermsynth.train.run import images_tensor
 from dermsynth.train.spec import RunSpec
@@ -77,17 +78,18 @@ def _nearest_chunked(query: np.ndarray, base: np.ndarray, chunk: int = 4096) -> 
                           or [np.zeros(0)])
 
 
-def score_store(split: Split, store: str | Path, spec: RunSpec, progress: bool = False,
+def score_store(split: Split, store: str | Path, spec: RunSpec,
                 classifier: RealOnlyClassifier | None = None) -> pd.DataFrame:
     """Every synthetic image of ``store`` with its three scores (higher = kept first)."""
     man = scorable_manifest(split, store)
     classes = sorted(split.table["label"].unique())
     real = filter_pool(split, store)
-    clf = classifier or real_only_classifier(split, spec, progress, pool=real, score_test=False)
+    clf = classifier or real_only_classifier(split, spec, pool=real, score_test=False)
     syn = man.assign(id=man["synth_id"]).reset_index(drop=True)
     cache = Path(spec.cache_dir) / "images"
-    sx = images_tensor(cache_images(syn, spec.image_size, cache, progress=False), syn["id"])
-    rx = images_tensor(cache_images(real, spec.image_size, cache, progress=False), real["id"])
+    with progress_bars(False):  # steps inside the scoring: no bars of their own
+        sx = images_tensor(cache_images(syn, spec.image_size, cache), syn["id"])
+        rx = images_tensor(cache_images(real, spec.image_size, cache), real["id"])
     probs = predict(clf.model, sx, clf.spec, clf.device)
     target = np.array([clf.classes.index(c) for c in syn["label"]])
     sf, rf = (features(clf.model, x, clf.spec, clf.device) for x in (sx, rx))

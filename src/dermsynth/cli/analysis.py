@@ -73,6 +73,6 @@ def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: s
     c.require_dir(store, "synthetic store", "pass the folder `dermsynth generate --out` wrote")  # before any output
     folder = c.analysis_out(out, results, "quality")
     split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
-    table = quality_study(split, store, make_encoder(encoder), folder, progress=not as_json)
+    table = quality_study(split, store, make_encoder(encoder), folder)
     cols = ["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]
     c.emit(table[cols].to_dict(orient="records"), as_json, lambda: c.say(table[cols].to_string()))

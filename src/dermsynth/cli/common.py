@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from dermsynth.errors import EXIT_BAD_INPUT, ConfigDeprecationWarning, ConfigError, DataError, DermsynthError
+from dermsynth.progress import progress_bars
 
 if TYPE_CHECKING:
     from dermsynth.data.splits import SplitSpec
@@ -114,12 +115,14 @@ def emit(result: Any, as_json: bool, human: Callable[[], None] | str | None = No
 
 
 def handles_errors(fn: Callable) -> Callable:
-    """Turn a DermsynthError into its message and exit code (2 usage, 3 bad input, 1 audit)."""
+    """Turn a DermsynthError into its message and exit code (2 usage, 3 bad input, 1 audit); and
+    set progress bars for the whole command: on, unless ``--json`` (stdout stays JSON)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with progress_bars(not kwargs.get("as_json", False)):
+                return fn(*args, **kwargs)
         except DermsynthError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

@@ -56,7 +56,7 @@ def data_download(dataset: str = c.DatasetOpt, root: Path = typer.Option(..., "-
     meta = read_metadata(root)
     if limit:
         meta = meta.head(limit)
-    res = download_images(meta, root, workers=workers, retries=retries, timeout=timeout, progress=not as_json)
+    res = download_images(meta, root, workers=workers, retries=retries, timeout=timeout)
     counts = {k: int(res["status"].eq(k).sum()) for k in ("ok", "skipped", "failed")}
     failed = res[res["status"] == "failed"]
     if len(failed):

@@ -48,7 +48,7 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
     if rehearse:
         folder = out or Path("runs") / f"{config.stem}-rehearsal"
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
-    res = asdict(run_experiment(spec, folder, executor, workers, address, force, progress=not as_json))
+    res = asdict(run_experiment(spec, folder, executor, workers, address, force))
     if rehearse:
         res["report"] = str(build_report(folder))
     res["tracking"] = track_folder(folder, track, spec.tracking)
@@ -163,7 +163,7 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
     from dermsynth.experiments.spec import load_experiment
 
     folder = out or default_out(config)
-    res = calibrate(load_experiment(config), folder, seeds, parse_where(where), workers, progress=not as_json)
+    res = calibrate(load_experiment(config), folder, seeds, parse_where(where), workers)
     power = res["power"]
     emit(res, as_json, lambda: say(
         f"{res['cell']}: {res['seeds']} seeds, accuracy {100 * res['accuracy_min']:.1f}–"
@@ -210,7 +210,7 @@ def experiment_triage(config: Path, out: Path | None = typer.Option(None, help="
 
     folder = out or default_out(config)
     dest = to or folder / "triage"
-    res = triage(load_experiment(config), folder, dest, progress=not as_json)
+    res = triage(load_experiment(config), folder, dest)
     res["report"] = str(build_report(dest))
     emit(res, as_json, f"{res['cells']} cells probed in {res['seconds']:.0f} s (features "
                        f"{res['feature_seconds']:.0f} s); report {res['report']}")

@@ -41,7 +41,7 @@ def generator_train(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, 
                         "--n-test/--n-val or check --classes")
     res = train_builtin_on(pool, out, size=size, cache_dir=".dermsynth-cache",
                            classes=sorted(split.table["label"].unique()), max_steps=steps, max_minutes=minutes,
-                           init_from=init_from, config=config, progress=not as_json)
+                           init_from=init_from, config=config)
     c.emit(res, as_json, f"{res['steps']} steps in {res['seconds']:.0f} s, loss {res['first_loss']:.4f} → "
                        f"{res['last_loss']:.4f}; model in {res['model_dir']}")
 
@@ -89,8 +89,7 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
         raise ConfigError(problem)
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     refs = split.pool if n_real is None else split.train_subset(n_real, seed)
-    res = run_generation(gen, refs, method, per_image, out, split=split, batch_size=batch_size, shard=part,
-                         progress=not as_json)
+    res = run_generation(gen, refs, method, per_image, out, split=split, batch_size=batch_size, shard=part)
     c.emit(res, as_json, f"{method}: generated {res.generated}, reused {res.skipped} → {res.store}")
 
 
@@ -118,7 +117,7 @@ def finetune(model: str = typer.Option(..., help="Stable Diffusion (inpainting) 
                            mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
                            use_8bit_adam=use_8bit_adam, device=device)
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
-    res = finetune_from_split(model, split, out, label=label, cfg=cfg, progress=not as_json)
+    res = finetune_from_split(model, split, out, label=label, cfg=cfg)
     res = {k: v for k, v in res.items() if k != "train_losses"}
     c.emit(res, as_json, f"{res['steps']} steps; held-out loss {res['held_loss_before']:.4f} → "
                        f"{res['held_loss_after']:.4f}; pipeline in {out}")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | None = None,
-                   workers: int | None = None, progress: bool = True, track: str | None = None) -> dict:
+                   workers: int | None = None, track: str | None = None) -> dict:
     """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings.
     ``track``: an MLflow URI to log the runs and the report to (or the spec's ``[tracking]``)."""
     from dermsynth.analysis.report import build_report
@@ -38,7 +38,7 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     spec = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}})
     t0 = time.perf_counter()
     log.info("dermsynth quickstart — %s → %s", spec.description or spec.name, out)
-    res = run_experiment(spec, out, workers=workers, progress=progress)
+    res = run_experiment(spec, out, workers=workers)
     t1 = time.perf_counter()
     report = build_report(out)
     t2 = time.perf_counter()
@@ -55,7 +55,6 @@ def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the 
     """A whole small study on the demo data, offline, on a CPU, ending with a report (OUT/report.html)."""
     from dermsynth.experiments.spec import load_experiment
 
-    res = run_quickstart(out, load_experiment(config) if config else None, workers, progress=not as_json,
-                         track=track)
+    res = run_quickstart(out, load_experiment(config) if config else None, workers, track=track)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
                        f"{res['experiment_seconds']:.0f} s; report: {res['report']}" + tracking_note(res["tracking"]))

@@ -50,7 +50,7 @@ def train(config: Path | None = typer.Option(None, help="TOML with RunSpec field
     from dermsynth.models.backbones import check_backbone
 
     check_backbone(spec.backbone)  # a mistyped name fails before the images are read
-    rec = run_training(spec, out, progress=not as_json)
+    rec = run_training(spec, out)
     m = rec["metrics"]
     summary = {"run_id": rec["run_id"], "record": str(out / f"{rec['run_id']}.json"),
                **{k: m[k] for k in ("accuracy", "balanced_accuracy", "top3_accuracy", "n_test")},

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from dermsynth.data.images import load_array
 from dermsynth.errors import ImageDecodeError
 from dermsynth.files import atomic_path
+from dermsynth.progress import progress_bar
 
 
 def file_digest(path: str | Path) -> str:
@@ -59,7 +59,7 @@ class CachedImages:
 
 
 def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".dermsynth-cache/images",
-                 skip_bad: bool = False, progress: bool = True) -> CachedImages:
+                 skip_bad: bool = False) -> CachedImages:
     """Decode ``table``'s images at ``size`` px into per-image ``.npy`` files (once; content-keyed).
 
     Unreadable files raise :class:`ImageDecodeError` naming the file, unless ``skip_bad``,
@@ -69,8 +69,7 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
     folder.mkdir(parents=True, exist_ok=True)
     ids, entries, skipped = [], [], []
     rows = list(zip(table["id"], table["path"], strict=True))
-    for img_id, path in tqdm(rows, desc=f"images @ {size}px", disable=not progress or len(rows) < 200,
-                             leave=False):
+    for img_id, path in progress_bar(rows, desc=f"images @ {size}px", min_items=200, leave=False):
         try:
             if not Path(path).exists():
                 raise ImageDecodeError(path, "file not found")
@@ -89,9 +88,8 @@ def cache_images(table: pd.DataFrame, size: int, cache_dir: str | Path = ".derms
     return CachedImages(ids, entries, size, skipped)
 
 
-def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache",
-                progress: bool = False) -> np.ndarray:
+def embed_table(table: pd.DataFrame, encoder, cache_dir: str | Path = ".dermsynth-cache") -> np.ndarray:
     """Embeddings of a table's images (rows in table order) by ``encoder`` — any callable on uint8
     arrays (N, S, S, 3) with a ``size`` attribute. Decoded images are cached; embeddings are not."""
-    cached = cache_images(table, encoder.size, Path(cache_dir) / "images", progress=progress)
+    cached = cache_images(table, encoder.size, Path(cache_dir) / "images")
     return encoder(cached.array)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from dermsynth import __version__
 from dermsynth.files import write_bytes
+from dermsynth.progress import progress_bar
 
 USER_AGENT = f"dermsynth/{__version__} (research)"
 
@@ -81,7 +81,7 @@ def fetch_one(url: str, md5: str, dest: Path, retries: int = 3, timeout: float =
 
 def download_images(meta: pd.DataFrame, root: str | Path, workers: int = 8, retries: int = 3,
                     timeout: float = 10.0, backoff: float = 0.5, verify: bool = True,
-                    progress: bool = True, max_connection_failures: int = MAX_CONNECTION_FAILURES) -> pd.DataFrame:
+                    max_connection_failures: int = MAX_CONNECTION_FAILURES) -> pd.DataFrame:
     """Download every row of ``meta`` (columns md5hash, url) to ``root/images``.
 
     Returns one row per image: md5hash, status, detail, attempts, connection. Re-running resumes.
@@ -107,8 +107,7 @@ def download_images(meta: pd.DataFrame, root: str | Path, workers: int = 8, retr
         return res
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(tqdm(pool.map(job, rows), total=len(rows), desc="download",
-                            disable=not progress))
+        results = list(progress_bar(pool.map(job, rows), total=len(rows), desc="download"))
     table = pd.DataFrame([r.__dict__ for r in results])
     table.attrs["stopped"] = stop.is_set()
     return table

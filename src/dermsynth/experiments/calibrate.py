@@ -52,7 +52,7 @@ def calibration_cell(spec: ExperimentSpec, out: str | Path, where: dict[str, str
 
 
 def calibration_runs(spec: ExperimentSpec, out: str | Path, seeds: int = 10, where: dict[str, str] | None = None,
-                     workers: int = 1, progress: bool = True) -> tuple[RunSpec, list[dict]]:
+                     workers: int = 1) -> tuple[RunSpec, list[dict]]:
     """Train (or reuse) ``seeds`` seeds of the calibration cell; returns the cell and the records."""
     if seeds < 4:
         raise ConfigError(f"--seeds {seeds}: an A/A check needs at least 4 seeds (two arms of 2)")
@@ -63,7 +63,7 @@ def calibration_runs(spec: ExperimentSpec, out: str | Path, seeds: int = 10, whe
     cal.mkdir(parents=True, exist_ok=True)
     pending = [r for r in runs if not (study / f"{r.run_id()}.json").exists()
                and not (cal / f"{r.run_id()}.json").exists()]
-    failures = run_cells(pending, cal, "local", workers, None, progress)
+    failures = run_cells(pending, cal, "local", workers, None)
     if failures:
         rid, err = next(iter(failures.items()))
         raise RunsFailedError(f"{len(failures)} calibration run(s) failed (e.g. {rid}: {err}); see {cal}")

@@ -16,11 +16,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
-from tqdm.auto import tqdm
-
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task, run_graph
 from dermsynth.experiments.task_payloads import CellPayload
+from dermsynth.progress import progress_bar, progress_bars
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
@@ -40,7 +39,8 @@ def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | No
     running = folder / f"{rid}.running"
     running.write_text(str(os.getpid()))
     try:
-        run_training(run, folder, progress=False)
+        with progress_bars(False):  # a cell in a worker: bars of many cells would interleave
+            run_training(run, folder)
         (folder / f"{rid}.failed.json").unlink(missing_ok=True)
         return rid, None
     except Exception as exc:  # recorded, never fatal for the others
@@ -58,7 +58,7 @@ def cell_task(payload: CellPayload) -> tuple[str, str | None]:
 
 
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
-              address: str | None = None, progress: bool = True) -> dict[str, str]:
+              address: str | None = None) -> dict[str, str]:
     """Run every pending cell; returns {run_id: error} of the cells that failed."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -66,13 +66,13 @@ def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", worke
         return _run_ray(pending, rdir, workers, address)
     failures: dict[str, str] = {}
     if workers <= 1 or len(pending) <= 1:
-        for run in tqdm(pending, desc="runs", disable=not progress):
+        for run in progress_bar(pending, desc="runs"):
             rid, err = execute_cell(run.model_dump_json(), str(rdir), run.threads or 0)
             if err:
                 failures[rid] = err
         return failures
     threads = max(1, (os.cpu_count() or 1) // workers)
-    todo, bar = list(pending), tqdm(total=len(pending), desc="runs", disable=not progress)
+    todo, bar = list(pending), progress_bar(total=len(pending), desc="runs")
     for attempt in range(1 + POOL_RETRIES):
         lost: list[RunSpec] = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:

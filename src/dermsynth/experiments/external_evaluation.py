@@ -26,6 +26,7 @@ from dermsynth.data.registry import load_dataset
 from dermsynth.data.splits import load_splits, read_id_list
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.experiments.results import load_records, runs_dir
+from dermsynth.progress import progress_bars
 from dermsynth.train.checkpoint import load_bundle
 from dermsynth.train.metrics import summarize
 from dermsynth.train.predict import predict_arrays
@@ -135,7 +136,8 @@ def evaluate_runs(source: str | Path, dataset: str, root: str | Path | None, *, 
     cache = Path(cache_dir or RunSpec(**records[0]["spec"]).cache_dir) / "images"
     rows = []
     for size in sorted({r["spec"]["image_size"] for r in records}):
-        cached = cache_images(table, size, cache, skip_bad=True, progress=False)
+        with progress_bars(False):
+            cached = cache_images(table, size, cache, skip_bad=True)
         if cached.skipped:
             log.warning("%d external image(s) could not be read and are left out: %s", len(cached.skipped),
                         "; ".join(f"{i} ({why})" for i, why in cached.skipped[:5]))

@@ -55,10 +55,10 @@ def filter_tasks(runs: list[RunSpec], stores: dict[str, list[str]]) -> list[Task
 
 
 def task_filter(payload: StoreRunsPayload) -> list[str]:
-    return [str(p) for p in filter_stage(payload.runs, payload.store, progress=False)]
+    return [str(p) for p in filter_stage(payload.runs, payload.store)]
 
 
-def filter_stage(runs: list[RunSpec], store: str | Path, progress: bool = False) -> list[Path]:
+def filter_stage(runs: list[RunSpec], store: str | Path) -> list[Path]:
     """Score ``store`` (cached), write the view of every (filter, keep) the runs use (cached) and
     check each run against its view. Returns the views' paths."""
     runs = filtered_runs(runs)
@@ -76,7 +76,7 @@ def filter_stage(runs: list[RunSpec], store: str | Path, progress: bool = False)
         scores = pd.read_parquet(scores_path)
     else:
         log.info("filter: scoring %s with a classifier trained on %d real training images", store, len(learnt))
-        scores = score_store(split, store, clf_spec, progress)
+        scores = score_store(split, store, clf_spec)
         files.write_parquet(scores_path, scores)
         files.write_json(meta, {"cache_key": key, "n_real": int(len(learnt)), "backbone": clf_spec.backbone,
                              "image_size": clf_spec.image_size, "n_synthetic": int(len(scores))})

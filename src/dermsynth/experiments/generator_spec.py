@@ -24,14 +24,13 @@ studies made before the tables are kept.
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dermsynth.errors import ConfigDeprecationWarning, ConfigError
-from dermsynth.field_roles import OPERATIONAL, SETTING, declaration, fields_with, role
+from dermsynth.field_roles import OPERATIONAL, SETTING, declaration, default_value, fields_with, role
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.backends.sd_config import StableDiffusionConfig
 from dermsynth.generate.builtin_config import BuiltinConfig
@@ -134,10 +133,6 @@ class GeneratorSpec(BaseModel):
         return self.dreambooth.at_resolution(self.sd.resolution)
 
 
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 def identity_view(gen: GeneratorSpec) -> dict[str, Any]:
     """The settings a store's identity hashes, in the flat spelling: every shared setting; each
     table setting under its former flat name (the first table in :func:`table_order` to claim
@@ -152,7 +147,7 @@ def identity_view(gen: GeneratorSpec) -> dict[str, Any]:
         model, values = type(getattr(gen, table)), getattr(gen, table).model_dump(mode="json")
         for name in fields_with(model, SETTING):
             former, value = _formerly(model, name), values[name]
-            default = _plain(model.model_fields[name].get_default(call_default_factory=True))
+            default = default_value(model, name)
             flat_default = declaration(model, name).get("formerly_default", ...)
             if table == inactive and value == default and flat_default is not ...:
                 value = flat_default  # the other backend's table leaves the store alone: its flat default

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from dermsynth import files
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.task_contract import check_call, check_result
+from dermsynth.progress import progress_bars
 
 
 @dataclass
@@ -59,7 +60,8 @@ def run_logged(log_dir: str, name: str, kind: str, fn: Callable, payload: BaseMo
     values = dict(zip(inputs, dep_results, strict=False))
     check_call(name, fn, payload, inputs, values)
     start = time.time()
-    result = check_result(name, fn, fn(payload, **values))
+    with progress_bars(False):  # a stage task: run by a worker, or one of many in this process
+        result = check_result(name, fn, fn(payload, **values))
     files.write_json(task_log_path(log_dir, name), {"name": name, "kind": kind, "host": socket.gethostname(),
                                                     "pid": os.getpid(), "start": start, "end": time.time()})
     return result

@@ -101,7 +101,7 @@ def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Ta
 
 
 def task_recognisability(payload: RecognisabilityPayload) -> str | None:
-    done = recognisability_stage(payload.runs, payload.store, Path(payload.folder), progress=False)
+    done = recognisability_stage(payload.runs, payload.store, Path(payload.folder))
     return None if done is None else str(done)
 
 
@@ -119,7 +119,7 @@ def audit_runs(runs: list[RunSpec]) -> None:
 
 
 def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local", address: str | None = None,
-                   workers: int = 1, progress: bool = True) -> list[RunSpec]:
+                   workers: int = 1) -> list[RunSpec]:
     """Preflight and every stage before the cells (cached), for tools that reuse the stores."""
     out = Path(out)
     runs = resolve_runs(spec, out)
@@ -142,7 +142,7 @@ class ExperimentResult:
 
 
 def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local", workers: int | None = None,
-                   address: str | None = None, force: bool = False, progress: bool = True) -> ExperimentResult:
+                   address: str | None = None, force: bool = False) -> ExperimentResult:
     """Run the stages and every pending cell; returns counts of done / failed runs."""
     if executor not in EXECUTORS:  # checked before any stage runs
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -169,7 +169,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     log.info("%s: %d runs, %d done, %d to run", spec.name, len(runs), len(runs) - len(pending), len(pending))
     workers = workers or max(1, min(len(pending), (os.cpu_count() or 1) // 2 or 1))
     runs_start = time.perf_counter()
-    failures = run_cells(pending, rdir, executor, workers, address, progress)
+    failures = run_cells(pending, rdir, executor, workers, address)
     for rid, err in failures.items():
         log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start

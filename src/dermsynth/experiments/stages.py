@@ -43,7 +43,7 @@ def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
                               "create it with `dermsynth generate` or add a [generator] section")
 
 
-def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path, progress: bool = True) -> Path | None:
+def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path) -> Path | None:
     """Score the store with a classifier trained on the real pool, into ``folder``.
 
     Cached while the store, the split and the classifier's settings are unchanged (their
@@ -60,7 +60,7 @@ def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path, 
     done = folder / "recognisability.json"
     if done.exists() and files.read_json(done).get("cache_key") == key:
         return done
-    table = recognisability(split, store, spec, folder, progress=progress)
+    table = recognisability(split, store, spec, folder)
     files.write_json(done, {**files.read_json(done), "cache_key": key})
     for row in table.itertuples():
         log.info("recognisability — %s: %.1f %% of %d (chance %.1f %%, p = %.2g)", row.group, 100 * row.accuracy,

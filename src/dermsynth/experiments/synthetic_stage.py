@@ -110,8 +110,7 @@ def _key(config, rows: pd.DataFrame, stage: str, make: Callable[[], object], **e
     return {**settings, "training_images": ids, **extra}, make, earlier
 
 
-def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, out: Path,
-                      progress: bool = True) -> Path:
+def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.DataFrame, out: Path) -> Path:
     """Train the built-in generator on ``pool`` (training-pool images only), once."""
     model_dir = out / "generator"
 
@@ -120,7 +119,7 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
                  cfg.train_steps, f", {cfg.train_minutes} min max" if cfg.train_minutes else "")
         train_builtin_on(pool, model_dir, size=cfg.size, cache_dir=base.cache_dir,
                          classes=sorted(split.table["label"].unique()), max_steps=cfg.train_steps,
-                         max_minutes=cfg.train_minutes, config=cfg, progress=progress)
+                         max_minutes=cfg.train_minutes, config=cfg)
 
     cfg = gen.builtin
     make_once(model_dir, _is_builtin_model(model_dir), *_key(cfg, pool, BUILTIN_TRAINING, train))
@@ -128,7 +127,7 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
 
 
 def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataFrame, label: str | None,
-                 base_model: str, out: Path, progress: bool = True) -> dict:
+                 base_model: str, out: Path) -> dict:
     """DreamBooth-style fine-tuning of one model (one class, or all) on training-pool rows; cached.
 
     sd: the text-to-image and/or inpainting UNet (authors' settings unless overridden);
@@ -143,7 +142,7 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
                   *_key(cfg, rows, BUILTIN_FINETUNE,
                         lambda: train_builtin_on(rows, dest, size=cfg.size, cache_dir=base.cache_dir,
                                                  max_steps=cfg.finetune_steps or 200, init_from=base_model,
-                                                 config=cfg, progress=progress),
+                                                 config=cfg),
                         base_model=model_fingerprint(base_model)))
         return {"builtin": str(dest / "model")}
     cfg = gen.finetune_config()
@@ -156,16 +155,16 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
         make_once(dest, (dest / "dreambooth.json").exists(),
                   *_key(cfg, rows, DREAMBOOTH,
                         lambda model=model, dest=dest, kind=kind: _dreambooth(model, split, dest, rows, cfg, kind,
-                                                                              label, progress),
+                                                                              label),
                         base_model=model))
         paths[kind] = str(dest)
     return paths
 
 
 def _dreambooth(model: str, split: Split, dest: Path, rows: pd.DataFrame, cfg: DreamBoothConfig, kind: str,
-                label: str | None, progress: bool) -> None:
+                label: str | None) -> None:
     log.info("DreamBooth %s on %d training-pool images (%s)", kind, len(rows), label or "all")
-    finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg, progress=progress)
+    finetune_from_split(model, split, dest, ids=list(rows["id"]), cfg=cfg)
 
 
 def _backend_for(gen: GeneratorSpec, models: GeneratorModels):
@@ -184,7 +183,7 @@ def _rows(split: Split, ids: list[str]) -> pd.DataFrame:
 def task_train_generator(payload: TrainGeneratorPayload) -> GeneratorModels:
     """The built-in generator trained on its pool (or subset)."""
     split = load_split(payload.base.split_spec())
-    model = builtin_generator(payload.gen, payload.base, split, _rows(split, payload.pool), Path(payload.out), False)
+    model = builtin_generator(payload.gen, payload.base, split, _rows(split, payload.pool), Path(payload.out))
     return GeneratorModels(builtin=str(model))
 
 
@@ -194,7 +193,7 @@ def task_finetune(payload: FinetunePayload, base_model: GeneratorModels | None =
     split = load_split(payload.base.split_spec())
     start = base_model.builtin if base_model is not None else payload.gen.given_model()
     return GeneratorModels(**finetune_one(payload.gen, payload.base, split, _rows(split, payload.rows), payload.label,
-                                          start, Path(payload.out), progress=False))
+                                          start, Path(payload.out)))
 
 
 def task_generate(payload: GeneratePayload, models: GeneratorModels | None = None) -> Generated:
@@ -208,7 +207,7 @@ def task_generate(payload: GeneratePayload, models: GeneratorModels | None = Non
     for method in payload.methods:
         res = run_generation(backend, refs, method, payload.k, payload.store, split=split,
                              batch_size=gen.batch_size, with_skin_type=gen.with_skin_type,
-                             store_identity=(payload.family, store_identity(gen, payload.family)), progress=False)
+                             store_identity=(payload.family, store_identity(gen, payload.family)))
         made[method] = res.generated
     return Generated(images=made)
 

@@ -26,6 +26,7 @@ from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.experiments.runner import planned_runs, prepare_stages
 from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.models.backbones import create_backbone
+from dermsynth.progress import progress_bars
 from dermsynth.train.probe import features, fit_head
 from dermsynth.train.run import device_for, images_tensor, make_record, training_table
 from dermsynth.train.spec import RunSpec
@@ -39,7 +40,8 @@ def _feature_bank(runs: list[RunSpec], split, tables: dict, device) -> tuple[dic
     spec = runs[0]
     tables = [tables[r.run_id()] for r in runs] + [split.val, split.test]
     images = pd.concat(tables).drop_duplicates("id")[["id", "path"]].reset_index(drop=True)
-    cached = cache_images(images, spec.image_size, Path(spec.cache_dir) / "images", progress=False)
+    with progress_bars(False):  # one step of a probe: no bar of its own
+        cached = cache_images(images, spec.image_size, Path(spec.cache_dir) / "images")
     model = create_backbone(spec.backbone, 2, spec.pretrained, spec.pretrained_path, spec.image_size).to(device)
     torch.manual_seed(0)
     feats = features(model, images_tensor(cached, images["id"]), spec.model_copy(update={"precision": "fp32"}),
@@ -67,11 +69,11 @@ def _probe(run: RunSpec, split, train: pd.DataFrame, index: dict, bank: np.ndarr
                        {"used": "fp32", "reason": "features"}, "features for a linear probe")
 
 
-def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path, progress: bool = False) -> dict:
+def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path) -> dict:
     """Probe every cell of ``spec`` (its stores made or reused under ``experiment_out``) into ``out``."""
     experiment_out, out = Path(experiment_out), Path(out)
     t0 = time.perf_counter()
-    prepare_stages(spec, experiment_out, progress=progress)
+    prepare_stages(spec, experiment_out)
     runs = [r.model_copy(update={"mode": "linear-probe"}) for r in planned_runs(spec, experiment_out)]
     splits = load_splits(r.split_spec() for r in runs)
     device = device_for(runs[0])

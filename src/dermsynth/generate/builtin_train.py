@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from dermsynth import files
 from dermsynth.data.cache import cache_images
@@ -23,6 +22,7 @@ from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.builtin_config import BuiltinConfig
 from dermsynth.generate.builtin_model import ConditionedUNet, load_builtin
 from dermsynth.generate.methods import centre_square_mask
+from dermsynth.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def _step(st: _State, cfg: BuiltinConfig, sched, x_all, y_all) -> float:
 
 def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *, classes: list[str] | None = None,
                   max_steps: int = 600, max_minutes: float | None = None, init_from: str | Path | None = None,
-                  checkpoint_every: int = 100, seed: int = 0, config: BuiltinConfig | None = None,
-                  progress: bool = True) -> dict:
+                  checkpoint_every: int = 100, seed: int = 0, config: BuiltinConfig | None = None) -> dict:
     """Train (or continue training ``init_from``) on uint8 images (N, S, S, 3) with labels.
 
     Stops at ``max_steps`` or after ``max_minutes``; checkpoints every ``checkpoint_every``
@@ -164,7 +163,7 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     y_all = unet.class_index(list(labels))
     t0 = time.perf_counter()
     unet.train()
-    with tqdm(total=max_steps, initial=st.step, desc="train generator", disable=not progress) as bar:
+    with progress_bar(total=max_steps, initial=st.step, desc="train generator") as bar:
         while st.step < max_steps and (max_minutes is None or time.perf_counter() - t0 <= 60 * max_minutes):
             _step(st, cfg, sched, x_all, y_all)
             bar.update(1)
@@ -184,14 +183,14 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
 
 def train_builtin_on(table: pd.DataFrame, out_dir: str | Path, *, size: int, cache_dir: str | Path,
                      classes: list[str] | None = None, init_from: str | Path | None = None,
-                     progress: bool = True, **kwargs) -> dict:
+                     **kwargs) -> dict:
     """Train on the images of an image table and record their ids as the model's training ids.
 
     A model continued from ``init_from`` learnt from both sets, so it records the union.
     """
-    cached = cache_images(table, size, Path(cache_dir) / "images", progress=progress)
+    cached = cache_images(table, size, Path(cache_dir) / "images")
     labels = list(table.set_index("id").loc[cached.ids, "label"])
-    summary = train_builtin(cached.array, labels, out_dir, classes=classes, init_from=init_from, progress=progress,
+    summary = train_builtin(cached.array, labels, out_dir, classes=classes, init_from=init_from,
                             **kwargs)
     inherited = read_training_ids(load_builtin(init_from).path) if init_from else set()
     write_training_ids(summary["model_dir"], inherited | set(cached.ids))

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from dermsynth import files
 from dermsynth.data.images import load_array
@@ -30,6 +29,7 @@ from dermsynth.data.synthetic_store import write_training_ids
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.dreambooth_config import DEFAULT_RESOLUTION, DreamBoothConfig
 from dermsynth.generate.methods import centre_square_mask, prompt_for, prompt_name, row_prompt
+from dermsynth.progress import progress_bar
 
 
 def _runtime(cfg: DreamBoothConfig) -> tuple[torch.device, torch.dtype | None]:
@@ -165,7 +165,7 @@ def _held_loss(unet, vae, sched, data: _Batches) -> float:
 
 def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | Path,
              cfg: DreamBoothConfig | None = None, prior_images: np.ndarray | None = None,
-             prior_prompts: list[str] | None = None, training_ids=None, progress: bool = True) -> dict:
+             prior_prompts: list[str] | None = None, training_ids=None) -> dict:
     """Fine-tune the UNet of ``model`` on uint8 images (N, R, R, 3) with their prompts; save a pipeline folder.
 
     Returns the loss on a fixed held batch (same noise and timesteps) before and after, so a
@@ -193,7 +193,7 @@ def finetune(model: str, images: np.ndarray, prompts: list[str], out_dir: str | 
     total = cfg.max_steps or cfg.epochs * max(1, int(np.ceil(len(data.x) / cfg.batch_size)))
     losses, t0 = [], time.perf_counter()
     unet.train()
-    with tqdm(total=total, desc="dreambooth", disable=not progress) as bar:
+    with progress_bar(total=total, desc="dreambooth") as bar:
         while len(losses) < total:
             for idx in torch.randperm(len(data.x), generator=gen).split(cfg.batch_size):
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -236,7 +236,7 @@ def _save(model: str, unet, out_dir: Path, cfg: DreamBoothConfig) -> None:
 
 def finetune_from_split(model: str, split: Split, out_dir: str | Path, label: str | None = None,
                         ids: list[str] | None = None, cfg: DreamBoothConfig | None = None,
-                        with_skin_type: bool = False, progress: bool = True) -> dict:
+                        with_skin_type: bool = False) -> dict:
     """DreamBooth on training-pool images only (one class, all classes, or given ids)."""
     cfg = (cfg or DreamBoothConfig()).at_resolution(DEFAULT_RESOLUTION)
     table = split.table
@@ -257,7 +257,7 @@ def finetune_from_split(model: str, split: Split, out_dir: str | Path, label: st
         prior_prompts = [prompt_for(c) for c in names for _ in range(cfg.prior_images)]
         prior = prior_class_images(model, prior_prompts, cfg.resolution, cfg.prior_steps, cfg.seed)
     return finetune(model, images, prompts, out_dir, cfg, prior_images=prior, prior_prompts=prior_prompts,
-                    training_ids=list(chosen["id"]), progress=progress)
+                    training_ids=list(chosen["id"]))
 
 
 def prior_class_images(model: str, prompts: list[str], resolution: int, steps: int, seed: int,

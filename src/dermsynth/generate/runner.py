@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from dermsynth.data.images import load_array
 from dermsynth.data.splits import Split, refuse_held_out
@@ -32,6 +31,7 @@ from dermsynth.errors import ConfigError
 from dermsynth.generate.backends.registry import Backend
 from dermsynth.generate.methods import check_method, row_prompt
 from dermsynth.generate.seeds import image_seed, synth_id
+from dermsynth.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class GenerationResult:
 
 def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image: int, store: str | Path, *,
                    split: Split, batch_size: int = 16, shard: tuple[int, int] = (0, 1), with_skin_type: bool = False,
-                   prompt_template: str | None = None, store_identity: tuple[str, str] | None = None,
-                   progress: bool = True) -> GenerationResult:
+                   prompt_template: str | None = None,
+                   store_identity: tuple[str, str] | None = None) -> GenerationResult:
     """Generate ``per_image`` images of ``method`` for every row of ``refs`` into ``store``.
 
     ``split`` is the split the references come from: any reference that is a validation or
@@ -81,7 +81,7 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
     todo = [j for j in jobs if synth_id(j[0]["id"], j[1], method) not in done]
     params = backend.params(method)
     t0, made = time.perf_counter(), 0
-    bar = tqdm(total=len(todo), desc=f"generate {method}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"generate {method}", unit="img")
     # PNG encoding and writing run on a writer thread while the next batch is generated; a batch's
     # manifest rows are appended only after its images are on disk, and at most one batch waits.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer") as writer:

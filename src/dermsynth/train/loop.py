@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from dermsynth.errors import DermsynthError
+from dermsynth.progress import progress_bar
 from dermsynth.registry import Registry
 from dermsynth.train.image_source import batches
 from dermsynth.train.spec import RunSpec, auto_batch_size
@@ -112,7 +112,7 @@ def _epoch_plan(steps_per_epoch: int, spec: RunSpec) -> list[int]:
 
 
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-        val_y: torch.Tensor, spec: RunSpec, device, progress: bool = True) -> FitResult:
+        val_y: torch.Tensor, spec: RunSpec, device) -> FitResult:
     """Train until ``max_epochs`` or early stopping; the best epoch's weights are restored."""
     gen = torch.Generator().manual_seed(spec.seed)
     # the augmentation arm: none, the paper's transforms, or those plus a strong policy
@@ -138,8 +138,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         model.train()
         perm = _epoch_order(train_y, spec.sampling, gen)
         losses = []
-        bar = tqdm(batches(train_x, perm, bs, n_steps, spec.loader_workers), total=n_steps, desc=f"epoch {epoch}",
-                   leave=False, disable=not progress)
+        bar = progress_bar(batches(train_x, perm, bs, n_steps, spec.loader_workers), total=n_steps,
+                           desc=f"epoch {epoch}", leave=False)
         te = time.perf_counter()
         for step, (idx, raw) in enumerate(bar):
             xb, yb = augmentation(raw.to(device), train_y[idx].to(device), gen)  # yb: soft for MixUp/CutMix

@@ -119,15 +119,25 @@ def images_tensor(cache, ids) -> torch.Tensor:
     return InMemoryImages(cache, ids).x
 
 
-def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Train and evaluate one run; returns (and with ``out_dir`` writes) its JSON record."""
+def run_training(spec: RunSpec, out_dir: str | Path | None = None) -> dict:
+    """Train and evaluate one run; returns (and with ``out_dir`` writes) its JSON record.
+
+    Runs with ``spec.threads`` torch threads (all cores when unset) and gives the process its
+    thread count back afterwards: a run with ``threads = 1`` left every later computation in the
+    process single-threaded, which changed what later code computed (its numerics, not only its
+    speed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(spec.threads or os.cpu_count() or 1)
+    try:
+        return _train_and_record(spec, out_dir)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     t_start = time.perf_counter()
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed % 2**32)
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    else:
-        torch.set_num_threads(os.cpu_count() or 1)
     device = device_for(spec)
     split = load_split(spec.split_spec())
     spec = pin_inputs(spec, split)
@@ -138,8 +148,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     if missing:
         raise DataError(f"class(es) {missing} have no image in the training set; every class needs ≥ 1")
     cache_dir = Path(spec.cache_dir) / "images"
-    cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir,
-                          progress=progress)
+    cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir)
     cls_idx = {c: i for i, c in enumerate(classes)}
     ty, vy = (torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long) for t in (train, val))
     tx = image_source(cached, train["id"], spec.stream)  # streamed batch by batch when large
@@ -154,7 +163,7 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None, progress: boo
     else:
         set_trainable(model, spec.mode)
         effective, used, why = resolve_precision(spec, model, len(classes), device, len(tx))
-        fitres = fit(model, tx, ty, vx, vy, effective, device, progress)
+        fitres = fit(model, tx, ty, vx, vy, effective, device)
         probs = predict(model, sx, effective, device)
     # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
     weights = (f"{model.pretrained_cfg.get('architecture', spec.backbone)}."

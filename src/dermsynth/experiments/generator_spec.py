@@ -139,7 +139,7 @@ def identity_view(gen: GeneratorSpec) -> dict[str, Any]:
     it); any other table setting as ``table.field`` when it is not at its default. The other
     backend's table, which does not change what the store holds, shows its flat-spelling
     defaults. A config that the flat spelling could express gives the flat spelling's identity
-    (tests/test_field_roles.py checks every preset against the identities from before)."""
+    (tests/test_generator_tables.py checks every preset against the identities from before)."""
     data = gen.model_dump(mode="json")
     view = {k: data[k] for k in fields_with(GeneratorSpec, SETTING) if k not in TABLES}
     inactive = table_order(gen.backend)[-1]

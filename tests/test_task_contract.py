@@ -34,10 +34,20 @@ def uses_models(payload: Folder, models: GeneratorModels | None = None) -> str:
     return f"{payload.path} used {models.builtin if models else 'none'}"
 
 
+def uses_two(payload: Folder, first: GeneratorModels, second: GeneratorModels) -> str:
+    return f"{first.builtin}+{second.builtin}"
+
+
 def test_results_are_passed_by_name_and_checked(tmp_path):
     tasks = [Task("train", "train-generator", makes_models, Folder(path="m")),
              Task("generate", "generate", uses_models, Folder(path="s"), inputs={"models": "train"})]
     assert run_graph(tasks, tmp_path)["generate"] == "s used m"
+    # one task feeding two inputs, with another that only has to finish first
+    both = [Task("train", "train-generator", makes_models, Folder(path="m")),
+            Task("other", "train-generator", makes_models, Folder(path="o")),
+            Task("pair", "generate", uses_two, Folder(path="s"), inputs={"first": "train", "second": "train"},
+                 after=["other"])]
+    assert run_graph(both, tmp_path)["pair"] == "m+m"
 
 
 def test_a_result_of_the_wrong_type_fails_at_the_boundary(tmp_path):

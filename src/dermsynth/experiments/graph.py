@@ -57,7 +57,8 @@ def run_logged(log_dir: str, name: str, kind: str, fn: Callable, payload: BaseMo
 
     ``dep_results`` are the results of ``Task.deps`` in order (so Ray waits for every one); the
     first ones, of ``inputs``' tasks, are passed by parameter name after the contract check."""
-    values = dict(zip(inputs, dep_results, strict=False))
+    sources = list(dict.fromkeys(inputs.values()))  # Task.deps begins with these, each once
+    values = {param: dep_results[sources.index(task)] for param, task in inputs.items()}
     check_call(name, fn, payload, inputs, values)
     start = time.time()
     with progress_bars(False):  # a stage task: run by a worker, or one of many in this process

@@ -1,38 +1,111 @@
-"""Time the quickstart end to end and print each stage's share.
+"""Time the quickstart end to end: each stage's share of the wall time, and the overlap achieved.
 
-Usage: python bench/quickstart_stages.py [OUT]   (OUT is deleted first; default /tmp/dermsynth-qs-bench)
+Stages: install (``--install``: ``make``'s install recipe into a fresh virtual environment, timed
+here; or ``--install-seconds S`` measured elsewhere), then ``dermsynth quickstart`` exactly as the
+command runs it (``run_quickstart``, a fresh OUT and cache): the built-in generator, generation,
+recognisability, the other graph tasks (cleaning, audit), the training runs and the report.
+Each stage's time is the union of its intervals on the clock — tasks from their logs
+(OUT/tasks/*.json), training runs from their records (finished at the record's write, lasting its
+``wall_seconds``), the report measured here — so stages that run at the same time show as
+overlap: **overlap = sum of the stages' times ÷ wall time** (1.0: one after the other, the gaps
+left over as "other"; above 1: stages overlapped).
+
+Usage: python bench/quickstart_stages.py [OUT] [--install | --install-seconds S]
+       (OUT is deleted first; default /tmp/dermsynth-qs-bench)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
 import shutil
-import sys
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-from dermsynth.analysis.report import build_report
-from dermsynth.experiments.presets import preset_path
-from dermsynth.experiments.runner import run_experiment
-from dermsynth.experiments.spec import load_experiment
+import torch
+
+from dermsynth.cli.quickstart import run_quickstart
+from dermsynth.train.precision import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = {"train-generator": "built-in generator", "generate": "generation", "recognisability": "recognisability",
+         "clean": "cleaning", "audit": "leakage audit", "filter": "synthetic filter", "finetune": "fine-tuning"}
+
+
+def timed_install() -> float:
+    """Seconds of ``make``'s install recipe into a fresh venv with cold package caches (deleted after)."""
+    with tempfile.TemporaryDirectory(prefix="dermsynth-install-") as tmp:
+        venv = Path(tmp) / "venv"
+        env = {**os.environ, "PIP_CACHE_DIR": f"{tmp}/pip-cache", "UV_CACHE_DIR": f"{tmp}/uv-cache"}
+        t0 = time.perf_counter()
+        subprocess.run(["make", "--no-print-directory", f"{venv}/.dermsynth-installed", f"VENV={venv}"], cwd=ROOT,
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+
+def union(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of intervals (seconds on the clock covered by at least one)."""
+    total, end = 0.0, -float("inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def stage_intervals(out: Path, t0: float) -> dict[str, list[tuple[float, float]]]:
+    """{stage: [(start, end), ...]} from the task logs and the run records written after ``t0``."""
+    stages: dict[str, list[tuple[float, float]]] = {}
+    for log in sorted((out / "tasks").glob("*.json")):
+        info = json.loads(log.read_text())
+        if info.get("start", 0) >= t0 - 1:
+            stages.setdefault(NAMES.get(info["kind"], info["kind"]), []).append((info["start"], info["end"]))
+    for rec in sorted((out / "runs").glob("*.json")):
+        if rec.name.endswith(".failed.json"):
+            continue
+        end = rec.stat().st_mtime
+        secs = json.loads(rec.read_text()).get("wall_seconds", 0.0)
+        if end >= t0:
+            stages.setdefault("training runs", []).append((end - secs, end))
+    return stages
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/dermsynth-qs-bench")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", nargs="?", default="/tmp/dermsynth-qs-bench")
+    ap.add_argument("--install", action="store_true", help="time make's install into a fresh venv first")
+    ap.add_argument("--install-seconds", type=float, help="the install's seconds, measured elsewhere")
+    args = ap.parse_args()
+    out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    spec = load_experiment(preset_path("quickstart"))
-    spec = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(out / "cache")}})
-    t0 = time.perf_counter()
-    res = run_experiment(spec, out, progress=False)
-    t1 = time.perf_counter()
-    build_report(out)
-    stages = dict(res["timings"])
-    stages.pop("stages", None)  # the sum of the task kinds listed beside it
-    stages["report"] = time.perf_counter() - t1
-    total = time.perf_counter() - t0
-    stages["other (data, audit)"] = total - sum(stages.values())
-    print(f"quickstart total: {total:.0f} s ({total / 60:.1f} min) for {res['runs']} runs")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads); "
+          f"Python {platform.python_version()}, torch {torch.__version__}")
+    install = timed_install() if args.install else args.install_seconds
+    t0 = time.time()
+    res = run_quickstart(out)
+    t_report = time.time() - res["report_seconds"]
+    wall_run = time.time() - t0
+    found = stage_intervals(out, t0)
+    stages = {k: union(v) for k, v in found.items()}
+    stages["report"] = res["report_seconds"]
+    spans = [iv for v in found.values() for iv in v] + [(t_report, t_report + res["report_seconds"])]
+    if install is not None:
+        stages = {"install": install, **stages}
+    wall = wall_run + (install or 0.0)
+    busy = union(spans) + (install or 0.0)
+    stages["other (data, preflight, gaps)"] = max(0.0, wall - busy)
+    print(f"quickstart: {wall:.0f} s ({wall / 60:.1f} min) wall for {res['runs']} runs"
+          + (f" — install {install:.0f} s + run {wall_run:.0f} s" if install is not None else
+             " — install not measured (--install, or --install-seconds S)"))
     for name, secs in stages.items():
-        print(f"  {name:<22} {secs:7.1f} s  {100 * secs / total:5.1f} %")
+        print(f"  {name:<30} {secs:7.1f} s  {100 * secs / wall:5.1f} %")
+    named = sum(v for k, v in stages.items() if not k.startswith("other"))
+    print(f"overlap: sum of the stages' times ÷ wall time = {named:.0f} s ÷ {wall:.0f} s = {named / wall:.2f} "
+          f"(stages one after the other give ≤ 1.00; {wall - busy:.0f} s of the wall had no stage running)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from dermsynth.cli.quickstart import run_quickstart
+from dermsynth.progress import progress_bars
 from dermsynth.train.precision import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,8 @@ def main() -> None:
           f"Python {platform.python_version()}, torch {torch.__version__}")
     install = timed_install() if args.install else args.install_seconds
     t0 = time.time()
-    res = run_quickstart(out)
+    with progress_bars(False):
+        res = run_quickstart(out)
     t_report = time.time() - res["report_seconds"]
     wall_run = time.time() - t0
     found = stage_intervals(out, t0)

@@ -33,6 +33,7 @@ from dermsynth.data.cache import cache_images
 from dermsynth.data.registry import load_dataset
 from dermsynth.data.splits import make_split
 from dermsynth.models.backbones import create_backbone
+from dermsynth.progress import progress_bars
 from dermsynth.train.image_source import batches
 from dermsynth.train.loop import OPTIMIZERS, _epoch_order, fit, normalizer, predict, to_input
 from dermsynth.train.precision import cpu_name
@@ -179,4 +180,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with progress_bars(False):
+        main()

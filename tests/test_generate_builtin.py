@@ -310,3 +310,28 @@ def test_a_failed_write_stops_generation_and_the_manifest_names_only_written_ima
     res = run_generation(BuiltinBackend(model_dir, steps=2), refs, "text-to-image", 1, store, split=split,
                          batch_size=2)
     assert res.generated == 4 and len(read_manifest(store)) == 8
+
+
+def test_sampling_precision_is_chosen_once_recorded_and_kept_apart(model_dir, split, tmp_path):
+    """bf16 sampling where a probe says it is faster: the choice is recorded in every image's
+    fingerprint and manifest row, and fp32 leaves the fingerprints of earlier stores unchanged."""
+    import hashlib
+    import json
+
+    from dermsynth.generate import sampling_precision
+
+    fp32 = BuiltinBackend(model_dir, steps=2)
+    bf16 = BuiltinBackend(model_dir, steps=2, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16") and fp32.fingerprint != bf16.fingerprint
+    settings = json.dumps([2, 3.0, 0.97, 0.95, 0.5, "ddim"])  # the fingerprint before precision existed
+    assert fp32.fingerprint == hashlib.sha256(f"{fp32.m.fingerprint}|{settings}".encode()).hexdigest()[:16]
+    auto = BuiltinBackend(model_dir, steps=2, precision="auto")
+    assert auto.precision in ("fp32", "bf16") and "probe" in auto.precision_reason
+    probes = dict(sampling_precision._CHOSEN)
+    BuiltinBackend(model_dir, steps=2, precision="auto")  # another task of the same process: no second probe
+    assert probes == sampling_precision._CHOSEN
+    refs = split.pool.iloc[:2]
+    run_generation(bf16, refs, "text-to-image", 1, tmp_path / "store", split=split)
+    again = bf16.generate("text-to-image", list(refs["label"]), [], None, [1, 2])
+    assert np.array_equal(again, bf16.generate("text-to-image", list(refs["label"]), [], None, [1, 2]))
+    assert set(read_manifest(tmp_path / "store")["precision"]) == {"bf16"}

@@ -34,7 +34,7 @@ from dermsynth import files
 from dermsynth.errors import DataError
 
 MANIFEST_FIELDS = ["synth_id", "ref_id", "label", "skin_type", "method", "backend", "model", "fingerprint",
-                   "prompt", "seed", "steps", "guidance", "strength", "mask", "created", "path"]
+                   "prompt", "seed", "steps", "guidance", "strength", "mask", "precision", "created", "path"]
 REQUIRED_FIELDS = ["synth_id", "ref_id", "label", "method", "path"]
 TRAINING_IDS = "generator_training_ids.txt"
 

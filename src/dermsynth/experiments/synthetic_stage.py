@@ -171,7 +171,8 @@ def _backend_for(gen: GeneratorSpec, models: GeneratorModels):
     common = dict(steps=gen.steps, guidance=gen.guidance, strength_inpaint=gen.strength_inpaint,
                   strength_outpaint=gen.strength_outpaint)
     if models.builtin:
-        return make_backend("builtin", models.builtin, scheduler=gen.builtin.scheduler, **common)
+        return make_backend("builtin", models.builtin, scheduler=gen.builtin.scheduler,
+                            precision=gen.builtin.sampling_precision, **common)
     return make_backend("sd", models.t2i or gen.sd.model, inpaint_model=models.inpaint or gen.sd.inpaint_model,
                         size=gen.sd.resolution, **common)
 

@@ -54,6 +54,11 @@ class BuiltinConfig(BaseModel):
     # Steps of per-class (or all-class) continued training; unset: 200.
     finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE,), formerly="finetune_steps", ge=1)
     scheduler: Literal["ddim", "dpm"] = role(SETTING, "ddim", formerly="scheduler")  # the sampler
+    # The sampler's arithmetic: "auto" times fp32 against bf16 autocast on this machine and takes bf16
+    # where it is ≥ 1.15× faster (generate/sampling_precision.py). Not in the store's identity: the
+    # choice is the machine's, so it is carried where it acts — in every image's fingerprint (and so
+    # in the store digest that run ids pin); images made the other way are made again, not mixed.
+    sampling_precision: Literal["fp32", "bf16", "auto"] = role(OPERATIONAL, "fp32")
 
     @model_validator(mode="after")
     def _halvable_size(self) -> BuiltinConfig:

@@ -51,11 +51,13 @@ def _to_model_range(refs: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def sample(model: BuiltinModel, labels: list[str], seeds: list[int], refs: np.ndarray | None = None,
            mask: np.ndarray | None = None, steps: int = 25, guidance: float = 3.0, strength: float = 1.0,
-           scheduler: str = "ddim") -> np.ndarray:
+           scheduler: str = "ddim", bf16: bool = False) -> np.ndarray:
     """One denoising pass for a batch; returns uint8 (B, S, S, 3).
 
     ``mask`` (S, S): 1 = generate. ``strength`` < 1 starts from the reference noised to that
-    level (diffusers' semantics); kept pixels are pasted back from the reference.
+    level (diffusers' semantics); kept pixels are pasted back from the reference. ``bf16``: the
+    UNet runs under bf16 autocast (sampling_precision.py decides where that is faster); the
+    scheduler's arithmetic stays fp32.
     """
     if not 0.0 < strength <= 1.0:
         raise ConfigError(f"strength={strength} must lie in (0, 1]")
@@ -73,11 +75,17 @@ def sample(model: BuiltinModel, labels: list[str], seeds: list[int], refs: np.nd
     cond_img = ref * (1 - m)
     for t in timesteps:
         inp = torch.cat([x, m, cond_img], 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if guidance != 1.0:
+                out = unet(torch.cat([inp, inp]), t, class_labels=torch.cat([y, y_null]))
+            else:
+                out = unet(inp, t, class_labels=y)
+        out = out.float()
         if guidance != 1.0:
-            pred_c, pred_u = unet(torch.cat([inp, inp]), t, class_labels=torch.cat([y, y_null])).chunk(2)
+            pred_c, pred_u = out.chunk(2)
             pred = pred_u + guidance * (pred_c - pred_u)
         else:
-            pred = unet(inp, t, class_labels=y)
+            pred = out
         x = sch.step(pred, t, x).prev_sample
     x = x.clamp(-1, 1) * m + ref * (1 - m)
     return ((x + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
@@ -86,15 +94,17 @@ def sample(model: BuiltinModel, labels: list[str], seeds: list[int], refs: np.nd
 def generate_method(model: BuiltinModel, method: str, labels: list[str], seeds: list[int],
                     refs: np.ndarray | None, steps: int = 25, guidance: float = 3.0,
                     strength_inpaint: float = 0.97, strength_outpaint: float = 0.95,
-                    mask_fraction: float = 0.5, feather: float = 0.0, scheduler: str = "ddim") -> np.ndarray:
+                    mask_fraction: float = 0.5, feather: float = 0.0, scheduler: str = "ddim",
+                    bf16: bool = False) -> np.ndarray:
     """Apply one of the four methods; in-then-outpaint chains two passes."""
     masks = method_masks(method, model.cfg.size, mask_fraction, feather)
     if method == "text-to-image":
-        return sample(model, labels, seeds, None, None, steps, guidance, 1.0, scheduler)
+        return sample(model, labels, seeds, None, None, steps, guidance, 1.0, scheduler, bf16)
     if refs is None:
         raise DataError(f"method {method!r} needs reference images")
     cur = refs
     for i, m in enumerate(masks):
         strength = strength_outpaint if (method == "outpaint" or i == 1) else strength_inpaint
-        cur = sample(model, labels, [sd + 7919 * i for sd in seeds], cur, m, steps, guidance, strength, scheduler)
+        cur = sample(model, labels, [sd + 7919 * i for sd in seeds], cur, m, steps, guidance, strength, scheduler,
+                     bf16)
     return cur

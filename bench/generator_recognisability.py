@@ -70,7 +70,7 @@ def main() -> None:
         backend = BuiltinBackend(work / "gen", steps=args.steps, guidance=guidance)
         for method in METHODS:
             res = run_generation(backend, refs, method, 1, store, split=split, batch_size=64)
-            print(f"guidance {guidance}: {method} {res['generated']} images at {res['images_per_second']:.1f} img/s")
+            print(f"guidance {guidance}: {method} {res.generated} images at {res.images_per_second:.1f} img/s")
         table = recognisability(split, store, spec)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         if args.sheet is not None:

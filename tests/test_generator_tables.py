@@ -135,3 +135,47 @@ def test_cached_stages_recorded_with_the_old_keys_are_reused(tmp_path):
     with pytest.raises(ConfigError, match=r"epochs differ"):
         make_once(tuned, True, *_key(sd.finetune_config().model_copy(update={"epochs": 4}), rows, DREAMBOOTH,
                                      lambda: None, base_model="m"))
+
+
+def test_a_generator_without_tables_is_the_flat_spelling_even_without_moved_keys():
+    """An old [generator] may set none of the keys that moved (backend, methods, per_image only):
+    it still gets the flat spelling's defaults, so its store is the one it made before."""
+    before = {"": "7df4c75dab6f39e1", "per_image": "5ee3f63f07a282f3", "sd": "2cdd71ec913167ce"}  # f7ac584's code
+    assert store_identity(GeneratorSpec(), "f") == before[""]
+    assert store_identity(GeneratorSpec(per_image=2, methods=["text-to-image"]), "f") == before["per_image"]
+    assert store_identity(GeneratorSpec(backend="sd", per_image=3), "f") == before["sd"]
+    with pytest.warns(ConfigDeprecationWarning):
+        moved = GeneratorSpec(train_steps=600)
+    assert GeneratorSpec(per_image=2).builtin.block_out_channels == moved.builtin.block_out_channels == (16, 32, 64)
+
+
+def test_a_study_folder_made_before_the_tables_is_still_its_configs(tmp_path):
+    """OUT/experiment.json of a study run before the tables holds the flat spelling; re-running the
+    migrated preset there is the same config (not "results of another config")."""
+    from dermsynth.experiments.generator_spec import identity_view
+    from dermsynth.experiments.study_path import same_config
+
+    for name in ("fig3_paper", "skin_type_paper", "quickstart", "fig3_cpu"):
+        spec = load_experiment(preset_path(name))
+        gen = spec.generator.model_copy(update={"builtin": spec.generator.builtin.model_copy(
+            update={"sampling_precision": "fp32"})})
+        flat = {**identity_view(gen), "store": gen.store, "batch_size": gen.batch_size}  # the old dump
+        claim = {"name": name, "digest": "from-before", "spec": {**spec.model_dump(), "generator": flat}}
+        assert same_config(claim, spec), name
+        other = {**claim, "spec": {**claim["spec"], "generator": {**flat, "per_image": 99}}}
+        assert not same_config(other, spec)
+
+
+def test_a_cached_fine_tune_keeps_options_its_old_record_did_not_keep(tmp_path):
+    """DreamBooth's GPU options could be set before but were not in the fine-tune's key: an old
+    record without them is reused whatever they are set to now."""
+    rows = pd.DataFrame({"id": ["a", "b"]})
+    tuned = tmp_path / "finetuned"
+    files.write_json(tuned / STAGE_SETTINGS, {"resolution": 512, "lora": False, "finetune_steps": None,
+                                              "finetune_epochs": 4, "finetune_lr": None,
+                                              "training_images": _ids(rows), "base_model": "m"})
+    with pytest.warns(ConfigDeprecationWarning):
+        gen = GeneratorSpec(backend="sd", model="m", finetune="all", finetune_mixed_precision="bf16",
+                            finetune_8bit_adam=True)
+    make_once(tuned, True, *_key(gen.finetune_config(), rows, DREAMBOOTH, lambda: pytest.fail("made again"),
+                                 base_model="m"))

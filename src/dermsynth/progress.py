@@ -9,8 +9,9 @@ Now the caller states it once, for everything below it:
 - a step that does not want its own bar inside another (a cache fill inside a stage);
 - a library user: ``with progress_bars(False): run_experiment(spec, out)``.
 
-Unset, bars show, as tqdm's do. The setting is a context variable, so threads and asyncio tasks
-started inside a ``with`` see it, and a new process starts unset.
+Unset, bars show, as tqdm's do. The setting is a context variable: asyncio tasks started inside
+a ``with`` see it; a new thread or process starts unset (every bar here is drawn from the
+calling thread).
 """
 
 from __future__ import annotations

@@ -53,7 +53,9 @@ def _formerly(model: type[BaseModel], name: str) -> str | None:
 
 
 def read_flat_keys(data: dict, where: str = "generator") -> dict:
-    """A ``[generator]`` written in the flat spelling, as tables (see the module docstring)."""
+    """A ``[generator]`` written in the flat spelling, as tables (see the module docstring). One
+    with no backend table at all is the flat spelling too, even when it sets none of the moved
+    keys (``backend`` and ``per_image`` only): it keeps the flat spelling's defaults."""
     flat = {k: v for k, v in data.items() if k not in GeneratorSpec.model_fields}
     moved = {}
     tables = {t: dict(data.get(t) or {}) for t in TABLES}
@@ -67,13 +69,15 @@ def read_flat_keys(data: dict, where: str = "generator") -> dict:
             raise ConfigError(f"{where}: {key} is set both flat and as [generator.{table}] {name}; keep the table's")
         tables[table][name] = value
         moved[key] = f"[generator.{table}] {name}"
-    if not moved:
+    if not moved and any(t in data for t in TABLES):
         return data
     for table, model in TABLES.items():  # the flat spelling's defaults, where they differ from the tables'
         for name in model.model_fields:
             old = declaration(model, name).get("formerly_default", ...)
             if old is not ... and name not in tables[table]:
                 tables[table][name] = old
+    if not moved:
+        return {**data, **{t: v for t, v in tables.items() if v}}
     message = ("flat [generator] keys are deprecated; write them in their backend's table: "
                + "; ".join(f"{k} → {v}" for k, v in moved.items())
                + ". `dermsynth experiment show CONFIG` prints the config in the new spelling.")

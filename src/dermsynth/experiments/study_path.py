@@ -42,9 +42,20 @@ def study_anchor(out: str | Path) -> Path:
 
 
 def portable_digest(spec) -> str:
-    """The config's digest without ``base.cache_dir`` (a path that moves with the folder)."""
-    base = {k: v for k, v in spec.base.items() if k != "cache_dir"}
-    return spec.model_copy(update={"base": base}).digest()
+    """The config's digest as far as results go: without ``base.cache_dir`` (a path that moves with
+    the folder), with the generator as its store identity sees it (generator_spec.identity_view:
+    no operational fields, the unused backend's table at the flat spelling's defaults), so a
+    folder made by the same config before the generator tables existed is still its own."""
+    import hashlib
+    import json
+
+    from dermsynth.experiments.generator_spec import identity_view
+
+    payload = spec.model_dump(exclude={"tracking", "seed_sd"})
+    payload["base"] = {k: v for k, v in spec.base.items() if k != "cache_dir"}
+    if spec.generator is not None:
+        payload["generator"] = identity_view(spec.generator)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def same_config(claim: dict, spec) -> bool:

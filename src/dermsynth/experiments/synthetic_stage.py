@@ -85,7 +85,8 @@ def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], objec
     if done:
         path = folder / STAGE_SETTINGS
         old = files.read_json(path) if path.exists() else None
-        changed = sorted(k for k in settings if old is None or _recorded(old, k, earlier or {}) != settings[k])
+        changed = sorted(k for k in settings
+                         if old is None or _recorded(old, k, earlier or {}, settings[k]) != settings[k])
         if changed:
             raise ConfigError(f"{folder} was made with other settings ({', '.join(changed)} differ); delete it, or "
                               "run into another --out, to make it again with these")
@@ -94,11 +95,17 @@ def make_once(folder: Path, done: bool, settings: dict, make: Callable[[], objec
     files.write_json(folder / STAGE_SETTINGS, settings)
 
 
-def _recorded(old: dict, key: str, earlier: dict) -> object:
+def _recorded(old: dict, key: str, earlier: dict, now: object) -> object:
+    """What a stage's record says ``key`` was: the key itself, else its former name; a key the
+    record lacks under both names reads as its default when it is new (it could not be set
+    then), and as ``now`` when the old spelling could set it but the record did not keep it
+    (nothing to compare: DreamBooth's GPU options were not in its old key)."""
     former, default = earlier.get(key, (None, ...))
     if key in old:
         return old[key]
-    return old.get(former, default)
+    if former in old:
+        return old[former]
+    return now if former else default
 
 
 def _key(config, rows: pd.DataFrame, stage: str, make: Callable[[], object], **extra) -> tuple:

@@ -2,7 +2,7 @@
 handed to the fine-tune as is). The authors' settings are the defaults: lr 5e-6 constant, batch
 4, 4 epochs, 512 px, no prior preservation, AdamW (0.9, 0.999, wd 1e-2), gradient clipping 1.0.
 
-Every field but the device is part of a cached fine-tune's reuse key (the ``dreambooth`` tag,
+Every field but the device and gradient checkpointing is part of a cached fine-tune's reuse key (the ``dreambooth`` tag,
 field_roles.py); ``formerly`` is a field's name in the flat ``[generator]`` spelling of older
 configs.
 """
@@ -47,7 +47,8 @@ class DreamBoothConfig(BaseModel):
     device: str = role(OPERATIONAL, "auto")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = role(SETTING, "auto", tags=DB,
                                                                   formerly="finetune_mixed_precision")
-    gradient_checkpointing: bool = role(SETTING, False, tags=DB, formerly="finetune_gradient_checkpointing")
+    # memory only (activations recomputed): not in the fine-tune's reuse key
+    gradient_checkpointing: bool = role(SETTING, False, formerly="finetune_gradient_checkpointing")
     use_8bit_adam: bool = role(SETTING, False, tags=DB, formerly="finetune_8bit_adam")
 
     def learning_rate(self) -> float:

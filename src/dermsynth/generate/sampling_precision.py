@@ -47,13 +47,12 @@ def _probe(unet) -> tuple[str, str]:
 
 
 def choose_sampling_precision(unet, asked: str = "auto") -> tuple[str, str]:
-    """("fp32" | "bf16", why) for sampling ``unet``: ``asked`` unless "auto"; "auto" probes on a
-    CPU (CUDA: bf16 where supported)."""
+    """("fp32" | "bf16", why) for sampling ``unet`` (the built-in model samples on the CPU):
+    ``asked`` unless "auto"; "auto" probes, once per process and architecture. Near the threshold
+    two processes (a resumed run, Ray workers) can choose differently; each image's fingerprint
+    says which it was, so such images are made again rather than mixed under one fingerprint."""
     if asked != "auto":
         return asked, "set in the config"
-    if next(unet.parameters()).device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        return ("bf16" if ok else "fp32"), f"CUDA device {'supports' if ok else 'lacks'} bf16"
     key = (torch.get_num_threads(), unet.config.size, tuple(unet.config.block_out_channels),
            len(unet.config.classes), torch.__version__)
     if key not in _CHOSEN:

@@ -75,20 +75,15 @@ def defaults_of(model: type[BaseModel], names: list[str]) -> dict[str, Any]:
     return {n: model.model_fields[n].get_default(call_default_factory=True) for n in names}
 
 
-def settings_of(instance: BaseModel, tag: str) -> dict[str, Any]:
-    """The values of ``instance``'s fields tagged ``tag``: a stage's reuse key, as declared."""
-    data = instance.model_dump(mode="json")
-    return {name: data[name] for name in fields_tagged(type(instance), tag)}
-
-
 def stage_key(instance: BaseModel, tag: str) -> tuple[dict[str, Any], dict[str, tuple[str | None, Any]]]:
-    """A stage's reuse key (:func:`settings_of`) and, per key, its former name and its default
-    (JSON values): how a cached stage recorded before the key existed, or under its former
-    name, is read — a key the record lacks matches at its default."""
+    """A stage's reuse key (the values of ``instance``'s fields tagged ``tag``, as JSON) and, per
+    key, its former name and its default (JSON): how a cached stage recorded before the key
+    existed, or under its former name, is read."""
     model = type(instance)
     earlier = {name: (declaration(model, name).get("formerly"), default_value(model, name))
                for name in fields_tagged(model, tag)}
-    return settings_of(instance, tag), earlier
+    data = instance.model_dump(mode="json")
+    return {name: data[name] for name in earlier}, earlier
 
 
 def default_value(model: type[BaseModel], name: str) -> Any:

@@ -134,12 +134,12 @@ def builtin_generator(gen: GeneratorSpec, base: RunSpec, split: Split, pool: pd.
 
 
 def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataFrame, label: str | None,
-                 base_model: str, out: Path) -> dict:
+                 base_model: str, out: Path) -> GeneratorModels:
     """DreamBooth-style fine-tuning of one model (one class, or all) on training-pool rows; cached.
 
     sd: the text-to-image and/or inpainting UNet (authors' settings unless overridden);
     builtin: continued training of the built-in model. Each model folder records the images
-    it learnt from; generation carries them into the store. Returns the model path(s).
+    it learnt from; generation carries them into the store. Returns the model folder(s).
     """
     name = "all" if label is None else "".join(ch if ch.isalnum() else "_" for ch in label)
     if gen.backend == "builtin":
@@ -151,7 +151,7 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
                                                  max_steps=cfg.finetune_steps or 200, init_from=base_model,
                                                  config=cfg),
                         base_model=model_fingerprint(base_model)))
-        return {"builtin": str(dest / "model")}
+        return GeneratorModels(builtin=str(dest / "model"))
     cfg = gen.finetune_config()
     wanted = {"t2i": gen.sd.model} if "text-to-image" in gen.methods else {}
     if any(m != "text-to-image" for m in gen.methods):
@@ -165,7 +165,7 @@ def finetune_one(gen: GeneratorSpec, base: RunSpec, split: Split, rows: pd.DataF
                                                                               label),
                         base_model=model))
         paths[kind] = str(dest)
-    return paths
+    return GeneratorModels(**paths)
 
 
 def _dreambooth(model: str, split: Split, dest: Path, rows: pd.DataFrame, cfg: DreamBoothConfig, kind: str,
@@ -200,8 +200,8 @@ def task_finetune(payload: FinetunePayload, base_model: GeneratorModels | None =
     (``base_model``) or the configured model."""
     split = load_split(payload.base.split_spec())
     start = base_model.builtin if base_model is not None else payload.gen.given_model()
-    return GeneratorModels(**finetune_one(payload.gen, payload.base, split, _rows(split, payload.rows), payload.label,
-                                          start, Path(payload.out)))
+    return finetune_one(payload.gen, payload.base, split, _rows(split, payload.rows), payload.label, start,
+                        Path(payload.out))
 
 
 def task_generate(payload: GeneratePayload, models: GeneratorModels | None = None) -> Generated:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import make_split
 from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
@@ -318,7 +319,7 @@ def test_sampling_precision_is_chosen_once_recorded_and_kept_apart(model_dir, sp
     import hashlib
     import json
 
-    from dermsynth.generate import sampling_precision
+    from dermsynth.generate import builtin_precision
 
     fp32 = BuiltinBackend(model_dir, steps=2)
     bf16 = BuiltinBackend(model_dir, steps=2, precision="bf16")
@@ -327,11 +328,59 @@ def test_sampling_precision_is_chosen_once_recorded_and_kept_apart(model_dir, sp
     assert fp32.fingerprint == hashlib.sha256(f"{fp32.m.fingerprint}|{settings}".encode()).hexdigest()[:16]
     auto = BuiltinBackend(model_dir, steps=2, precision="auto")
     assert auto.precision in ("fp32", "bf16") and "probe" in auto.precision_reason
-    probes = dict(sampling_precision._CHOSEN)
+    probes = dict(builtin_precision._CHOSEN)
     BuiltinBackend(model_dir, steps=2, precision="auto")  # another task of the same process: no second probe
-    assert probes == sampling_precision._CHOSEN
+    assert probes == builtin_precision._CHOSEN
     refs = split.pool.iloc[:2]
     run_generation(bf16, refs, "text-to-image", 1, tmp_path / "store", split=split)
     again = bf16.generate("text-to-image", list(refs["label"]), [], None, [1, 2])
     assert np.array_equal(again, bf16.generate("text-to-image", list(refs["label"]), [], None, [1, 2]))
     assert set(read_manifest(tmp_path / "store")["precision"]) == {"bf16"}
+
+
+def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split, tmp_path):
+    """bf16 training is autocast with attention kept in fp32 (its CPU backward is slow in bf16);
+    the choice is in training.json, a resumed "auto" run keeps its checkpoint's choice, and the
+    model's own attention processors are back in place afterwards."""
+    from diffusers.models.attention_processor import Attention
+
+    from dermsynth.generate.builtin_precision import training_autocast
+
+    pool = split.pool.iloc[:20]
+    cached = cache_images(pool, 16, tmp_path / "c")
+    labels, classes = list(pool["label"]), sorted(split.table["label"].unique())
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = BuiltinConfig(**{**TINY.__dict__, "training_precision": precision})
+        res = train_builtin(cached.array, labels, tmp_path / precision, max_steps=3, classes=classes, config=cfg)
+        assert (res["precision"], res["precision_reason"]) == (precision, "set in the config")
+        assert files.read_json(tmp_path / precision / "model" / "training.json")["precision"] == precision
+        runs[precision] = load_builtin(tmp_path / precision / "model")
+    assert runs["fp32"].fingerprint != runs["bf16"].fingerprint  # the same seed and steps: the arithmetic differs
+    unet = runs["bf16"].unet
+    attention = [m for m in unet.modules() if isinstance(m, Attention)]
+    assert attention and all(type(m.processor).__name__ == "AttnProcessor2_0" for m in attention)
+    seen = {}
+
+    def dtype_of(name):
+        def hook(module, args, out) -> None:
+            seen[name] = out.dtype
+        return hook
+
+    attention[0].register_forward_hook(dtype_of("attention"))
+    unet.unet.conv_in.register_forward_hook(dtype_of("conv"))
+    with training_autocast(unet, "bf16"):
+        unet(torch.randn(2, 7, 16, 16), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
+    assert seen == {"conv": torch.bfloat16, "attention": torch.float32}
+    assert all(type(m.processor).__name__ == "AttnProcessor2_0" for m in attention)
+
+    auto = BuiltinConfig(**{**TINY.__dict__, "training_precision": "auto"})
+    first = train_builtin(cached.array, labels, tmp_path / "auto", max_steps=2, classes=classes, config=auto,
+                          checkpoint_every=1)
+    assert first["precision"] in ("fp32", "bf16") and "probe" in first["precision_reason"]
+    state = torch.load(tmp_path / "auto" / "checkpoint" / "state.pt", weights_only=False)
+    state["precision"] = {"fp32": "bf16", "bf16": "fp32"}[first["precision"]]  # as another machine chose
+    torch.save(state, tmp_path / "auto" / "checkpoint" / "state.pt")
+    resumed = train_builtin(cached.array, labels, tmp_path / "auto", max_steps=4, classes=classes, config=auto)
+    assert resumed["steps"] == 4 and resumed["precision"] == state["precision"]
+    assert resumed["precision_reason"] == "kept from the checkpoint at step 2"

@@ -67,8 +67,9 @@ def test_the_flat_spelling_loads_with_a_warning_naming_the_tables():
     flat = tomllib.loads(FLAT_QUICKSTART)
     with pytest.warns(ConfigDeprecationWarning, match=r"train_steps → \[generator.builtin\] train_steps"):
         old = GeneratorSpec(**flat)
-    new = load_experiment(preset_path("quickstart")).generator  # which also samples in bf16 where faster
-    assert old == new.model_copy(update={"builtin": new.builtin.model_copy(update={"sampling_precision": "fp32"})})
+    new = load_experiment(preset_path("quickstart")).generator  # which also samples and trains in bf16 where faster
+    assert old == new.model_copy(update={"builtin": new.builtin.model_copy(
+        update={"sampling_precision": "fp32", "training_precision": "fp32"})})
     # sd: the model and resolution go to [generator.sd], the fine-tune's settings to DreamBooth's table
     with pytest.warns(ConfigDeprecationWarning, match=r"finetune_epochs → \[generator.dreambooth\] epochs"):
         sd = GeneratorSpec(backend="sd", model="m", resolution=256, finetune_steps=9, finetune_epochs=25, lora=True)
@@ -121,8 +122,11 @@ def test_cached_stages_recorded_with_the_old_keys_are_reused(tmp_path):
     files.write_json(folder / STAGE_SETTINGS, {"size": 32, "block_out_channels": [32, 64, 64],
                                                "prediction_type": "v_prediction", "train_steps": 450,
                                                "train_minutes": 3.0, "training_images": _ids(rows)})
-    make_once(folder, True, *_key(gen.builtin, rows, BUILTIN_TRAINING, lambda: pytest.fail("made again")))
-    changed = gen.builtin.model_copy(update={"train_steps": 451})
+    fp32 = gen.builtin.model_copy(update={"training_precision": "fp32"})  # as the preset trained then
+    make_once(folder, True, *_key(fp32, rows, BUILTIN_TRAINING, lambda: pytest.fail("made again")))
+    with pytest.raises(ConfigError, match=r"training_precision differ"):  # the preset now trains in "auto"
+        make_once(folder, True, *_key(gen.builtin, rows, BUILTIN_TRAINING, lambda: None))
+    changed = fp32.model_copy(update={"train_steps": 451})
     with pytest.raises(ConfigError, match=r"train_steps differ"):
         make_once(folder, True, *_key(changed, rows, BUILTIN_TRAINING, lambda: None))
     sd = GeneratorSpec(backend="sd", sd={"model": "m"}, dreambooth={"epochs": 25})
@@ -158,7 +162,7 @@ def test_a_study_folder_made_before_the_tables_is_still_its_configs(tmp_path):
     for name in ("fig3_paper", "skin_type_paper", "quickstart", "fig3_cpu"):
         spec = load_experiment(preset_path(name))
         gen = spec.generator.model_copy(update={"builtin": spec.generator.builtin.model_copy(
-            update={"sampling_precision": "fp32"})})
+            update={"sampling_precision": "fp32", "training_precision": "fp32"})})
         flat = {**identity_view(gen), "store": gen.store, "batch_size": gen.batch_size}  # the old dump
         claim = {"name": name, "digest": "from-before", "spec": {**spec.model_dump(), "generator": flat}}
         assert same_config(claim, spec), name

@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
 
 from dermsynth.errors import StatisticsError
 
@@ -182,9 +182,15 @@ def power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
     if df > 200:
         return float(min(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc), 1.0))
 
+    # the same integrand written with scipy.special (Φ and the chi-square density's log): the
+    # scipy.stats wrappers cost ~0.1 ms a call, and quad calls it ~700 times per power — the
+    # report's detectable effects took 13 of its 14 s that way
+    log_norm = special.gammaln(df / 2) + (df / 2) * np.log(2.0)
+
     def tail(v: float) -> float:
         c = crit * np.sqrt(v / df)
-        return (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc)) * stats.chi2.pdf(v, df)
+        density = np.exp(special.xlogy(df / 2 - 1, v) - v / 2 - log_norm) if v > 0 else stats.chi2.pdf(v, df)
+        return (special.ndtr(nc - c) + special.ndtr(-c - nc)) * density
 
     top = float(stats.chi2.ppf(1 - 1e-12, df))
     return float(min(integrate.quad(tail, 0, top, points=[min(df, top)], limit=200)[0], 1.0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -246,18 +247,23 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
                 f"{stratify} {stratum!r} has {have} images; test ({n_test}) + validation ({n_val}) "
                 f"+ at least 1 training image are needed — lower n_test/n_val or choose classes (--classes "
                 "f17k9 | top-N | a list; `dermsynth data info` counts them)")
-    table["split"] = "pool"
-    groups = table.groupby("group", sort=False)
-    order = sorted(groups.groups, key=lambda g: hash_unit(f"split{split_seed}:{g}"))
+    # Per group, its rows and its count per stratum, once: per-group pandas lookups in the loop
+    # took 0.3-0.5 s on the demo table and 1.9 s on F17k, and every task of a study loads its split.
+    positions = table.groupby("group", sort=False).indices
+    strata = table[stratify].to_numpy()
+    per_group = {g: Counter(strata[rows].tolist()) for g, rows in positions.items()}
+    order = sorted(positions, key=lambda g: hash_unit(f"split{split_seed}:{g}"))
+    assigned = np.full(len(table), "pool", dtype=object)
+    taken: set = set()
     for name, quota in (("test", n_test), ("val", n_val)):
         need = {s: quota for s in counts.index}
         for g in order:
-            idx = groups.groups[g]
-            if (table.loc[idx, "split"] != "pool").any():
+            if g in taken:
                 continue
-            per = table.loc[idx, stratify].value_counts()
-            if all(need[s] >= k for s, k in per.items()) and any(need[s] > 0 for s in per.index):
-                table.loc[idx, "split"] = name
+            per = per_group[g]
+            if all(need[s] >= k for s, k in per.items()) and any(need[s] > 0 for s in per):
+                assigned[positions[g]] = name
+                taken.add(g)
                 for s, k in per.items():
                     need[s] -= k
             if not any(need.values()):
@@ -266,6 +272,7 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
         if short:
             raise SplitError(f"could not fill the {name} quota for {short} without splitting a "
                              "patient or duplicate group; lower the quota")
+    table["split"] = assigned
     for s, n in table[table["split"] == "pool"][stratify].value_counts().reindex(counts.index).items():
         if pd.isna(n) or n == 0:
             raise SplitError(f"{stratify} {s!r} has no training-pool images left after test/validation")

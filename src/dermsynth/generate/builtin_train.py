@@ -21,6 +21,7 @@ from dermsynth.data.synthetic_store import read_training_ids, write_training_ids
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.builtin_config import BuiltinConfig
 from dermsynth.generate.builtin_model import ConditionedUNet, load_builtin
+from dermsynth.generate.builtin_precision import choose_training_precision, training_autocast
 from dermsynth.generate.methods import centre_square_mask
 from dermsynth.progress import progress_bar
 
@@ -60,7 +61,8 @@ def _target(sched, prediction_type: str, x0, noise, t):
 
 @dataclass
 class _State:
-    """Everything a resumed run needs: weights, optimiser, EMA, RNG, step, losses."""
+    """Everything a resumed run needs: weights, optimiser, EMA, RNG, step, losses, and the
+    arithmetic it trains in (a resumed "auto" run keeps the choice it started with)."""
 
     unet: ConditionedUNet
     opt: torch.optim.Optimizer
@@ -68,11 +70,13 @@ class _State:
     gen: torch.Generator
     step: int = 0
     losses: list[float] = field(default_factory=list)
+    precision: str | None = None
 
     def save(self, ckpt: Path) -> None:
         with files.atomic_path(ckpt / "state.pt") as tmp:
             torch.save({"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
-                        "gen": self.gen.get_state(), "step": self.step, "losses": self.losses}, tmp)
+                        "gen": self.gen.get_state(), "step": self.step, "losses": self.losses,
+                        "precision": self.precision}, tmp)
 
     def restore(self, ckpt: Path) -> None:
         if not (ckpt / "state.pt").exists():
@@ -94,6 +98,7 @@ class _State:
         self.ema.load_state_dict(state["ema"])
         self.gen.set_state(state["gen"])
         self.step, self.losses = state["step"], state["losses"]
+        self.precision = state.get("precision", "fp32")  # checkpoints from before the choice trained in fp32
         log.info("resumed generator training at step %d", self.step)
 
 
@@ -121,8 +126,9 @@ def _step(st: _State, cfg: BuiltinConfig, sched, x_all, y_all) -> float:
     m = random_masks(len(idx), ucfg.size, gen, ucfg.mask_fraction)
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, ucfg.train_timesteps, (len(idx),), generator=gen)
-    pred = st.unet(torch.cat([sched.add_noise(x0, noise, t), m, x0 * (1 - m)], 1), t, class_labels=y)
-    loss = F.mse_loss(pred, _target(sched, ucfg.prediction_type, x0, noise, t))
+    with training_autocast(st.unet, st.precision):
+        pred = st.unet(torch.cat([sched.add_noise(x0, noise, t), m, x0 * (1 - m)], 1), t, class_labels=y)
+    loss = F.mse_loss(pred.float(), _target(sched, ucfg.prediction_type, x0, noise, t))
     if not torch.isfinite(loss):
         raise DataError(f"generator loss became {loss.item()} at step {st.step}; lower lr (now {cfg.lr})")
     for g in st.opt.param_groups:  # linear warm-up over 50 steps
@@ -159,6 +165,15 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
                 EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75),
                 torch.Generator().manual_seed(seed))
     st.restore(out_dir / "checkpoint")
+    asked = cfg.training_precision
+    if st.precision is not None and asked in ("auto", st.precision):
+        reason = f"kept from the checkpoint at step {st.step}"
+    else:
+        if st.precision is not None:
+            log.warning("the checkpoint in %s trained in %s; continuing in %s, as the config says", out_dir,
+                        st.precision, asked)
+        st.precision, reason = choose_training_precision(unet, asked, cfg.batch_size)
+    log.info("generator trains in %s (%s)", st.precision, reason)
     x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
     y_all = unet.class_index(list(labels))
     t0 = time.perf_counter()
@@ -173,7 +188,8 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     st.ema.copy_to(unet.parameters())
     summary = {"steps": st.step, "seconds": time.perf_counter() - t0, "first_loss": float(np.mean(st.losses[:20])),
                "last_loss": float(np.mean(st.losses[-20:])), "n_images": int(len(images)),
-               "init_from": str(init_from) if init_from else None}
+               "init_from": str(init_from) if init_from else None, "precision": st.precision,
+               "precision_reason": reason}
     with files.atomic_path(out_dir / "model") as tmp:
         unet.save_pretrained(tmp)
         files.write_json(tmp / "training.json", summary)

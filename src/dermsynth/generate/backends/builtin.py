@@ -11,9 +11,9 @@ import numpy as np
 
 from dermsynth.data.synthetic_store import read_training_ids
 from dermsynth.generate.builtin_model import load_builtin
+from dermsynth.generate.builtin_precision import choose_sampling_precision
 from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
 from dermsynth.generate.methods import method_params
-from dermsynth.generate.sampling_precision import choose_sampling_precision
 
 log = logging.getLogger(__name__)
 

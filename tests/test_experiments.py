@@ -177,3 +177,30 @@ def test_a_pool_worker_killed_mid_cell_loses_only_that_cell(demo_root, tmp_path)
     assert not list((out / "runs").glob("*.failed.json"))
 
 
+
+
+def test_default_workers_one_single_threaded_process_per_core_when_cells_amortise_a_pool(monkeypatch):
+    """On a CPU the default is a process per core (intra-op threads scale poorly on small models),
+    once there are CELLS_PER_WORKER cells per process to pay for its start-up, and never more
+    than free memory holds; the pool starts the cells with the most training images first."""
+    from types import SimpleNamespace
+
+    import psutil
+    import torch
+
+    from dermsynth.experiments import executors
+    from dermsynth.train.spec import RunSpec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=64 * 2**30))
+    cells = [RunSpec(n_real=n, synthetic_per_real=s) for n in (4, 16) for s in (0, 2) for _ in range(6)]
+    assert executors.default_workers(cells) == 4  # 24 cells: one process per core
+    assert executors.default_workers(cells[:11]) == 2  # 11 cells: 2 processes of ≥ 4 cells each
+    assert executors.default_workers(cells[:3]) == 1  # a few cells run in this process
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=5 * 2**30))
+    assert executors.default_workers(cells) == 2  # what 5 GiB holds at WORKER_GIB each
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert executors.default_workers(cells) == 2  # with a GPU: half the cores, as before
+    order = [(r.n_real, r.synthetic_per_real) for r in executors.largest_first(cells)]
+    assert order[:6] == [(16, 2)] * 6 and order[-6:] == [(4, 0)] * 6

@@ -57,6 +57,42 @@ def cell_task(payload: CellPayload) -> tuple[str, str | None]:
     return execute_cell(payload.run.model_dump_json(), payload.rdir, 1)
 
 
+# A worker's share of memory when the command does not set --workers (a CPU run of resnet18 at
+# 224 px with its images cached held ~1.5 GiB): never more workers than the free memory holds.
+WORKER_GIB = 2.0
+# A pool's processes take seconds to start (each imports torch and timm: ~6 s for two on 2 cores),
+# so by default one is started per this many pending cells, not more.
+CELLS_PER_WORKER = 4
+
+
+def default_workers(pending: list[RunSpec]) -> int:
+    """Local training processes when the command does not say how many.
+
+    On a CPU, one single-threaded process per core: a run's intra-op threads scale poorly on the
+    small models and batches of CPU studies (the quickstart's test_resnet step, batch 16 at 32 px,
+    took 12.9 ms on one thread and 10.4 ms on two — 1.24×; resnet18's 1.8×), and cells are
+    independent, so two one-thread processes train 1.6× the images per second of one two-thread
+    process. One per CELLS_PER_WORKER cells at most (a few cells run in this process: a pool's
+    start-up would cost more than it saves), and no more than free memory holds (WORKER_GIB
+    each). With CUDA, half the cores, as before: the GPU, not the CPU, is what they share."""
+    import psutil
+    import torch
+
+    cores = os.cpu_count() or 1
+    if torch.cuda.is_available():
+        return max(1, min(len(pending), cores // 2 or 1))
+    fits = int(psutil.virtual_memory().available / 2**30 // WORKER_GIB)
+    return max(1, min(len(pending) // CELLS_PER_WORKER, cores, fits))
+
+
+def largest_first(pending: list[RunSpec]) -> list[RunSpec]:
+    """Cells ordered by their training images, most first: in a pool the long cells start early, so
+    the last cell to finish is a short one rather than a long one running alone."""
+    def size(run: RunSpec) -> int:
+        return (10**9 if run.use_all_pool else run.n_real) * (1 + run.synthetic_per_real)
+    return sorted(pending, key=size, reverse=True)
+
+
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
               address: str | None = None) -> dict[str, str]:
     """Run every pending cell; returns {run_id: error} of the cells that failed."""
@@ -72,7 +108,7 @@ def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", worke
                 failures[rid] = err
         return failures
     threads = max(1, (os.cpu_count() or 1) // workers)
-    todo, bar = list(pending), progress_bar(total=len(pending), desc="runs")
+    todo, bar = largest_first(pending), progress_bar(total=len(pending), desc="runs")
     for attempt in range(1 + POOL_RETRIES):
         lost: list[RunSpec] = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:

@@ -21,7 +21,7 @@ from dermsynth.data.leakage import assert_clean, audit_store
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.cleaning_stage import cleaning_tasks
-from dermsynth.experiments.executors import EXECUTORS, run_cells
+from dermsynth.experiments.executors import EXECUTORS, default_workers, run_cells
 from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
 from dermsynth.experiments.results import load_records, needs_rerun, runs_dir
@@ -167,7 +167,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()
                or needs_rerun(rdir / f"{r.run_id()}.json", r.content_digest)]
     log.info("%s: %d runs, %d done, %d to run", spec.name, len(runs), len(runs) - len(pending), len(pending))
-    workers = workers or max(1, min(len(pending), (os.cpu_count() or 1) // 2 or 1))
+    workers = workers or default_workers(pending)
     runs_start = time.perf_counter()
     failures = run_cells(pending, rdir, executor, workers, address)
     for rid, err in failures.items():

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from dermsynth.train.precision import MIN_SPEEDUP
-
+# bf16 must beat fp32 by this factor to be chosen, as for the classifier (train/precision.py, a
+# layer above this one): a tie keeps fp32
+MIN_SPEEDUP = 1.15
 PROBE_BATCH = 64
 
 

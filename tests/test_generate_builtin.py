@@ -344,7 +344,7 @@ def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split
     model's own attention processors are back in place afterwards."""
     from diffusers.models.attention_processor import Attention
 
-    from dermsynth.generate.builtin_precision import training_autocast
+    from dermsynth.generate.builtin_precision import step_autocast, training_arithmetic
 
     pool = split.pool.iloc[:20]
     cached = cache_images(pool, 16, tmp_path / "c")
@@ -369,7 +369,7 @@ def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split
 
     attention[0].register_forward_hook(dtype_of("attention"))
     unet.unet.conv_in.register_forward_hook(dtype_of("conv"))
-    with training_autocast(unet, "bf16"):
+    with training_arithmetic(unet, "bf16"), step_autocast("bf16"):
         unet(torch.randn(2, 7, 16, 16), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
     assert seen == {"conv": torch.bfloat16, "attention": torch.float32}
     assert all(type(m.processor).__name__ == "AttnProcessor2_0" for m in attention)

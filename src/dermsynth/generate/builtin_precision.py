@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from collections.abc import Iterator
 
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-# bf16 must beat fp32 by this factor to be chosen, as for the classifier (train/precision.py, a
-# layer above this one): a tie keeps fp32
-MIN_SPEEDUP = 1.15
+from dermsynth.models.bf16_probe import MIN_SPEEDUP, best_seconds, faster_precision
+
 PROBE_BATCH = 64
 
 
@@ -40,9 +38,10 @@ class _FP32AttnProcessor(AttnProcessor2_0):
 
 
 @contextlib.contextmanager
-def training_autocast(unet: torch.nn.Module, precision: str) -> Iterator[None]:
-    """The arithmetic of a training step: fp32, or bf16 autocast with attention in fp32 (above).
-    The model's own attention processors are put back afterwards (they are not saved with it)."""
+def training_arithmetic(unet: torch.nn.Module, precision: str) -> Iterator[None]:
+    """Where a model trains in ``precision`` (around the whole loop): for "bf16", its attention
+    layers compute in fp32 (above) until the block ends, when the model's own processors are put
+    back (they are not saved with it). Each step's forward runs under ``step_autocast``."""
     if precision != "bf16":
         yield
         return
@@ -51,11 +50,15 @@ def training_autocast(unet: torch.nn.Module, precision: str) -> Iterator[None]:
     for m in layers:
         m.set_processor(_FP32AttnProcessor())
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            yield
+        yield
     finally:
         for m, processor in zip(layers, before, strict=True):
             m.set_processor(processor)
+
+
+def step_autocast(precision: str) -> torch.autocast:
+    """A training step's forward pass: bf16 autocast for "bf16" (inside ``training_arithmetic``)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _inputs(unet, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,29 +71,28 @@ def _inputs(unet, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def _seconds_per_forward(unet, batch: int, bf16: bool, repeats: int = 3) -> float:
     x, t, y = _inputs(unet, batch)
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):  # the first pass warms up
-            t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                unet(x, t, class_labels=y)
-            times.append(time.perf_counter() - t0)
-    return min(times[1:])
+
+    def forward() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            unet(x, t, class_labels=y)
+
+    return best_seconds(forward, repeats)
 
 
 def _seconds_per_training_step(unet, batch: int, bf16: bool, repeats: int = 3) -> float:
     x, t, y = _inputs(unet, batch)
     model = copy.deepcopy(unet)  # the probe leaves no trace in the weights being trained
     model.train()
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        with training_autocast(model, "bf16" if bf16 else "fp32"):
+    precision = "bf16" if bf16 else "fp32"
+
+    def step() -> None:
+        with step_autocast(precision):
             loss = model(x, t, class_labels=y).float().square().mean()
         model.zero_grad(set_to_none=True)
         loss.backward()
-        times.append(time.perf_counter() - t0)
-    return min(times[1:])
+
+    with training_arithmetic(model, precision):
+        return best_seconds(step, repeats)
 
 
 _CHOSEN: dict[tuple, tuple[str, str]] = {}  # per process: every class's generation task loads the model anew
@@ -104,10 +106,9 @@ def _choose(unet, asked: str, what: str, batch: int, timer) -> tuple[str, str]:
     if key not in _CHOSEN:
         with torch.random.fork_rng(devices=[]):
             fp32, bf16 = timer(unet, batch, False), timer(unet, batch, True)
-        choice = "bf16" if fp32 / bf16 >= MIN_SPEEDUP else "fp32"
-        _CHOSEN[key] = choice, (f"probe ({torch.get_num_threads()} threads, batch {batch}): {1000 * fp32:.0f} ms "
-                                f"fp32, {1000 * bf16:.0f} ms bf16 per {what} ({fp32 / bf16:.2f}×; bf16 needs "
-                                f"≥ {MIN_SPEEDUP}×)")
+        why = (f"probe ({torch.get_num_threads()} threads, batch {batch}): {1000 * fp32:.0f} ms fp32, "
+               f"{1000 * bf16:.0f} ms bf16 per {what} ({fp32 / bf16:.2f}×; bf16 needs ≥ {MIN_SPEEDUP}×)")
+        _CHOSEN[key] = faster_precision(fp32, bf16), why
     return _CHOSEN[key]
 
 

@@ -21,7 +21,7 @@ from dermsynth.data.synthetic_store import read_training_ids, write_training_ids
 from dermsynth.errors import ConfigError, DataError
 from dermsynth.generate.builtin_config import BuiltinConfig
 from dermsynth.generate.builtin_model import ConditionedUNet, load_builtin
-from dermsynth.generate.builtin_precision import choose_training_precision, training_autocast
+from dermsynth.generate.builtin_precision import choose_training_precision, step_autocast, training_arithmetic
 from dermsynth.generate.methods import centre_square_mask
 from dermsynth.progress import progress_bar
 
@@ -126,7 +126,7 @@ def _step(st: _State, cfg: BuiltinConfig, sched, x_all, y_all) -> float:
     m = random_masks(len(idx), ucfg.size, gen, ucfg.mask_fraction)
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(0, ucfg.train_timesteps, (len(idx),), generator=gen)
-    with training_autocast(st.unet, st.precision):
+    with step_autocast(st.precision):
         pred = st.unet(torch.cat([sched.add_noise(x0, noise, t), m, x0 * (1 - m)], 1), t, class_labels=y)
     loss = F.mse_loss(pred.float(), _target(sched, ucfg.prediction_type, x0, noise, t))
     if not torch.isfinite(loss):
@@ -178,7 +178,8 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     y_all = unet.class_index(list(labels))
     t0 = time.perf_counter()
     unet.train()
-    with progress_bar(total=max_steps, initial=st.step, desc="train generator") as bar:
+    with progress_bar(total=max_steps, initial=st.step, desc="train generator") as bar, \
+            training_arithmetic(unet, st.precision):
         while st.step < max_steps and (max_minutes is None or time.perf_counter() - t0 <= 60 * max_minutes):
             _step(st, cfg, sched, x_all, y_all)
             bar.update(1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
@@ -19,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermsynth import files
+from dermsynth.models.bf16_probe import MIN_SPEEDUP, best_seconds, faster_precision
 
-# bf16 must beat fp32 by this factor to be chosen: a tie keeps the exact arithmetic.
-MIN_SPEEDUP = 1.15
 # The probe's largest batch: the run's own batch size up to this (a CPU step of a large model at a
 # large batch would make the probe cost more than it saves).
 PROBE_MAX_BATCH = 64
@@ -40,16 +38,15 @@ def cpu_name() -> str:
 def _seconds_per_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int) -> float:
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
     model.train()
-    times = []
-    for _ in range(steps + 1):  # the first step warms up (allocations, kernel selection)
-        t0 = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    return min(times[1:])
+
+    return best_seconds(step, steps)
 
 
 def choose_precision(model: nn.Module, backbone: str, image_size: int, num_classes: int, device: torch.device,
@@ -83,7 +80,7 @@ def choose_precision(model: nn.Module, backbone: str, image_size: int, num_class
         fp32 = _seconds_per_step(model, x, y, False, steps)
         bf16 = _seconds_per_step(model, x, y, True, steps)
     model.load_state_dict(state)
-    choice = "bf16" if fp32 / bf16 >= MIN_SPEEDUP else "fp32"
+    choice = faster_precision(fp32, bf16)
     reason = (f"probe on {cpu_name()} ({torch.get_num_threads()} threads, batch {batch}): "
               f"{batch / fp32:.0f} img/s fp32, {batch / bf16:.0f} img/s bf16 ({fp32 / bf16:.2f}×; "
               f"bf16 needs ≥ {MIN_SPEEDUP}×)")

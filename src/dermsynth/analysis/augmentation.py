@@ -53,13 +53,29 @@ def is_augmentation_study(table: pd.DataFrame) -> bool:
     return bool(set(t["augment"]) - {"none", "paper"}) or bool((t["synthetic_filter"] != "none").any())
 
 
-def by_augmentation(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True
-                    ) -> pd.DataFrame:
-    """With vs without (unfiltered) synthetic data, at each augmentation arm."""
-    t = arms(table)
-    t = t[t["synthetic_filter"] == "none"]
-    comp = synthetic_comparisons(t.drop(columns=["filter_keep"]), records, test, correct)
-    return comp
+def by_augmentation(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
+                    main: pd.DataFrame | None = None) -> pd.DataFrame:
+    """With vs without (unfiltered) synthetic data, at each augmentation arm.
+
+    ``main``: the report's with-vs-without table, which already holds these comparisons. They
+    are taken from it — with its family's adjusted p-values and verdicts — rather than adjusted
+    again within a smaller family, so that one comparison has one verdict in the whole report.
+    """
+    if main is None:
+        t = arms(table)
+        t = t[t["synthetic_filter"] == "none"]
+        return synthetic_comparisons(t.drop(columns=["filter_keep"]), records, test, correct)
+    rows = main
+    if "synthetic_filter" in rows:
+        rows = rows[rows["synthetic_filter"].fillna("none") == "none"]
+    rows = rows.drop(columns=[c for c in ("synthetic_filter", "filter_keep") if c in rows]).reset_index(drop=True)
+    if "augment" not in rows:  # the arm is spelt by transforms alone, or does not vary
+        if "transforms" in rows:
+            augment = ["paper" if str(v) in ("True", "true", "1") else "none" for v in rows["transforms"]]
+        else:
+            augment = [arms(table)["augment"].iloc[0]] * len(rows)
+        rows.insert(0, "augment", augment)
+    return rows
 
 
 def vs_augmentation_alone(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
@@ -77,7 +93,8 @@ def vs_augmentation_alone(table: pd.DataFrame, records: list[dict], test: str = 
         ref = t[(t["synthetic_per_real"] == 0) & (t["augment"] == a)]
         parts += [syn.assign(augment=a, transforms=ref["transforms"].iloc[0]), ref]
     comp = synthetic_comparisons(pd.concat(parts, ignore_index=True).drop(columns=["filter_keep"]), records, test,
-                                 correct)
+                                 correct, family=f"synthetic data with the {default} transforms vs each augmentation "
+                                                 "alone")
     if comp.empty:
         return comp
     comp = comp.rename(columns={"augment": "augmentation_alone", "acc_synthetic": "acc_synthetic_default",
@@ -116,7 +133,7 @@ def filter_comparisons(table: pd.DataFrame, records: list[dict], test: str = "pr
                          synthetic_per_real=0, filter_keep=keep)
         parts.append(ref[ref["synthetic_filter"].isin(set(tags))])
     both = pd.concat(parts, ignore_index=True).drop(columns=["method"])
-    comp = synthetic_comparisons(both, records, test, correct)
+    comp = synthetic_comparisons(both, records, test, correct, family="filtered vs unfiltered synthetic data")
     if comp.empty:
         return comp
     decoded = [json.loads(v) for v in comp["synthetic_filter"]]
@@ -227,13 +244,14 @@ def filter_figure(table: pd.DataFrame, out: Path) -> Path | None:
 
 
 def augmentation_sections(out_dir: str | Path, table: pd.DataFrame, records: list[dict], test: str = "prop",
-                          correct: bool = True) -> list[Section]:
-    """The two sections (empty when the study has neither strong augmentation nor filters)."""
+                          correct: bool = True, main: pd.DataFrame | None = None) -> list[Section]:
+    """The two sections (empty when the study has neither strong augmentation nor filters).
+    ``main``: the report's with-vs-without table (see :func:`by_augmentation`)."""
     if not is_augmentation_study(table):
         return []
     out_dir = Path(out_dir)
     sections = []
-    by_aug = by_augmentation(table, records, test, correct)
+    by_aug = by_augmentation(table, records, test, correct, main)
     alone = vs_augmentation_alone(table, records, test, correct)
     if len(by_aug) or len(alone):
         by_aug.to_csv(out_dir / "augmentation_comparisons.csv", index=False)
@@ -253,7 +271,9 @@ def augmentation_sections(out_dir: str | Path, table: pd.DataFrame, records: lis
         sections.append(Section("Synthetic data vs augmentation", body,
                                 "Augmentation arms: none, the paper's transforms, and those plus RandAugment, "
                                 "TrivialAugmentWide, AugMix, MixUp or CutMix (torchvision, standard magnitudes; "
-                                "each run's record lists them). BH within each table."))
+                                "each run's record lists them). The first table's rows are those of the report's "
+                                "with-vs-without table, with that family's BH-adjusted p-values and verdicts; the "
+                                "second is a family of its own."))
     filt = filter_comparisons(table, records, test, correct)
     stores = sorted({r["spec"].get("synthetic_store") for r in records
                      if r["spec"].get("synthetic_filter", "none") != "none"})

@@ -44,22 +44,69 @@ def aa_splits(k: int, per_arm: int) -> list[tuple[tuple[int, ...], tuple[int, ..
     return out
 
 
-def aa_rates(correct: np.ndarray, per_arm: int, alpha: float = ALPHA) -> dict:
-    """A/A false-positive rates of the paper's test and of the seed-aware test on a seeds × images
-    correctness matrix of one cell (arms paired by position, as a study pairs its seeds)."""
-    c = np.asarray(correct, dtype=float)
-    k, n = c.shape
-    splits = aa_splits(k, per_arm)
-    acc = c.mean(axis=1)
+def _split_rates(c: np.ndarray, acc: np.ndarray, splits, alpha: float) -> tuple[float, float]:
+    n = c.shape[1]
     paper = seed = 0
     for a, b in splits:
         paper += prop_test(float(acc[list(a)].mean()), float(acc[list(b)].mean()), n, n).p_value < alpha
         seed += seed_aware_test(c[list(a)], c[list(b)]).p_value < alpha
+    return paper / len(splits), seed / len(splits)
+
+
+def aa_rates(correct: np.ndarray, per_arm: int, alpha: float = ALPHA) -> dict:
+    """A/A false-positive rates of the paper's test and of the seed-aware test on a seeds × images
+    correctness matrix of one cell (arms paired by position, as a study pairs its seeds).
+
+    Each rate comes with a 95 % interval from a jackknife over the cell's seeds (the rate
+    recomputed with each seed left out): the splits reuse the same seeds, so they are not
+    independent trials and a binomial interval over the splits would be far too narrow. Where
+    leaving a seed out leaves too few for two arms, the interval is NaN.
+    """
+    c = np.asarray(correct, dtype=float)
+    k, n = c.shape
+    splits = aa_splits(k, per_arm)
+    acc = c.mean(axis=1)
+    paper, seed = _split_rates(c, acc, splits, alpha)
+    intervals = {"paper_test_false_positive_interval": [float("nan")] * 2,
+                 "seed_aware_false_positive_interval": [float("nan")] * 2}
+    if k - 1 >= 2 * per_arm:
+        sub = aa_splits(k - 1, per_arm)
+        jack = np.array([_split_rates(np.delete(c, i, axis=0), np.delete(acc, i), sub, alpha) for i in range(k)])
+        for j, (key, full) in enumerate(zip(intervals, (paper, seed), strict=True)):
+            se = float(np.sqrt((k - 1) / k * ((jack[:, j] - jack[:, j].mean()) ** 2).sum()))
+            intervals[key] = [max(full - 1.96 * se, 0.0), min(full + 1.96 * se, 1.0)]
     return {"seeds": k, "seeds_per_arm": per_arm, "comparisons": len(splits), "n_test": n,
             "seed_sd": float(acc.std(ddof=1)), "accuracy_mean": float(acc.mean()),
             "accuracy_min": float(acc.min()), "accuracy_max": float(acc.max()),
-            "paper_test_false_positive_rate": paper / len(splits),
-            "seed_aware_false_positive_rate": seed / len(splits), "alpha": alpha}
+            "paper_test_false_positive_rate": paper, "seed_aware_false_positive_rate": seed, **intervals,
+            "alpha": alpha}
+
+
+INTERACTION_SDS = (0.6, 1.0)
+
+
+def interaction_null_rates(accuracy: float, seed_sd: float, per_arm: int, n_test: int, n_classes: int,
+                           reps: int = 1000, alpha: float = ALPHA) -> list[dict]:
+    """The seed-aware test's rejection rate under an image × arm interaction null fitted to a
+    cell's own accuracy, seed sd and test-set size (dermsynth.analysis.null_simulation): the null
+    an A/A split cannot show, since identical arms never move individual images. One row per
+    interaction sd (logit scale), each with its 95 % Monte-Carlo interval."""
+    from dermsynth.analysis.null_simulation import Scenario, rejection_rate
+
+    k = max(int(n_classes), 1)
+    acc = float(np.clip(accuracy, 0.02, 0.98))
+    return [{key: row[key] for key in ("interaction_sd", "seeds", "seed_sd", "reps", "rate", "mc_low", "mc_high")}
+            for row in (rejection_rate(Scenario("interaction", max(per_arm, 2), max(float(seed_sd), 1e-3),
+                                                interaction_sd=w, n_classes=k, per_class=max(n_test // k, 1),
+                                                accuracy=acc), reps, seed=i, alpha=alpha)
+                        for i, w in enumerate(INTERACTION_SDS))]
+
+
+def interval_text(rate: float, interval) -> str:
+    lo, hi = (interval or [float("nan")] * 2)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{100 * rate:.1f} %"
+    return f"{100 * rate:.1f} % (95 % interval {100 * lo:.1f}–{100 * hi:.1f})"
 
 
 def power_summary(seed_sd: float, seeds: int, image_variance: float = 0.0) -> dict:
@@ -89,6 +136,15 @@ def planned_power(spec, out_dir: str | Path | None) -> dict | None:
         return None
     seeds = len(spec.seed_list())
     return {**power_summary(sd, max(seeds, 2)), "seed_sd": sd, "source": source, "testable": seeds >= 2}
+
+
+def interaction_line(cal: dict) -> str:
+    """The sentence on the simulated image × arm interaction null fitted to the calibration cell."""
+    parts = [f"w sd {r['interaction_sd']:g}: {100 * r['rate']:.1f} % (95 % interval {100 * r['mc_low']:.1f}–"
+             f"{100 * r['mc_high']:.1f}, {r['reps']} simulated studies)" for r in cal["interaction_null"]]
+    return ("Under an image × arm interaction null fitted to this cell (its accuracy, seed sd and test set; synthetic "
+            "data moving individual test images by ±w/2 on the logit scale, no effect on average), the seed-aware "
+            "test rejected " + "; ".join(parts) + ".")
 
 
 def power_line(p: dict) -> str:
@@ -132,6 +188,9 @@ def calibrate(spec, out_dir: str | Path, seeds: int = 10, where: dict[str, str] 
     result["study_seeds"] = per_arm
     result["accuracies"] = [float(m.mean()) for m in matrix]
     result["power"] = power_summary(result["seed_sd"], max(per_arm, 2))
+    classes = {lab for r in records for lab in r["predictions"]["label"]}
+    result["interaction_null"] = interaction_null_rates(result["accuracy_mean"], result["seed_sd"],
+                                                        max(per_arm, 2), matrix.shape[1], len(classes))
     write_calibration(out_dir, result)
     return result
 
@@ -162,10 +221,13 @@ def calibration_section(out_dir: str | Path, table: pd.DataFrame) -> Section:
             f"A/A check ({cal['cell']}): {cal['seeds']} seeds of one real-only cell, accuracy "
             f"{100 * cal['accuracy_min']:.1f}–{100 * cal['accuracy_max']:.1f} % (seed sd {100 * cal['seed_sd']:.1f} "
             f"points); of {cal['comparisons']} comparisons of two arms of {cal['seeds_per_arm']} identical-setting "
-            f"seeds, the paper's test called {100 * cal['paper_test_false_positive_rate']:.1f} % significant and the "
-            f"seed-aware test {100 * cal['seed_aware_false_positive_rate']:.1f} % "
-            f"(nominal {100 * cal['alpha']:.0f} %). The splits reuse the same {cal['seeds']} seeds, so each rate is "
-            "itself uncertain (simulated: sd ≈ 1.4 points at 2 seeds per arm, ≈ 2.7 at 5, between calibrations).")
+            f"seeds, the paper's test called "
+            f"{interval_text(cal['paper_test_false_positive_rate'], cal.get('paper_test_false_positive_interval'))} "
+            "significant and the seed-aware test "
+            f"{interval_text(cal['seed_aware_false_positive_rate'], cal.get('seed_aware_false_positive_interval'))} "
+            f"(nominal {100 * cal['alpha']:.0f} %). The splits reuse the same {cal['seeds']} seeds, so each rate's "
+            "interval comes from a jackknife over the seeds.")
+        text += [interaction_line(cal)] if cal.get("interaction_null") else []
         sd, source = cal["seed_sd"], "the calibration"
     else:
         obs = observed_seed_sd(table)

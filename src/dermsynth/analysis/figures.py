@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,34 @@ def _log_n_real_axis(ax, values) -> None:
     ax.minorticks_off()
 
 
-def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None, out: Path) -> Path | None:
+Interval = Callable[[Iterable[str]], tuple[float, float]]
+
+
+def _error_bars(g: pd.DataFrame, interval: Interval | None) -> np.ndarray:
+    """2 × points of error-bar lengths: the cell CI over seeds and test images from ``interval``
+    (run ids → bounds; none where it is unknown), else the paper's Wald CI (n = test images)."""
+    if interval is None:
+        ci = np.array([wald_ci(p, n) for p, n in zip(g["acc"], g["n"], strict=True)])
+    else:
+        ci = np.array([interval(ids) for ids in g["run_ids"]], dtype=float)
+        ci = np.where(np.isfinite(ci), ci, g["acc"].to_numpy()[:, None])
+    return np.abs(ci.T - g["acc"].to_numpy())
+
+
+def _ci_words(interval: Interval | None) -> str:
+    return ("bars: 95 % CI over seeds and test images" if interval is not None
+            else "bars: Wald 95 % CI, n = test images")
+
+
+def fig_accuracy_vs_nreal(table: pd.DataFrame, comparisons: pd.DataFrame | None, out: Path,
+                          interval: Interval | None = None) -> Path | None:
     """Fig. 3 drawn by :func:`draw_fig3` and saved (PNG + SVG)."""
-    fig = draw_fig3(table, comparisons)
+    fig = draw_fig3(table, comparisons, interval)
     return None if fig is None else save_figure(fig, out, "fig3_accuracy_vs_nreal")
 
 
-def draw_fig3(table: pd.DataFrame, comparisons: pd.DataFrame | None) -> Figure | None:
+def draw_fig3(table: pd.DataFrame, comparisons: pd.DataFrame | None, interval: Interval | None = None
+              ) -> Figure | None:
     """Fig. 3: accuracy vs real images per class, with / without synthetic data and transforms.
 
     One row of panels per generator variant (pretrained vs fine-tuned are different questions,
@@ -72,21 +94,22 @@ def draw_fig3(table: pd.DataFrame, comparisons: pd.DataFrame | None) -> Figure |
         if variant is not None and comparisons is not None and "generator_finetune" in comparisons:
             comps_v = comparisons[comparisons["generator_finetune"] == variant]
         for ax, method in zip(row_axes, methods, strict=True):
-            _fig3_panel(ax, rows_v, comps_v, method)
+            _fig3_panel(ax, rows_v, comps_v, method, interval)
             _log_n_real_axis(ax, t["n_real"])
             ax.set_title(method if variant is None else f"{method} — {GENERATOR_LABELS.get(variant, variant)}",
                          fontsize=9)
         row_axes[0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Accuracy vs real data, with and without synthetic data (* seed-aware test, BH-adjusted p)",
-                 fontsize=10)
+    fig.suptitle("Accuracy vs real data, with and without synthetic data (* seed-aware test, BH-adjusted p; "
+                 f"{_ci_words(interval)})", fontsize=10)
     return fig
 
 
 GENERATOR_LABELS = {"none": "pretrained generator", "all": "fine-tuned generator", "per-class": "fine-tuned per class"}
 
 
-def _fig3_panel(ax, t: pd.DataFrame, comparisons: pd.DataFrame | None, method: str) -> None:
+def _fig3_panel(ax, t: pd.DataFrame, comparisons: pd.DataFrame | None, method: str,
+                interval: Interval | None = None) -> None:
     for ti, tr in enumerate(sorted(t["transforms"].unique())):
         arm = "steps-matched control" if method.startswith("real ×") else f"+ synthetic ({method})"
         for si, (label, rows) in enumerate((("real only", t[t["method"] == "none"]),
@@ -95,10 +118,10 @@ def _fig3_panel(ax, t: pd.DataFrame, comparisons: pd.DataFrame | None, method: s
             if not len(rows) or (label != "real only" and method == "none"):
                 continue
             for k, krows in rows.groupby("synthetic_per_real"):
-                g = krows.groupby("n_real").agg(acc=("accuracy", "mean"), n=("n_test", "first")).reset_index()
-                ci = np.array([wald_ci(p, n) for p, n in zip(g["acc"], g["n"], strict=True)])
+                g = krows.groupby("n_real").agg(acc=("accuracy", "mean"), n=("n_test", "first"),
+                                                run_ids=("run_id", list)).reset_index()
                 name = f"{label}{f' ×{k}' if k else ''}, transforms {'on' if tr else 'off'}"
-                ax.errorbar(g["n_real"], 100 * g["acc"], yerr=100 * np.abs(ci.T - g["acc"].to_numpy()),
+                ax.errorbar(g["n_real"], 100 * g["acc"], yerr=100 * _error_bars(g, interval),
                             marker="o" if si else "s", capsize=3, color=OKABE_ITO[6] if si else OKABE_ITO[0],
                             linestyle="-" if ti else "--", label=name)
                 if comparisons is None or not len(comparisons) or not k:
@@ -115,7 +138,8 @@ def _fig3_panel(ax, t: pd.DataFrame, comparisons: pd.DataFrame | None, method: s
     ax.grid(alpha=0.3)
 
 
-def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) -> Path | None:
+def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None, interval: Interval | None = None
+                      ) -> Path | None:
     """Fig. 4: accuracy vs synthetic-per-real ratio, one panel per n_real."""
     t = table
     if t["synthetic_per_real"].nunique() < 3:
@@ -126,9 +150,9 @@ def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) 
     for ax, n in zip(axes[0], nreals, strict=True):
         for ti, tr in enumerate(sorted(t["transforms"].unique())):
             rows = t[(t["n_real"] == n) & (t["transforms"] == tr)]
-            g = rows.groupby("synthetic_per_real").agg(acc=("accuracy", "mean"), nt=("n_test", "first")).reset_index()
-            ci = np.array([wald_ci(p, m) for p, m in zip(g["acc"], g["nt"], strict=True)])
-            ax.errorbar(g["synthetic_per_real"], 100 * g["acc"], yerr=100 * np.abs(ci.T - g["acc"].to_numpy()),
+            g = rows.groupby("synthetic_per_real").agg(acc=("accuracy", "mean"), n=("n_test", "first"),
+                                                       run_ids=("run_id", list)).reset_index()
+            ax.errorbar(g["synthetic_per_real"], 100 * g["acc"], yerr=100 * _error_bars(g, interval),
                         marker="o", capsize=3, color=OKABE_ITO[5 + ti], label=f"transforms {'on' if tr else 'off'}")
             fit = (fits or {}).get((n, tr))
             if fit is not None and fit.converged:
@@ -139,6 +163,7 @@ def fig_dose_response(table: pd.DataFrame, out: Path, fits: dict | None = None) 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"Accuracy vs synthetic per real ({_ci_words(interval)})", fontsize=9)
     return save_figure(fig, out, "fig4_dose_response")
 
 

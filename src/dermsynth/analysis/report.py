@@ -39,6 +39,7 @@ from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
     arm_keys,
+    cell_interval,
     cell_summary,
     plain_summary,
     synthetic_comparisons,
@@ -110,7 +111,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     table = results_table(out_dir, records)
     table.to_csv(out_dir / "results.csv", index=False)
     exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
-    cells = cell_summary(table, ci)
+    cells = cell_summary(table, ci, records)
     cells.to_csv(out_dir / "cells.csv", index=False)
     fig_dir = out_dir / "figures"
     imbalance = is_imbalance_study(table)
@@ -125,8 +126,9 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         summary, fits = plain_summary(comps), dose_fits(table)
         groups = group_comparisons(table, records, test, correct)
         summary += group_summary(groups)
-        figs = [figures.fig_accuracy_vs_nreal(table, comps, fig_dir),
-                figures.fig_dose_response(table, fig_dir, _figure_fits(fits)),
+        interval = cell_interval(records)
+        figs = [figures.fig_accuracy_vs_nreal(table, comps, fig_dir, interval),
+                figures.fig_dose_response(table, fig_dir, _figure_fits(fits), interval),
                 figures.fig_per_class_gain(table, fig_dir), figures.fig_skin_groups(table, fig_dir, groups)]
         comp_title = "With vs without synthetic data"
     figs = [f for f in figs if f is not None]
@@ -152,7 +154,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     if fairness is not None:
         sections.append(fairness)
     sections += external_sections(out_dir, table)
-    sections += augmentation_sections(out_dir, table, records, test, correct)
+    sections += augmentation_sections(out_dir, table, records, test, correct, main=None if imbalance else comps)
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]
     stores = sorted({str(locate_store(r["spec"]["synthetic_store"], out_dir)) for r in records
                      if r["spec"].get("synthetic_store")})  # where each store is now (the study may have moved)
@@ -178,9 +180,13 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
 
 COMPARISON_NOTE = (f"Verdicts come from the {TEST_NAME}: per-image correctness, paired by seed (a seed draws the same "
                    "real subset in both arms) and by test image; seed_ci_low–seed_ci_high is its 95 % CI, "
-                   "p_seed_aware_bh its BH-adjusted p (family: this table), detectable_80pct the effect this design "
-                   f"detects with 80 % power. p_paper_test_bh is {PAPER_TEST_NAME}, BH-adjusted in the same "
-                   "family; it ignores seed-to-seed variance. Bootstrap CIs and raw p-values are in the CSV files.")
+                   "p_seed_aware_bh its BH-adjusted p within the family the column family names, detectable_80pct "
+                   "the effect this design detects with 80 % power. \"No difference\" needs the equivalence test "
+                   "(two one-sided tests against ±5 points), BH-adjusted within the same family (p_equivalence_bh). "
+                   "Each comparison has one family in the whole report, and every table that shows it shows that "
+                   f"family's p and verdict. p_paper_test_bh is {PAPER_TEST_NAME}, BH-adjusted in the same "
+                   "family; it ignores seed-to-seed variance. Bootstrap CIs (seeds and test images resampled, paired "
+                   "seeds together) and raw p-values are in the CSV files.")
 
 
 def dose_fits(table: pd.DataFrame) -> dict:

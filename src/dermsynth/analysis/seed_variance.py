@@ -18,10 +18,21 @@ with a seed effect, an image effect and their interaction. The mean difference D
 
 which the two-way ANOVA mean squares estimate without bias:
 ``(MS_seed + MS_image − MS_residual) / (S·N)`` — the textbook estimator for crossed random
-effects. D / SE is referred to a t distribution with Satterthwaite's degrees of freedom, so
-with few seeds and a large seed variance the test has ≈ S − 1 degrees of freedom and is as
-wide as the seeds make it (with 2 seeds, df ≈ 1). Both sources of chance — which runs, which
-test images — are in the variance; both are paired where the design pairs them.
+effects. D / SE is referred to a t distribution with the *seed term's* degrees of freedom,
+S − 1 (paired seeds; Welch's df over the two arms' seed terms when the seeds differ), not
+Satterthwaite's. Why: the seed term is the only noisy part of the variance estimate (the image
+term is estimated from hundreds of images), so D / SE has tails between a normal's and those of
+t with S − 1 df — referring it to t(S − 1) can only be conservative. Satterthwaite lends the
+image term's many df exactly when the seed term happens to come out small, and the two errors
+add: under an image × arm interaction null (synthetic data moves individual test images, the
+mean over images zero) that rejected 7.9 % at 3 seeds, 6.4–6.6 % at 4 (review simulation).
+``bench/test_validity.py`` measures the level of this rule under three nulls at 2–10 seeds and
+its power; the test suite runs a short version of it.
+
+Ties. When every per-seed difference is the same (accuracies move in steps of 1/N, so two seeds
+can tie exactly) the seed variance is estimated as zero. No finite number of seeds supports
+that estimate, so the comparison is untestable (no p, no CI, no power figure) whatever the image
+term says: one rule, with no dependence on the sign of a noise estimate.
 
 We chose this over the alternatives the issue lists because (a) a mixed-effects logistic model
 of per-image correctness with seed and image effects is the same model on the logit scale but
@@ -47,7 +58,7 @@ from scipy import integrate, optimize, special, stats
 
 from dermsynth.errors import StatisticsError
 
-TEST_NAME = "seed-aware t test (crossed seed × test-image variance, Satterthwaite df)"
+TEST_NAME = "seed-aware t test (crossed seed × test-image variance, df of the seed term)"
 PAPER_TEST_NAME = "the paper's two-sample proportion test on seed-mean accuracies (n = test images)"
 
 
@@ -88,19 +99,17 @@ def _two_way(m: np.ndarray) -> tuple[float, float, float]:
 
 def _combine(seed_terms: list[tuple[float, float]], image_terms: list[tuple[float, float]],
              residual_terms: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """Var(D), Satterthwaite df and the image term from mean-square terms (value, df).
+    """Var(D), the seed term's df and the image term from mean-square terms (value, df).
 
     The image term is ``Σ image − Σ residual``; when that is ≤ 0 the image variance is estimated
-    as zero and both drop out (the seed terms already carry the residual noise). Every mean
-    square enters the df denominator on its own, so a precisely estimated image term cannot
-    lend degrees of freedom that the noisy seed term does not have (with only
-    ``image − residual`` in the denominator, 2-seed A/A comparisons rejected 8–10 % at 5 %).
+    as zero (the seed terms already carry the residual noise). The df are those of the seed
+    terms alone (Welch's combination when there are two), see the module's docstring.
     """
     image = sum(v for v, _ in image_terms) - sum(v for v, _ in residual_terms)
-    used = seed_terms + (image_terms + residual_terms if image > 0 else [])
-    var = sum(v for v, _ in seed_terms) + max(image, 0.0)
-    denom = sum(v * v / d for v, d in used if d > 0 and v != 0)
-    df = float(var * var / denom) if denom > 0 else np.inf
+    seed = sum(v for v, _ in seed_terms)
+    var = seed + max(image, 0.0)
+    denom = sum(v * v / d for v, d in seed_terms if d > 0 and v != 0)
+    df = float(seed * seed / denom) if denom > 0 else float("nan")
     return float(var), df, float(max(image, 0.0))
 
 
@@ -147,17 +156,13 @@ def seed_aware_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, 
         nan = float("nan")
         return SeedAwareResult(diff, nan, nan, nan, nan, nan, a.shape[0], b.shape[0], paired, nan, nan)
     var, df, image = _combine(*terms)
-    if s == 2:
-        # With two seeds the seed term has 1 df; Satterthwaite lends more exactly when that term
-        # happens to be small (and a spurious image term is positive), which took the A/A rate to
-        # 6.5–8 % near chance accuracy. One df keeps it at 2.7–3.8 % (review simulations).
-        df = 1.0
+    seed_term = sum(v for v, _ in terms[0])
+    if not seed_term > 0:
+        # every per-seed difference (or every arm's per-seed accuracy) the same: the seed-to-seed
+        # spread is unknown, not zero — untestable, whatever the image term (the module's rule)
+        nan = float("nan")
+        return SeedAwareResult(diff, nan, nan, nan, nan, nan, a.shape[0], b.shape[0], paired, 0.0, image)
     se = float(np.sqrt(var))
-    if se == 0:
-        # tied per-seed differences (accuracies move in steps of 1/N) and no image variance: the
-        # spread is unknown, not zero — a nonzero difference cannot be tested
-        p = 1.0 if diff == 0 else float("nan")
-        return SeedAwareResult(diff, 0.0, df, p, diff, diff, a.shape[0], b.shape[0], paired, seed_sd, image)
     t = diff / se
     p = float(2 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
@@ -221,3 +226,27 @@ def seeds_needed(effect: float, seed_sd: float, image_variance: float = 0.0, alp
         if se == 0 or power(effect, se, df, alpha) >= target:
             return s
     return None
+
+
+def accuracy_interval(correct: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """A cell's mean accuracy and its CI counting both sources of chance, from its correctness
+    matrix (seeds × test images of 0/1): which runs (seeds) and which test images.
+
+    The variance of the mean is the crossed random-effects estimate
+    ``(MS_seed + MS_image − MS_residual) / (S·N)`` and the interval is referred to t with the
+    seed term's S − 1 df (as :func:`seed_aware_test`, for the same reason), clipped to [0, 1].
+    The paper's Wald interval (n = test images) ignores the seeds and covered a cell's expected
+    accuracy in 61–78 % of simulated studies; this one is checked by ``bench/test_validity.py``.
+    One seed, or seeds whose accuracies tie exactly, leave the seed variance unknown: NaN bounds.
+    """
+    m = np.atleast_2d(np.asarray(correct, dtype=float))
+    s, n = m.shape
+    mean = float(m.mean())
+    if s < 2 or n < 2:
+        return mean, float("nan"), float("nan")
+    row, col, res = _two_way(m)
+    if not row > 0:
+        return mean, float("nan"), float("nan")
+    se = float(np.sqrt(row + max(col - res, 0.0)))
+    half = float(stats.t.ppf(0.5 + level / 2, s - 1)) * se
+    return mean, max(mean - half, 0.0), min(mean + half, 1.0)

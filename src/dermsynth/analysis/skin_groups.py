@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.stats import bootstrap_difference, compare
-from dermsynth.analysis.summary import matched_cells, test_predictions
+from dermsynth.analysis.summary import all_degenerate, matched_cells, test_predictions
 from dermsynth.analysis.verdicts import finish_families, seed_columns, significant, verdict_clause
 
 
@@ -52,13 +52,15 @@ def group_comparisons(table: pd.DataFrame, records: list[dict], test: str = "pro
             ca, cb = np.stack([e["correct"] for e in a]), np.stack([e["correct"] for e in b])
             n = ca.shape[1]
             pa, pb = float(ca.mean()), float(cb.mean())
-            diff, lo, hi = bootstrap_difference(ca, cb, reps=reps)
+            diff, lo, hi = bootstrap_difference(ca, cb, reps=reps, seeds_a=arm["seed"].tolist(),
+                                                seeds_b=ref["seed"].tolist())
             rows.append({**cell, "skin_group": g, "n_group": n, "acc_synthetic": pa, "acc_real_only": pb,
                          "difference": diff, "diff_ci_low": lo, "diff_ci_high": hi,
                          "p_value": compare(pa, pb, n, test, correct).p_value,
                          "auroc_synthetic": _auroc(a), "auroc_real_only": _auroc(b), "runs": len(arm),
+                         "degenerate": all_degenerate(arm, ref),
                          **seed_columns(seed_aware_test(ca, cb, arm["seed"].tolist(), ref["seed"].tolist()))})
-    out = finish_families(pd.DataFrame(rows))
+    out = finish_families(pd.DataFrame(rows), name="with vs without synthetic data, per skin-type group")
     if len(out) and out["auroc_synthetic"].isna().all():
         out = out.drop(columns=["auroc_synthetic", "auroc_real_only"])
     return out

@@ -92,23 +92,33 @@ def bh_adjust(p_values) -> np.ndarray:
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, reps: int = 2000, seed: int = 0,
-                         level: float = 0.95) -> tuple[float, float, float]:
+                         level: float = 0.95, seeds_a=None, seeds_b=None) -> tuple[float, float, float]:
     """CI of mean accuracy(A) − accuracy(B) from per-image correctness matrices (seeds × images).
 
-    Test images are resampled jointly for A and B (paired: the same test set); seeds are
-    resampled independently within each arm.
+    Test images are resampled jointly for A and B (paired: the same test set). Seeds are
+    resampled *together* when the arms are paired (the same seed values, or — without seed
+    values — as many rows, paired by position as :func:`seed_aware_test` pairs them): a seed
+    draws the same real subset in both arms, so resampling them apart would throw that pairing
+    away. Otherwise each arm's seeds are resampled on their own.
     """
     a, b = np.atleast_2d(correct_a).astype(float), np.atleast_2d(correct_b).astype(float)
     if a.shape[1] != b.shape[1]:
         raise StatisticsError(f"both arms must be scored on the same test images ({a.shape[1]} vs {b.shape[1]})")
+    if seeds_a is not None and seeds_b is not None:
+        sa, sb = list(seeds_a), list(seeds_b)
+        paired = len(sa) == len(set(sa)) and sorted(sa) == sorted(sb)
+        if paired:
+            a, b = a[np.argsort(sa)], b[np.argsort(sb)]
+    else:
+        paired = a.shape[0] == b.shape[0]
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     diffs = np.empty(reps)
     for r in range(reps):
         img = rng.integers(0, n, n)
-        sa = rng.integers(0, a.shape[0], a.shape[0])
-        sb = rng.integers(0, b.shape[0], b.shape[0])
-        diffs[r] = a[np.ix_(sa, img)].mean() - b[np.ix_(sb, img)].mean()
+        sa_idx = rng.integers(0, a.shape[0], a.shape[0])
+        sb_idx = sa_idx if paired else rng.integers(0, b.shape[0], b.shape[0])
+        diffs[r] = a[np.ix_(sa_idx, img)].mean() - b[np.ix_(sb_idx, img)].mean()
     alpha = (1 - level) / 2
     return float(a.mean() - b.mean()), float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from dermsynth.analysis.seed_variance import seed_aware_test
+from dermsynth.analysis.seed_variance import accuracy_interval, seed_aware_test
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
 from dermsynth.analysis.verdicts import VERDICTS, finish_families, seed_columns, verdict_clause
 
@@ -61,8 +61,11 @@ def varying_keys(table: pd.DataFrame, candidates=None, spec_class=None) -> list[
     return [c for c in cols if c in axes and distinct_values(table[c]) > 1]
 
 
-def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:
-    """Mean accuracy over seeds per cell, with CIs using n = test-set size (the paper's way)."""
+def cell_summary(table: pd.DataFrame, ci: str = "wald", records: list[dict] | None = None) -> pd.DataFrame:
+    """Mean accuracy over seeds per cell with two CIs: ``ci_low``–``ci_high`` counts seed and
+    test-image variance (:func:`~dermsynth.analysis.seed_variance.accuracy_interval`, from the
+    records' per-image predictions; NaN with one seed), ``paper_ci_low``–``paper_ci_high`` is the
+    paper's ``ci`` interval with n = test-set size, which ignores the seeds."""
     t = add_method_column(table)
     keys = varying_keys(t)
     keys = [k for k in keys if k not in ("synthetic_classes",)] or ["method"]
@@ -74,9 +77,26 @@ def cell_summary(table: pd.DataFrame, ci: str = "wald") -> pd.DataFrame:
     if "degenerate" in t:
         aggs["degenerate_runs"] = ("degenerate", lambda v: int(pd.Series(v).fillna(False).astype(bool).sum()))
     out = g.agg(**aggs).reset_index()
+    interval = cell_interval(records) if records else None
+    bounds = [interval(rows["run_id"]) for _, rows in g] if interval is not None else [(np.nan, np.nan)] * len(out)
+    out["ci_low"], out["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     lo_hi = [accuracy_ci(p, int(n), ci) for p, n in zip(out["accuracy"], out["n_test"], strict=True)]
-    out["ci_low"], out["ci_high"] = [x[0] for x in lo_hi], [x[1] for x in lo_hi]
+    out["paper_ci_low"], out["paper_ci_high"] = [x[0] for x in lo_hi], [x[1] for x in lo_hi]
     return out
+
+
+def cell_interval(records: list[dict], level: float = 0.95):
+    """run ids → (low, high) of their cell's accuracy CI with seed and test-image variance."""
+    corr = correctness(records)
+
+    def interval(run_ids) -> tuple[float, float]:
+        mats = [corr[r] for r in run_ids if r in corr]
+        if len(mats) < 2 or len({len(m) for m in mats}) != 1:
+            return float("nan"), float("nan")
+        _, lo, hi = accuracy_interval(np.stack(mats), level)
+        return lo, hi
+
+    return interval
 
 
 def test_predictions(rec: dict) -> dict[str, np.ndarray]:
@@ -133,8 +153,19 @@ def matched_cells(table: pd.DataFrame, control: bool = False):
             yield cell, arm, base[mask]
 
 
+MAIN_FAMILY = "with vs without synthetic data (every synthetic arm of the study)"
+CONTROL_FAMILY = "synthetic data vs the steps-matched control"
+
+
+def all_degenerate(*arms: pd.DataFrame) -> bool:
+    """Every run of these arms predicted one class (≥ 95 % of its test images: train.metrics)."""
+    flags = [bool(v) for arm in arms for v in (arm["degenerate"] if "degenerate" in arm else [False] * len(arm))
+             if not pd.isna(v)]
+    return bool(flags) and all(flags) and sum(len(a) for a in arms) == len(flags)
+
+
 def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
-                          reps: int = 1000, control: bool = False) -> pd.DataFrame:
+                          reps: int = 1000, control: bool = False, family: str | None = None) -> pd.DataFrame:
     """Every cell with synthetic data vs the real-only cell that matches it in all other fields
     (or, with ``control``, vs its steps-matched control; then ``acc_real_only`` is the control's).
 
@@ -150,18 +181,19 @@ def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
         res = compare(pa, pb, n, test, correct)
         a = np.stack([corr[r] for r in arm["run_id"]])
         b = np.stack([corr[r] for r in ref["run_id"]])
-        diff, lo, hi = bootstrap_difference(a, b, reps=reps)
+        diff, lo, hi = bootstrap_difference(a, b, reps=reps, seeds_a=arm["seed"].tolist(),
+                                            seeds_b=ref["seed"].tolist())
         seed = seed_aware_test(a, b, arm["seed"].tolist(), ref["seed"].tolist())
         rows.append({**cell, "acc_synthetic": pa, "acc_real_only": pb, "difference": diff, "diff_ci_low": lo,
                      "diff_ci_high": hi, "p_value": res.p_value, "runs": len(arm), "n_test": n,
-                     **seed_columns(seed)})
-    return finish_families(pd.DataFrame(rows))
+                     "degenerate": all_degenerate(arm, ref), **seed_columns(seed)})
+    return finish_families(pd.DataFrame(rows), name=family or (CONTROL_FAMILY if control else MAIN_FAMILY))
 
 
 RESULT_COLUMNS = ("acc_synthetic", "acc_real_only", "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_bh",
                   "runs", "n_test", "p_seed", "p_seed_bh", "seed_ci_low", "seed_ci_high", "seed_sd", "seed_df",
                   "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect", "family",
-                  "seed_se")
+                  "seed_se", "p_equiv", "p_equiv_bh", "degenerate")
 GENERATOR_NAMES = {"none": "pretrained generator", "all": "generator fine-tuned on the pool",
                    "per-class": "generator fine-tuned per class"}
 

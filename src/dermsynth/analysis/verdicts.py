@@ -8,12 +8,20 @@ the summary, the figure stars and the tables cannot disagree about a verdict:
 - ``p_seed`` / ``p_seed_bh``: the seed-aware test (:mod:`dermsynth.analysis.seed_variance`),
   BH-adjusted within the same table, and its CI ``seed_ci_low``–``seed_ci_high``;
 - ``detectable``: the effect this design detects with 80 % power, from its own seed variance;
+- ``p_equiv`` / ``p_equiv_bh``: the equivalence test (two one-sided t tests against
+  ±``effect_of_interest``, the p being the larger of the two), BH-adjusted within the same family,
+  so that the "no difference" claims of a family are controlled as its "improved" claims are;
 - ``verdict``: ``improved`` / ``lowered`` (seed-aware BH p < α), ``no difference ≥ 5 points``
-  (not significant, and an equivalence test says so: the 90 % seed-aware CI lies within
-  ±``effect_of_interest`` — two one-sided tests, not post-hoc power, which would call an
-  observed 4.5-point effect "no difference" in 6–8 % of simulated studies), ``inconclusive``
-  (neither: the seeds cannot support a verdict either way) or ``untestable`` (one seed per arm,
-  or tied per-seed differences: no seed variance to test against).
+  (not significant, and the family-adjusted equivalence p < α — not post-hoc power, which would
+  call an observed 4.5-point effect "no difference" in 6–8 % of simulated studies),
+  ``inconclusive`` (neither: the seeds cannot support a verdict either way), ``untestable`` (one
+  seed per arm, or per-seed differences that tie exactly: no seed variance to test against) or
+  ``not comparable`` (every run of both arms predicted a single class: neither classifier learnt
+  anything, so there is no accuracy difference to speak of and no power figure).
+
+Each comparison belongs to exactly one family, named in the ``family`` column; a report
+computes each family once and every table, figure and sentence that shows a comparison shows
+that family's adjusted p and verdict.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ ALPHA = 0.05
 # said only when an equivalence test rules out 5 points either way.
 EFFECT_OF_INTEREST = 0.05
 NO_DIFFERENCE = f"no difference ≥ {round(100 * EFFECT_OF_INTEREST)} points"
-VERDICTS = ("improved", "lowered", NO_DIFFERENCE, "inconclusive", "untestable")
+NOT_COMPARABLE = "not comparable"
+VERDICTS = ("improved", "lowered", NO_DIFFERENCE, "inconclusive", "untestable", NOT_COMPARABLE)
 
 
 def seed_columns(res: SeedAwareResult) -> dict:
@@ -43,58 +52,80 @@ def seed_columns(res: SeedAwareResult) -> dict:
 
 def finish_family(table: pd.DataFrame, alpha: float = ALPHA, effect_of_interest: float = EFFECT_OF_INTEREST
                   ) -> pd.DataFrame:
-    """BH-adjust both tests within ``table`` (one family) and add each row's verdict."""
+    """BH-adjust both tests and the equivalence test within ``table`` (one family) and add each
+    row's verdict. Rows marked ``degenerate`` (every run of both arms predicted one class) are
+    left out of the family: their verdict is ``not comparable``."""
     out = table.copy()
     if not len(out):
         return out
+    degenerate = (out["degenerate"].fillna(False).astype(bool).to_numpy() if "degenerate" in out
+                  else np.zeros(len(out), dtype=bool))
     if "p_value" in out:
         out["p_bh"] = bh_adjust(out["p_value"])
-    adj = bh_adjust(out["p_seed"].to_numpy(dtype=float))  # untestable rows stay NaN, outside the family
+    p_seed = np.where(degenerate, np.nan, out["p_seed"].to_numpy(dtype=float))
+    adj = bh_adjust(p_seed)  # untestable rows stay NaN, outside the family
     out["p_seed_bh"] = adj
-    out["verdict"] = [verdict(q, d, se, df, alpha, effect_of_interest)
-                      for q, d, se, df in zip(adj, out["difference"], out["seed_se"], out["seed_df"], strict=True)]
-    out["seeds_for_effect"] = [_seeds_for(r, effect_of_interest) for _, r in out.iterrows()]
+    out["p_equiv"] = [np.nan if deg else equivalence_p(d, se, df, effect_of_interest)
+                      for d, se, df, deg in zip(out["difference"], out["seed_se"], out["seed_df"], degenerate,
+                                                strict=True)]
+    out["p_equiv_bh"] = bh_adjust(out["p_equiv"])
+    out["verdict"] = [NOT_COMPARABLE if deg else verdict(q, d, q_eq, alpha, effect_of_interest)
+                      for q, d, q_eq, deg in zip(adj, out["difference"], out["p_equiv_bh"], degenerate, strict=True)]
+    out["seeds_for_effect"] = [np.nan if deg else _seeds_for(r, effect_of_interest)
+                               for deg, (_, r) in zip(degenerate, out.iterrows(), strict=True)]
+    if degenerate.any():
+        out.loc[degenerate, "detectable"] = np.nan
     return out
 
 
 def finish_families(table: pd.DataFrame, by: str = "generator_finetune", alpha: float = ALPHA,
-                    effect_of_interest: float = EFFECT_OF_INTEREST) -> pd.DataFrame:
+                    effect_of_interest: float = EFFECT_OF_INTEREST, name: str = "all comparisons of this table"
+                    ) -> pd.DataFrame:
     """:func:`finish_family` within each value of ``by`` (one BH family per generator variant:
     pretrained and fine-tuned generators answer different questions, as in the paper's Fig. 3);
-    the ``family`` column names each row's family."""
+    the ``family`` column names each row's family (``name``, and the variant when there are several)."""
     if not len(table) or by not in table or table[by].nunique(dropna=True) < 2:
         out = finish_family(table, alpha, effect_of_interest)
         if len(out):
-            out["family"] = "all comparisons of this table"
+            out["family"] = name
         return out
-    parts = [finish_family(part, alpha, effect_of_interest).assign(family=f"{by} = {value}")
+    parts = [finish_family(part, alpha, effect_of_interest).assign(family=f"{name}, {by} = {value}")
              for value, part in table.groupby(by, dropna=False)]
     return pd.concat(parts).sort_index()
 
 
-def verdict(p_seed_bh: float, difference: float, se: float, df: float, alpha: float = ALPHA,
+def verdict(p_seed_bh: float, difference: float, p_equiv_bh: float = float("nan"), alpha: float = ALPHA,
             effect_of_interest: float = EFFECT_OF_INTEREST) -> str:
+    """One comparison's verdict from its family-adjusted p-values (difference and equivalence)."""
     if not np.isfinite(p_seed_bh):
         return "untestable"
     if p_seed_bh < alpha:
         return "improved" if difference > 0 else "lowered"
-    if equivalent(difference, se, df, alpha, effect_of_interest):
+    if np.isfinite(p_equiv_bh) and p_equiv_bh < alpha:
         return f"no difference ≥ {round(100 * effect_of_interest)} points"
     return "inconclusive"
 
 
+def equivalence_p(difference: float, se: float, df: float, margin: float = EFFECT_OF_INTEREST) -> float:
+    """p of two one-sided t tests that the true difference lies within ±``margin`` (the larger of
+    the two one-sided p-values: TOST); NaN where the spread is unknown (a zero SE is not exact)."""
+    if not (np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):
+        return float("nan")
+    lower = stats.t.sf((difference + margin) / se, df)  # H0: difference ≤ −margin
+    upper = stats.t.cdf((difference - margin) / se, df)  # H0: difference ≥ +margin
+    return float(max(lower, upper))
+
+
 def equivalent(difference: float, se: float, df: float, alpha: float = ALPHA,
                margin: float = EFFECT_OF_INTEREST) -> bool:
-    """Two one-sided tests at ``alpha``: the (1 − 2α) seed-aware CI lies within ±``margin``."""
-    if not (np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):  # a zero spread is unknown, not exact
-        return False
-    half = float(stats.t.ppf(1 - alpha, df)) * se
-    return -margin < difference - half and difference + half < margin
+    """TOST at ``alpha`` for one comparison alone: the (1 − 2α) seed-aware CI lies within ±``margin``."""
+    p = equivalence_p(difference, se, df, margin)
+    return bool(np.isfinite(p) and p < alpha)
 
 
 def _seeds_for(row: pd.Series, effect: float) -> float:
     sd = float(row.get("seed_sd", np.nan))
-    if not np.isfinite(sd):
+    if not (np.isfinite(sd) and sd > 0):  # no seeds-needed figure from an unknown or zero variance
         return np.nan
     n = seeds_needed(effect, sd, float(row.get("seed_image_var", 0.0) or 0.0))
     return float(n) if n is not None else np.inf
@@ -117,6 +148,10 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
     if v == "untestable":
         text = (f"{d:+.1f} points, but the seed-to-seed variance cannot be estimated (one run per arm, or per-seed "
                 "differences that tie exactly): no verdict (run more seeds)")
+    elif v == NOT_COMPARABLE:
+        text = (f"{d:+.1f} points, not comparable: every run of both arms predicted a single class, so neither "
+                "classifier learnt to tell the classes apart and no accuracy difference or power can be read from "
+                "them (train longer, or check the data)")
     else:
         ci = f"seed-aware 95 % CI {100 * row['seed_ci_low']:+.1f} to {100 * row['seed_ci_high']:+.1f}"
         p = f"BH p = {row['p_seed_bh']:.2g}, {seeds}"
@@ -124,8 +159,8 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
             text = f"{v} by {abs(d):.1f} points ({ci}; {p})"
         elif v.startswith("no difference"):
             margin = round(100 * effect_of_interest)
-            text = (f"no difference of {margin} points or more ({d:+.1f} points, {ci}; {p}; equivalence test: the "
-                    f"90 % CI lies within ±{margin} points)")
+            text = (f"no difference of {margin} points or more ({d:+.1f} points, {ci}; {p}; equivalence test "
+                    f"against ±{margin} points, BH p = {row['p_equiv_bh']:.2g} within the family)")
         else:
             need = row.get("seeds_for_effect", np.nan)
             more = ("" if not np.isfinite(need) else f"; ≈ {int(need)} seeds per arm would detect "
@@ -151,7 +186,7 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
 # Columns of the CSVs that the report's tables leave out (the bootstrap CI and the unadjusted
 # p-values stay in OUT/*comparisons.csv).
 HIDDEN = ("diff_ci_low", "diff_ci_high", "p_value", "p_seed", "seed_sd", "seed_se", "seed_df", "seed_image_var",
-          "paired_seeds", "seeds_for_effect")
+          "paired_seeds", "seeds_for_effect", "p_equiv", "degenerate")
 
 
 def display_view(table: pd.DataFrame) -> pd.DataFrame:
@@ -159,4 +194,4 @@ def display_view(table: pd.DataFrame) -> pd.DataFrame:
     under names that say which test, the detectable effect and the verdict."""
     out = table.drop(columns=[c for c in HIDDEN if c in table.columns])
     return out.rename(columns={"p_bh": "p_paper_test_bh", "p_seed_bh": "p_seed_aware_bh",
-                               "detectable": "detectable_80pct"})
+                               "p_equiv_bh": "p_equivalence_bh", "detectable": "detectable_80pct"})

@@ -158,7 +158,7 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
                          workers: int = typer.Option(1, help="Parallel training runs."),
                          as_json: bool = JsonOpt):
     """A/A check: train one real-only cell with K seeds; how often does each test call identical arms different?"""
-    from dermsynth.analysis.calibration import calibrate, effect_text
+    from dermsynth.analysis.calibration import calibrate, effect_text, interaction_line, interval_text
     from dermsynth.experiments.calibrate import parse_where
     from dermsynth.experiments.spec import load_experiment
 
@@ -169,8 +169,10 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
         f"{res['cell']}: {res['seeds']} seeds, accuracy {100 * res['accuracy_min']:.1f}–"
         f"{100 * res['accuracy_max']:.1f} % (seed sd {100 * res['seed_sd']:.1f} points)\n"
         f"A/A at {res['seeds_per_arm']} seeds per arm ({res['comparisons']} comparisons, nominal 5 %): paper's test "
-        f"{100 * res['paper_test_false_positive_rate']:.1f} % significant, seed-aware test "
-        f"{100 * res['seed_aware_false_positive_rate']:.1f} %\n"
+        f"{interval_text(res['paper_test_false_positive_rate'], res['paper_test_false_positive_interval'])} "
+        "significant, seed-aware test "
+        f"{interval_text(res['seed_aware_false_positive_rate'], res['seed_aware_false_positive_interval'])}\n"
+        f"{interaction_line(res)}\n"
         f"with {power['seeds_per_arm']} seeds per arm {effect_text(power['detectable_effect'])}; 5 points need "
         f"{power['seeds_for_5_points'] or '> 200'} seeds, 10 points "
         f"{power['seeds_for_10_points'] or '> 200'}\nstored in {folder / 'analysis' / 'calibration'} (the report shows "

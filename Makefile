@@ -55,11 +55,17 @@ docs: $(STAMP)
 quickstart: $(STAMP)
 	$(VENV)/bin/dermsynth quickstart
 
+# Two test processes (pytest-xdist; each file's tests stay in one process, so module fixtures are
+# built once): most tests train one-thread models, and one process left the second core idle.
+# --durations=25: every log shows the slowest tests. test-fast leaves out the tests marked slow
+# (everything that trains, generates or runs a study).
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

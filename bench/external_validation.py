@@ -35,7 +35,7 @@ def main() -> None:
     from dermsynth.experiments.results import load_records, results_table
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import validate_experiment
-    from dermsynth.train.precision import cpu_name
+    from dermsynth.models.precision_rule import cpu_name
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} threads, torch {torch.get_num_threads()} threads")
     meta = pd.read_csv(F17K / "fitzpatrick17k.csv")

@@ -144,7 +144,7 @@ def main() -> None:
     from dermsynth.data.splits import SplitSpec, load_split
     from dermsynth.generate.methods import prompt_for
     from dermsynth.generate.seeds import image_seed
-    from dermsynth.train.precision import cpu_name
+    from dermsynth.models.precision_rule import cpu_name
 
     print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()} of {os.cpu_count()} cores")
     tmp = Path(tempfile.mkdtemp(prefix="genspeed-"))

@@ -32,7 +32,7 @@ from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.generate.backends.builtin import BuiltinBackend
 from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
 from dermsynth.generate.runner import run_generation
-from dermsynth.train.precision import cpu_name
+from dermsynth.models.precision_rule import cpu_name
 from dermsynth.train.probe import features
 from dermsynth.train.run import images_tensor
 from dermsynth.train.spec import RunSpec

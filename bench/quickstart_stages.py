@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from dermsynth.cli.quickstart import run_quickstart
+from dermsynth.models.precision_rule import cpu_name
 from dermsynth.progress import progress_bars
-from dermsynth.train.precision import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {"train-generator": "built-in generator", "generate": "generation", "recognisability": "recognisability",

@@ -33,10 +33,10 @@ from dermsynth.data.cache import cache_images
 from dermsynth.data.registry import load_dataset
 from dermsynth.data.splits import make_split
 from dermsynth.models.backbones import create_backbone
+from dermsynth.models.precision_rule import cpu_name
 from dermsynth.progress import progress_bars
 from dermsynth.train.image_source import batches
 from dermsynth.train.loop import OPTIMIZERS, _epoch_order, fit, normalizer, predict, to_input
-from dermsynth.train.precision import cpu_name
 from dermsynth.train.run import resolve_precision
 from dermsynth.train.spec import RunSpec, auto_batch_size
 from dermsynth.train.transforms import Augmentation

@@ -314,12 +314,12 @@ def test_a_failed_write_stops_generation_and_the_manifest_names_only_written_ima
 
 
 def test_sampling_precision_is_chosen_once_recorded_and_kept_apart(model_dir, split, tmp_path):
-    """bf16 sampling where a probe says it is faster: the choice is recorded in every image's
+    """bf16 sampling where the CPU computes bf16 natively: the choice is recorded in every image's
     fingerprint and manifest row, and fp32 leaves the fingerprints of earlier stores unchanged."""
     import hashlib
     import json
 
-    from dermsynth.generate import builtin_precision
+    from dermsynth.models.precision_rule import auto_precision
 
     fp32 = BuiltinBackend(model_dir, steps=2)
     bf16 = BuiltinBackend(model_dir, steps=2, precision="bf16")
@@ -327,10 +327,8 @@ def test_sampling_precision_is_chosen_once_recorded_and_kept_apart(model_dir, sp
     settings = json.dumps([2, 3.0, 0.97, 0.95, 0.5, "ddim"])  # the fingerprint before precision existed
     assert fp32.fingerprint == hashlib.sha256(f"{fp32.m.fingerprint}|{settings}".encode()).hexdigest()[:16]
     auto = BuiltinBackend(model_dir, steps=2, precision="auto")
-    assert auto.precision in ("fp32", "bf16") and "probe" in auto.precision_reason
-    probes = dict(builtin_precision._CHOSEN)
-    BuiltinBackend(model_dir, steps=2, precision="auto")  # another task of the same process: no second probe
-    assert probes == builtin_precision._CHOSEN
+    assert (auto.precision, auto.precision_reason) == auto_precision()
+    assert auto.fingerprint == (bf16 if auto.precision == "bf16" else fp32).fingerprint
     refs = split.pool.iloc[:2]
     run_generation(bf16, refs, "text-to-image", 1, tmp_path / "store", split=split)
     again = bf16.generate("text-to-image", list(refs["label"]), [], None, [1, 2])
@@ -345,6 +343,7 @@ def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split
     from diffusers.models.attention_processor import Attention
 
     from dermsynth.generate.builtin_precision import step_autocast, training_arithmetic
+    from dermsynth.models.precision_rule import auto_precision
 
     pool = split.pool.iloc[:20]
     cached = cache_images(pool, 16, tmp_path / "c")
@@ -377,7 +376,7 @@ def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split
     auto = BuiltinConfig(**{**TINY.__dict__, "training_precision": "auto"})
     first = train_builtin(cached.array, labels, tmp_path / "auto", max_steps=2, classes=classes, config=auto,
                           checkpoint_every=1)
-    assert first["precision"] in ("fp32", "bf16") and "probe" in first["precision_reason"]
+    assert (first["precision"], first["precision_reason"]) == auto_precision()
     state = torch.load(tmp_path / "auto" / "checkpoint" / "state.pt", weights_only=False)
     state["precision"] = {"fp32": "bf16", "bf16": "fp32"}[first["precision"]]  # as another machine chose
     torch.save(state, tmp_path / "auto" / "checkpoint" / "state.pt")

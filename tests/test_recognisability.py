@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy.stats import binomtest
 
 from dermsynth.analysis.report_sections import analysis_sections
 from dermsynth.audits.recognisability import recognisability
@@ -16,16 +17,21 @@ from dermsynth.errors import DermsynthError
 from dermsynth.train.spec import RunSpec
 
 
-def _store(tmp_path, split, rows_for):
+def _store(tmp_path, split, rows_for, fitted: bool = False):
+    """A store of 6 images per class and method. ``fitted``: the images are training-pool images
+    (which the real-only classifier was trained on); else fresh renders of each class."""
     store = open_store(tmp_path / "store", "test", "planted", "fp0")
     rows = []
     for method, label_of in rows_for.items():
         (store / "images" / method).mkdir(parents=True)
-        for c in range(len(DEMO_CLASSES)):
+        for c, name in enumerate(DEMO_CLASSES):
+            pool = split.pool[split.pool["label"] == name]
             for k in range(6):
                 rel = f"images/{method}/{c}-{k}.png"
-                Image.fromarray(render(c, 900 + k, 32, seed=11)).save(store / rel)
-                rows.append(dict(synth_id=f"{method}-{c}-{k}", ref_id=split.pool.iloc[0]["id"], label=label_of(c),
+                image = (Image.open(pool.iloc[k]["path"]).convert("RGB") if fitted
+                         else Image.fromarray(render(c, 900 + k, 32, seed=11)))
+                image.save(store / rel)
+                rows.append(dict(synth_id=f"{method}-{c}-{k}", ref_id=pool.iloc[k]["id"], label=label_of(c),
                                  method=method, path=rel))
     append_manifest(store, rows)
     return store
@@ -33,15 +39,22 @@ def _store(tmp_path, split, rows_for):
 
 @pytest.fixture(scope="module")
 def scored(demo_table, tmp_path_factory):
-    """Fresh, correctly labelled demo renders vs the same images with each label moved to the next class."""
+    """Training-pool images under their own labels (faithful) and the same images with each label
+    moved to the next class (mislabelled).
+
+    Why pool images: what is under test is the audit's accounting (a row per method, chance, the
+    binomial p, Wilson CIs, per-class rows, the files and the report), not how well a tiny
+    network generalises from 21 images per class — which hinged on the CPU's rounding (fresh
+    renders: 35 % recognised in fp32 on one CPU, 16.7 % on another). The classifier has fitted the
+    pool images (20 epochs, lr 3e-3, no early stop before the best validation epoch), and across
+    fp32 and bf16 × 1 and 2 threads they measured 67–76 % faithful and 0 % mislabelled (chance
+    11 %), so the claims below hold with a wide margin on any CPU's arithmetic."""
     tmp = tmp_path_factory.mktemp("recog")
     split = make_split(demo_table, 5, 4)
     store = _store(tmp, split, {"faithful": lambda c: DEMO_CLASSES[c],
-                                "mislabelled": lambda c: DEMO_CLASSES[(c + 1) % len(DEMO_CLASSES)]})
-    # fp32, not "auto": the precision probe times this machine, so "auto" can pick bf16 on one run and
-    # fp32 on the next (at 2 threads, bf16: mislabelled 15 % vs faithful 32 %; fp32: 7 % vs 35 %)
-    spec = RunSpec(dataset="demo", image_size=32, backbone="test_resnet", max_epochs=15, patience=5, batch_size=16,
-                   cache_dir=str(tmp / "cache"), precision="fp32")
+                                "mislabelled": lambda c: DEMO_CLASSES[(c + 1) % len(DEMO_CLASSES)]}, fitted=True)
+    spec = RunSpec(dataset="demo", image_size=32, backbone="test_resnet", max_epochs=20, patience=20, lr=3e-3,
+                   batch_size=16, cache_dir=str(tmp / "cache"))
     table = recognisability(split, store, spec, tmp / "out")
     return table.set_index("group"), tmp / "out", split, store, spec
 
@@ -51,11 +64,14 @@ def test_faithful_images_are_recognised_and_mislabelled_ones_are_not(scored):
     assert list(table.index) == ["real test", "faithful", "mislabelled"]
     assert (table["n"] == [len(DEMO_CLASSES) * 5, 54, 54]).all()
     chance = 1 / len(DEMO_CLASSES)
-    assert table.loc["faithful", "accuracy"] > 2 * chance
-    assert table.loc["faithful", "p_above_chance"] < 0.01
-    assert table.loc["mislabelled", "accuracy"] < table.loc["faithful", "accuracy"] / 2
-    # the same images under two labellings: no image can be right under both
-    assert table.loc["faithful", "accuracy"] + table.loc["mislabelled", "accuracy"] <= 1
+    faithful, mislabelled = table.loc["faithful", "accuracy"], table.loc["mislabelled", "accuracy"]
+    assert faithful > 3 * chance and table.loc["faithful", "p_above_chance"] < 1e-6
+    assert mislabelled < chance and table.loc["mislabelled", "p_above_chance"] > 0.05
+    # the same images under two labellings: no image can be right under both, so the two counts
+    # are the two sides of one comparison (a sign test on them, at the 0.1 % level)
+    k_f, k_m = round(faithful * 54), round(mislabelled * 54)
+    assert k_f + k_m <= 54
+    assert binomtest(k_f, k_f + k_m, 0.5, alternative="greater").pvalue < 1e-3
     assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
 
 

@@ -54,14 +54,14 @@ class BuiltinConfig(BaseModel):
     # Steps of per-class (or all-class) continued training; unset: 200.
     finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE,), formerly="finetune_steps", ge=1)
     scheduler: Literal["ddim", "dpm"] = role(SETTING, "ddim", formerly="scheduler")  # the sampler
-    # The sampler's arithmetic: "auto" times fp32 against bf16 autocast on this machine and takes bf16
-    # where it is ≥ 1.15× faster (generate/builtin_precision.py). Not in the store's identity: the
+    # The sampler's arithmetic: "auto" takes bf16 autocast where the CPU computes bf16 natively
+    # (models/precision_rule.py; 1.45× on the AVX512-BF16 EPYC). Not in the store's identity: the
     # choice is the machine's, so it is carried where it acts — in every image's fingerprint (and so
     # in the store digest that run ids pin); images made the other way are made again, not mixed.
     sampling_precision: Literal["fp32", "bf16", "auto"] = role(OPERATIONAL, "fp32")
     # Training's arithmetic (and fine-tuning's): "bf16" is autocast with attention kept in fp32,
-    # "auto" takes it where a probe of a few training steps finds it ≥ 1.15× faster (1.43× on the
-    # AVX512-BF16 EPYC). Not in the store's identity (the choice is the machine's): the model's
+    # "auto" takes it where the CPU computes bf16 natively (1.43× on the AVX512-BF16 EPYC). Not in
+    # the store's identity (the choice is the machine's): the model's
     # training.json records it and the images carry the weights' fingerprint. In the training
     # stages' keys, so a cached model made with another setting is not reused.
     training_precision: Literal["fp32", "bf16", "auto"] = role(OPERATIONAL, "fp32", tags=BOTH)

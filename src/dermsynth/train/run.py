@@ -23,7 +23,7 @@ from dermsynth.train.image_source import InMemoryImages, image_source
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
-from dermsynth.train.spec import RunSpec, auto_batch_size
+from dermsynth.train.spec import RunSpec
 from dermsynth.train.transforms import augmentation_record
 
 
@@ -207,17 +207,14 @@ def prediction_lists(pred: pd.DataFrame, probs: np.ndarray) -> dict:
 
 def resolve_precision(spec: RunSpec, model, num_classes: int, device, n_train: int | None = None
                       ) -> tuple[RunSpec, str, str]:
-    """The spec with ``precision = "auto"`` resolved for this machine, the choice and why: probed at
-    the run's batch size (``n_train`` gives the "auto" batch) and memory layout."""
+    """The spec with ``precision = "auto"`` resolved for this machine (models/precision_rule.py:
+    the CPU's native bf16, never a timing), the choice and why. ``model``, ``num_classes`` and
+    ``n_train`` are kept for callers; the rule does not depend on them."""
     if spec.precision != "auto":
         return spec, spec.precision, "set in the spec"
     from dermsynth.train.precision import choose_precision
 
-    auto = auto_batch_size(n_train) if n_train else 32
-    batch = spec.batch_size if spec.batch_size != "auto" else auto
-    batch = min(batch, n_train) if n_train else batch
-    used, why = choose_precision(model, spec.backbone, spec.image_size, num_classes, device, spec.cache_dir,
-                                 batch=batch, channels_last=spec.channels_last)
+    used, why = choose_precision(device)
     return spec.model_copy(update={"precision": used}), used, why
 
 

@@ -101,7 +101,7 @@ class RunSpec(SplitFields):
     weight_decay: float = Field(1e-2, ge=0)
     schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     batch_size: int | Literal["auto"] = "auto"
-    # "auto": bf16 autocast only where a short probe finds it faster on this machine (recorded)
+    # "auto": bf16 autocast where the CPU computes bf16 natively (models/precision_rule.py; recorded)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # For imbalanced or binary tasks: weight the loss by inverse class frequency, or draw
     # batches with equal expected counts per class.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,28 @@ def reader_store_split(tiny_quickstart):
     _, out, _ = tiny_quickstart
     spec = RunSpec(**load_records(out)[0]["spec"])
     return out / "synthetic", load_split(spec.split_spec())
+
+
+# Fixtures that train a model, generate images or run a study: a test that uses one is slow.
+STUDY_FIXTURES = frozenset({"tiny_quickstart", "reader_store_split", "store_and_split", "store", "generator",
+                            "study", "model_dir", "tiny", "imbalance_study", "big_study", "scored", "other_site",
+                            "planted_store", "tiny_clip", "served"})
+# Calls (and CLI verbs) that train, generate or run a study when a test makes them itself.
+WORK_CALLS = re.compile(r"\b(run_training|run_experiment|run_quickstart|train_builtin|finetune|run_generation|"
+                        r"recognisability|calibrate|triage|rehearse|fit)\(|\"(quickstart|train|generate|"
+                        r"calibrate|finetune|triage)\"|\"experiment\", \"(run|calibrate|triage)\"")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` every test that trains, generates or runs a study — by the fixtures it uses or
+    the calls in its own source — so that `make test-fast` (``-m "not slow"``) is fast without
+    anyone remembering to mark a new test."""
+    for item in items:
+        if item.get_closest_marker("slow") or not hasattr(item, "function"):
+            continue
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError):
+            source = ""
+        if STUDY_FIXTURES & set(getattr(item, "fixturenames", ())) or WORK_CALLS.search(source):
+            item.add_marker(pytest.mark.slow)

@@ -1,5 +1,6 @@
 """The built-in generator, the methods and the store, with a tiny model trained for a few steps."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -259,7 +260,9 @@ def test_four_shard_workers_at_once_lose_and_duplicate_nothing(model_dir, split,
                        "text-to-image", 2, {str(store)!r}, split=Split.load({str(tmp_path / "split.parquet")!r}),
                        batch_size=2, shard=(i, 4))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)]) for i in range(4)]
+    # one thread each: four processes on a small machine's cores, not eight threads fighting for them
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env) for i in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
     from dermsynth.data.synthetic_store import read_references
 

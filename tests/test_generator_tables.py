@@ -31,6 +31,30 @@ IDENTITIES_BEFORE = {
     "imbalance_paper:per-class": "751fb4b73538e33c", "quickstart:none": "ae34b7e949835032",
     "skin_type_f17k_cpu:none": "7f93ccf54c09e1c3", "skin_type_paper:all": "0bf77fc1e82fb5b8"}
 
+# The quickstart's [generator] in tables as it was until its redesign for power (300 steps, no time cap
+# now): the migration tests below are about that config, not the preset of the day.
+FORMER_QUICKSTART_TABLES = """
+backend = "builtin"
+methods = ["inpaint", "text-to-image"]
+per_image = 2
+steps = 10
+guidance = 3.0
+batch_size = 64
+
+[builtin]
+size = 32
+train_steps = 450
+train_minutes = 3.0
+block_out_channels = [32, 64, 64]
+sampling_precision = "auto"
+training_precision = "auto"
+"""
+
+
+def _former_quickstart() -> GeneratorSpec:
+    return GeneratorSpec(**tomllib.loads(FORMER_QUICKSTART_TABLES))
+
+
 # The quickstart's [generator] as it was written before the tables.
 FLAT_QUICKSTART = """
 backend = "builtin"
@@ -58,8 +82,10 @@ def test_presets_use_the_tables_and_keep_their_store_identities():
         warnings.simplefilter("error", ConfigDeprecationWarning)  # no preset in the old spelling
         for name in preset_names():
             spec = load_experiment(preset_path(name))
-            if spec.generator is not None:
+            if spec.generator is not None and name != "quickstart":  # redesigned since: see FORMER_QUICKSTART
                 seen.update(_identities(name, spec))
+    seen.update(_identities("quickstart", load_experiment(preset_path("quickstart")).model_copy(
+        update={"generator": _former_quickstart()})))
     assert seen == IDENTITIES_BEFORE
 
 
@@ -67,7 +93,7 @@ def test_the_flat_spelling_loads_with_a_warning_naming_the_tables():
     flat = tomllib.loads(FLAT_QUICKSTART)
     with pytest.warns(ConfigDeprecationWarning, match=r"train_steps → \[generator.builtin\] train_steps"):
         old = GeneratorSpec(**flat)
-    new = load_experiment(preset_path("quickstart")).generator  # which also samples and trains in bf16 where faster
+    new = _former_quickstart()  # which also samples and trains in bf16 where the CPU computes it natively
     assert old == new.model_copy(update={"builtin": new.builtin.model_copy(
         update={"sampling_precision": "fp32", "training_precision": "fp32"})})
     # sd: the model and resolution go to [generator.sd], the fine-tune's settings to DreamBooth's table
@@ -117,7 +143,7 @@ def test_cached_stages_recorded_with_the_old_keys_are_reused(tmp_path):
     declared keys read those records: renamed keys by their former name, new keys at their
     defaults. A changed setting is still refused, by name."""
     rows = pd.DataFrame({"id": ["a", "b", "c"]})
-    gen = load_experiment(preset_path("quickstart")).generator
+    gen = _former_quickstart()
     folder = tmp_path / "generator"
     files.write_json(folder / STAGE_SETTINGS, {"size": 32, "block_out_channels": [32, 64, 64],
                                                "prediction_type": "v_prediction", "train_steps": 450,

@@ -20,7 +20,13 @@ import pandas as pd
 
 from dermsynth import files as dio
 from dermsynth.analysis.report_sections import Section, fmt_table
-from dermsynth.analysis.seed_variance import design_se, detectable_effect, seed_aware_test, seeds_needed
+from dermsynth.analysis.seed_variance import (
+    design_se,
+    detectable_effect,
+    seed_aware_test,
+    seed_sd_upper,
+    seeds_needed,
+)
 from dermsynth.analysis.stats import prop_test
 from dermsynth.errors import StatisticsError
 
@@ -124,18 +130,45 @@ def power_summary(seed_sd: float, seeds: int, image_variance: float = 0.0) -> di
     return out
 
 
-def planned_power(spec, out_dir: str | Path | None) -> dict | None:
+def planned_power(spec, out_dir: str | Path | None, target_effect: float | None = None) -> dict | None:
     """What the planned seeds can detect, from the study's calibration (if ``out_dir`` holds one)
-    or from ``seed_sd`` in the config; None when neither says how much seeds vary."""
+    or from ``seed_sd`` in the config; None when neither says how much seeds vary.
+
+    From a calibration of K seeds the plan uses the 90 % upper confidence bound of its seed sd
+    (:func:`seed_sd_upper`) and says so; ``seed_sd`` in the config is taken as given (its
+    uncertainty is unknown here). ``target_effect``: also the seeds per arm it needs."""
     path = calibration_path(out_dir) if out_dir is not None else None
     if path is not None and path.exists():
-        sd, source = float(dio.read_json(path)["seed_sd"]), f"calibration ({path})"
+        cal = dio.read_json(path)
+        measured, k = float(cal["seed_sd"]), int(cal["seeds"])
+        sd = seed_sd_upper(measured, k)
+        source = (f"90 % upper bound of the calibration's {100 * measured:.1f} points from {k} seeds ({path})")
     elif spec.seed_sd is not None:
-        sd, source = float(spec.seed_sd), "seed_sd in the config"
+        measured, sd, source = float(spec.seed_sd), float(spec.seed_sd), "seed_sd in the config"
     else:
         return None
     seeds = len(spec.seed_list())
-    return {**power_summary(sd, max(seeds, 2)), "seed_sd": sd, "source": source, "testable": seeds >= 2}
+    out = {**power_summary(sd, max(seeds, 2)), "seed_sd": sd, "seed_sd_measured": measured, "source": source,
+           "testable": seeds >= 2}
+    if target_effect:
+        out["target_effect"] = float(target_effect)
+        out["seeds_for_target"] = seeds_needed(float(target_effect), float(np.sqrt(2) * sd))
+    return out
+
+
+def power_line(p: dict) -> str:
+    """The plan's sentence about power."""
+    target = ""
+    if p.get("target_effect"):
+        target = (f"; {100 * p['target_effect']:.0f} points (--target-effect) need "
+                  f"{p['seeds_for_target'] or '> 200'} seeds per arm")
+    if not p["testable"]:
+        return (f"1 seed per arm: no comparison can be tested across seeds (seed sd {100 * p['seed_sd']:.1f} "
+                f"points, {p['source']}); 5 points need {p['seeds_for_5_points'] or '> 200'} seeds per arm{target}")
+    return (f"with {p['seeds_per_arm']} seeds per arm (seed sd {100 * p['seed_sd']:.1f} points, {p['source']}) "
+            f"{effect_text(p['detectable_effect'])}; 5 points need "
+            f"{p['seeds_for_5_points'] or '> 200'} seeds per arm, 10 points {p['seeds_for_10_points'] or '> 200'}"
+            f"{target}")
 
 
 def interaction_line(cal: dict) -> str:
@@ -145,16 +178,6 @@ def interaction_line(cal: dict) -> str:
     return ("Under an image × arm interaction null fitted to this cell (its accuracy, seed sd and test set; synthetic "
             "data moving individual test images by ±w/2 on the logit scale, no effect on average), the seed-aware "
             "test rejected " + "; ".join(parts) + ".")
-
-
-def power_line(p: dict) -> str:
-    """The plan's sentence about power."""
-    if not p["testable"]:
-        return (f"1 seed per arm: no comparison can be tested across seeds (seed sd {100 * p['seed_sd']:.1f} "
-                f"points, {p['source']}); 5 points need {p['seeds_for_5_points'] or '> 200'} seeds per arm")
-    return (f"with {p['seeds_per_arm']} seeds per arm (seed sd {100 * p['seed_sd']:.1f} points, {p['source']}) "
-            f"{effect_text(p['detectable_effect'])}; 5 points need "
-            f"{p['seeds_for_5_points'] or '> 200'} seeds per arm, 10 points {p['seeds_for_10_points'] or '> 200'}")
 
 
 def effect_text(detectable: float) -> str:

@@ -228,6 +228,19 @@ def seeds_needed(effect: float, seed_sd: float, image_variance: float = 0.0, alp
     return None
 
 
+UCB_LEVEL = 0.9
+
+
+def seed_sd_upper(sd: float, seeds: int, level: float = UCB_LEVEL) -> float:
+    """The one-sided ``level`` upper confidence bound of a per-seed sd estimated from ``seeds``
+    runs (chi-square with seeds − 1 df). Why plan from it: an sd from few seeds is itself very
+    uncertain — from 2 seeds (1 df) the seeds a 14-point effect "needs" came out anywhere from 4 to
+    35 — and planning from the point estimate under-powers the study about half the time."""
+    if seeds < 2 or not np.isfinite(sd):
+        return float("nan")
+    return float(sd * np.sqrt((seeds - 1) / stats.chi2.ppf(1 - level, seeds - 1)))
+
+
 def accuracy_interval(correct: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """A cell's mean accuracy and its CI counting both sources of chance, from its correctness
     matrix (seeds × test images of 0/1): which runs (seeds) and which test images.

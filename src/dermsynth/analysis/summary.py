@@ -11,7 +11,7 @@ import pandas as pd
 
 from dermsynth.analysis.seed_variance import accuracy_interval, seed_aware_test
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
-from dermsynth.analysis.verdicts import VERDICTS, finish_families, seed_columns, verdict_clause
+from dermsynth.analysis.verdicts import NO_DIFFERENCE, VERDICTS, finish_families, seed_columns, verdict_clause
 
 
 def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
@@ -234,3 +234,22 @@ def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
             lines.append(f"{where[0].upper()}{where[1:]}{cell}: {100 * r['acc_real_only']:.1f} % → "
                          f"{100 * r['acc_synthetic']:.1f} %, {verdict_clause(r, alpha)}.")
     return lines
+
+
+def headline_answer(comp: pd.DataFrame, method: str = "text-to-image") -> str | None:
+    """One sentence answering "did synthetic data help here, and by how much?" for a study's
+    headline comparison: ``method`` at the smallest n_real (else the first comparison), with its
+    seed-aware interval and verdict from the report's family. None without comparisons."""
+    if comp is None or not len(comp):
+        return None
+    rows = comp[comp["method"] == method] if "method" in comp and (comp["method"] == method).any() else comp
+    if "n_real" in rows:
+        rows = rows.sort_values("n_real", kind="stable")
+    r = rows.iloc[0]
+    cell = f" at {int(r['n_real'])} real images per class" if "n_real" in r else ""
+    what = (f"{r['method']} synthetic data ({int(r['synthetic_per_real'])} per real)" if "method" in r
+            else "synthetic data")
+    verdict = r["verdict"]
+    answer = {"improved": "yes", "lowered": "no, it lowered accuracy", NO_DIFFERENCE: "no"}.get(verdict, "cannot tell")
+    return (f"Did synthetic data help? {answer.capitalize()}: {what}{cell}, "
+            f"{100 * r['acc_real_only']:.1f} % → {100 * r['acc_synthetic']:.1f} %, {verdict_clause(r)}.")

@@ -128,6 +128,9 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
                     throughput: Path | None = typer.Option(None, help="JSON of your own measured rates."),
                     out: Path | None = typer.Option(None, help="The experiment's folder, whose calibration "
                                                     "(`experiment calibrate`) gives the seed sd for the power line."),
+                    target_effect: float | None = typer.Option(None, help="An effect in accuracy points (e.g. 5): "
+                                                               "also say how many seeds per arm detect it with 80 % "
+                                                               "power."),
                     as_json: bool = JsonOpt):
     """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk, and
     the smallest effect the planned seeds detect (from a calibration or `seed_sd` in the config)."""
@@ -138,7 +141,7 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
     spec = load_experiment(config)
     table = plan(spec, device, load_throughput(throughput) if throughput else None)
     total = table["device_hours"].sum(min_count=1)
-    power = planned_power(spec, out or default_out(config))
+    power = planned_power(spec, out or default_out(config), target_effect / 100 if target_effect else None)
     result = {**table.attrs, "stages": table.to_dict(orient="records"), "total_device_hours": total, "power": power}
     power_text = (power_line(power) if power else "power: unknown until seeds vary — run `dermsynth experiment "
                   "calibrate CONFIG` or set seed_sd in the config")

@@ -28,7 +28,10 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
                    workers: int | None = None, track: str | None = None) -> dict:
     """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings.
     ``track``: an MLflow URI to log the runs and the report to (or the spec's ``[tracking]``)."""
+    import pandas as pd
+
     from dermsynth.analysis.report import build_report
+    from dermsynth.analysis.summary import headline_answer
     from dermsynth.experiments.presets import preset_path
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import load_experiment
@@ -43,8 +46,10 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     report = build_report(out)
     t2 = time.perf_counter()
     tracking = track_folder(out, track, spec.tracking)
+    comparisons = out / "comparisons.csv"
+    answer = headline_answer(pd.read_csv(comparisons)) if comparisons.exists() else None
     return {**asdict(res), "report": str(report.resolve()), "experiment_seconds": t1 - t0,
-            "report_seconds": t2 - t1, "tracking": tracking}
+            "report_seconds": t2 - t1, "tracking": tracking, "answer": answer}
 
 
 @handles_errors
@@ -57,4 +62,5 @@ def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the 
 
     res = run_quickstart(out, load_experiment(config) if config else None, workers, track=track)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
-                       f"{res['experiment_seconds']:.0f} s; report: {res['report']}" + tracking_note(res["tracking"]))
+                       f"{res['experiment_seconds']:.0f} s; report: {res['report']}" + tracking_note(res["tracking"])
+                       + (f"\n{res['answer']}" if res["answer"] else ""))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dermsynth.analysis.calibration import aa_rates, aa_splits, power_summary
 from dermsynth.analysis.seed_variance import detectable_effect, power, seed_aware_test, seeds_needed
 from dermsynth.analysis.stats import bh_adjust, prop_test
-from dermsynth.analysis.summary import plain_summary, synthetic_comparisons
+from dermsynth.analysis.summary import headline_answer, plain_summary, synthetic_comparisons
 from dermsynth.analysis.verdicts import equivalence_p, finish_family, seed_columns, verdict
 from dermsynth.cli import app
 from dermsynth.errors import StatisticsError
@@ -172,6 +172,13 @@ def test_summary_decides_with_the_seed_aware_test_and_names_the_disagreement():
     assert "2 synthetic per real (inpaint" in s16
     assert "improved by" in next(s for s in lines if "4 real per class" in s)
     assert lines[0].startswith("2 comparisons") and "1 improved" in lines[0] and "1 inconclusive" in lines[0]
+    # the quickstart's closing sentence: the smallest n_real's comparison, its interval and verdict
+    answer = headline_answer(comps.reset_index(), method="inpaint")
+    assert answer.startswith("Did synthetic data help? Yes: inpaint synthetic data (2 per real) at 4 real images")
+    assert "improved by" in answer and "seed-aware 95 % CI" in answer
+    assert headline_answer(comps.reset_index()[lambda c: c["n_real"] == 16]).startswith(
+        "Did synthetic data help? Cannot tell")
+    assert headline_answer(pd.DataFrame()) is None
 
 
 def test_quickstart_report_uses_seed_aware_verdicts(tiny_quickstart):

@@ -46,8 +46,14 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
     report = build_report(out)
     t2 = time.perf_counter()
     tracking = track_folder(out, track, spec.tracking)
-    comparisons = out / "comparisons.csv"
-    answer = headline_answer(pd.read_csv(comparisons)) if comparisons.exists() else None
+    comparisons, results = out / "comparisons.csv", out / "results.csv"
+    answer = None
+    if comparisons.exists():
+        comps = pd.read_csv(comparisons)
+        n_real = pd.read_csv(results)["n_real"].unique() if results.exists() else []
+        if "n_real" not in comps and len(n_real) == 1:  # one n_real: not a column, but the sentence names it
+            comps["n_real"] = int(n_real[0])
+        answer = headline_answer(comps)
     return {**asdict(res), "report": str(report.resolve()), "experiment_seconds": t1 - t0,
             "report_seconds": t2 - t1, "tracking": tracking, "answer": answer}
 

@@ -124,8 +124,9 @@ def rejection_rate(scenario: Scenario, reps: int, seed: int = 0, alpha: float = 
         untestable += not np.isfinite(p)
         rejected += bool(np.isfinite(p) and p < alpha)
     lo, hi = proportion_confint(rejected, reps, alpha=0.05, method="wilson")
-    return {**asdict(scenario), "reps": reps, "alpha": alpha, "rate": rejected / reps, "mc_low": float(lo),
-            "mc_high": float(hi), "untestable": untestable / reps}
+    return {**asdict(scenario), "reps": reps, "alpha": alpha, "rate": rejected / reps,
+            "mc_low": min(max(float(lo), 0.0), rejected / reps), "mc_high": max(min(float(hi), 1.0), rejected / reps),
+            "untestable": untestable / reps}
 
 
 def null_grid(seed_counts=(2, 3, 4, 5, 10), seed_sds=(0.03, 0.08), interaction_sds=(0.6, 1.0)) -> list[Scenario]:

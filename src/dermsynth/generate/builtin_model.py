@@ -14,6 +14,7 @@ round-trip the architecture, the class list and the noise schedule with the weig
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,26 @@ def make_scheduler(unet: ConditionedUNet, name: str):
                                 prediction_type=cfg.prediction_type)
 
 
+# Keys of the model folder's JSON files that say where or how fast a model was made, not what it
+# is: diffusers writes the folder it loaded the base model from, training.json the wall time.
+VOLATILE_KEYS = frozenset({"_name_or_path", "seconds", "init_from", "model_dir"})
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of the model folder's weights and configs: a retrained model gets a new fingerprint."""
+    """Hash of the model folder's weights and configs: a retrained model with other weights gets
+    a new fingerprint, and the same model trained again from scratch (in another folder, at
+    another speed) the same one, so that its images are reused rather than made again."""
     h = hashlib.sha256()
     for f in sorted(Path(model_dir).rglob("*")):
         if f.is_file() and f.suffix in (".safetensors", ".bin", ".json") and "checkpoint" not in f.parts:
             h.update(f.name.encode())
-            h.update(f.read_bytes())
+            if f.suffix == ".json":
+                data = json.loads(f.read_text())
+                if isinstance(data, dict):
+                    data = {k: v for k, v in data.items() if k not in VOLATILE_KEYS}
+                h.update(json.dumps(data, sort_keys=True).encode())
+            else:
+                h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

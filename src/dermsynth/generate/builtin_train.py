@@ -155,10 +155,12 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     out_dir = Path(out_dir)
     if len(images) == 0:
         raise DataError("no training images for the built-in generator")
+    # seeded before the model is made: its random initial weights drew from whatever state the
+    # global generator was left in, so the same study run twice in one process trained other models
+    torch.manual_seed(seed)
     unet, cfg = _initial_model(labels, classes, init_from, config)
     if images.shape[1] != unet.config.size:
         raise ConfigError(f"images are {images.shape[1]} px but the generator works at {unet.config.size} px")
-    torch.manual_seed(seed)
     sched = DDPMScheduler(num_train_timesteps=unet.config.train_timesteps, beta_schedule=unet.config.beta_schedule,
                           prediction_type=unet.config.prediction_type)
     st = _State(unet, torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4),

@@ -212,6 +212,15 @@ def test_cpu_preset_rehearsal_answers_both_questions(tmp_path):
     assert "Images kept per class and method" in html
     by_aug = pd.read_csv(tmp_path / "augmentation_comparisons.csv")
     assert sorted(by_aug["augment"]) == sorted(AUGMENTATIONS)  # with vs without synthetic, every arm
+    # one comparison, one verdict: these rows are the main table's, with its family's adjusted p
+    # (adjusted again within this smaller table, the same comparison could get another verdict)
+    main = pd.read_csv(tmp_path / "comparisons.csv")
+    main = main[main["synthetic_filter"].fillna("none") == "none"] if "synthetic_filter" in main else main
+    key = [c for c in ("augment", "method", "n_real", "synthetic_per_real") if c in main and c in by_aug]
+    same = by_aug.merge(main, on=key, suffixes=("", "_main"))
+    assert len(same) == len(by_aug) and (same["verdict"] == same["verdict_main"]).all()
+    assert np.allclose(same["p_seed_bh"], same["p_seed_bh_main"], equal_nan=True)
+    assert (same["family"] == same["family_main"]).all()
     alone = pd.read_csv(tmp_path / "synthetic_vs_augmentation_alone.csv")
     assert sorted(alone["augmentation_alone"]) == sorted(set(AUGMENTATIONS) - {"none", "paper"})
     assert alone["strongest_alone"].any()

@@ -1,5 +1,6 @@
 """The built-in generator, the methods and the store, with a tiny model trained for a few steps."""
 
+import json
 import os
 import signal
 import subprocess
@@ -141,7 +142,9 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     import shutil
 
     shutil.copytree(model_dir, other)
-    (other / "config.json").write_text((other / "config.json").read_text() + " ")
+    # another model: other content (whitespace or the folder it came from would not make one)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "trained_elsewhere": True}))
     with pytest.raises(DermsynthError, match="one model per store"):
         run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, split=split)
     shards = export_webdataset(store, tmp_path / "wds", shard_size=5)

@@ -16,7 +16,8 @@ the summary, the figure stars and the tables cannot disagree about a verdict:
   call an observed 4.5-point effect "no difference" in 6–8 % of simulated studies),
   ``inconclusive`` (neither: the seeds cannot support a verdict either way), ``untestable`` (one
   seed per arm, or per-seed differences that tie exactly: no seed variance to test against) or
-  ``not comparable`` (every run of both arms predicted a single class: neither classifier learnt
+  ``not comparable`` (every run of both arms predicted one class for ≥ 95 % of its test images,
+  train/metrics.py's degenerate runs: neither classifier learnt
   anything, so there is no accuracy difference to speak of and no power figure).
 
 Each comparison belongs to exactly one family, named in the ``family`` column; a report
@@ -154,7 +155,8 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
         text = (f"{d:+.1f} points, but the seed-to-seed variance cannot be estimated (one run per arm, or per-seed "
                 "differences that tie exactly): no verdict (run more seeds)")
     elif v == NOT_COMPARABLE:
-        text = (f"{d:+.1f} points, not comparable: every run of both arms predicted a single class, so neither "
+        text = (f"{d:+.1f} points, not comparable: every run of both arms predicted a single class (for ≥ 95 % of "
+                "its test images), so neither "
                 "classifier learnt to tell the classes apart and no accuracy difference or power can be read from "
                 "them (train longer, or check the data)")
     else:

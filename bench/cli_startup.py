@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from dermsynth.models.precision_rule import cpu_name
 
 EAGER = ("import dermsynth.analysis.report, dermsynth.experiments.runner, dermsynth.models.encoders, "
          "dermsynth.data.splits, dermsynth.generate.backends.registry")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def median_seconds(cmd: list[str], repeat: int) -> float:
@@ -54,7 +44,7 @@ def main() -> None:
         "dermsynth --help": median_seconds([*cli, "--help"], args.repeat),
         "dermsynth version": median_seconds([*cli, "version"], args.repeat),
     }
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} threads; median of {args.repeat} runs")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} threads; median of {args.repeat} runs")
     for name, sec in rows.items():
         print(f"  {name:32s} {sec:6.2f} s")
     ref = rows["reference: the eager imports"]

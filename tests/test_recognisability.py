@@ -44,11 +44,11 @@ def scored(demo_table, tmp_path_factory):
 
     Why pool images: what is under test is the audit's accounting (a row per method, chance, the
     binomial p, Wilson CIs, per-class rows, the files and the report), not how well a tiny
-    network generalises from 21 images per class — which hinged on the CPU's rounding (fresh
-    renders: 35 % recognised in fp32 on one CPU, 16.7 % on another). The classifier has fitted the
-    pool images (20 epochs, lr 3e-3, no early stop before the best validation epoch): fp32 at 1 and 2
-    threads and bf16 at 2 measured 67–76 % faithful and 0 % mislabelled (chance 11 %), so the
-    claims below hold with a wide margin whatever the CPU's arithmetic."""
+    network generalises from 21 images per class — which hinged on the CPU's rounding. The
+    classifier has fitted the pool images (20 epochs, lr 3e-3, no early stop before the best
+    validation epoch), so faithful images are recognised far above chance and mislabelled ones
+    almost never, whatever the CPU's arithmetic (measured under fp32 and bf16, 1 and 2 threads:
+    docs/benchmarks.md)."""
     tmp = tmp_path_factory.mktemp("recog")
     split = make_split(demo_table, 5, 4)
     store = _store(tmp, split, {"faithful": lambda c: DEMO_CLASSES[c],

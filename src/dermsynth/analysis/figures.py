@@ -53,8 +53,9 @@ Interval = Callable[[Iterable[str]], tuple[float, float]]
 
 
 def _error_bars(g: pd.DataFrame, interval: Interval | None) -> np.ndarray:
-    """2 × points of error-bar lengths: the cell CI over seeds and test images from ``interval``
-    (run ids → bounds; none where it is unknown), else the paper's Wald CI (n = test images)."""
+    """Error-bar lengths (below and above each point): the cell CI over seeds and test images from
+    ``interval`` (run ids → bounds; none where it is unknown), else the paper's Wald CI (n = test
+    images)."""
     if interval is None:
         ci = np.array([wald_ci(p, n) for p, n in zip(g["acc"], g["n"], strict=True)])
     else:

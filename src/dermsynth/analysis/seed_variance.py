@@ -24,10 +24,10 @@ Satterthwaite's. Why: the seed term is the only noisy part of the variance estim
 term is estimated from hundreds of images), so D / SE has tails between a normal's and those of
 t with S − 1 df — referring it to t(S − 1) can only be conservative. Satterthwaite lends the
 image term's many df exactly when the seed term happens to come out small, and the two errors
-add: under an image × arm interaction null (synthetic data moves individual test images, the
-mean over images zero) that rejected 7.9 % at 3 seeds, 6.4–6.6 % at 4 (review simulation).
+add, and under an image × arm interaction null (synthetic data moves individual test images,
+the mean over images zero) the test rejected more than its level at 3–5 seeds.
 ``bench/test_validity.py`` measures the level of this rule under three nulls at 2–10 seeds and
-its power; the test suite runs a short version of it.
+its power (docs/benchmarks.md); the test suite runs a short version of it.
 
 Ties. When every per-seed difference is the same (accuracies move in steps of 1/N, so two seeds
 can tie exactly) the seed variance is estimated as zero. No finite number of seeds supports
@@ -234,8 +234,8 @@ UCB_LEVEL = 0.9
 def seed_sd_upper(sd: float, seeds: int, level: float = UCB_LEVEL) -> float:
     """The one-sided ``level`` upper confidence bound of a per-seed sd estimated from ``seeds``
     runs (chi-square with seeds − 1 df). Why plan from it: an sd from few seeds is itself very
-    uncertain — from 2 seeds (1 df) the seeds a 14-point effect "needs" came out anywhere from 4 to
-    35 — and planning from the point estimate under-powers the study about half the time."""
+    uncertain (from 2 seeds it has 1 df), and planning from the point estimate under-powers the
+    study about half the time."""
     if seeds < 2 or not np.isfinite(sd):
         return float("nan")
     return float(sd * np.sqrt((seeds - 1) / stats.chi2.ppf(1 - level, seeds - 1)))
@@ -248,8 +248,9 @@ def accuracy_interval(correct: np.ndarray, level: float = 0.95) -> tuple[float, 
     The variance of the mean is the crossed random-effects estimate
     ``(MS_seed + MS_image − MS_residual) / (S·N)`` and the interval is referred to t with the
     seed term's S − 1 df (as :func:`seed_aware_test`, for the same reason), clipped to [0, 1].
-    The paper's Wald interval (n = test images) ignores the seeds and covered a cell's expected
-    accuracy in 61–78 % of simulated studies; this one is checked by ``bench/test_validity.py``.
+    The paper's Wald interval (n = test images) ignores the seeds and covers a cell's expected
+    accuracy far less often than it says when seeds vary; this one's coverage is measured by
+    ``bench/test_validity.py`` (docs/benchmarks.md).
     One seed, or seeds whose accuracies tie exactly, leave the seed variance unknown: NaN bounds.
     """
     m = np.atleast_2d(np.asarray(correct, dtype=float))

@@ -128,8 +128,8 @@ def _seeds_for(row: pd.Series, effect: float) -> float:
     sd = float(row.get("seed_sd", np.nan))
     if not (np.isfinite(sd) and sd > 0):  # no seeds-needed figure from an unknown or zero variance
         return np.nan
-    # planned from the sd's 90 % upper bound: from 2 seeds (1 df) the point estimate's "needed"
-    # seeds ranged from 4 to 35 for one true effect
+    # planned from the sd's 90 % upper bound: a point estimate from few seeds is too uncertain
+    # to plan from
     seeds = row.get("seeds")
     if seeds is not None and not pd.isna(seeds) and int(seeds) >= 2:
         sd = seed_sd_upper(sd, int(seeds))

@@ -2,11 +2,10 @@
 the built-in generator's sampling and training (generate/builtin_precision.py).
 
 Why a rule of the machine and not a timing. bf16 pays on a CPU only where the CPU computes it
-natively (AVX512-BF16 or AMX): there a classifier's training ran 1.34–1.65× faster and the
-built-in generator's sampling 1.45× and its training 1.43× (2-core AMD EPYC with AVX512-BF16);
-without it bf16 is emulated and ran up to 8× slower. A timed probe found the same answers, but
-near its threshold it flipped with the machine's load, so a re-run of a study from scratch could
-compute in another arithmetic and give other numbers. The CPU's flags do not move: the same
+natively (AVX512-BF16 or AMX); without it bf16 is emulated and runs several times slower
+(docs/benchmarks.md). A timed probe found the same answers, but near its threshold it flipped
+with the machine's load, so a re-run of a study from scratch could compute in another
+arithmetic and give other numbers. The CPU's flags do not move: the same
 config on the same machine always computes the same way, and every record says which precision
 was used and why. ``DERMSYNTH_PRECISION=fp32|bf16`` forces what "auto" resolves to (to run the
 test suite under each arithmetic, or to pin a cluster's choice); "fp32" or "bf16" set in a

@@ -22,13 +22,14 @@ studies measure); the logit-scale components are scaled to give it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.special import expit
 from statsmodels.stats.proportion import proportion_confint
 
 from dermsynth.analysis.seed_variance import seed_aware_test
+from dermsynth.analysis.sequential import SequentialDesign, decide
 from dermsynth.errors import StatisticsError
 
 NULLS = ("paired", "aa_disjoint", "interaction")
@@ -141,3 +142,40 @@ def null_grid(seed_counts=(2, 3, 4, 5, 10), seed_sds=(0.03, 0.08), interaction_s
 
 def power_grid(seed_counts=(3, 5, 10), seed_sds=(0.03, 0.08), effects=(0.05, 0.10)) -> list[Scenario]:
     return [Scenario("effect", s, sd, effect=e) for s in seed_counts for sd in seed_sds for e in effects]
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return min(max(float(lo), 0.0), k / n), max(min(float(hi), 1.0), k / n)
+
+
+def sequential_rates(scenario: Scenario, design: SequentialDesign, reps: int, seed: int = 0) -> dict:
+    """Simulated sequential comparisons: each study draws ``design.looks[-1]`` seeds per arm and
+    looks at the first n of them at each look, as ``experiment run --until-decided`` does.
+
+    Returns the share of studies that claimed a difference (the false-positive rate under a
+    null, the power under an effect), that claimed equivalence, the mean seeds per arm used, and
+    — on the same draws — the rate of naive optional stopping (stop at the first look with
+    p < α), the procedure a sequential design replaces."""
+    from dermsynth.analysis.verdicts import equivalence_p
+
+    sim = StudySimulator(replace(scenario, seeds=design.looks[-1]), np.random.default_rng(seed))
+    claims = equivalent = naive = 0
+    seeds_used = []
+    for _ in range(reps):
+        a, b, sa, sb = sim.draw()
+        naive_hit = False
+        for k, n in enumerate(design.looks):
+            res = seed_aware_test(a[:n], b[:n], sa[:n], sb[:n])
+            naive_hit = naive_hit or bool(np.isfinite(res.p_value) and res.p_value < design.alpha)
+            d = decide(design, k, res.p_value, equivalence_p(res.difference, res.se, res.df))
+            if d.stopped:
+                break
+        claims += d.decision == "difference"
+        equivalent += d.decision == "equivalence"
+        naive += naive_hit
+        seeds_used.append(d.seeds)
+    lo, hi = _wilson(claims, reps)
+    return {**asdict(scenario), "looks": list(design.looks), "spending": design.spending, "reps": reps,
+            "rate": claims / reps, "mc_low": lo, "mc_high": hi, "equivalence_rate": equivalent / reps,
+            "mean_seeds": float(np.mean(seeds_used)), "naive_rate": naive / reps}

@@ -50,6 +50,7 @@ from dermsynth.data.synthetic_store import is_store
 from dermsynth.errors import DataError
 from dermsynth.experiments.current_runs import Currency, current_records
 from dermsynth.experiments.results import load_records, results_table
+from dermsynth.experiments.sequential_state import report_view
 from dermsynth.experiments.study_path import locate_store
 
 _ENV = Environment(loader=PackageLoader("dermsynth.analysis", "templates"), autoescape=select_autoescape(["j2"]))
@@ -122,7 +123,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         comp_title = "Rare class and overall: synthetic vs imbalanced baseline and vs duplication"
         groups = pd.DataFrame()
     else:
-        comps = synthetic_comparisons(table, records, test, correct)
+        comps = synthetic_comparisons(table, records, test, correct, sequential=report_view(out_dir))
         summary, fits = plain_summary(comps), dose_fits(table)
         groups = group_comparisons(table, records, test, correct)
         summary += group_summary(groups)

@@ -10,8 +10,16 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.seed_variance import accuracy_interval, seed_aware_test
+from dermsynth.analysis.sequential import LookView
 from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
-from dermsynth.analysis.verdicts import NO_DIFFERENCE, VERDICTS, finish_families, seed_columns, verdict_clause
+from dermsynth.analysis.verdicts import (
+    NO_DIFFERENCE,
+    VERDICTS,
+    equivalence_p,
+    finish_families,
+    seed_columns,
+    verdict_clause,
+)
 
 
 def add_method_column(table: pd.DataFrame) -> pd.DataFrame:
@@ -164,18 +172,32 @@ def all_degenerate(*arms: pd.DataFrame) -> bool:
     return bool(flags) and all(flags) and sum(len(a) for a in arms) == len(flags)
 
 
+def comparison_key(cell: dict) -> str:
+    """A comparison's identity across looks and reports: its arm's cell, spelt canonically."""
+    return json.dumps({k: canonical(v) for k, v in cell.items()}, sort_keys=True)
+
+
 def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = "prop", correct: bool = True,
-                          reps: int = 1000, control: bool = False, family: str | None = None) -> pd.DataFrame:
+                          reps: int = 1000, control: bool = False, family: str | None = None,
+                          sequential: LookView | None = None) -> pd.DataFrame:
     """Every cell with synthetic data vs the real-only cell that matches it in all other fields
     (or, with ``control``, vs its steps-matched control; then ``acc_real_only`` is the control's).
 
     Each row carries the paper's test (``p_value``) and the seed-aware test (``p_seed``, paired
     by seed: a seed draws the same real subset in both arms), each BH-adjusted over the whole
     family returned (one figure's comparisons), and the verdict the seed-aware test gives.
+    ``sequential``: a sequential study's looks — each comparison on the seeds of the look it
+    stopped at, with its stage-wise p-values (analysis/sequential.py).
     """
     corr = correctness(records)
     rows = []
     for cell, arm, ref in matched_cells(table, control):
+        key = comparison_key(cell)
+        seeds = sequential.seeds_for(key) if sequential is not None else None
+        if seeds is not None:
+            arm, ref = arm[arm["seed"].isin(seeds)], ref[ref["seed"].isin(seeds)]
+            if not len(arm) or not len(ref):
+                continue
         n = int(arm["n_test"].iloc[0])
         pa, pb = float(arm["accuracy"].mean()), float(ref["accuracy"].mean())
         res = compare(pa, pb, n, test, correct)
@@ -184,16 +206,23 @@ def synthetic_comparisons(table: pd.DataFrame, records: list[dict], test: str = 
         diff, lo, hi = bootstrap_difference(a, b, reps=reps, seeds_a=arm["seed"].tolist(),
                                             seeds_b=ref["seed"].tolist())
         seed = seed_aware_test(a, b, arm["seed"].tolist(), ref["seed"].tolist())
-        rows.append({**cell, "acc_synthetic": pa, "acc_real_only": pb, "difference": diff, "diff_ci_low": lo,
-                     "diff_ci_high": hi, "p_value": res.p_value, "runs": len(arm), "n_test": n,
-                     "degenerate": all_degenerate(arm, ref), **seed_columns(seed)})
+        row = {**cell, "acc_synthetic": pa, "acc_real_only": pb, "difference": diff, "diff_ci_low": lo,
+               "diff_ci_high": hi, "p_value": res.p_value, "runs": len(arm), "n_test": n,
+               "degenerate": all_degenerate(arm, ref), **seed_columns(seed)}
+        if sequential is not None:
+            p_equiv = (float("nan") if row["degenerate"] else
+                       equivalence_p(seed.difference, seed.se, seed.df))
+            row.update({"comparison_key": key, "p_equiv": p_equiv,
+                        **sequential.columns(key, seed.p_value, p_equiv)})
+        rows.append(row)
     return finish_families(pd.DataFrame(rows), name=family or (CONTROL_FAMILY if control else MAIN_FAMILY))
 
 
 RESULT_COLUMNS = ("acc_synthetic", "acc_real_only", "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_bh",
                   "runs", "n_test", "p_seed", "p_seed_bh", "seed_ci_low", "seed_ci_high", "seed_sd", "seed_df",
                   "seed_image_var", "detectable", "paired_seeds", "seeds", "verdict", "seeds_for_effect", "family",
-                  "seed_se", "p_equiv", "p_equiv_bh", "degenerate")
+                  "seed_se", "p_equiv", "p_equiv_bh", "degenerate", "comparison_key", "look", "looks",
+                  "stopped", "alpha_spent", "spending")
 GENERATOR_NAMES = {"none": "pretrained generator", "all": "generator fine-tuned on the pool",
                    "per-class": "generator fine-tuned per class"}
 

@@ -66,9 +66,10 @@ def finish_family(table: pd.DataFrame, alpha: float = ALPHA, effect_of_interest:
     p_seed = np.where(degenerate, np.nan, out["p_seed"].to_numpy(dtype=float))
     adj = bh_adjust(p_seed)  # untestable rows stay NaN, outside the family
     out["p_seed_bh"] = adj
-    out["p_equiv"] = [np.nan if deg else equivalence_p(d, se, df, effect_of_interest)
-                      for d, se, df, deg in zip(out["difference"], out["seed_se"], out["seed_df"], degenerate,
-                                                strict=True)]
+    if "p_equiv" not in out:  # a sequential study's rows bring their stage-wise one (analysis/sequential.py)
+        out["p_equiv"] = [np.nan if deg else equivalence_p(d, se, df, effect_of_interest)
+                          for d, se, df, deg in zip(out["difference"], out["seed_se"], out["seed_df"], degenerate,
+                                                    strict=True)]
     out["p_equiv_bh"] = bh_adjust(out["p_equiv"])
     out["verdict"] = [NOT_COMPARABLE if deg else verdict(q, d, q_eq, alpha, effect_of_interest)
                       for q, d, q_eq, deg in zip(adj, out["difference"], out["p_equiv_bh"], degenerate, strict=True)]
@@ -179,6 +180,7 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
                           else "no effect is detectable with 80 % power" if np.isfinite(det) else "power unknown")
             text = (f"{d:+.1f} points, inconclusive: the seeds cannot support a verdict ({ci}; {p}; "
                     f"{power_text}{more})")
+    text += sequential_clause(row)
     if "p_bh" in row and np.isfinite(row["p_bh"]):
         paper_sig = row["p_bh"] < alpha
         seed_sig = v in ("improved", "lowered")
@@ -190,10 +192,26 @@ def verdict_clause(row: pd.Series, alpha: float = ALPHA, effect_of_interest: flo
     return text
 
 
+STOPS = {"difference": "its difference crossed the boundary", "equivalence": "its equivalence test crossed the "
+         "boundary", "last look": "at the last look", "continue": "still running", "not comparable": "not comparable"}
+
+
+def sequential_clause(row: pd.Series) -> str:
+    """Where a sequential study decided this comparison ('decided at look 2 of 3, …'); empty otherwise."""
+    look = row.get("look")
+    if look is None or pd.isna(look):
+        return ""
+    stop = str(row.get("stopped", ""))
+    when = "reached" if stop in ("continue", "last look") else "decided"
+    return (f"; sequential design: {when} at look {int(look)} of {int(row['looks'])} ({STOPS.get(stop, stop)}), "
+            f"{int(row['seeds'])} seeds per arm, {row.get('spending', '')} spending, α spent by then "
+            f"{row['alpha_spent']:.3g}; p-values stage-wise")
+
+
 # Columns of the CSVs that the report's tables leave out (the bootstrap CI and the unadjusted
 # p-values stay in OUT/*comparisons.csv).
 HIDDEN = ("diff_ci_low", "diff_ci_high", "p_value", "p_seed", "seed_sd", "seed_se", "seed_df", "seed_image_var",
-          "paired_seeds", "seeds_for_effect", "p_equiv", "degenerate")
+          "paired_seeds", "seeds_for_effect", "p_equiv", "degenerate", "comparison_key", "looks", "spending")
 
 
 def display_view(table: pd.DataFrame) -> pd.DataFrame:

@@ -36,24 +36,43 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                    rehearse: bool = typer.Option(False, help="Run the config's CPU rehearsal (stand-in data, models "
                                                  "and sizes; every stage, axis, statistic and report section) and "
                                                  "write its report."),
+                   until_decided: bool = typer.Option(False, help="Add seeds in rounds to the cells whose "
+                                                      "comparisons are undecided, under a group-sequential design "
+                                                      "(looks and spent α recorded in OUT/sequential.json)."),
+                   max_seeds: int | None = typer.Option(None, help="--until-decided: most seeds per arm (default: "
+                                                        "what --target-effect needs, else twice the config's)."),
+                   looks: int = typer.Option(3, help="--until-decided: looks from the config's seeds to "
+                                             "--max-seeds."),
+                   target_effect: float | None = typer.Option(None, help="--until-decided: the effect in accuracy "
+                                                              "points (e.g. 5) --max-seeds is sized to detect."),
+                   spending: Literal["obrien-fleming", "pocock"] = typer.Option(
+                       "obrien-fleming", help="--until-decided: how α is spent over the looks."),
                    track: str | None = TrackOpt, as_json: bool = JsonOpt):
     """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
     from dermsynth.analysis.report import build_report
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import load_experiment
+    from dermsynth.experiments.until_decided import outcome_line, run_until_decided
 
     spec = load_experiment(config)
     folder = out or default_out(config)
     if rehearse:
         folder = out or Path("runs") / f"{config.stem}-rehearsal"
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
-    res = asdict(run_experiment(spec, folder, executor, workers, address, force))
-    if rehearse:
-        res["report"] = str(build_report(folder))
+    if until_decided:
+        outcome = run_until_decided(spec, folder, max_seeds, looks, target_effect / 100 if target_effect else None,
+                                    spending, executor, workers, address, force)
+        res = {**asdict(outcome), "report": str(build_report(folder))}
+        text = outcome_line(outcome) + f"; report {res['report']}"
+    else:
+        res = asdict(run_experiment(spec, folder, executor, workers, address, force))
+        if rehearse:
+            res["report"] = str(build_report(folder))
+        text = (f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed"
+                + (f"; report {res['report']}" if rehearse else ""))
     res["tracking"] = track_folder(folder, track, spec.tracking)
-    emit(res, as_json, f"{res['runs']} runs: {res['ran']} ran now, {res['failed']} failed"
-                       + (f"; report {res['report']}" if rehearse else "") + tracking_note(res["tracking"]))
+    emit(res, as_json, text + tracking_note(res["tracking"]))
     if res["failed"]:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 

@@ -25,6 +25,7 @@ from dermsynth.experiments.executors import EXECUTORS, default_workers, run_cell
 from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
 from dermsynth.experiments.results import load_records, needs_rerun, runs_dir
+from dermsynth.experiments.sequential_state import with_added_seeds
 from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, recognisability_stage
 from dermsynth.experiments.study_path import ANCHOR_KEY, same_config, study_anchor
@@ -36,9 +37,10 @@ from dermsynth.train.spec import RunSpec
 log = logging.getLogger(__name__)
 
 
-def resolve_runs(spec: ExperimentSpec, out: Path) -> list[RunSpec]:
-    """The grid's cells, with the experiment's own store filled in where a generator makes it."""
-    runs = cells(spec)
+def resolve_runs(spec: ExperimentSpec, out: Path, last_look: bool = False) -> list[RunSpec]:
+    """The grid's cells, with the experiment's own store filled in where a generator makes it, and
+    the seeds a sequential study's looks added (``last_look``: all it may add, for the stages)."""
+    runs = with_added_seeds(cells(spec), spec.seed_list(), out, last_look)
     gen = spec.generator
     if gen is not None:
         anchor = study_anchor(out)  # the store's path when the study first ran: what run ids hash
@@ -122,7 +124,7 @@ def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local
                    workers: int = 1) -> list[RunSpec]:
     """Preflight and every stage before the cells (cached), for tools that reuse the stores."""
     out = Path(out)
-    runs = resolve_runs(spec, out)
+    runs = resolve_runs(spec, out, last_look=True)
     run_graph(cleaning_tasks(runs, out), out / "tasks", executor, address, workers)  # every split needs its groups
     preflight(spec, runs)
     run_graph(stage_tasks(spec, runs, out), out / "tasks", executor, address, workers)
@@ -148,20 +150,20 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
     out = Path(out)
     claim_output(spec, out, force)
-    runs = resolve_runs(spec, out)
+    prepared = resolve_runs(spec, out, last_look=True)  # = the runs, except in a sequential study
     timings: dict[str, float] = {}
     # Cleaning first, as its own step of the graph: every later stage and cell splits by its groups.
-    cleaning = cleaning_tasks(runs, out)
+    cleaning = cleaning_tasks(prepared, out)
     run_graph(cleaning, out / "tasks", executor, address, workers or 1)
     t0 = time.perf_counter()
-    preflight(spec, runs)
+    preflight(spec, prepared)
     timings["preflight"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    tasks = stage_tasks(spec, runs, out)
+    tasks = stage_tasks(spec, prepared, out)
     run_graph(tasks, out / "tasks", executor, address, workers or 1)
     timings["stages"] = time.perf_counter() - t1
     record_claim(spec, out)
-    runs = pin_runs(runs)
+    runs = pin_runs(resolve_runs(spec, out))
     rdir = runs_dir(out)
     rdir.mkdir(parents=True, exist_ok=True)
     pending = [r for r in runs if not (rdir / f"{r.run_id()}.json").exists()

@@ -1,0 +1,100 @@
+"""A sequential study's record (``OUT/sequential.json``): its design, every look taken, and the
+seeds each cell has been given beyond the config's.
+
+Why a file of its own, beside the config: the seeds a cell gets depend on what earlier looks
+decided, so they cannot be written in the config; and a study killed between looks must resume
+at the same look with the same design. The record is written atomically once per look, after
+that look's decisions and together with the seeds they add, so a kill at any moment leaves
+either the old look or the new one (the runs themselves are skipped once their records exist).
+
+Added seeds continue the config's: planned seeds [0 … 4] grow to [0 … 7], and a cell with
+n seeds per arm always uses the first n of that sequence, so two arms with n seeds are paired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from dermsynth import files
+from dermsynth.analysis.sequential import LookView, SequentialDesign, design_from, seed_sequence
+from dermsynth.errors import ConfigError
+from dermsynth.field_roles import SETTING, fields_with
+from dermsynth.train.spec import RunSpec
+
+STATE_FILE = "sequential.json"
+_SETTINGS = frozenset(fields_with(RunSpec, SETTING))
+
+
+def state_path(out: str | Path) -> Path:
+    return Path(out) / STATE_FILE
+
+
+def load_state(out: str | Path) -> dict | None:
+    path = state_path(out)
+    return files.read_json(path) if path.exists() else None
+
+
+def save_state(out: str | Path, state: dict) -> None:
+    files.write_json(state_path(out), state)
+
+
+def new_state(design: SequentialDesign, target_effect: float | None) -> dict:
+    return {"design": design.as_dict(), "target_effect": target_effect, "looks": [], "extend": {}}
+
+
+def start_or_resume(out: str | Path, design: SequentialDesign, target_effect: float | None) -> dict:
+    """The study's record: a new one, or the one on disk when its design is this one (a
+    different design on a folder that has looked already would spend α twice: refused)."""
+    old = load_state(out)
+    if old is None:
+        state = new_state(design, target_effect)
+        save_state(out, state)
+        return state
+    if design_from(old) != design:
+        raise ConfigError(f"{state_path(out)} records a sequential design with looks {old['design']['looks']} "
+                          f"({old['design']['spending']}, α {old['design']['alpha']}); this run asks for "
+                          f"{list(design.looks)} ({design.spending}, α {design.alpha}). Resume with the same "
+                          "--max-seeds and --looks, or use another --out")
+    return old
+
+
+def cell_key(run: RunSpec) -> str:
+    """A cell's identity: its settings, without the seed or anything pinned per seed (its split)."""
+    settings = {k: v for k, v in run.model_dump().items() if k in _SETTINGS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_added_seeds(runs: list[RunSpec], planned_seeds: list[int], out: str | Path,
+                     last_look: bool = False) -> list[RunSpec]:
+    """The config's runs, plus the seeds that earlier looks of a sequential study added to cells.
+
+    ``last_look``: every cell with the seeds of the design's last look instead — what the stages
+    before the cells prepare for (a synthetic store made for every seed a look may add keeps its
+    digest, and so every finished run its id, from look to look)."""
+    state = load_state(out)
+    if not state or not (state.get("extend") or last_look):
+        return runs
+    by_cell: dict[str, list[RunSpec]] = {}
+    for r in runs:
+        by_cell.setdefault(cell_key(r), []).append(r)
+    extend = ({key: design_from(state).looks[-1] for key in by_cell} if last_look else state["extend"])
+    added = []
+    for key, n in extend.items():
+        cell = by_cell.get(key)
+        if not cell:
+            continue  # a cell the config no longer has
+        have = {r.seed for r in cell}
+        added += [cell[0].model_copy(update={"seed": s}) for s in seed_sequence(planned_seeds, int(n))
+                  if s not in have]
+    return runs + added
+
+
+def report_view(out: str | Path) -> LookView | None:
+    """How a report reads a sequential study's comparisons (None: the study is not sequential)."""
+    state, marker = load_state(out), Path(out) / "experiment.json"
+    if state is None or not state["looks"] or not marker.exists():
+        return None
+    seeds = files.read_json(marker)["spec"].get("seeds", 5)
+    return LookView(state, list(range(seeds)) if isinstance(seeds, int) else list(seeds))

@@ -1,4 +1,4 @@
-"""MkDocs hook: adds the generated pages (README sections, commands, config tables) to the site.
+"""MkDocs hook: adds the generated pages (home from the README, commands, config tables) to the site.
 
 The pages come from ``dermsynth.cli.reference`` at build time, so they cannot drift from the
 README, the CLI or the pydantic models; so does the navigation (guide, commands, config)."""
@@ -17,7 +17,7 @@ PAGES: dict[str, str] = {}
 
 def on_config(config):
     PAGES.update(site_pages((ROOT / "README.md").read_text()))
-    config["nav"] = site_nav(PAGES)
+    config["nav"] = site_nav(PAGES, ROOT / "docs")
     return config
 
 

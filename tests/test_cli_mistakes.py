@@ -430,3 +430,35 @@ def test_small_quality_groups_warn_once_per_table():
         table = quality_table(real, labels, syn, np.array(["a", "b", "c"] * 4), np.array(["inpaint"] * 12), reps=2)
     small = [w for w in caught if "small sample" in str(w.message)]
     assert len(table) == 4 and len(small) == 1 and "4 of 4 groups" in str(small[0].message)
+
+
+def test_init_surveys_a_folder_names_cross_label_copies_and_writes_a_config_that_loads(tmp_path, monkeypatch):
+    """`dermsynth init`: counts, held-out sizes that fit, the same image under two labels, and a
+    config with cleaning on that validates; a too-small class and an existing config are refused."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from dermsynth.experiments.spec import load_experiment
+
+    root = tmp_path / "lesions"
+    rng = np.random.default_rng(0)
+    for c in ("nevus", "melanoma", "bcc"):
+        (root / c).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / c / f"{c}{i}.png")
+    shutil.copy(root / "nevus" / "nevus0.png", root / "melanoma" / "copy_of_nevus0.png")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["init", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["per_class"] == {"bcc": 12, "melanoma": 13, "nevus": 12} and (out["n_test"], out["n_val"]) == (2, 2)
+    assert out["exact_pairs"] == 1 and out["cross_label"][0]["label_a"] != out["cross_label"][0]["label_b"]
+    spec = load_experiment(tmp_path / "lesions.toml")
+    assert spec.base["cleaning"] == {"max_distance": 4} and spec.base["dataset"] == "folder"
+    assert spec.grid["n_real"] == [2, 4, 8]  # what the smallest class's pool allows
+    fails("init", str(root), code=2, says="exists")
+    (root / "tiny").mkdir()
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "tiny" / "a.png")
+    fails("init", str(root), "--force", code=3, says="'tiny' (1 images)")

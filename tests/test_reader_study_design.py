@@ -21,7 +21,7 @@ from dermsynth.readers.design import FIXED_MTIME, StudyConfig, create_study
 from dermsynth.readers.labelstudio import export_tasks
 from readers_helpers import Server, items, tells
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "09-reader-study.md"  # the guide page on it
 # inpaint only: the tiny store's text-to-image images come from a generator trained for 5 steps and
 # are noise (sharpness ~6 against ~1.6 for real and inpainted images) — a tell in the pixels
 # themselves, which no encoding should hide. Its inpainted images look like the real ones.
@@ -133,7 +133,7 @@ def test_a_folder_data_set_works_and_a_short_one_says_what_is_short(reader_store
 
 def _readme_create_line() -> list[str]:
     text = README.read_text()
-    block = text[text.index("## Reader study"):]
+    block = text[text.index("# Reader study"):]
     block = block[block.index("```bash"):block.index("```", block.index("```bash") + 7)]
     lines = block.replace("\\\n", " ").splitlines()
     line = next(ln for ln in lines if ln.startswith("dermsynth reader-study create"))

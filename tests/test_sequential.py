@@ -15,9 +15,9 @@ import pytest
 from scipy import stats
 
 from dermsynth.analysis.null_simulation import Scenario, rejection_rate, sequential_rates
-from dermsynth.analysis.sequential import SequentialDesign, decide, seed_sequence
+from dermsynth.analysis.sequential import SequentialDesign, decide
 from dermsynth.errors import ConfigError
-from dermsynth.experiments.sequential_state import start_or_resume
+from dermsynth.experiments.sequential_state import seed_sequence, start_or_resume
 
 
 def brownian_looks(design: SequentialDesign, reps: int, seed: int) -> np.ndarray:
@@ -100,10 +100,10 @@ def test_design_looks_decisions_and_seed_sequence(tmp_path):
     assert decide(design, 0, float("nan"), float("nan")).decision == "continue"  # tied seeds: more may help
     assert design.stagewise_p(1, 0.6) == pytest.approx(0.05 + 0.95 * 0.6)  # not crossed: above α
     assert seed_sequence([0, 1, 2], 5) == [0, 1, 2, 3, 4] and seed_sequence([7, 3], 3) == [7, 3, 8]
-    start_or_resume(tmp_path, design, None)
-    assert start_or_resume(tmp_path, design, None)["design"]["looks"] == [3, 6, 10]
+    start_or_resume(tmp_path, design.as_dict(), None)
+    assert start_or_resume(tmp_path, design.as_dict(), None)["design"]["looks"] == [3, 6, 10]
     with pytest.raises(ConfigError, match="looks"):
-        start_or_resume(tmp_path, SequentialDesign((3, 10)), None)
+        start_or_resume(tmp_path, SequentialDesign((3, 10)).as_dict(), None)
 
 
 def sequential_spec(demo_root) -> dict:
@@ -121,8 +121,8 @@ def sequential_spec(demo_root) -> dict:
 @pytest.mark.slow
 def test_until_decided_resumes_after_a_kill_between_looks_and_runs_nothing_twice(demo_root, tmp_path):
     from dermsynth.analysis.report import build_report
+    from dermsynth.analysis.sequential_study import run_until_decided
     from dermsynth.experiments.spec import validate_experiment
-    from dermsynth.experiments.until_decided import run_until_decided
 
     cfg, out = tmp_path / "spec.json", tmp_path / "study"
     cfg.write_text(json.dumps(sequential_spec(demo_root)))
@@ -131,7 +131,7 @@ def test_until_decided_resumes_after_a_kill_between_looks_and_runs_nothing_twice
         import json, os, signal
         import dermsynth.experiments.executors as executors
         from dermsynth.experiments.spec import validate_experiment
-        from dermsynth.experiments.until_decided import run_until_decided
+        from dermsynth.analysis.sequential_study import run_until_decided
 
         started = []
         real_training = executors.run_training

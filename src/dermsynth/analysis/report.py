@@ -35,6 +35,7 @@ from dermsynth.analysis.report_sections import (
     sample_grid,
 )
 from dermsynth.analysis.seed_variance import PAPER_TEST_NAME, TEST_NAME
+from dermsynth.analysis.sequential import report_view
 from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
@@ -50,7 +51,6 @@ from dermsynth.data.synthetic_store import is_store
 from dermsynth.errors import DataError
 from dermsynth.experiments.current_runs import Currency, current_records
 from dermsynth.experiments.results import load_records, results_table
-from dermsynth.experiments.sequential_state import report_view
 from dermsynth.experiments.study_path import locate_store
 
 _ENV = Environment(loader=PackageLoader("dermsynth.analysis", "templates"), autoescape=select_autoescape(["j2"]))

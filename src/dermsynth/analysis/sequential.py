@@ -36,13 +36,16 @@ What we use and why:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import optimize, stats
 
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.sequential_state import load_state, seed_sequence
 
 SPENDING = ("obrien-fleming", "pocock")
 SPENDING_NAMES = {"obrien-fleming": "O'Brien–Fleming-type", "pocock": "Pocock-type"}
@@ -230,13 +233,6 @@ def decide(design: SequentialDesign, look: int, p_fixed: float, p_equiv_fixed: f
     return LookDecision(look, seeds, float(p_fixed), float(p_equiv_fixed), decision)
 
 
-def seed_sequence(planned: list[int], n: int) -> list[int]:
-    """The first ``n`` seeds of the config's planned seeds continued past their largest: a cell
-    with n seeds per arm always has these, so two arms with n seeds are paired."""
-    extra = [max(planned) + 1 + i for i in range(max(0, n - len(planned)))]
-    return (list(planned) + extra)[:n]
-
-
 def design_from(state: dict) -> SequentialDesign:
     d = state["design"]
     return SequentialDesign(tuple(d["looks"]), float(d["alpha"]), d["spending"])
@@ -277,3 +273,12 @@ class LookView:
                 "p_equiv": self.design.stagewise_p(look, p_equiv_fixed, sides=1),
                 "look": look + 1, "looks": len(self.design.looks), "stopped": self.final[key][1],
                 "alpha_spent": self.design.spent()[look], "spending": self.design.spending_name}
+
+
+def report_view(out: str | Path) -> LookView | None:
+    """How a report reads a sequential study's comparisons (None: the study is not sequential)."""
+    state, marker = load_state(out), Path(out) / "experiment.json"
+    if state is None or not state["looks"] or not marker.exists():
+        return None
+    seeds = json.loads(marker.read_text())["spec"].get("seeds", 5)
+    return LookView(state, list(range(seeds)) if isinstance(seeds, int) else list(seeds))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from dermsynth import __version__
-from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, quickstart, readers, train
+from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, init, quickstart, readers, train
 from dermsynth.cli.common import JsonOpt, emit, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -39,6 +39,7 @@ app.command("report")(analysis.report)
 app.command("embed")(analysis.embed)
 app.command("quality")(analysis.quality)
 app.command("quickstart")(quickstart.quickstart)
+app.command("init")(init.init)
 app.command("evaluate")(deploy.evaluate)
 app.command("predict")(deploy.predict)
 app.command("export")(deploy.export)

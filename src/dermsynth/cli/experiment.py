@@ -50,10 +50,10 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                    track: str | None = TrackOpt, as_json: bool = JsonOpt):
     """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
     from dermsynth.analysis.report import build_report
+    from dermsynth.analysis.sequential_study import outcome_line, run_until_decided
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.spec import load_experiment
-    from dermsynth.experiments.until_decided import outcome_line, run_until_decided
 
     spec = load_experiment(config)
     folder = out or default_out(config)

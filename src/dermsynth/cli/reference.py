@@ -1,5 +1,5 @@
-"""The documentation site's generated pages: the README's sections, one page per command and one
-per config table.
+"""The documentation site's generated pages: the home page (the README), one page per command and
+one per config table; the guide pages under docs/guide are written by hand.
 
 Generated at build time (``docs/hooks.py``) from the README, the typer app and the pydantic
 models themselves, so the site cannot drift from the code: a new option, field or default
@@ -160,20 +160,9 @@ def command_page(path: str, cmd) -> str:
                       ""])
 
 
-def readme_pages(readme: str) -> dict[str, str]:
-    """``index.md`` (the README up to its first section, with a list of the sections) and one
-    ``guide/NN-slug.md`` per ``##`` section; images under docs/ re-linked from the pages."""
-    parts = re.split(r"(?m)^## ", readme)
-    intro, sections = parts[0], parts[1:]
-    pages, toc = {}, []
-    for i, section in enumerate(sections, 1):
-        title = section.splitlines()[0].strip()
-        slug = f"{i:02d}-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-        body = re.sub(r"\]\(docs/", "](../", "# " + section)
-        pages[f"guide/{slug}.md"] = body
-        toc.append(f"- [{title}](guide/{slug}.md)")
-    pages["index.md"] = re.sub(r"\]\(docs/", "](", intro).rstrip() + "\n\n## Contents\n\n" + "\n".join(toc) + "\n"
-    return pages
+def index_page(readme: str) -> str:
+    """The site's home: the README, its links into docs/ made relative to the site."""
+    return re.sub(r"\]\(docs/", "](", readme)
 
 
 def site_pages(readme: str) -> dict[str, str]:
@@ -182,7 +171,7 @@ def site_pages(readme: str) -> dict[str, str]:
 
     from dermsynth.cli import app
 
-    pages = readme_pages(readme)
+    pages = {"index.md": index_page(readme)}
     for page, table, target, intro in CONFIG_TABLES:
         pages[f"config/{page}.md"] = config_page(table, target, intro)
     for path, cmd in commands(get_command(app)):
@@ -190,13 +179,17 @@ def site_pages(readme: str) -> dict[str, str]:
     return pages
 
 
-def site_nav(pages: dict[str, str]) -> list:
-    """The site's navigation: home, the README's sections, then commands and config tables."""
+def site_nav(pages: dict[str, str], docs_dir: Path) -> list:
+    """The site's navigation: home, the hand-written guide (docs/guide/*.md, in file-name order),
+    the measurements, then the generated command and config pages."""
+    guide = {f"guide/{p.name}": p.read_text() for p in sorted((docs_dir / "guide").glob("*.md"))}
+    every = {**pages, **guide}
+
     def title(path: str) -> str:
-        return pages[path].splitlines()[0].lstrip("# ").strip("`")
+        return every[path].splitlines()[0].lstrip("# ").strip("`")
 
     def section(folder: str) -> list:
-        return [{title(p): p} for p in sorted(pages) if p.startswith(f"{folder}/")]
+        return [{title(p): p} for p in sorted(every) if p.startswith(f"{folder}/")]
 
-    return [{"Home": "index.md"}, {"Guide": section("guide")}, {"Commands": section("commands")},
-            {"Config tables": section("config")}]
+    return [{"Home": "index.md"}, {"Guide": section("guide")}, {"Measurements": "benchmarks.md"},
+            {"Commands": section("commands")}, {"Config tables": section("config")}]

@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 from dermsynth import files
-from dermsynth.analysis.sequential import LookView, SequentialDesign, design_from, seed_sequence
 from dermsynth.errors import ConfigError
 from dermsynth.field_roles import SETTING, fields_with
 from dermsynth.train.spec import RunSpec
@@ -40,24 +39,30 @@ def save_state(out: str | Path, state: dict) -> None:
     files.write_json(state_path(out), state)
 
 
-def new_state(design: SequentialDesign, target_effect: float | None) -> dict:
-    return {"design": design.as_dict(), "target_effect": target_effect, "looks": [], "extend": {}}
+DESIGN_KEYS = ("looks", "alpha", "spending")
 
 
-def start_or_resume(out: str | Path, design: SequentialDesign, target_effect: float | None) -> dict:
+def start_or_resume(out: str | Path, design: dict, target_effect: float | None) -> dict:
     """The study's record: a new one, or the one on disk when its design is this one (a
     different design on a folder that has looked already would spend α twice: refused)."""
     old = load_state(out)
     if old is None:
-        state = new_state(design, target_effect)
+        state = {"design": design, "target_effect": target_effect, "looks": [], "extend": {}}
         save_state(out, state)
         return state
-    if design_from(old) != design:
+    if any(old["design"][k] != design[k] for k in DESIGN_KEYS):
         raise ConfigError(f"{state_path(out)} records a sequential design with looks {old['design']['looks']} "
                           f"({old['design']['spending']}, α {old['design']['alpha']}); this run asks for "
-                          f"{list(design.looks)} ({design.spending}, α {design.alpha}). Resume with the same "
+                          f"{design['looks']} ({design['spending']}, α {design['alpha']}). Resume with the same "
                           "--max-seeds and --looks, or use another --out")
     return old
+
+
+def seed_sequence(planned: list[int], n: int) -> list[int]:
+    """The first ``n`` seeds of the config's planned seeds continued past their largest: a cell
+    with n seeds per arm always has these, so two arms with n seeds are paired."""
+    extra = [max(planned) + 1 + i for i in range(max(0, n - len(planned)))]
+    return (list(planned) + extra)[:n]
 
 
 def cell_key(run: RunSpec) -> str:
@@ -79,7 +84,7 @@ def with_added_seeds(runs: list[RunSpec], planned_seeds: list[int], out: str | P
     by_cell: dict[str, list[RunSpec]] = {}
     for r in runs:
         by_cell.setdefault(cell_key(r), []).append(r)
-    extend = ({key: design_from(state).looks[-1] for key in by_cell} if last_look else state["extend"])
+    extend = ({key: state["design"]["looks"][-1] for key in by_cell} if last_look else state["extend"])
     added = []
     for key, n in extend.items():
         cell = by_cell.get(key)
@@ -90,11 +95,3 @@ def with_added_seeds(runs: list[RunSpec], planned_seeds: list[int], out: str | P
                   if s not in have]
     return runs + added
 
-
-def report_view(out: str | Path) -> LookView | None:
-    """How a report reads a sequential study's comparisons (None: the study is not sequential)."""
-    state, marker = load_state(out), Path(out) / "experiment.json"
-    if state is None or not state["looks"] or not marker.exists():
-        return None
-    seeds = files.read_json(marker)["spec"].get("seeds", 5)
-    return LookView(state, list(range(seeds)) if isinstance(seeds, int) else list(seeds))

@@ -11,6 +11,9 @@ real-only reference. The look's decisions and the seeds they add are written to
 normal cell run, skipped once its record exists. So a kill at any moment resumes at the same
 look and runs nothing twice, and the report reads each comparison at the look it stopped.
 
+It lives in the analysis layer, above the runner it drives, because each look decides from the
+report's own comparison table (analysis/summary.py).
+
 The other families of the report (the steps-matched control, skin-type groups) are not looked
 at: they are tested, fixed-design, on whatever seeds both of their arms have.
 """
@@ -78,7 +81,7 @@ def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | No
     planned = len(spec.seed_list())
     most = max_seeds or default_max_seeds(spec, out, target_effect)
     design = SequentialDesign.spaced(planned, most, looks, spending=spending)
-    state = start_or_resume(out, design, target_effect)
+    state = start_or_resume(out, design.as_dict(), target_effect)
     ran = failed = 0
     while True:
         res = run_experiment(spec, out, executor, workers, address, force)

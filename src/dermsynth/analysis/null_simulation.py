@@ -30,6 +30,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.sequential import SequentialDesign, decide
+from dermsynth.analysis.verdicts import equivalence_p
 from dermsynth.errors import StatisticsError
 
 NULLS = ("paired", "aa_disjoint", "interaction")
@@ -124,9 +125,8 @@ def rejection_rate(scenario: Scenario, reps: int, seed: int = 0, alpha: float = 
         p = test(*sim.draw())
         untestable += not np.isfinite(p)
         rejected += bool(np.isfinite(p) and p < alpha)
-    lo, hi = proportion_confint(rejected, reps, alpha=0.05, method="wilson")
-    return {**asdict(scenario), "reps": reps, "alpha": alpha, "rate": rejected / reps,
-            "mc_low": min(max(float(lo), 0.0), rejected / reps), "mc_high": max(min(float(hi), 1.0), rejected / reps),
+    lo, hi = _wilson(rejected, reps)
+    return {**asdict(scenario), "reps": reps, "alpha": alpha, "rate": rejected / reps, "mc_low": lo, "mc_high": hi,
             "untestable": untestable / reps}
 
 
@@ -145,6 +145,7 @@ def power_grid(seed_counts=(3, 5, 10), seed_sds=(0.03, 0.08), effects=(0.05, 0.1
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Monte-Carlo (Wilson) interval of a rate k / n, clipped so that it contains the rate."""
     lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
     return min(max(float(lo), 0.0), k / n), max(min(float(hi), 1.0), k / n)
 
@@ -157,8 +158,6 @@ def sequential_rates(scenario: Scenario, design: SequentialDesign, reps: int, se
     null, the power under an effect), that claimed equivalence, the mean seeds per arm used, and
     — on the same draws — the rate of naive optional stopping (stop at the first look with
     p < α), the procedure a sequential design replaces."""
-    from dermsynth.analysis.verdicts import equivalence_p
-
     sim = StudySimulator(replace(scenario, seeds=design.looks[-1]), np.random.default_rng(seed))
     claims = equivalent = naive = 0
     seeds_used = []

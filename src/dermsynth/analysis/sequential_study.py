@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from dermsynth.analysis.sequential import LookView, SequentialDesign, decide
+from dermsynth.analysis.sequential import LookView, SequentialDesign, decide, design_from
 from dermsynth.analysis.summary import comparison_key, matched_cells, synthetic_comparisons
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.current_runs import current_records
@@ -109,7 +109,7 @@ def take_look(spec: ExperimentSpec, out: Path, state: dict, look: int) -> dict[s
     cells_of = {rec["run_id"]: cell_key(RunSpec.model_validate(rec["spec"])) for rec in records}
     arms = {comparison_key(cell): (cells_of[arm["run_id"].iloc[0]], cells_of[ref["run_id"].iloc[0]])
             for cell, arm, ref in matched_cells(table)}
-    design = LookView(state, spec.seed_list()).design
+    design = design_from(state)
     out_decisions: dict[str, dict] = {}
     for _, row in comps.iterrows():
         key = row["comparison_key"]

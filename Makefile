@@ -12,11 +12,10 @@ LOCK := requirements.lock
 # own hashes in the lock (dev extras) and bootstrapped with pip; it reads no pip.conf, so pip's own index
 # settings (find-links, index-url, extra-index-url from pip.conf or PIP_* variables) are handed to it, and
 # it may take each file from whichever index has it (as pip does: the hashes decide, not the index).
-# Its install is ~3× faster than pip's. Measured side by side from cold caches on 2 cores: uv 41 s,
-# pip 93 s (README). Neither step compiles bytecode ahead (uv pip never does; pip is told not to):
-# compiling all 22,000 modules of the lock took 26 s of a 55 s install, where the quickstart imports
-# 4,700 of them. Python compiles a module when it is first imported and keeps the .pyc, so
-# PYTHONDONTWRITEBYTECODE (set on some machines, CI's among them) is unset for these recipes only.
+# Neither step compiles bytecode ahead (uv pip never does; pip is told not to): Python compiles a module
+# when it is first imported and keeps the .pyc, which the quickstart's few thousand imports need far less
+# than the whole lock, so PYTHONDONTWRITEBYTECODE (set on some machines, CI's among them) is unset for
+# these recipes only. Install times: docs/benchmarks.md.
 unexport PYTHONDONTWRITEBYTECODE
 INSTALLER ?= uv
 UV := $(VENV)/bin/uv
@@ -31,8 +30,17 @@ PIP_INSTALL = $(PY) -m pip install --quiet --upgrade pip \
 	&& $(PY) -m pip install --quiet --no-compile --require-hashes -r $(LOCK) \
 	&& $(PY) -m pip install --quiet --no-compile --no-deps -e .
 
+# The lock pins wheels for one platform: say so at once on another, not after a failed resolve.
+PYTHON ?= python3
+REQUIRE_PLATFORM = -c 'import platform, sys; sys.exit(0 if (sys.platform, platform.machine(), sys.version_info[:2]) \
+	== ("linux", "x86_64", (3, 11)) else "dermsynth: requirements.lock is pinned for Linux x86_64 and CPython 3.11, " \
+	"this is %s %s with Python %s. Use a Python 3.11 (make PYTHON=python3.11 ...), or install without the pins: " \
+	"pip install torch torchvision && pip install -e \".[dev]\"" % (sys.platform, platform.machine(), \
+	platform.python_version()))'
+
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(PY) || python3 -m venv $(VENV)
+	@if [ -x $(PY) ]; then $(PY) $(REQUIRE_PLATFORM); else $(PYTHON) $(REQUIRE_PLATFORM); fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if [ "$(INSTALLER)" = uv ] && $(UV_INSTALL); then echo "installed $(LOCK) with uv"; \
 	else echo "installing $(LOCK) with pip"; $(PIP_INSTALL); fi
 	sha256sum $(LOCK) | cut -d' ' -f1 > $(VENV)/dermsynth-lock.sha256

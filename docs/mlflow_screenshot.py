@@ -2,9 +2,9 @@
 Chromium with Playwright: the experiment's runs (parent study run with its cells and seeds)
 and one run's metrics.
 
-    python docs/mlflow_screenshot.py quickstart-out [--experiment quickstart] [--out docs]
+    python docs/mlflow_screenshot.py runs/quickstart [--experiment quickstart] [--out docs]
 
-The store is ``OUT/mlflow.db`` as ``dermsynth quickstart --track local`` writes it.
+The store is ``STUDY/mlflow.db`` as ``dermsynth quickstart --track local`` writes it.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def store(folder, workdir) -> Path:
     res = run("generator", "train", *SPLIT, "--root", folder, "--out", gen, "--size", "16", "--steps", "3", "--json")
     assert as_json(res)["steps"] == 3 and (gen / "model" / "config.json").exists()
     out = workdir / "store"
-    res = run("generate", "--backend", "builtin", "--model", gen, "--method", "inpaint", "--per-image", "1",
+    res = run("generator", "sample", "--backend", "builtin", "--model", gen, "--method", "inpaint", "--per-image", "1",
               *SPLIT, "--root", folder, "--n-real", "2", "--steps", "4", "--out", out, "--json")
     assert as_json(res)["generated"] == 18  # 2 references × 9 classes
     return out
@@ -140,44 +140,53 @@ batch_size = 32
 def test_experiment_run_status_results_report(folder, workdir, tmp_path):
     cfg = _config(tmp_path / "exp.toml", folder, workdir)
     out = tmp_path / "out"
-    res = as_json(run("experiment", "run", cfg, "--out", out, "--workers", "1", "--json"))
+    res = as_json(run("experiment", "run", cfg, "--study", out, "--workers", "1", "--json"))
     assert res["runs"] == 2 and res["failed"] == 0
-    status = as_json(run("experiment", "status", cfg, "--out", out, "--json"))
+    status = as_json(run("experiment", "status", cfg, "--study", out, "--json"))
     assert status["counts"] == {"done": 2}
-    table = as_json(run("experiment", "results", cfg, "--out", out, "--format", "parquet", "--json"))
+    table = as_json(run("experiment", "results", cfg, "--study", out, "--format", "parquet", "--json"))
     assert table["runs"] == 2 and Path(table["file"]).suffix == ".parquet"
-    report = as_json(run("report", out, "--ci", "wilson", "--json"))
+    report = as_json(run("experiment", "report", "--study", out, "--ci", "wilson", "--json"))
     assert Path(report["report"]).exists()
-    run("experiment", "run", cfg, "--out", out, "--executor", "slurm", code=2)  # rejected before any stage
-    run("experiment", "results", cfg, "--out", out, "--format", "xlsx", code=2)
-    run("report", tmp_path / "empty", code=3)
+    run("experiment", "run", cfg, "--study", out, "--executor", "slurm", code=2)  # rejected before any stage
+    run("experiment", "results", cfg, "--study", out, "--format", "xlsx", code=2)
+    run("experiment", "report", "--study", tmp_path / "empty", code=3)
 
 
 def test_bracketed_words_reach_the_user(folder, workdir, tmp_path):
     """Rich markup would swallow '[generator]'; messages are printed with markup off."""
     cfg = _config(tmp_path / "nogen.toml", folder, workdir, generator=False)
-    res = run("experiment", "run", cfg, "--out", tmp_path / "o", code=2)
+    res = run("experiment", "run", cfg, "--study", tmp_path / "o", code=2)
     assert "add a [generator] section" in res.output
 
 
 def test_train_one_run(folder, workdir, tmp_path):
     fields = tmp_path / "run.toml"
-    fields.write_text(f'n_test = 5\nn_val = 4\ncache_dir = "{workdir / "cache"}"\n')
-    res = as_json(run("train", "--config", fields, "--dataset", "folder", "--root", folder, "--n-real", "2",
-                      "--backbone", "test_resnet", "--image-size", "16", "--max-epochs", "1", "--out", tmp_path,
-                      "--json"))
-    assert res["n_test"] > 0 and Path(res["record"]).exists()
-    run("train", "--mode", "half", code=2)
+    fields.write_text(f'n_test = 3\nn_val = 3\ncache_dir = "{workdir / "cache"}"\n')
+    res = as_json(run("classifier", "train", "--config", fields, "--dataset", "folder", "--root", folder, "--n-real",
+                      "2", "--n-test", "5", "--n-val", "4", "--backbone", "test_resnet", "--image-size", "16",
+                      "--max-epochs", "1", "--out", tmp_path, "--json"))
+    record = Path(res["record"])
+    assert record == tmp_path / "runs" / f"{res['run_id']}.json"  # a study of one run: the layout evaluate reads
+    spec = json.loads(record.read_text())["spec"]
+    assert (spec["n_test"], spec["n_val"]) == (5, 4)  # the split flags override the TOML, as on every command
+    ids = tmp_path / "test_ids.txt"
+    ids.write_text("\n".join(json.loads(record.read_text())["predictions"]["id"]))
+    evaluated = as_json(run("classifier", "evaluate", record, "--dataset", "folder", "--root", folder, "--ids", ids,
+                            "--name", "again", "--json"))
+    assert evaluated["runs"][0]["external_n"] == res["n_test"]
+    run("classifier", "train", "--mode", "half", code=2)
     bad = tmp_path / "bad.toml"
     bad.write_text("n_rael = 3\n")
-    assert "n_rael" in run("train", "--config", bad, code=2).output
+    assert "n_rael" in run("classifier", "train", "--config", bad, code=2).output
 
 
 def test_generate_rejects_bad_shard_and_method(store, folder, workdir):
     common = ["--backend", "builtin", "--model", workdir / "gen", *SPLIT, "--root", folder, "--out", store]
-    run("generate", *common, "--shard", "1of2", code=2)
-    run("generate", *common, "--method", "harmonize", code=2)
-    run("generate", *common[:2], "--model", workdir / "no-model", *SPLIT, "--root", folder, "--out", store, code=3)
+    run("generator", "sample", *common, "--shard", "1of2", code=2)
+    run("generator", "sample", *common, "--method", "harmonize", code=2)
+    run("generator", "sample", *common[:2], "--model", workdir / "no-model", *SPLIT, "--root", folder, "--out", store,
+        code=3)
 
 
 def test_audit_leakage_clean_then_planted(store, folder, workdir, tmp_path):
@@ -197,18 +206,19 @@ def test_audit_leakage_clean_then_planted(store, folder, workdir, tmp_path):
 def test_memorization_embed_quality_write_under_the_experiment(store, folder, tmp_path):
     results = tmp_path / "exp"
     mem = as_json(run("audit", "memorization", "--store", store, *SPLIT, "--root", folder, "--encoder", "pixels",
-                      "--results", results, "--max-flagged", "1000", "--json"))
+                      "--study", results, "--max-flagged", "1000", "--json"))
     assert mem["n_synthetic"] == 18 and (results / "analysis" / "memorization" / "memorization.json").exists()
-    emb = as_json(run("embed", "--store", store, *SPLIT, "--root", folder, "--encoder", "pixels", "--results",
+    emb = as_json(run("analysis", "embed", "--store", store, *SPLIT, "--root", folder, "--encoder", "pixels", "--study",
                       results, "--no-umap", "--json"))
     assert set(emb["means"]) == {"real-real", "real-synthetic", "synthetic-own-reference"}
     assert (results / "analysis" / "embedding" / "embedding.json").exists()
-    q = as_json(run("quality", "--store", store, *SPLIT, "--root", folder, "--encoder", "pixels:4", "--results",
-                    results, "--json"))
+    q = as_json(run("analysis", "quality", "--store", store, *SPLIT, "--root", folder, "--encoder", "pixels:4",
+                    "--study", results, "--json"))
     assert any(row["group"].startswith("inpaint") for row in q)
     assert (results / "analysis" / "quality" / "quality.csv").exists()
-    run("embed", "--store", tmp_path / "not-a-store", *SPLIT, "--root", folder, "--encoder", "pixels", code=3)
-    run("quality", "--store", store, *SPLIT, "--root", folder, "--encoder", "sift", code=2)
+    run("analysis", "embed", "--store", tmp_path / "not-a-store", *SPLIT, "--root", folder, "--encoder", "pixels",
+        code=3)
+    run("analysis", "quality", "--store", store, *SPLIT, "--root", folder, "--encoder", "sift", code=2)
 
 
 def test_embed_uses_the_studys_own_split(store, folder, tmp_path):
@@ -221,8 +231,8 @@ def test_embed_uses_the_studys_own_split(store, folder, tmp_path):
     study = tmp_path / "study"
     record_claim(validate_experiment({"name": "s", "base": {"dataset": "folder", "root": str(folder), "n_test": 6,
                                                             "n_val": 3}}), study)
-    emb = as_json(run("embed", "--store", store, "--dataset", "folder", "--root", folder, "--encoder", "pixels",
-                      "--results", study, "--no-umap", "--json"))
+    emb = as_json(run("analysis", "embed", "--store", store, "--dataset", "folder", "--root", folder,
+                      "--encoder", "pixels", "--study", study, "--no-umap", "--json"))
     assert emb["n_real"] == len(load_split(SplitSpec(dataset="folder", root=str(folder), n_test=6, n_val=3)).pool)
 
 
@@ -231,18 +241,18 @@ def test_finetune_tiny_sd(folder, tmp_path):
     from tiny_sd import build_tiny_sd
 
     model = build_tiny_sd(tmp_path / "sd")
-    res = as_json(run("finetune", "--model", model, *SPLIT, "--root", folder, "--class", "psoriasis",
+    res = as_json(run("generator", "finetune", "--model", model, *SPLIT, "--root", folder, "--class", "psoriasis",
                       "--max-steps", "1", "--resolution", "32", "--batch-size", "2", "--out", tmp_path / "db",
                       "--json"))
     assert res["steps"] == 1 and (tmp_path / "db" / "dreambooth.json").exists()
-    run("finetune", "--model", tmp_path / "no-sd", *SPLIT, "--root", folder, "--max-steps", "1", "--out",
+    run("generator", "finetune", "--model", tmp_path / "no-sd", *SPLIT, "--root", folder, "--max-steps", "1", "--out",
         tmp_path / "x", code=3)
 
 
 @pytest.mark.slow
 def test_quickstart_with_a_tiny_config(folder, workdir, tmp_path):
     cfg = _config(tmp_path / "qs.toml", folder, workdir)
-    res = as_json(run("quickstart", "--config", cfg, "--out", tmp_path / "qs", "--json"))
+    res = as_json(run("quickstart", "--config", cfg, "--study", tmp_path / "qs", "--json"))
     assert res["runs"] == 2 and Path(res["report"]).exists()
     run("quickstart", "--config", tmp_path / "missing.toml", code=2)
 

@@ -97,10 +97,10 @@ def test_nonsense_is_not_a_success(folder, workdir, tmp_path):
     fails("generator", "train", *SPLIT, "--root", folder, "--steps", "0", code=2, says="--steps 0")
     (tmp_path / "empty").mkdir()
     (tmp_path / "run.json").write_text("{}")
-    fails("predict", tmp_path / "empty", "--run", tmp_path / "run.json", code=3, says="no image files")
+    fails("classifier", "predict", tmp_path / "empty", "--run", tmp_path / "run.json", code=3, says="no image files")
     cfg = _config(tmp_path / "exp.toml", folder, workdir, n_real=[2])
-    fails("experiment", "status", cfg, "--out", tmp_path / "nowhere", code=3, says=("nowhere", "does not exist"))
-    fails("experiment", "results", cfg, "--out", tmp_path / "empty", code=3, says="no finished run")
+    fails("experiment", "status", cfg, "--study", tmp_path / "nowhere", code=3, says=("nowhere", "does not exist"))
+    fails("experiment", "results", cfg, "--study", tmp_path / "empty", code=3, says="no finished run")
     big = _config(tmp_path / "big.toml", folder, workdir, n_real=[500])
     fails("experiment", "plan", big, "--device", "cpu", code=3, says=("n_real=500", "exceeds the training pool"))
     tasks = tmp_path / "tasks.json"  # a task list as labelstudio-export writes it: nothing annotated
@@ -110,9 +110,9 @@ def test_nonsense_is_not_a_success(folder, workdir, tmp_path):
 
 # 3. Masked methods with too few sampler steps would return copies of the real image.
 def test_masked_methods_refuse_settings_that_copy(generator, folder, tmp_path):
-    fails("generate", "--model", generator, "--method", "inpaint", "--steps", "2", *SPLIT, "--root", folder,
+    fails("generator", "sample", "--model", generator, "--method", "inpaint", "--steps", "2", *SPLIT, "--root", folder,
           "--out", tmp_path / "store", code=2, says=("inpaint with 2 sampler steps", "copy", "at least 4 steps"))
-    fails("generate", "--model", generator, "--method", "outpaint", "--steps", "3", *SPLIT, "--root", folder,
+    fails("generator", "sample", "--model", generator, "--method", "outpaint", "--steps", "3", *SPLIT, "--root", folder,
           "--out", tmp_path / "store", code=2, says="outpaint with 3 sampler steps")
     assert not (tmp_path / "store").exists()
 
@@ -155,7 +155,8 @@ def test_no_traceback(folder, workdir, generator, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     os.symlink(next(next(folder.iterdir()).iterdir()).resolve(), images / "a.png")
-    fails("predict", images, "--run", tmp_path / "MISSING.json", code=3, says=("MISSING.json", "does not exist"))
+    fails("classifier", "predict", images, "--run", tmp_path / "MISSING.json", code=3,
+          says=("MISSING.json", "does not exist"))
     for cmd in (["invite", tmp_path / "NOSTUDY", "--name", "ann"], ["report", tmp_path / "NOSTUDY"],
                 ["serve", tmp_path / "NOSTUDY"], ["labelstudio-export", tmp_path / "NOSTUDY", "--out", tmp_path]):
         fails("reader-study", *cmd, code=3, says=("NOSTUDY", "not a reader study"))
@@ -178,14 +179,14 @@ def test_clean_writes_into_a_new_folder(folder, tmp_path):
 
 # 8. Names: "did you mean", a run TOML's [base] table, an experiment config given to train.
 def test_unknown_names_suggest_the_close_one(folder, workdir, tmp_path):
-    fails("train", "--dataset", "folder", "--root", folder, "--backbone", "resnet-18", code=2,
+    fails("classifier", "train", "--dataset", "folder", "--root", folder, "--backbone", "resnet-18", code=2,
           says="did you mean 'resnet18'")
     fails("data", "info", "--dataset", "fitzpatrick-17k", code=2, says="did you mean 'fitzpatrick17k'")
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'[base]\ndataset = "folder"\nroot = "{folder}"\nn_reel = 2\n')
-    fails("train", "--config", cfg, code=2, says=("unknown field 'n_reel'", "did you mean 'n_real'"))
+    fails("classifier", "train", "--config", cfg, code=2, says=("unknown field 'n_reel'", "did you mean 'n_real'"))
     exp = _config(tmp_path / "exp.toml", folder, workdir, n_real=[2])
-    fails("train", "--config", exp, code=2, says=("is an experiment config", "experiment run"))
+    fails("classifier", "train", "--config", exp, code=2, says=("is an experiment config", "experiment run"))
     bad = tmp_path / "bad.toml"
     bad.write_text(exp.read_text().replace("max_epochs", "max_epoch"))
     fails("experiment", "plan", bad, code=2, says="did you mean 'max_epochs'")
@@ -248,11 +249,11 @@ size = 16
         assert res.exit_code == 0, "".join(traceback.format_exception(res.exception))[-3000:]
         return json.loads(res.stdout)
 
-    first = run("experiment", "run", cfg, "--out", "study", "--workers", "1", "--json")
+    first = run("experiment", "run", cfg, "--study", "study", "--workers", "1", "--json")
     assert first["runs"] == 2 and first["ran"] == 2
     ids = sorted(p.name for p in (tmp_path / "study" / "runs").glob("*.json"))
     # the same folder by its absolute path: not "results of another config", nothing re-runs
-    again = run("experiment", "run", cfg, "--out", tmp_path / "study", "--workers", "1", "--json")
+    again = run("experiment", "run", cfg, "--study", tmp_path / "study", "--workers", "1", "--json")
     assert again["ran"] == 0
     # a copy elsewhere (scratch → project storage), from before the folder's first path was recorded
     # (inferred from the records then); the original is gone
@@ -262,7 +263,7 @@ size = 16
     claim = json.loads((moved / "experiment.json").read_text())
     del claim[ANCHOR_KEY]
     (moved / "experiment.json").write_text(json.dumps(claim))
-    status = run("experiment", "status", cfg, "--out", moved, "--json")
+    status = run("experiment", "status", cfg, "--study", moved, "--json")
     assert status["counts"] == {"done": 2}, status
     assert sorted(p.name for p in (moved / "runs").glob("*.json")) == ids
     stores = {json.loads(p.read_text())["spec"]["synthetic_store"] for p in (moved / "runs").glob("*.json")} - {None}
@@ -277,8 +278,8 @@ def test_a_cache_inside_the_folder_does_not_make_another_config(tmp_path):
     from dermsynth.experiments.study_path import same_config
 
     spec = load_experiment(preset_path("quickstart"))
-    here = spec.model_copy(update={"base": {**spec.base, "cache_dir": "quickstart-out/cache"}})
-    there = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(tmp_path / "quickstart-out/cache")}})
+    here = spec.model_copy(update={"base": {**spec.base, "cache_dir": "runs/quickstart/cache"}})
+    there = spec.model_copy(update={"base": {**spec.base, "cache_dir": str(tmp_path / "runs/quickstart/cache")}})
     other = spec.model_copy(update={"base": {**here.base, "n_test": 7}})
     claim = {"digest": here.digest(), "spec": here.model_dump()}
     assert same_config(claim, there) and not same_config(claim, other)
@@ -294,8 +295,8 @@ def test_offline_hub_ids_fail_at_once_with_what_to_do(folder, tmp_path, monkeypa
                  ["data", "clean", "--dataset", "folder", "--root", folder, "--embedding", "clip",
                   "--out", tmp_path / "d.csv"]):
         fails(*args, code=3, says=("openai/clip-vit-base-patch32", "cannot be reached", "--embedding for data clean"))
-    fails("finetune", "--model", "org/not-cached-model", "--out", tmp_path / "ft", *SPLIT, "--root", folder,
-          code=3, says=("org/not-cached-model", "cannot be reached", "--model DIR"))
+    fails("generator", "finetune", "--model", "org/not-cached-model", "--out", tmp_path / "ft", *SPLIT, "--root",
+          folder, code=3, says=("org/not-cached-model", "cannot be reached", "--model DIR"))
     # the detection itself: a hub endpoint that refuses connections is unreachable, found in one try
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -403,12 +404,12 @@ def test_every_other_command_names_a_missing_path(folder, tmp_path):
     nope = tmp_path / "NOPE"
     cases = [
         (["experiment", "run", f"{nope}.toml"], 2), (["experiment", "triage", f"{nope}.toml"], 2),
-        (["quickstart", "--config", f"{nope}.toml"], 2), (["report", nope], 3),
-        (["export", f"{nope}.json", tmp_path], 3),
-        (["evaluate", f"{nope}.json", "--dataset", "folder", "--root", folder], 3),
+        (["quickstart", "--config", f"{nope}.toml"], 2), (["experiment", "report", "--study", nope], 3),
+        (["classifier", "export", f"{nope}.json", tmp_path], 3),
+        (["classifier", "evaluate", f"{nope}.json", "--dataset", "folder", "--root", folder], 3),
         (["reader-study", "create", "--store", nope, "--out", tmp_path / "study", *SPLIT, "--root", folder], 3),
-        (["embed", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
-        (["quality", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
+        (["analysis", "embed", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
+        (["analysis", "quality", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
         (["audit", "memorization", "--store", nope, *SPLIT, "--root", folder, "--encoder", "pixels"], 3),
     ]
     for args, code in cases:

@@ -29,7 +29,8 @@ def test_docs_site_builds_strict_with_pages_generated_from_the_code(tmp_path):
     assert len((ROOT / "README.md").read_text().splitlines()) <= 150
     for path, cmd in commands(get_command(app)):
         page = (site / "commands" / path.removeprefix("dermsynth ").replace(" ", "-") / "index.html").read_text()
-        assert all(o in page for p in cmd.params if p.param_type_name == "option" for o in p.opts), path
+        assert all(o in page for p in cmd.params if p.param_type_name == "option" and not p.hidden
+                   for o in p.opts), path
     assert "--track" in (site / "commands" / "experiment-run" / "index.html").read_text()
     for page, _, target, _ in CONFIG_TABLES:
         html = (site / "config" / page / "index.html").read_text()
@@ -42,4 +43,30 @@ def test_config_field_text_comes_from_the_models_source():
     notes = field_comments(RunSpec)
     assert "DDI-style" in notes["use_all_pool"]  # the comment on the field's line
     assert "steps-matched control" in notes["repeat_real"]  # the comment block above the field
-    assert "synthetic_store" not in notes  # a heading over a group of fields is not a field's text
+    assert not notes["synthetic_store"].startswith("synthetic data")  # a heading over a group is not a field's text
+
+
+def test_every_option_argument_and_config_field_is_explained():
+    """A newcomer reads the generated pages: a blank "meaning" is a defect the build must not ship."""
+    blank = [f"{path} {p.opts or p.name}" for path, cmd in commands(get_command(app)) for p in cmd.params
+             if not getattr(p, "hidden", False) and not (getattr(p, "help", None) or "").strip()]
+    assert not blank, f"options without help: {blank}"
+    for _, _, target, _ in CONFIG_TABLES:
+        model = load_model(target)
+        notes = field_comments(model)
+        empty = [f for f, info in model.model_fields.items() if not (info.description or notes.get(f, "")).strip()]
+        assert not empty, f"{target}: fields without a meaning: {empty}"
+
+
+def test_former_spellings_work_hidden_with_a_line_naming_the_new_one():
+    from typer.testing import CliRunner
+
+    documented = {path for path, _ in commands(get_command(app))}
+    assert "dermsynth generator sample" in documented and "dermsynth classifier train" in documented
+    assert not {"dermsynth generate", "dermsynth train", "dermsynth report", "dermsynth version"} & documented
+    res = CliRunner().invoke(app, ["generate", "--help"])
+    assert res.exit_code == 0 and "--per-image" in res.output
+    res = CliRunner().invoke(app, ["version"])
+    assert res.exit_code == 0
+    help_text = CliRunner().invoke(app, ["experiment", "--help"]).output
+    assert "track" in help_text and "report" in help_text  # group help lists every command it holds

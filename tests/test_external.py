@@ -85,7 +85,7 @@ def test_external_validation_on_a_disjoint_folder(study, other_site):
     assert all(r["metrics"]["n_test"] == 24 and "calibration" in r["metrics"] for r in ext)
     assert {r["external"]["dataset"] for r in ext} == {"folder"}
     # through the CLI, the whole experiment
-    got = runner.invoke(app, ["evaluate", str(study), "--dataset", "folder", "--root", str(other_site),
+    got = runner.invoke(app, ["classifier", "evaluate", str(study), "--dataset", "folder", "--root", str(other_site),
                               "--exclude-unknown", "--json"])
     assert got.exit_code == 0, got.output
     assert len(json.loads(got.stdout)["runs"]) == 4
@@ -131,14 +131,14 @@ def test_predict_and_export_round_trip(study, tmp_path):
     broken.write_bytes(b"not a png")
     pd.concat([test[["id", "path"]], pd.DataFrame({"id": ["broken"], "path": [str(broken)]})]).to_csv(csv, index=False)
     folder = tmp_path / "exported"
-    got = runner.invoke(app, ["export", str(rec_path), str(folder)])
+    got = runner.invoke(app, ["classifier", "export", str(rec_path), str(folder)])
     assert got.exit_code == 0, got.output
     card = (folder / "model_card.md").read_text()
     assert "Fitzpatrick skin type (FST) is not skin tone" in card and "## Training data" in card
     assert json.loads((folder / "model_card.json").read_text())["training_data"]["real_images"] == rec["n_train_real"]
     for run_arg in (str(rec_path), str(folder)):
         out = tmp_path / f"pred-{len(run_arg)}.csv"
-        got = runner.invoke(app, ["predict", str(csv), "--run", run_arg, "--out", str(out)])
+        got = runner.invoke(app, ["classifier", "predict", str(csv), "--run", run_arg, "--to", str(out)])
         assert got.exit_code == 0, got.output
         assert "broken.png" in got.output and "1 could not be read" in got.output
         pred = pd.read_csv(out).set_index("id").loc[rec["predictions"]["id"]]
@@ -165,12 +165,12 @@ def test_a_run_without_weights_is_a_clear_error(study, tmp_path):
     rec = json.loads(rec_path.read_text())
     with pytest.raises(DataError, match="no saved weights"):
         load_bundle(tmp_path, rec["run_id"])
-    got = runner.invoke(app, ["export", str(rec_path), str(tmp_path / "x")])
+    got = runner.invoke(app, ["classifier", "export", str(rec_path), str(tmp_path / "x")])
     assert got.exit_code == 0
     lonely = tmp_path / "runs"
     lonely.mkdir()
     (lonely / rec_path.name).write_text(rec_path.read_text())
-    got = runner.invoke(app, ["export", str(lonely / rec_path.name), str(tmp_path / "y")])
+    got = runner.invoke(app, ["classifier", "export", str(lonely / rec_path.name), str(tmp_path / "y")])
     assert got.exit_code == 3 and "save_checkpoint" in got.output
 
 

@@ -147,9 +147,9 @@ def test_the_readme_create_line_reproduces_the_quickstart(tiny_quickstart, reade
 
     _, out, _ = tiny_quickstart
     args = _readme_create_line()
-    assert args[args.index("--experiment") + 1] == "quickstart-out"
+    assert args[args.index("--study") + 1] == "runs/quickstart"
     sizes = {"--items": "10", "--pairs": "1"}  # the tiny quickstart has 5 test images per class
-    args = [str(out) if a == "quickstart-out" else str(tmp_path / a) if a == "study1" else a for a in args]
+    args = [str(out) if a == "runs/quickstart" else str(tmp_path / a) if a == "study1" else a for a in args]
     args = [sizes.get(args[i - 1], a) if i else a for i, a in enumerate(args)]
     res = CliRunner().invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output

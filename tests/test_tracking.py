@@ -70,7 +70,7 @@ def assert_runs_match_records(frame, records: list[dict]) -> None:
 
 def test_experiment_run_track_logs_every_cell_and_seed_once(demo_root, tmp_path, store):
     config, out = tiny_config(tmp_path / "tracked.toml", demo_root), tmp_path / "out"
-    first = run("experiment", "run", config, "--out", out, "--workers", "1", "--track", store)
+    first = run("experiment", "run", config, "--study", out, "--workers", "1", "--track", store)
     assert "MLflow: 4 run(s) logged" in first.output
     records = load_records(out)
     frame = mlflow_runs(store, "tracked")
@@ -79,7 +79,7 @@ def test_experiment_run_track_logs_every_cell_and_seed_once(demo_root, tmp_path,
     parent = frame[frame["tags.dermsynth.kind"] == "study"]["run_id"].item()
     assert set(frame[frame["tags.dermsynth.kind"] == "run"]["tags.mlflow.parentRunId"]) == {parent}
     # a resumed study (nothing left to run) and a later `experiment track` add nothing
-    again = run("experiment", "run", config, "--out", out, "--workers", "1", "--track", store)
+    again = run("experiment", "run", config, "--study", out, "--workers", "1", "--track", store)
     assert "0 run(s) logged, 4 already there" in again.output
     res = json.loads(run("experiment", "track", out, "--to", store, "--json").stdout)
     assert (res["logged"], res["skipped"]) == (0, 4)
@@ -96,8 +96,8 @@ def test_experiment_run_track_logs_every_cell_and_seed_once(demo_root, tmp_path,
     assert len(after) == 5 and cut not in set(after["run_id"])
     assert_runs_match_records(after, records)
     # `train --track` logs a single run (its record and checkpoint as artifacts)
-    single = json.loads(run("train", "--out", tmp_path / "single", "--dataset", "demo", "--root", demo_root,
-                            "--n-real", "2", "--backbone", "test_efficientnet", "--image-size", "32",
+    single = json.loads(run("classifier", "train", "--out", tmp_path / "single", "--dataset", "demo", "--root",
+                            demo_root, "--n-real", "2", "--backbone", "test_efficientnet", "--image-size", "32",
                             "--max-epochs", "1", "--track", store, "--json").stdout)
     assert single["tracking"]["logged"] == 1
     train_run = mlflow_runs(store, "dermsynth-train")
@@ -109,7 +109,7 @@ def test_experiment_run_track_logs_every_cell_and_seed_once(demo_root, tmp_path,
 def test_tiny_quickstart_tracked_with_its_report(tiny_quickstart, store):
     """The quickstart's own study (generator, stores, methods): every cell and seed, and the report."""
     _, out, report = tiny_quickstart
-    res = json.loads(run("experiment", "track", out, "--to", store, "--experiment", "quickstart",
+    res = json.loads(run("experiment", "track", "--study", out, "--uri", store, "--experiment", "quickstart",
                          "--no-checkpoints", "--json").stdout)
     records = load_records(out)
     assert res["logged"] == len(records) == 12
@@ -132,7 +132,7 @@ def test_unreachable_store_is_one_warning_and_the_study_keeps_its_results(demo_r
     uri = f"http://127.0.0.1:{port}"
     config = tiny_config(tmp_path / "c.toml", demo_root, f'[tracking]\nuri = "{uri}"')
     out = tmp_path / "out"
-    res = run("experiment", "run", config, "--out", out, "--workers", "1")
+    res = run("experiment", "run", config, "--study", out, "--workers", "1")
     said = " ".join(res.output.split())  # the log handler wraps long lines
     assert said.count("tracking to") == 1 and f"tracking to {uri} failed" in said and "experiment track" in said
     assert len(load_records(out)) == 4  # the study completed and kept its results
@@ -149,5 +149,5 @@ def test_tracking_table_is_validated_and_not_part_of_the_digest(tmp_path):
         validate_experiment({**raw, "tracking": {"urI": "local"}})
     with pytest.raises(ConfigError, match="tracking.uri.*sqlite:///PATH"):  # refused when read, not after the study
         validate_experiment({**raw, "tracking": {"uri": "runs/mlflow.db"}})
-    assert "sqlite:///PATH" in run("train", "--track", "mlflow.db", code=2).output
+    assert "sqlite:///PATH" in run("classifier", "train", "--track", "mlflow.db", code=2).output
     assert resolve_uri("local", tmp_path) == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"

@@ -2,7 +2,7 @@
 synthetic-data gains survive the distribution shift (the same comparisons and BH as the
 internal ones, on the external images).
 
-Reads what ``dermsynth evaluate`` wrote under ``OUT/external/<name>/runs``.
+Reads what ``dermsynth classifier evaluate`` wrote under ``OUT/external/<name>/runs``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reader study in a report: a section for ``dermsynth report`` and a standalone page."""
+"""The reader study in a report: a section for ``dermsynth experiment report`` and a standalone page."""
 
 from __future__ import annotations
 

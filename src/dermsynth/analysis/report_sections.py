@@ -73,7 +73,7 @@ def sample_grid(store: str | Path, per_class: int = 3) -> str:
 
 
 def analysis_sections(out_dir: Path) -> list[Section]:
-    """Fig. 2, quality and memorization results written under OUT/analysis by `dermsynth embed` & co."""
+    """Fig. 2, quality and memorization results written under OUT/analysis by `dermsynth analysis embed` & co."""
     base = out_dir / "analysis"
     parts = []
     emb = base / "embedding" / "embedding.json"

@@ -9,7 +9,7 @@ import typer
 from dermsynth.cli import common as c
 from dermsynth.errors import EXIT_AUDIT_FAILED
 
-app = typer.Typer(no_args_is_help=True, help="Audits: leakage, memorization.")
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("leakage")
@@ -59,14 +59,16 @@ def audit_memorization(store: Path = typer.Option(..., help="Synthetic store."),
                        n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt, encoder: str = c.EncoderOpt,
                        quantile: float = typer.Option(0.01, help="Calibration quantile of real NN distances."),
                        max_flagged: int = typer.Option(0, help="Exit 1 above this many flags."),
-                       results: Path | None = c.ResultsOpt, out: Path | None = typer.Option(None),
-                       as_json: bool = c.JsonOpt):
+                       study: Path | None = c.AnalysisStudyOpt,
+                       out: Path | None = typer.Option(None, help="Folder for memorization.csv/json (default "
+                                                       "STUDY/analysis/memorization, else ./memorization)."),
+                       results: Path | None = c.OldResultsOpt, as_json: bool = c.JsonOpt):
     """Nearest real neighbours of every synthetic image; flags copies (writes memorization.csv/json)."""
     from dermsynth.audits.memorization import memorization_study
     from dermsynth.data.splits import load_split
     from dermsynth.models.encoders import make_encoder
 
-    folder = c.analysis_out(out, results, "memorization")
+    folder = c.analysis_out(out, c.renamed(study, results, "--results", "--study"), "memorization")
     enc = None if encoder.startswith("pixels") else make_encoder(encoder)
     rep = memorization_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store, enc,
                              folder, quantile)

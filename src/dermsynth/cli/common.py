@@ -48,8 +48,52 @@ SplitSeedOpt = typer.Option(0, "--split-seed", help="Seed of the test/validation
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 EncoderOpt = typer.Option("clip", "--encoder", help="KIND[:ARG], KIND one of " + " | ".join(ENCODER_NAMES)
                           + " (clip:PATH_OR_ID, timm:NAME, pixels:SIZE)")
-ResultsOpt = typer.Option(None, "--results", help="An experiment's output folder: results go to "
-                          "RESULTS/analysis/<kind>, where `dermsynth report` finds them.")
+StudyOpt = typer.Option(None, "--study", metavar="DIR", help="The study folder (default runs/NAME, where "
+                        "`dermsynth experiment run NAME` writes).")
+AnalysisStudyOpt = typer.Option(None, "--study", metavar="DIR", help="A study folder: its own split is used and "
+                                "the results go to STUDY/analysis/<kind>, where the report finds them.")
+# The spellings of one release ago, still accepted (with a deprecation line) but not shown.
+OldOutOpt = typer.Option(None, "--out", hidden=True, help="Deprecated spelling of --study.")
+OldResultsOpt = typer.Option(None, "--results", hidden=True, help="Deprecated spelling of --study.")
+
+DEFAULT_STUDIES = Path("runs")
+
+
+def default_study(config: str | Path) -> Path:
+    """Where a config's study lives unless ``--study`` says otherwise: runs/NAME for NAME.toml or a preset."""
+    return DEFAULT_STUDIES / Path(config).stem
+
+
+def deprecation(old: str, new: str) -> None:
+    """One stderr line for a spelling that still works for this release."""
+    err_console.print(f"warning: {old} is deprecated; use {new} (the old spelling goes in the next release)",
+                      markup=False, style="yellow", highlight=False)
+
+
+def renamed(new: Any, old: Any, old_name: str, new_name: str) -> Any:
+    """The value of an option under its new name, else under its deprecated one (with a warning line)."""
+    if old is not None and new is None:
+        deprecation(old_name, new_name)
+        return old
+    return new
+
+
+def deprecated_command(fn: Callable, old: str, new: str) -> Callable:
+    """``fn`` under its former name: same options, and a line saying the new spelling."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        deprecation(f"`dermsynth {old}`", f"`dermsynth {new}`")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def describe_group(app: typer.Typer, summary: str) -> None:
+    """A group's help from the commands it holds (so it cannot omit one): "summary: a, b, c."."""
+    names = [cmd.name or cmd.callback.__name__.replace("_", "-") for cmd in app.registered_commands
+             if not cmd.hidden]
+    app.info.help = f"{summary}: {', '.join(names)}."
 
 
 def split_spec(dataset: str, root: Path | None, classes: str | None, n_test: int, n_val: int,

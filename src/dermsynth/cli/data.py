@@ -10,7 +10,7 @@ from rich.table import Table
 from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError, DataError
 
-app = typer.Typer(no_args_is_help=True, help="Datasets: info, download, clean.")
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("info")
@@ -40,8 +40,13 @@ def data_info(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classe
 
 @app.command("download")
 @c.handles_errors
-def data_download(dataset: str = c.DatasetOpt, root: Path = typer.Option(..., "--root"), workers: int = 8,
-                  retries: int = 3, timeout: float = 15.0,
+def data_download(dataset: str = typer.Option("fitzpatrick17k", "--dataset", help="The data set to fetch "
+                                              "(fitzpatrick17k: the others are not downloaded)."),
+                  root: Path = typer.Option(..., "--root", help="Folder holding fitzpatrick17k.csv; the images go "
+                                            "to ROOT/images/."),
+                  workers: int = typer.Option(8, help="Parallel downloads."),
+                  retries: int = typer.Option(3, help="Tries per image before it is listed as failed."),
+                  timeout: float = typer.Option(15.0, help="Seconds to wait for one server response."),
                   limit: int | None = typer.Option(None, help="Only the first N rows (a trial run)."),
                   as_json: bool = c.JsonOpt):
     """Fetch Fitzpatrick 17k images from the CSV's URLs: verified, resumable, atomic.
@@ -76,16 +81,18 @@ def data_download(dataset: str = c.DatasetOpt, root: Path = typer.Option(..., "-
 @c.handles_errors
 def data_clean(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
                max_distance: int = typer.Option(4, help="pHash Hamming distance for near duplicates."),
-               out: Path = typer.Option(Path("duplicates.csv"), help="Where to write the pair report."),
+               to: Path | None = typer.Option(None, "--to", help="The pair report CSV (default duplicates.csv)."),
                drop: bool = typer.Option(False, help="Also write a cleaned table keeping one image per cluster."),
                embedding: str | None = typer.Option(None, help="Also compare embeddings: clip[:PATH] | timm:NAME."),
                max_cosine: float = typer.Option(0.02, help="Cosine distance for embedding near-duplicates."),
+               out: Path | None = typer.Option(None, "--out", hidden=True, help="Deprecated spelling of --to."),
                as_json: bool = c.JsonOpt):
-    """Find exact and near-duplicate images within and across classes (writes OUT and OUT_clusters.csv)."""
+    """Find exact and near-duplicate images within and across classes (writes FILE and FILE_clusters.csv)."""
     from dermsynth.data.cache import embed_table
     from dermsynth.data.duplicates import find_duplicates
     from dermsynth.data.registry import load_dataset
 
+    out = c.renamed(to, out, "--out", "--to") or Path("duplicates.csv")
     table = load_dataset(dataset, root, classes=classes)
     embed = None
     if embedding:

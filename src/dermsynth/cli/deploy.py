@@ -22,7 +22,7 @@ def _where(items: list[str]) -> dict[str, str]:
 
 
 @c.handles_errors
-def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.json) or an experiment folder."),
+def evaluate(runs: Path = typer.Argument(..., help="A run record (STUDY/runs/ID.json) or a study folder."),
              dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
              csv: Path | None = typer.Option(None, help="folder data set: a CSV of path,label[,skin_type]."),
              where: list[str] = typer.Option([], "--where", help="FIELD=VALUE: only the runs of this cell "
@@ -45,15 +45,18 @@ def evaluate(runs: Path = typer.Argument(..., help="A run record (OUT/runs/ID.js
     left = f"; left out: {res['excluded_labels']}" if res["excluded_labels"] else ""
     # the study's folder: its external records are logged beside its runs (each once)
     res["tracking"] = track_folder(Path(res["folder"]).parent.parent, track)
-    c.emit(res, as_json, "\n".join(lines) + f"\nrecords in {res['folder']}{left}; `dermsynth report` adds a section"
+    c.emit(res, as_json, "\n".join(lines) + f"\nrecords in {res['folder']}{left}; `dermsynth experiment report` adds "
+           "a section"
            + tracking_note(res["tracking"]))
 
 
 @c.handles_errors
 def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV with a 'path' column."),
-            run: Path = typer.Option(..., "--run", help="The run record (OUT/runs/ID.json) or an export folder."),
-            out: Path = typer.Option(Path("predictions.csv"), "--out", help="CSV of probabilities per class."),
+            run: Path = typer.Option(..., "--run", help="The run record (STUDY/runs/ID.json) or an export folder."),
+            to: Path | None = typer.Option(None, "--to", help="CSV of probabilities per class (default "
+                                           "predictions.csv)."),
             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+            out: Path | None = typer.Option(None, "--out", hidden=True, help="Deprecated spelling of --to."),
             as_json: bool = c.JsonOpt):
     """Class probabilities for new images, with the evaluation's own test-time settings."""
     import pandas as pd
@@ -62,9 +65,10 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
     from dermsynth.train.checkpoint import load_bundle, load_export
     from dermsynth.train.predict import images_to_predict, predict_table
 
+    out = c.renamed(to, out, "--out", "--to") or Path("predictions.csv")
     if not run.exists():
-        raise DataError(f"--run {run} does not exist; pass a run record (OUT/runs/ID.json) or a folder written "
-                        "by `dermsynth export`")
+        raise DataError(f"--run {run} does not exist; pass a run record (STUDY/runs/ID.json) or a folder written "
+                        "by `dermsynth classifier export`")
     images = images_to_predict(source)  # an empty or mistyped SOURCE fails before the model loads
     if run.is_dir():
         model, meta = load_export(run)
@@ -72,7 +76,8 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
         try:
             run_id = files.read_json(run)["run_id"]
         except (ValueError, KeyError, TypeError):
-            raise DataError(f"--run {run} is not a run record (a JSON file with a run_id, OUT/runs/ID.json)") from None
+            raise DataError(f"--run {run} is not a run record (a JSON file with a run_id, STUDY/runs/ID.json)"
+                            ) from None
         model, meta = load_bundle(run.parent, run_id)
     table, failures = predict_table(model, meta, images, device)
     files.write_text(out, table.to_csv(index=False))
@@ -86,7 +91,7 @@ def predict(source: Path = typer.Argument(..., help="A folder of images or a CSV
 
 
 @c.handles_errors
-def export(run: Path = typer.Argument(..., help="The run record, OUT/runs/ID.json."),
+def export(run: Path = typer.Argument(..., help="The run record, STUDY/runs/ID.json."),
            out: Path = typer.Argument(..., help="The folder to write."), as_json: bool = c.JsonOpt):
     """Weights, config, classes, preprocessing and a model card, usable without dermsynth."""
     from dermsynth.deploy.export import export_run

@@ -8,27 +8,41 @@ from typing import Literal
 
 import typer
 
-from dermsynth.cli.common import JsonOpt, emit, handles_errors, require_dir, say
+from dermsynth.cli.common import (
+    JsonOpt,
+    OldOutOpt,
+    StudyOpt,
+    default_study,
+    deprecation,
+    emit,
+    handles_errors,
+    renamed,
+    require_dir,
+    say,
+)
 from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 from dermsynth.errors import EXIT_AUDIT_FAILED, DataError
 
-app = typer.Typer(no_args_is_help=True,
-                  help="Experiments: run, status, results, plan, presets, show, triage, calibrate.")
+app = typer.Typer(no_args_is_help=True)
+
+ConfigArg = typer.Argument(..., help="An experiment config (a TOML file) or a preset's name "
+                                     "(`dermsynth experiment presets`).")
 
 
-def default_out(config: Path) -> Path:
-    return Path("runs") / config.stem
+def study_folder(config: Path, study: Path | None, out: Path | None) -> Path:
+    """``--study``, else the deprecated ``--out``, else runs/NAME."""
+    return renamed(study, out, "--out", "--study") or default_study(config)
 
 
 def require_study(config: Path, folder: Path) -> Path:
     """An existing study folder, or an error that says how to make one (never "60 pending")."""
-    return require_dir(folder, "study", f"run `dermsynth experiment run {config} --out {folder}` first, or pass "
-                                        "the folder it wrote with --out")
+    return require_dir(folder, "study", f"run `dermsynth experiment run {config} --study {folder}` first, or pass "
+                                        "the folder it wrote with --study")
 
 
 @app.command("run")
 @handles_errors
-def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Results folder (default runs/NAME)."),
+def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
                    executor: Literal["local", "ray"] = typer.Option("local", help="Where cells run."),
                    workers: int | None = typer.Option(None, help="Parallel runs."),
                    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
@@ -38,7 +52,7 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                                                  "write its report."),
                    until_decided: bool = typer.Option(False, help="Add seeds in rounds to the cells whose "
                                                       "comparisons are undecided, under a group-sequential design "
-                                                      "(looks and spent α recorded in OUT/sequential.json)."),
+                                                      "(looks and spent α recorded in STUDY/sequential.json)."),
                    max_seeds: int | None = typer.Option(None, help="--until-decided: most seeds per arm (default: "
                                                         "what --target-effect needs, else twice the config's)."),
                    looks: int = typer.Option(3, help="--until-decided: looks from the config's seeds to "
@@ -47,8 +61,8 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
                                                               "points (e.g. 5) --max-seeds is sized to detect."),
                    spending: Literal["obrien-fleming", "pocock"] = typer.Option(
                        "obrien-fleming", help="--until-decided: how α is spent over the looks."),
-                   track: str | None = TrackOpt, as_json: bool = JsonOpt):
-    """Run every stage and every pending grid cell of an experiment config (writes OUT/runs/*.json)."""
+                   track: str | None = TrackOpt, out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
+    """Run every stage and every pending grid cell of an experiment config (writes STUDY/runs/*.json)."""
     from dermsynth.analysis.report import build_report
     from dermsynth.analysis.sequential_study import outcome_line, run_until_decided
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
@@ -56,9 +70,10 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
     from dermsynth.experiments.spec import load_experiment
 
     spec = load_experiment(config)
-    folder = out or default_out(config)
+    chosen = renamed(study, out, "--out", "--study")
+    folder = chosen or default_study(config)
     if rehearse:
-        folder = out or Path("runs") / f"{config.stem}-rehearsal"
+        folder = chosen or default_study(f"{config.stem}-rehearsal")
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
     if until_decided:
         outcome = run_until_decided(spec, folder, max_seeds, looks, target_effect / 100 if target_effect else None,
@@ -79,14 +94,15 @@ def experiment_run(config: Path, out: Path | None = typer.Option(None, help="Res
 
 @app.command("status")
 @handles_errors
-def experiment_status(config: Path, out: Path | None = typer.Option(None), as_json: bool = JsonOpt):
+def experiment_status(config: Path = ConfigArg, study: Path | None = StudyOpt, out: Path | None = OldOutOpt,
+                      as_json: bool = JsonOpt):
     """done / running / failed / pending per cell, and an ETA."""
     from dermsynth.experiments.runner import eta_seconds
     from dermsynth.experiments.runner import experiment_status as status_of
     from dermsynth.experiments.spec import load_experiment
 
     spec = load_experiment(config)
-    folder = require_study(config, out or default_out(config))
+    folder = require_study(config, study_folder(config, study, out))
     st = status_of(spec, folder)
     eta = eta_seconds(st, folder)
     counts = {k: int(v) for k, v in st["state"].value_counts().items()}
@@ -97,18 +113,19 @@ def experiment_status(config: Path, out: Path | None = typer.Option(None), as_js
 
 @app.command("results")
 @handles_errors
-def experiment_results(config: Path, out: Path | None = typer.Option(None),
-                       fmt: Literal["csv", "parquet"] = typer.Option("csv", "--format"),
-                       dest: Path | None = typer.Option(None, "--to", help="Output file (default OUT/results.FMT)."),
-                       as_json: bool = JsonOpt):
+def experiment_results(config: Path = ConfigArg, study: Path | None = StudyOpt,
+                       fmt: Literal["csv", "parquet"] = typer.Option("csv", "--format", help="The table's file "
+                                                                     "format."),
+                       dest: Path | None = typer.Option(None, "--to", help="Output file (default STUDY/results.FMT)."),
+                       out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """Flatten all run records into one table."""
     from dermsynth.experiments.results import results_table
 
-    folder = require_study(config, out or default_out(config))
+    folder = require_study(config, study_folder(config, study, out))
     table = results_table(folder)
     if table.empty:
         raise DataError(f"no finished run in {folder / 'runs'} yet: nothing to tabulate; "
-                        f"`dermsynth experiment status {config} --out {folder}` shows what is pending")
+                        f"`dermsynth experiment status {config} --study {folder}` shows what is pending")
     dest = dest or folder / f"results.{fmt}"
     if fmt == "parquet":
         table.to_parquet(dest)
@@ -131,7 +148,7 @@ def experiment_presets(as_json: bool = JsonOpt):
 
 @app.command("show")
 @handles_errors
-def experiment_show(config: Path, as_json: bool = JsonOpt):
+def experiment_show(config: Path = ConfigArg, as_json: bool = JsonOpt):
     """The config fully resolved: every run field with its default filled in, the grid, the generator."""
     from dermsynth.cli.configs import resolved_config, to_toml
     from dermsynth.experiments.spec import load_experiment
@@ -142,15 +159,16 @@ def experiment_show(config: Path, as_json: bool = JsonOpt):
 
 @app.command("plan")
 @handles_errors
-def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer.Option(
+def experiment_plan(config: Path = ConfigArg, device: Literal["a100", "h100", "cpu"] = typer.Option(
                         "a100", help="Whose throughput to assume (GPU rows: approximate public figures)."),
                     throughput: Path | None = typer.Option(None, help="JSON of your own measured rates."),
-                    out: Path | None = typer.Option(None, help="The experiment's folder, whose calibration "
-                                                    "(`experiment calibrate`) gives the seed sd for the power line."),
+                    study: Path | None = typer.Option(None, "--study", metavar="DIR", help="The study folder, "
+                                                      "whose calibration (`experiment calibrate`) gives the seed sd "
+                                                      "for the power line (default runs/NAME)."),
                     target_effect: float | None = typer.Option(None, help="An effect in accuracy points (e.g. 5): "
                                                                "also say how many seeds per arm detect it with 80 % "
                                                                "power."),
-                    as_json: bool = JsonOpt):
+                    out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk, and
     the smallest effect the planned seeds detect (from a calibration or `seed_sd` in the config)."""
     from dermsynth.analysis.calibration import planned_power, power_line
@@ -160,7 +178,7 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
     spec = load_experiment(config)
     table = plan(spec, device, load_throughput(throughput) if throughput else None)
     total = table["device_hours"].sum(min_count=1)
-    power = planned_power(spec, out or default_out(config), target_effect / 100 if target_effect else None)
+    power = planned_power(spec, study_folder(config, study, out), target_effect / 100 if target_effect else None)
     result = {**table.attrs, "stages": table.to_dict(orient="records"), "total_device_hours": total, "power": power}
     power_text = (power_line(power) if power else "power: unknown until seeds vary — run `dermsynth experiment "
                   "calibrate CONFIG` or set seed_sd in the config")
@@ -173,18 +191,18 @@ def experiment_plan(config: Path, device: Literal["a100", "h100", "cpu"] = typer
 
 @app.command("calibrate")
 @handles_errors
-def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, help="The experiment's folder."),
+def experiment_calibrate(config: Path = ConfigArg, study: Path | None = StudyOpt,
                          seeds: int = typer.Option(10, help="Seeds of the calibration cell (≥ 2 × the study's)."),
                          where: list[str] | None = typer.Option(None, help="FIELD=VALUE naming the real-only cell, "
                                                                 "e.g. --where n_real=16 --where transforms=false."),
                          workers: int = typer.Option(1, help="Parallel training runs."),
-                         as_json: bool = JsonOpt):
+                         out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """A/A check: train one real-only cell with K seeds; how often does each test call identical arms different?"""
     from dermsynth.analysis.calibration import calibrate, effect_text, interaction_line, interval_text
     from dermsynth.experiments.calibrate import parse_where
     from dermsynth.experiments.spec import load_experiment
 
-    folder = out or default_out(config)
+    folder = study_folder(config, study, out)
     res = calibrate(load_experiment(config), folder, seeds, parse_where(where), workers)
     power = res["power"]
     emit(res, as_json, lambda: say(
@@ -203,36 +221,48 @@ def experiment_calibrate(config: Path, out: Path | None = typer.Option(None, hel
 
 @app.command("track")
 @handles_errors
-def experiment_track(out: Path = typer.Argument(..., help="The experiment's results folder (with runs/)."),
-                     to: str = typer.Option("local", "--to", metavar="URI", help="MLflow tracking URI: `local` = "
-                                            "sqlite:///OUT/mlflow.db, sqlite:///PATH.db or http://HOST:PORT."),
+def experiment_track(config: str | None = typer.Argument(None, help="The config or preset whose study to log "
+                                                                   "(its folder is runs/NAME unless --study)."),
+                     study: Path | None = StudyOpt,
+                     uri: str = typer.Option("local", "--uri", metavar="URI", help="MLflow tracking URI: `local` = "
+                                             "sqlite:///STUDY/mlflow.db, sqlite:///PATH.db or http://HOST:PORT."),
                      experiment: str | None = typer.Option(None, help="MLflow experiment (default: the config's "
                                                           "name)."),
                      checkpoints: bool = typer.Option(True, help="Log the saved weights as artifacts."),
+                     to: str | None = typer.Option(None, "--to", hidden=True, help="Deprecated spelling of --uri."),
                      as_json: bool = JsonOpt):
     """Log a study that has already run to MLflow: its runs (once each), external evaluations and report."""
-    from dermsynth.errors import DataError
+    from dermsynth.cli.analysis import study_of
     from dermsynth.experiments.tracking_spec import TrackingSpec
     from dermsynth.tracking.mlflow_store import summary_line, track_study
 
-    if not (out / "runs").is_dir():
-        raise DataError(f"{out} has no runs/ folder: give the results folder of `dermsynth experiment run`")
-    res = track_study(out, TrackingSpec(uri=to, experiment=experiment, checkpoints=checkpoints), strict=True)
+    folder = study_of(config, study)
+    if not (folder / "runs").is_dir():
+        raise DataError(f"{folder} has no runs/ folder: give the study folder `dermsynth experiment run` wrote")
+    if to is not None:
+        deprecation("--to", "--uri")
+        uri = to
+    res = track_study(folder, TrackingSpec(uri=uri, experiment=experiment, checkpoints=checkpoints), strict=True)
     emit(res, as_json, summary_line(res))
 
 
 @app.command("triage")
 @handles_errors
-def experiment_triage(config: Path, out: Path | None = typer.Option(None, help="The experiment's folder (its stores "
-                                                                    "are made there if missing)."),
-                      to: Path | None = typer.Option(None, "--to", help="Triage folder (default OUT/triage)."),
+def experiment_triage(config: Path = ConfigArg,
+                      study: Path | None = typer.Option(None, "--study", metavar="DIR", help="The study folder (its "
+                                                        "stores are made there if missing; default runs/NAME); the "
+                                                        "triage goes to STUDY/triage."),
+                      out: Path | None = OldOutOpt,
+                      to: Path | None = typer.Option(None, "--to", hidden=True, help="Deprecated: the triage folder."),
                       as_json: bool = JsonOpt):
     """A first look at the whole grid in about a minute: a linear probe per cell on features computed once."""
     from dermsynth.analysis.report import build_report
     from dermsynth.experiments.spec import load_experiment
     from dermsynth.experiments.triage import triage
 
-    folder = out or default_out(config)
+    folder = study_folder(config, study, out)
+    if to is not None:
+        deprecation("--to", "the default STUDY/triage")
     dest = to or folder / "triage"
     res = triage(load_experiment(config), folder, dest)
     res["report"] = str(build_report(dest))

@@ -1,4 +1,5 @@
-"""``dermsynth generator train``, ``generate`` and ``finetune``: making synthetic images."""
+"""``dermsynth generator train|finetune|sample``: training or fine-tuning a generator, and sampling
+synthetic images from it into a store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError, DataError
 
-app = typer.Typer(no_args_is_help=True, help="The built-in generator: train.")
+app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("train")
@@ -18,7 +19,10 @@ app = typer.Typer(no_args_is_help=True, help="The built-in generator: train.")
 def generator_train(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
                     n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
                     out: Path = typer.Option(Path("generator"), help="Folder for the model (OUT/model)."),
-                    size: int = 32, steps: int = 600, minutes: float | None = None,
+                    size: int = typer.Option(32, help="Image side in pixels the model generates (a multiple of 8)."),
+                    steps: int = typer.Option(600, help="Training steps (the run stops at --steps or --minutes, "
+                                              "whichever comes first)."),
+                    minutes: float | None = typer.Option(None, help="Wall-clock budget in minutes."),
                     finetune_class: str | None = typer.Option(None, help="Continue training on one class."),
                     init_from: Path | None = typer.Option(None, help="Model to continue from."),
                     as_json: bool = c.JsonOpt):
@@ -54,6 +58,7 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+@app.command("sample")
 @c.handles_errors
 def generate(backend: c.BackendName = typer.Option("builtin", help="The generator backend."),
              model: str = typer.Option(..., help="Model folder (builtin) or hub id / folder (sd)."),
@@ -63,9 +68,11 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
              dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
              n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              n_real: int | None = typer.Option(None, help="Only references in this n_real subset (with --seed)."),
-             seed: int = 0,
+             seed: int = typer.Option(0, help="With --n-real: which subset (the run seed whose references to use)."),
              steps: int | None = typer.Option(None, help="Sampler steps (default 10 builtin, 50 sd)."),
-             guidance: float = 3.0, batch_size: int = 16,
+             guidance: float = typer.Option(3.0, help="Classifier-free guidance scale: higher follows the class "
+                                            "prompt more closely, with less variety."),
+             batch_size: int = typer.Option(16, help="Images generated per forward pass."),
              shard: str = typer.Option("0/1", help="i/n: this worker's share."),
              channels_last: bool = typer.Option(False, help="sd: channels-last UNet/VAE (often faster)."),
              compile_unet: bool = typer.Option(False, help="sd: torch.compile the UNet (pays on long runs)."),
@@ -93,15 +100,22 @@ def generate(backend: c.BackendName = typer.Option("builtin", help="The generato
     c.emit(res, as_json, f"{method}: generated {res.generated}, reused {res.skipped} → {res.store}")
 
 
+@app.command("finetune")
 @c.handles_errors
 def finetune(model: str = typer.Option(..., help="Stable Diffusion (inpainting) model: hub id or folder."),
              out: Path = typer.Option(..., help="Folder for the fine-tuned pipeline."),
              dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
              n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
              label: str | None = typer.Option(None, "--class", help="One class (default: one model for all)."),
-             lora: bool = typer.Option(False), lora_rank: int = 4, lr: float = 5e-6, epochs: int = 4,
-             batch_size: int = 4, resolution: int = 512, prior_preservation: bool = typer.Option(False),
-             max_steps: int | None = None,
+             lora: bool = typer.Option(False, help="Train LoRA adapters instead of the whole UNet (less memory)."),
+             lora_rank: int = typer.Option(4, help="--lora: the adapters' rank."),
+             lr: float = typer.Option(5e-6, help="Learning rate (the authors' DreamBooth value)."),
+             epochs: int = typer.Option(4, help="Passes over the training-pool images."),
+             batch_size: int = typer.Option(4, help="Images per step."),
+             resolution: int = typer.Option(512, help="Training resolution in pixels."),
+             prior_preservation: bool = typer.Option(False, help="Also train on images of the base model's own "
+                                                     "class prompt, against language drift."),
+             max_steps: int | None = typer.Option(None, help="Stop after this many steps (a trial run)."),
              mixed_precision: Literal["auto", "no", "bf16", "fp16"] = typer.Option(
                  "auto", help="Autocast dtype (auto: bf16 on a CUDA device that has it, else fp32)."),
              gradient_checkpointing: bool = typer.Option(False, help="Recompute activations: less GPU memory."),

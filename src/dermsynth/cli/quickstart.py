@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dermsynth.cli.common import JsonOpt, emit, handles_errors
+from dermsynth.cli.common import JsonOpt, OldOutOpt, default_study, emit, handles_errors, renamed
 from dermsynth.cli.track import TrackOpt, track_folder, tracking_note
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | None = None,
+def run_quickstart(out: str | Path = default_study("quickstart"), spec: ExperimentSpec | None = None,
                    workers: int | None = None, track: str | None = None) -> dict:
     """Run the quickstart study (or ``spec``) into ``out`` and write its report; returns the timings.
     ``track``: an MLflow URI to log the runs and the report to (or the spec's ``[tracking]``)."""
@@ -59,14 +59,18 @@ def run_quickstart(out: str | Path = "quickstart-out", spec: ExperimentSpec | No
 
 
 @handles_errors
-def quickstart(out: Path = typer.Option(Path("quickstart-out"), help="Where the study and report go."),
+def quickstart(study: Path | None = typer.Option(None, "--study", metavar="DIR", help="Where the study and its "
+                                                 "report go (default runs/quickstart, where `dermsynth experiment "
+                                                 "status quickstart` looks)."),
                workers: int | None = typer.Option(None, help="Parallel training runs."),
-               config: Path | None = typer.Option(None, help="Another experiment config to run the same way."),
-               track: str | None = TrackOpt, as_json: bool = JsonOpt):
-    """A whole small study on the demo data, offline, on a CPU, ending with a report (OUT/report.html)."""
+               config: Path | None = typer.Option(None, help="Another experiment config to run the same way "
+                                                  "(its study goes to runs/NAME)."),
+               track: str | None = TrackOpt, out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
+    """A whole small study on the demo data, offline, on a CPU, ending with a report (STUDY/report.html)."""
     from dermsynth.experiments.spec import load_experiment
 
-    res = run_quickstart(out, load_experiment(config) if config else None, workers, track=track)
+    folder = renamed(study, out, "--out", "--study") or default_study(config or "quickstart")
+    res = run_quickstart(folder, load_experiment(config) if config else None, workers, track=track)
     emit(res, as_json, f"{res['runs']} runs ({res['ran']} this time, {res['failed']} failed) in "
                        f"{res['experiment_seconds']:.0f} s; report: {res['report']}" + tracking_note(res["tracking"])
                        + (f"\n{res['answer']}" if res["answer"] else ""))

@@ -10,7 +10,10 @@ import typer
 from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError, DataError
 
-app = typer.Typer(no_args_is_help=True, help="A reader study (Turing test) of real vs synthetic images.")
+app = typer.Typer(no_args_is_help=True)
+
+ReaderStudyArg = typer.Argument(..., metavar="READER_STUDY", help="The reader-study folder `reader-study create` "
+                                                                  "wrote.")
 
 
 def existing_study(study: Path) -> Path:
@@ -25,14 +28,14 @@ def existing_study(study: Path) -> Path:
 
 def experiment_inputs(experiment: Path, store: Path | None):
     """The split spec and synthetic store an experiment's runs used (so a study made from
-    ``quickstart-out`` uses the quickstart's own split, whatever the defaults are)."""
+    ``runs/quickstart`` uses the quickstart's own split, whatever the defaults are)."""
     from dermsynth.experiments.results import load_records
     from dermsynth.train.spec import RunSpec
 
     specs = [RunSpec(**r["spec"]) for r in load_records(experiment)]
     if not specs:
         raise ConfigError(f"{experiment} holds no finished runs (runs/*.json); run the experiment first, or give "
-                          "--store and the data set options instead of --experiment")
+                          "--store and the data set options instead of --study")
     stores = sorted({s.synthetic_store for s in specs if s.synthetic_store})
     if store is None:
         if len(stores) != 1:
@@ -42,17 +45,17 @@ def experiment_inputs(experiment: Path, store: Path | None):
     splits = {s.split_spec() for s in specs}
     if len(splits) != 1:
         raise ConfigError(f"{experiment} used {len(splits)} different splits; give --store and the data set options "
-                          "instead of --experiment")
+                          "instead of --study")
     return store, splits.pop()
 
 
 @app.command("create")
 @c.handles_errors
 def create(out: Path = typer.Option(..., help="The study folder to create."),
-           experiment: Path | None = typer.Option(None, help="An experiment's output folder (e.g. quickstart-out): "
-                                                  "its split and synthetic store are used."),
+           study: Path | None = typer.Option(None, "--study", metavar="DIR", help="A study folder (e.g. "
+                                             "runs/quickstart): its split and synthetic store are used."),
            store: Path | None = typer.Option(None, help="The synthetic store the synthetic items come from "
-                                             "(default with --experiment: the experiment's store)."),
+                                             "(default with --study: the study's store)."),
            dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, classes: str | None = c.ClassesOpt,
            n_test: int = c.NTestOpt, n_val: int = c.NValOpt, split_seed: int = c.SplitSeedOpt,
            items: int = typer.Option(40, help="Single-image items (half real, half synthetic)."),
@@ -67,15 +70,19 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
            methods: str | None = typer.Option(None, help="Only these generation methods (comma-separated; "
                                               "default: every method in the store)."),
            ask_diagnosis: bool = typer.Option(False, help="Also ask for the diagnosis (optional for readers)."),
-           seed: int = 0, as_json: bool = c.JsonOpt):
+           seed: int = typer.Option(0, help="Seed of the item draw and their order."),
+           experiment: Path | None = typer.Option(None, "--experiment", hidden=True,
+                                                  help="Deprecated spelling of --study."),
+           as_json: bool = c.JsonOpt):
     """Draw matched, stratified items, re-encode them identically, write the study folder."""
     from dermsynth.data.splits import load_split
     from dermsynth.readers.design import StudyConfig, create_study
 
+    experiment = c.renamed(study, experiment, "--experiment", "--study")
     if experiment is not None:
         store, spec = experiment_inputs(experiment, store)
     elif store is None:
-        raise ConfigError("give --store (a synthetic store) or --experiment (an experiment's output folder)")
+        raise ConfigError("give --store (a synthetic store) or --study (a study folder)")
     else:
         spec = c.split_spec(dataset, root, classes, n_test, n_val, split_seed)
     split = load_split(spec)
@@ -95,7 +102,7 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
 
 @app.command("invite")
 @c.handles_errors
-def invite(study: Path = typer.Argument(...), name: list[str] = typer.Option(..., "--name", help="Reader name "
+def invite(study: Path = ReaderStudyArg, name: list[str] = typer.Option(..., "--name", help="Reader name "
                                                                               "(repeatable)."),
            base_url: str = typer.Option("http://localhost:8000", help="Where the study will be served."),
            as_json: bool = c.JsonOpt):
@@ -117,10 +124,11 @@ def invite(study: Path = typer.Argument(...), name: list[str] = typer.Option(...
 
 @app.command("serve")
 @c.handles_errors
-def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1", help="Loopback by default: put "
-                                                                      "an HTTPS reverse proxy in front (README)."),
-          port: int = typer.Option(8000), header_timeout: float = typer.Option(10.0, help="Seconds for a request's "
-                                                                                "headers."),
+def serve(study: Path = ReaderStudyArg,
+          host: str = typer.Option("127.0.0.1", help="Loopback by default: put an HTTPS reverse proxy in front "
+                                   "(docs/guide/09-reader-study.md)."),
+          port: int = typer.Option(8000, help="TCP port to listen on."),
+          header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers."),
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
           max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond).")):
     """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
@@ -134,7 +142,7 @@ def serve(study: Path = typer.Argument(...), host: str = typer.Option("127.0.0.1
 
 @app.command("report")
 @c.handles_errors
-def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
+def report(study: Path = ReaderStudyArg, as_json: bool = c.JsonOpt):
     """Analyse the answers: accuracy and AUC with reader and item effects, signal detection per method,
     Fleiss' kappa, breakdowns."""
     from dermsynth.analysis.reader_study import write_study_report
@@ -148,8 +156,10 @@ def report(study: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
 
 @app.command("labelstudio-export")
 @c.handles_errors
-def ls_export(study: Path = typer.Argument(...), out: Path = typer.Option(...),
-              url_prefix: str = typer.Option("/data/local-files/?d=items/")):
+def ls_export(study: Path = ReaderStudyArg,
+              out: Path = typer.Option(..., help="Folder for the tasks, the labelling config and a copy of items/."),
+              url_prefix: str = typer.Option("/data/local-files/?d=items/", help="How Label Studio addresses the "
+                                             "copied images (its local-files URL to OUT/items/).")):
     """Label Studio tasks (no key in them), a labelling config and a copy of ``items/`` alone:
     point Label Studio's local-files root at OUT, never at the study folder (it holds the key)."""
     from dermsynth.readers.labelstudio import export_tasks
@@ -159,7 +169,9 @@ def ls_export(study: Path = typer.Argument(...), out: Path = typer.Option(...),
 
 @app.command("labelstudio-import")
 @c.handles_errors
-def ls_import(study: Path = typer.Argument(...), export_json: Path = typer.Argument(...), as_json: bool = c.JsonOpt):
+def ls_import(study: Path = ReaderStudyArg,
+              export_json: Path = typer.Argument(..., help="Label Studio's JSON export (Export → JSON)."),
+              as_json: bool = c.JsonOpt):
     """Add the answers from a Label Studio JSON export (annotators become readers ls:NAME)."""
     from dermsynth.readers.labelstudio import import_annotations
 

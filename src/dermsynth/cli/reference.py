@@ -28,7 +28,7 @@ CONFIG_TABLES: list[tuple[str, str, str, str]] = [
      "its own page."),
     ("base", "[base] and [grid]", "dermsynth.train.spec:RunSpec",
      "Every setting of one classifier run. `[base]` sets a field for every cell; `[grid]` lists values to "
-     "cross (`n_real = [1, 16, 32]`); `[[variants]]` adds paired settings. `dermsynth train --config` takes "
+     "cross (`n_real = [1, 16, 32]`); `[[variants]]` adds paired settings. `dermsynth classifier train --config` takes "
      "the same fields."),
     ("generator", "[generator]", "dermsynth.experiments.generator_spec:GeneratorSpec",
      "How the synthetic store is made: backend, methods, images per reference, sampling, fine-tuning; each "
@@ -130,13 +130,15 @@ def config_page(table: str, target: str, intro: str) -> str:
 
 
 def commands(group, prefix: str = "dermsynth") -> list[tuple[str, Any]]:
-    """Every leaf command of the CLI as ("dermsynth experiment run", command), in order.
+    """Every documented leaf command of the CLI as ("dermsynth experiment run", command), in order.
     (Duck-typed: typer ships its own copy of click.)"""
     if hasattr(group, "list_commands"):
         ctx = group.context_class(group)
         out = []
         for name in group.list_commands(ctx):
-            out += commands(group.get_command(ctx, name), f"{prefix} {name}")
+            command = group.get_command(ctx, name)
+            if not command.hidden:  # a former spelling: it works, but is not documented
+                out += commands(command, f"{prefix} {name}")
         return out
     return [(prefix, group)]
 

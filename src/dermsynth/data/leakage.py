@@ -70,7 +70,7 @@ def audit_store(split: Split, store) -> list[str]:
         return audit(split)
     if not is_store(store):
         raise DataError(f"{store} is not a synthetic store (no store.json): nothing there to audit; "
-                        "pass the folder `dermsynth generate --out` wrote")
+                        "pass the folder `dermsynth generator sample --out` wrote")
     return audit(split, read_manifest(store), read_training_ids(store))
 
 
@@ -78,15 +78,15 @@ def require_auditable(store) -> tuple[int, int]:
     """The store's counts of synthetic images and generator training ids, or a DataError when
     there is nothing to audit (no store, or a store with neither)."""
     if store is None:
-        raise ConfigError("audit leakage needs --store STORE (a folder written by `dermsynth generate`): "
+        raise ConfigError("audit leakage needs --store STORE (a folder written by `dermsynth generator sample`): "
                           "without one there is nothing to prove clean")
     if not is_store(store):
         raise DataError(f"{store} is not a synthetic store (no store.json): nothing there to audit; "
-                        "pass the folder `dermsynth generate --out` wrote")
+                        "pass the folder `dermsynth generator sample --out` wrote")
     n_syn, n_ids = len(read_manifest(store)), len(read_training_ids(store))
     if n_syn == 0 and n_ids == 0:
         raise DataError(f"{store} holds no synthetic image and no generator training ids: nothing to audit; "
-                        "generate into it first (`dermsynth generate --out {store}`)")
+                        "generate into it first (`dermsynth generator sample --out {store}`)")
     return n_syn, n_ids
 
 

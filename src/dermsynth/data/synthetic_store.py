@@ -85,7 +85,8 @@ def read_manifest(store: str | Path) -> pd.DataFrame:
     """All rows of a store (absolute paths), de-duplicated by synth_id, files present."""
     store = Path(store)
     if not is_store(store):
-        raise DataError(f"{store} is not a synthetic store (no store.json); create it with `dermsynth generate`")
+        raise DataError(f"{store} is not a synthetic store (no store.json); create it with "
+                        "`dermsynth generator sample`")
     df = _read_parts(store / "manifest")
     if df is None:
         return pd.DataFrame(columns=MANIFEST_FIELDS)

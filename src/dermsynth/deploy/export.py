@@ -14,7 +14,7 @@ from dermsynth.errors import DataError
 from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.train.checkpoint import bundle_meta, weights_path
 
-HUBCONF = '''"""torch.hub entry point, written by dermsynth export: needs only torch, timm and safetensors.
+HUBCONF = '''"""torch.hub entry point, written by dermsynth classifier export: needs only torch, timm and safetensors.
 
     import torch
     model = torch.hub.load("THIS_FOLDER", "model", source="local")

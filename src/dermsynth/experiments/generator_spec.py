@@ -89,16 +89,31 @@ def read_flat_keys(data: dict, where: str = "generator") -> dict:
 class GeneratorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Which generator makes the images: "builtin" (a small class-conditional pixel-space diffusion UNet trained
+    # here on the training pool, CPU-friendly) or "sd" (Stable Diffusion through diffusers, [generator.sd]).
     backend: Literal["builtin", "sd"] = "builtin"
     store: str | None = role(OPERATIONAL, None)  # default: OUT/synthetic
+    # The generation methods (text-to-image, inpaint, outpaint, in-then-outpaint) made for cells that name no
+    # synthetic_methods; with sd they also decide which pipelines DreamBooth fine-tunes (text-to-image, inpainting).
     methods: list[str] = Field(default_factory=lambda: ["inpaint", "in-then-outpaint", "text-to-image"])
+    # The most synthetic images per reference and method the study may draw (≥ 1): a grid that needs more
+    # (synthetic_per_real, or that / filter_keep with a filter) is refused; the store holds as many as cells use.
     per_image: int = Field(10, ge=1)
     # Sampler steps; left out, the backend's own default (DEFAULT_STEPS: sd 50, builtin 10).
     steps: int = Field(DEFAULT_STEPS["builtin"], ge=1)
+    # Classifier-free guidance scale: how strongly each image follows its class (builtin) or prompt (sd); 1.0
+    # turns guidance off, and higher values give more class-typical, less varied images.
     guidance: float = 3.0
+    # How far inpaint's masked centre (and in-then-outpaint's first pass) is noised before denoising, in
+    # (0, 1]: 1 starts from pure noise, lower values keep more of the real image under the mask.
     strength_inpaint: float = Field(0.97, gt=0, le=1)
+    # The same for outpaint's masked border and in-then-outpaint's second pass, in (0, 1]: 1 starts from pure
+    # noise, lower values keep more of the reference there.
     strength_outpaint: float = Field(0.95, gt=0, le=1)
     batch_size: int = role(OPERATIONAL, 16, ge=1)  # images per generation batch
+    # Append ", Fitzpatrick skin type N" to each generation prompt whose reference has a known skin type (sd
+    # only: the built-in generator is conditioned on the class alone; an experiment's DreamBooth fine-tune does
+    # not add it to its own prompts).
     with_skin_type: bool = False
     # DreamBooth-style fine-tuning on the training pool: one model for all classes or one per class
     # A list compares generators: each value gets its own store and becomes a grid axis
@@ -110,7 +125,11 @@ class GeneratorSpec(BaseModel):
     finetune_on: Literal["pool", "subset"] = "pool"
     # The backends' own configs, one table each (generate/*_config.py; a page each in the docs).
     builtin: BuiltinConfig = Field(default_factory=BuiltinConfig)
+    # Stable Diffusion's table, [generator.sd] (which models, which resolution): read when backend = "sd", and
+    # its resolution is DreamBooth's fine-tuning resolution unless [generator.dreambooth] sets one.
     sd: StableDiffusionConfig = Field(default_factory=StableDiffusionConfig)
+    # DreamBooth's table, [generator.dreambooth]: how Stable Diffusion is fine-tuned when backend = "sd" and
+    # finetune is "all" or "per-class" (the built-in generator fine-tunes with [generator.builtin]).
     dreambooth: DreamBoothConfig = Field(default_factory=DreamBoothConfig)
 
     @model_validator(mode="before")

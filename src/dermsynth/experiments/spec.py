@@ -46,7 +46,10 @@ class ImbalanceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # The classes to make rare, one at a time (each gets its own cells), named as in the data's labels.
     rare_classes: list[str] = Field(min_length=1)
+    # The real images per class each rare class is cut down to; each must divide base.n_real and be smaller,
+    # so that the synthetic arm reaches exact parity with n_real / n − 1 synthetic per real.
     rare_n: list[int] = Field(min_length=1)
 
     def variants(self, n_real: int) -> list[dict[str, Any]]:
@@ -66,17 +69,33 @@ class ImbalanceSpec(BaseModel):
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # The study's name, shown in logs, experiment.json and as the MLflow experiment (unless [tracking] names
+    # one); part of the config's digest, so renaming makes `experiment run` refuse the old folder without --force.
     name: str
+    # Free text on what the study asks (its first line is what `experiment presets` lists, and the quickstart
+    # logs it); part of the config's digest, like ``name``.
     description: str = ""
+    # Replicates per cell: an integer n runs seeds 0 … n − 1, a list runs exactly those (a grid ``seed`` axis
+    # replaces both); more seeds narrow every comparison's confidence interval at proportionally more runs.
     seeds: int | list[int] = 5
+    # The [base] table: run fields (RunSpec) shared by every cell, such as dataset, n_real and backbone; a
+    # grid axis or variant overrides them, and an unknown field name is an error.
     base: dict[str, Any] = Field(default_factory=dict)
+    # How the experiment makes its own synthetic store ([generator]); unset, cells with synthetic data read
+    # the existing store that base.synthetic_store names.
     generator: GeneratorSpec | None = None
+    # The axes to cross, {run field: [values]}: every combination × every seed is a cell (equal run ids run
+    # once), and cells with synthetic_per_real = 0 share one real-only baseline.
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)  # crossed with the grid; for paired settings
     imbalance: ImbalanceSpec | None = None  # Fig. S-2: expands into variants
     # For every cell with k synthetic per real, also a cell with the real images repeated k + 1
     # times: as many samples per epoch, no new images ("more data or more steps?").
     steps_matched_control: bool = False
+    # Before the cells train, prove from the records that no synthetic image's reference and no generator
+    # training image is a validation or test image, that no patient or duplicate group straddles splits, and
+    # that no generator image is a near-duplicate of a held-out one; a violation stops the study. Turn it off
+    # only to skip that work where the same split and store were audited before.
     audit_leakage: bool = True
     # Score the synthetic store with a classifier trained on real images only (needs a generator).
     recognisability: bool = True

@@ -40,7 +40,7 @@ def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
         real_subset(run, splits[run.split_spec()])  # raises SplitError naming the class and sizes
         if run.synthetic_per_real > 0 and spec.generator is None and not is_store(run.synthetic_store):
             raise ConfigError(f"synthetic_store={run.synthetic_store!r} is not a synthetic store (no store.json); "
-                              "create it with `dermsynth generate` or add a [generator] section")
+                              "create it with `dermsynth generator sample` or add a [generator] section")
 
 
 def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path) -> Path | None:

@@ -4,7 +4,7 @@ Features are computed once per image (real pool, validation, test and every synt
 the grid uses) with the experiment's backbone and reduced to 64 whitened PCA dimensions fitted
 on training images; then every cell is a logistic regression on its own training rows (real
 subset + its k synthetic per real), L2 strength chosen on validation. Each cell gets a record
-in the usual schema, so ``dermsynth report`` analyses the triage folder like any experiment.
+in the usual schema, so ``dermsynth experiment report`` analyses the triage folder like any experiment.
 Transforms do not apply to fixed features: cells that differ only in ``transforms`` give the
 same answer (the report shows that as no effect).
 """

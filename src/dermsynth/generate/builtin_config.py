@@ -29,14 +29,20 @@ class BuiltinConfig(BaseModel):
     model: str | None = role(SETTING, None, formerly="model")
     # Set from the data when a model is trained (the classes of its training images).
     classes: list[str] = role(OPERATIONAL, default_factory=list)
+    # Side in pixels at which the generator trains and draws (real images resized and centre-cropped to it):
+    # ≥ 8 and a multiple of 2 ** (len(block_out_channels) − 1); larger shows more detail at much more compute.
     size: int = role(SETTING, 32, tags=(BUILTIN_TRAINING,), formerly="size")
     # (16, 32, 64) was the default of the flat [generator] spelling; (32, 64, 64) is what
     # bench/generator_quality.py chose and every CPU preset sets.
     block_out_channels: tuple[int, ...] = role(SETTING, (32, 64, 64), tags=(BUILTIN_TRAINING,),
                                                formerly="block_out_channels", formerly_default=[16, 32, 64])
+    # ResNet layers in each resolution level of the UNet (≥ 1): more capacity, at more compute per step.
     layers_per_block: int = role(SETTING, 1, tags=(BUILTIN_TRAINING,), ge=1)
+    # Channels of the learned, zero-initialised per-class map fed to the UNet beside the noisy image (≥ 1): it
+    # carries class-typical layout and colour from the first steps, when the class embedding is still ignored.
     class_map_channels: int = role(SETTING, 4, tags=(BUILTIN_TRAINING,), ge=1)
-    # FiLM from the time + class embedding
+    # How the time + class embedding enters each ResNet block: "scale_shift" (FiLM: it scales and shifts the
+    # normalised features) or "default" (it is added to them).
     resnet_time_scale_shift: Literal["scale_shift", "default"] = role(SETTING, "scale_shift", tags=(BUILTIN_TRAINING,))
     # v-prediction: measured at 3 CPU minutes on the demo data (bench/generator_quality.py), its
     # text-to-image samples were recognised in 73 % (x0: 36–41 %, epsilon: 23–28 %) with FID 14
@@ -44,12 +50,23 @@ class BuiltinConfig(BaseModel):
     # is this short, and x0 averages into blurry blobs.
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = role(
         SETTING, "v_prediction", tags=(BUILTIN_TRAINING,), formerly="prediction_type")
+    # AdamW learning rate of the generator's training and fine-tuning (> 0), reached after a 50-step linear
+    # warm-up; lower it when the loss becomes non-finite.
     lr: float = role(SETTING, 2e-3, tags=BOTH, gt=0)
     batch_size: int = role(SETTING, 32, tags=BOTH, ge=1)  # training batch (generation's is [generator] batch_size)
     cond_dropout: float = role(SETTING, 0.1, tags=BOTH, ge=0, lt=1)  # the null class, for classifier-free guidance
+    # Decay of the exponential moving average of the weights (the average is what is saved and sampled from),
+    # in (0, 1) and ramped up over the first steps; closer to 1 averages over more steps (about 1 / (1 − decay)),
+    # which suits longer training.
     ema_decay: float = role(SETTING, 0.995, tags=BOTH, gt=0, lt=1)
+    # Side of the centre-square training mask (and of its complement, for outpaint) as a fraction of the image
+    # side, in (0, 1); generation's inpaint and outpaint masks stay at 0.5 whatever it says.
     mask_fraction: float = role(SETTING, 0.5, tags=(BUILTIN_TRAINING,), gt=0, lt=1)
+    # Optimisation steps (batch_size images each) of the generator's training from scratch: more steps give
+    # better samples at proportionally more compute. Unused when ``model`` is given.
     train_steps: int = role(SETTING, 600, tags=(BUILTIN_TRAINING,), formerly="train_steps", ge=1)
+    # A wall-clock cap on that training, in minutes (unset: none): it stops at train_steps or here, whichever
+    # comes first, so with a cap the model depends on the machine's speed.
     train_minutes: float | None = role(SETTING, None, tags=(BUILTIN_TRAINING,), formerly="train_minutes", gt=0)
     # Steps of per-class (or all-class) continued training; unset: 200.
     finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE,), formerly="finetune_steps", ge=1)

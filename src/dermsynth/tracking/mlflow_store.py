@@ -81,7 +81,7 @@ def track_study(out: str | Path, tracking: TrackingSpec | None = None, uri: str 
 
 def track_records(records: list[dict], folder: str | Path, uri: str, experiment: str = "dermsynth-train",
                   checkpoints: bool = True, timeout: float = 5.0) -> dict:
-    """Log single runs (``dermsynth train``) whose records lie in ``folder``; same contract as
+    """Log single runs (``dermsynth classifier train``) whose records lie in ``folder``; same contract as
     :func:`track_study`, without a parent run."""
     folder = Path(folder)
     target = resolve_uri(uri, folder)

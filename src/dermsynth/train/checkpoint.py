@@ -91,11 +91,11 @@ def bundle_meta(folder: str | Path, run_id: str) -> dict:
 
 
 def load_export(folder: str | Path) -> tuple[nn.Module, dict]:
-    """A folder written by ``dermsynth export`` (config.json + model.safetensors), as a bundle."""
+    """A folder written by ``dermsynth classifier export`` (config.json + model.safetensors), as a bundle."""
     folder = Path(folder)
     if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
         raise DataError(f"{folder} is not an export folder (config.json and model.safetensors); "
-                        "write one with `dermsynth export RUN FOLDER`")
+                        "write one with `dermsynth classifier export RUN FOLDER`")
     cfg = files.read_json(folder / "config.json")
     meta = {"backbone": cfg["architecture"], "num_classes": cfg["num_classes"], "classes": cfg["label_names"],
             "preprocessing": cfg["preprocessing"], "run_id": cfg.get("dermsynth_run_id")}

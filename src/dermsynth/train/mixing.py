@@ -39,13 +39,13 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
         raise DataError(
             f"reference image {ref!r} has {have} synthetic images{' of ' + str(methods) if methods else ''}"
             f" but synthetic_per_real={k} was asked ({len(short)} references are short); generate more "
-            "with `dermsynth generate --per-image K` or lower synthetic_per_real")
+            "with `dermsynth generator sample --per-image K` or lower synthetic_per_real")
     order = pool.assign(_key=[hash_unit(f"{seed}:{s}") for s in pool["synth_id"]])
     chosen = order.sort_values(["ref_id", "_key"]).groupby("ref_id", sort=False).head(k)
     missing_files = [p for p in chosen["path"] if not Path(p).exists()]
     if missing_files:
         raise DataError(f"synthetic image file {missing_files[0]} listed in the manifest is missing "
-                             f"({len(missing_files)} missing); re-run `dermsynth generate` to restore them")
+                             f"({len(missing_files)} missing); re-run `dermsynth generator sample` to restore them")
     ref_meta = real.set_index("id")
     synth = pd.DataFrame({
         "id": chosen["synth_id"].astype(str).to_numpy(),

@@ -68,7 +68,8 @@ def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = 
     real = real_subset(spec, split)
     if spec.synthetic_per_real > 0:
         if not spec.synthetic_store:
-            raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by `dermsynth generate`)")
+            raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by "
+                              "`dermsynth generator sample`)")
         manifest = read_manifest(spec.synthetic_store) if manifest is None else manifest
         targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
         if spec.synthetic_filter != "none":

@@ -74,14 +74,35 @@ def duplicate_clusters(table: pd.DataFrame, spec: CleaningSpec, cache: str | Pat
     clusters = rep.clusters.reindex(range(len(table)))
     clusters.index = table.index
     summary = {"key": key, "settings": spec.model_dump(), "n_images": int(len(table)), **rep.summary(),
-               "clusters": int(clusters.dropna().nunique())}
+               "clusters": int(clusters.dropna().nunique()), "under_two_labels": under_two_labels(rep.pairs)}
     pairs = pd.DataFrame({"id": table["id"].astype(str), "cluster": clusters}).dropna()
     files.write_text(csv, pairs.to_csv(index=False))
     files.write_json(meta, summary)  # written last: it marks the entry complete
     log.info("cleaning: %d exact and %d near-duplicate pairs (%d cross-class) in %d images → %d clusters",
              summary["exact_pairs"], summary["near_pairs"], summary["cross_class_pairs"], len(table),
              summary["clusters"])
+    if summary["under_two_labels"]:
+        log.warning("%s", two_label_rule(summary["under_two_labels"], summary["cross_class_pairs"]))
     return clusters, summary
+
+
+SHOWN_PAIRS = 20
+
+
+def under_two_labels(pairs: pd.DataFrame) -> list[dict]:
+    """The first pairs of one image filed under two labels (id and label of each), for the record."""
+    if pairs.empty or "label_a" not in pairs:
+        return []
+    cross = pairs[pairs["label_a"] != pairs["label_b"]].head(SHOWN_PAIRS)
+    return [{k: str(r[k]) for k in ("id_a", "label_a", "id_b", "label_b")} for _, r in cross.iterrows()]
+
+
+def two_label_rule(examples: list[dict], n: int) -> str:
+    """The one rule for an image under two labels, with the pairs it applies to."""
+    named = "; ".join(f"{p['id_a']} ({p['label_a']}) = {p['id_b']} ({p['label_b']})" for p in examples[:5])
+    return (f"{n} image pair(s) are one image filed under two labels, e.g. {named}: each copy keeps its label "
+            "(which is right cannot be known here) and both go to the same side of the split, so neither copy "
+            "is tested against the other; remove the wrong copy, or list it in exclude_file")
 
 
 def merge_clusters(a: pd.Series | None, b: pd.Series | None) -> pd.Series | None:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dermsynth import files
 from dermsynth.data.cleaning import CleaningSpec, duplicate_clusters, merge_clusters
@@ -32,6 +32,9 @@ from dermsynth.field_roles import SETTING, SINCE_IDS, role
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("val", "test")
+
+
+CLEANED_BY_DEFAULT = ("folder",)
 
 
 class SplitFields(BaseModel):
@@ -71,8 +74,21 @@ class SplitFields(BaseModel):
     # Images to drop before splitting (a CSV with an id column, or one id per line): mislabelled or unusable
     # images found in review.
     exclude_file: str | None = None
-    # Duplicate detection on every load (data/cleaning.py, cached): its clusters are split groups too.
+    # Duplicate detection on every load (data/cleaning.py, cached): its clusters are split groups too. On by
+    # default for your own images (dataset "folder", a folder or a CSV of paths); `cleaning = false` turns it off.
     cleaning: CleaningSpec | None = role(SETTING, None, tags=(SINCE_IDS,))  # in run ids only when set
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cleaning_by_default(cls, data):
+        """Your own images have been through nobody's cleaning, and one copy of an image in test and
+        another in training inflates accuracy: they are cleaned unless the config says otherwise."""
+        if isinstance(data, dict):
+            if data.get("cleaning") is False:
+                return {**data, "cleaning": None}
+            if data.get("dataset") in CLEANED_BY_DEFAULT and "cleaning" not in data:
+                return {**data, "cleaning": {}}
+        return data
 
     @field_validator("classes", mode="before")
     @classmethod

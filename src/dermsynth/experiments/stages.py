@@ -10,6 +10,7 @@ import pandas as pd
 
 from dermsynth import files
 from dermsynth.audits.recognisability import recognisability
+from dermsynth.data.leakage import assert_clean, audit, content_leaks
 from dermsynth.data.splits import load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, store_digest
 from dermsynth.errors import ConfigError
@@ -34,13 +35,28 @@ def references_needed(runs: list[RunSpec], splits: dict) -> pd.DataFrame:
 
 
 def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
-    """Catch bad axis values before any training: n_real beyond the pool, missing stores."""
+    """Catch what would refuse the study later before any compute is spent: n_real beyond the pool,
+    missing stores, and (for a study whose generator learns from the pool) a copy of a held-out
+    image in the pool, which the leakage audit would find only after generation."""
     splits = load_splits(r.split_spec() for r in runs)
+    if spec.audit_leakage and spec.generator is not None:
+        for split_spec, split in sorted(splits.items(), key=lambda item: str(item[0])):
+            if split_spec.cleaning is None and split_spec.dataset != "demo":  # cleaned splits group their copies
+                pool_copies_of_held_out(split)
     for run in runs:
         real_subset(run, splits[run.split_spec()])  # raises SplitError naming the class and sizes
         if run.synthetic_per_real > 0 and spec.generator is None and not is_store(run.synthetic_store):
             raise ConfigError(f"synthetic_store={run.synthetic_store!r} is not a synthetic store (no store.json); "
                               "create it with `dermsynth generator sample` or add a [generator] section")
+
+
+def pool_copies_of_held_out(split) -> None:
+    """A LeakageError naming every pool image that is the same picture as a test or validation image."""
+    pool = set(split.table.loc[split.table["split"] == "pool", "id"].astype(str))
+    problems = audit(split) + content_leaks(split, pool)
+    if problems:
+        assert_clean([*problems, "found before any compute was spent: turn cleaning on ([base.cleaning]) so "
+                                 "copies share a split group"])
 
 
 def recognisability_stage(runs: list[RunSpec], store: str | Path, folder: Path) -> Path | None:

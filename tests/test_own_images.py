@@ -1,0 +1,67 @@
+"""Your own images: duplicates are found by default, an image under two labels follows one stated
+rule, and a copy of a held-out image in the pool refuses a study before any compute is spent."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermsynth.data.splits import SplitSpec, load_split
+from dermsynth.errors import LeakageError
+from dermsynth.train.spec import RunSpec
+
+
+def noise_folder(root: Path, classes=("bcc", "melanoma", "nevus"), per_class: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / c / f"{c}{i}.png")
+    return root
+
+
+def test_folder_data_is_cleaned_unless_the_config_turns_it_off():
+    assert SplitSpec(dataset="folder", root="x").cleaning is not None
+    assert RunSpec(dataset="folder", root="x").split_spec().cleaning is not None
+    assert SplitSpec(dataset="folder", root="x", cleaning=False).cleaning is None
+    assert SplitSpec(dataset="demo").cleaning is None  # rendered images, no copies to find
+    kept = RunSpec(dataset="folder", root="x", cleaning=False)
+    assert RunSpec(**kept.model_dump()).cleaning is None  # a record reloads as it ran
+
+
+def test_one_image_under_two_labels_stays_in_both_classes_on_one_side_of_the_split(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)  # the cleaning cache lives in ./.dermsynth-cache
+    root = noise_folder(tmp_path / "lesions")
+    shutil.copy(root / "nevus" / "nevus0.png", root / "melanoma" / "copy_of_nevus0.png")
+    with caplog.at_level(logging.WARNING):
+        split = load_split(SplitSpec(dataset="folder", root=str(root), n_test=3, n_val=3))
+    t = split.table.set_index("id")
+    a, b = t.loc["nevus/nevus0"], t.loc["melanoma/copy_of_nevus0"]
+    assert (a["label"], b["label"]) == ("nevus", "melanoma")  # each copy keeps its label
+    assert a["split"] == b["split"] and a["group"] == b["group"]
+    assert split.cleaning["under_two_labels"][0]["label_a"] != split.cleaning["under_two_labels"][0]["label_b"]
+    assert "same side of the split" in caplog.text and "copy_of_nevus0" in caplog.text
+
+
+def test_a_held_out_copy_in_the_pool_refuses_the_study_before_the_generator_trains(tmp_path, monkeypatch):
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import ExperimentSpec
+
+    monkeypatch.chdir(tmp_path)
+    root = noise_folder(tmp_path / "lesions")
+    for i in range(12):  # every nevus also filed again under its own class: some copy lands on each side
+        shutil.copy(root / "nevus" / f"nevus{i}.png", root / "nevus" / f"again{i}.png")
+    spec = ExperimentSpec(name="own", seeds=[0], base={"dataset": "folder", "root": str(root), "n_test": 3,
+                                                       "n_val": 3, "cleaning": False, "backbone": "test_resnet",
+                                                       "image_size": 16, "max_epochs": 1},
+                          grid={"n_real": [2], "synthetic_per_real": [0, 1]},
+                          generator={"backend": "builtin", "methods": ["text-to-image"],
+                                     "builtin": {"size": 16, "train_steps": 2}})
+    with pytest.raises(LeakageError, match="before any compute"):
+        run_experiment(spec, tmp_path / "study")
+    assert not (tmp_path / "study" / "generator").exists() and not (tmp_path / "study" / "runs").exists()

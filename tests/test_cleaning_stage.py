@@ -43,7 +43,8 @@ def dup_folder(demo_table, tmp_path_factory) -> tuple[Path, list[tuple[str, str]
 def test_cleaning_makes_duplicates_one_split_group_and_is_cached(dup_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the cleaning cache (.dermsynth-cache/cleaning) of this test only
     root, pairs = dup_folder
-    plain = load_split(SplitSpec(dataset="folder", root=str(root), n_test=4, n_val=3, split_seed=1)).table
+    plain = load_split(SplitSpec(dataset="folder", root=str(root), n_test=4, n_val=3, split_seed=1,
+                                 cleaning=False)).table
     where = dict(zip(plain["id"], plain["split"], strict=True))
     assert any(where[a] != where[b] for a, b in pairs)  # uncleaned, some copies straddle the split
     spec = SplitSpec(dataset="folder", root=str(root), n_test=4, n_val=3, split_seed=1,

@@ -70,3 +70,5 @@ def test_former_spellings_work_hidden_with_a_line_naming_the_new_one():
     assert res.exit_code == 0
     help_text = CliRunner().invoke(app, ["experiment", "--help"]).output
     assert "track" in help_text and "report" in help_text  # group help lists every command it holds
+    said = CliRunner().invoke(app, ["experiment", "status", "quickstart", "--out", "no-such-study"]).output
+    assert "--out is deprecated; use --study" in said and "no-such-study" in said  # the old flag still works

@@ -65,3 +65,41 @@ def test_a_held_out_copy_in_the_pool_refuses_the_study_before_the_generator_trai
     with pytest.raises(LeakageError, match="before any compute"):
         run_experiment(spec, tmp_path / "study")
     assert not (tmp_path / "study" / "generator").exists() and not (tmp_path / "study" / "runs").exists()
+
+
+def test_the_readme_walk_from_a_folder_of_images_to_a_report(tmp_path, monkeypatch):
+    """init → plan → run → status → report, as the README tells it, on a folder made here (the
+    written config shrunk to test sizes, nothing else changed)."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from dermsynth.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    root = noise_folder(tmp_path / "lesions", per_class=14)
+    cli = CliRunner()
+
+    def ok(*args):
+        res = cli.invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, f"{args}: {res.output}"
+        return res
+
+    ok("init", root)
+    config = tmp_path / "lesions.toml"
+    text = config.read_text()
+    for old, new in ((r"seeds = 5", "seeds = 2"), (r"image_size = 128", "image_size = 16"),
+                     (r'backbone = "resnet18"', 'backbone = "test_resnet"'), (r"max_epochs = 30", "max_epochs = 1"),
+                     (r"size = 64", "size = 16"), (r"train_steps = 1000", "train_steps = 2"),
+                     (r"\nsteps = 10", "\nsteps = 2"), (r"n_real = \[[^\]]*\]", "n_real = [2]")):
+        text, n = re.subn(old, new, text)
+        assert n == 1, old
+    config.write_text(text)
+    assert "device-hours" in ok("experiment", "plan", "lesions.toml").output
+    ok("experiment", "run", "lesions.toml")
+    status = json.loads(ok("experiment", "status", "lesions.toml", "--json").stdout)
+    assert status["counts"] == {"done": 6}  # 3 cells (real only, inpaint, text-to-image) × 2 seeds
+    ok("experiment", "report", "lesions.toml")
+    assert (tmp_path / "runs" / "lesions" / "report.html").exists()
+    assert list((tmp_path / "runs" / "lesions" / "cleaning").glob("split-*.json"))  # cleaned, as init said

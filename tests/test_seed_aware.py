@@ -219,7 +219,7 @@ def test_experiment_calibrate_reports_both_false_positive_rates(demo_root, tmp_p
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML.format(root=demo_root))
     out = tmp_path / "study"
-    res = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--out", str(out), "--seeds", "4",
+    res = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--study", str(out), "--seeds", "4",
                                    "--where", "transforms=false", "--json"])
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)
@@ -229,16 +229,16 @@ def test_experiment_calibrate_reports_both_false_positive_rates(demo_root, tmp_p
     assert got["seed_sd"] >= 0 and "n_real 4" in got["cell"] and "transforms False" in got["cell"]
     assert len(list((out / "calibration" / "runs").glob("*.json"))) == 4
     assert json.loads((out / "analysis" / "calibration" / "calibration.json").read_text())["seeds"] == 4
-    bad = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--out", str(out), "--where", "n_real=99"])
+    bad = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--study", str(out), "--where", "n_real=99"])
     assert bad.exit_code == 2 and "no real-only cell" in bad.output
     # the plan states what the planned seeds detect: from the calibration, else from seed_sd in the config
-    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--out", str(out), "--device", "cpu", "--json"])
+    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--study", str(out), "--device", "cpu", "--json"])
     assert plan.exit_code == 0, plan.output
     power = json.loads(plan.output)["power"]
     assert power["source"].startswith("90 % upper bound of the calibration")
     assert power["seed_sd_measured"] == pytest.approx(got["seed_sd"]) and power["seed_sd"] >= got["seed_sd"]
     config.write_text(TINY_TOML.format(root=demo_root).replace("seeds = 2", "seeds = 5\nseed_sd = 0.08"))
-    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--out", str(tmp_path / "none"), "--device",
+    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--study", str(tmp_path / "none"), "--device",
                                     "cpu", "--target-effect", "10"])
     assert plan.exit_code == 0, plan.output
     assert "with 5 seeds per arm (seed sd 8.0 points, seed_sd in the config)" in plan.output

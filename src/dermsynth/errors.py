@@ -58,7 +58,7 @@ class RunsFailedError(DermsynthError):
 
 class StatisticsError(DermsynthError, ValueError):
     """A statistic cannot be computed from what was given (mismatched arms, too few seeds).
-    Also a ValueError: code that caught the bare ValueError these functions raised before keeps working."""
+    Also a ValueError, so code that catches a ValueError from these functions keeps working."""
 
 
 # The CLI's exit codes (documented in the README's command reference).

@@ -1,8 +1,8 @@
 """What each spec field is for (a run's, a generator table's), declared where the field is declared.
 
-A run's id, the report's cell keys and the fields a record compares were kept in hand-written
-lists (a skip set in ``run_id``, another in ``varying_keys``): add a field, forget a list, and
-either every finished run re-runs (a new operational field changed every id) or two settings
+Kept in hand-written lists (a skip set in ``run_id``, another in ``varying_keys``), a run's id,
+the report's cell keys and the fields a record compares drift apart: add a field, forget a list,
+and either every finished run re-runs (a new operational field changes every id) or two settings
 are averaged into one cell. diffusers declares what is not part of a component's identity on
 the class (``ignore_for_config``); here each field says its role in ``json_schema_extra`` and
 everything else derives from that:

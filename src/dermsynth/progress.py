@@ -1,8 +1,8 @@
 """Whether progress bars show: one setting for a whole call, not a flag passed down.
 
-A ``progress: bool`` went through some twenty signatures to reach nine bars, and each layer had
-to remember to pass it on (a forgotten one drew bars into ``--json`` output or a worker's log).
-Now the caller states it once, for everything below it:
+A ``progress: bool`` passed down would go through some twenty signatures to reach nine bars, and
+each layer would have to remember to pass it on (a forgotten one draws bars into ``--json`` output
+or a worker's log). Instead the caller states it once, for everything below it:
 
 - the command line: bars unless ``--json`` (so stdout stays JSON), for the whole command;
 - a worker (a pool process, a Ray task): no bars, since many would interleave in one log;

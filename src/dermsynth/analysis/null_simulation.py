@@ -15,8 +15,8 @@ correctness matrices (seeds × test images of 0/1), on the logit scale:
   symmetric, so the expected accuracy of both arms is the same exactly);
 - ``effect`` plants a shift in one arm that moves its expected accuracy by the given amount.
 
-``seed_sd`` is the per-seed sd of one run's accuracy (accuracy units: 0.03–0.08 is what CPU
-studies measure); the logit-scale components are scaled to give it.
+``seed_sd`` is the per-seed sd of one run's accuracy (accuracy units; docs/benchmarks.md has
+the range CPU studies measure); the logit-scale components are scaled to give it.
 """
 
 from __future__ import annotations

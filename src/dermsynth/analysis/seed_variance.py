@@ -3,8 +3,8 @@
 Why not the paper's test. The paper compares seed-mean accuracies with a two-sample proportion
 test at n = the test-set size. That treats the test images as the only source of chance and
 the training runs as if they did not vary. With randomly initialised backbones on a CPU they
-vary a lot (ten seeds of the quickstart's 16-real cell: 33.6–55.0 %, sd 7.9 points), and two
-arms of *identical* runs then differ "significantly" in about a third of comparisons
+vary a lot (ten seeds of one cell of the quickstart: docs/benchmarks.md), and two arms of
+*identical* runs then differ "significantly" far more often than the test's level says
 (``dermsynth experiment calibrate`` measures this on a study's own cell). Bouthillier et al.
 ("Accounting for variance in machine learning benchmarks", MLSys 2021) show that data
 sampling and initialisation dominate such differences and recommend comparing across seeds.
@@ -25,7 +25,7 @@ term is estimated from hundreds of images), so D / SE has tails between a normal
 t with S − 1 df — referring it to t(S − 1) can only be conservative. Satterthwaite lends the
 image term's many df exactly when the seed term happens to come out small, and the two errors
 add, and under an image × arm interaction null (synthetic data moves individual test images,
-the mean over images zero) the test rejected more than its level at 3–5 seeds.
+the mean over images zero) that test rejects more than its level (docs/benchmarks.md).
 ``bench/test_validity.py`` measures the level of this rule under three nulls at 2–10 seeds and
 its power (docs/benchmarks.md); the test suite runs a short version of it.
 
@@ -34,7 +34,7 @@ can tie exactly) the seed variance is estimated as zero. No finite number of see
 that estimate, so the comparison is untestable (no p, no CI, no power figure) whatever the image
 term says: one rule, with no dependence on the sign of a noise estimate.
 
-We chose this over the alternatives the issue lists because (a) a mixed-effects logistic model
+We chose this over three alternatives because (a) a mixed-effects logistic model
 of per-image correctness with seed and image effects is the same model on the logit scale but
 takes seconds per comparison and fails to converge with 2 seeds, where the verdict matters
 most; (b) a permutation test over seed labels has a smallest attainable p of 0.25 with 2 paired
@@ -188,8 +188,8 @@ def power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
         return float(min(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc), 1.0))
 
     # the same integrand written with scipy.special (Φ and the chi-square density's log): the
-    # scipy.stats wrappers cost ~0.1 ms a call, and quad calls it ~700 times per power — the
-    # report's detectable effects took 13 of its 14 s that way
+    # scipy.stats wrappers' overhead per call, times the hundreds of calls quad makes per power,
+    # would be most of a report's time (docs/benchmarks.md)
     log_norm = special.gammaln(df / 2) + (df / 2) * np.log(2.0)
 
     def tail(v: float) -> float:

@@ -40,7 +40,7 @@ def canonical(value) -> str:
     """One spelling per value, the same under every pandas version: None and NaN are one value
     ("unset"), lists and dicts their sorted JSON, everything else ``str``. ``astype(str)`` is not
     that: pandas 2 turns None into the string "None", pandas 3 keeps it missing (and nunique
-    drops it), so the same runs had other cell keys under each major."""
+    drops it), so the same runs would get other cell keys under each major."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "<unset>"
     if isinstance(value, (list, dict, tuple)):
@@ -237,8 +237,8 @@ def plain_summary(comp: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     if comp is None or not len(comp):
         return ["No comparison with and without synthetic data was run."]
     lines = []
-    # every arm field that varies splits the sentences (a rehearsal of fig3_paper found pretrained
-    # and fine-tuned generators merged into one "at 1 and 1 and 2 and 2" sentence without it)
+    # every arm field that varies splits the sentences (without it, a fig3_paper study's pretrained
+    # and fine-tuned generators merge into one "at 1 and 1 and 2 and 2" sentence)
     group_keys = [k for k in ("method", "generator_finetune", "synthetic_per_real", "transforms")
                   if k in comp.columns and (k != "generator_finetune" or comp[k].nunique() > 1)]
     extra = [k for k in comp.columns if k not in (*group_keys, "n_real", *RESULT_COLUMNS)]

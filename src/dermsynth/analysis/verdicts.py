@@ -13,7 +13,8 @@ the summary, the figure stars and the tables cannot disagree about a verdict:
   so that the "no difference" claims of a family are controlled as its "improved" claims are;
 - ``verdict``: ``improved`` / ``lowered`` (seed-aware BH p < α), ``no difference ≥ 5 points``
   (not significant, and the family-adjusted equivalence p < α — not post-hoc power, which would
-  call an observed 4.5-point effect "no difference" in 6–8 % of simulated studies),
+  call an observed effect just under the margin "no difference" in a share of simulated studies
+  far from negligible: docs/benchmarks.md),
   ``inconclusive`` (neither: the seeds cannot support a verdict either way), ``untestable`` (one
   seed per arm, or per-seed differences that tie exactly: no seed variance to test against) or
   ``not comparable`` (every run of both arms predicted one class for ≥ 95 % of its test images,

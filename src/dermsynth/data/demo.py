@@ -283,8 +283,8 @@ def load_demo(root: str | Path, n_per_class: int = 200, size: int = 64, seed: in
               classes: list[str] | None = None) -> pd.DataFrame:
     """Render (once) and load the demo data set under ``root``; returns the image table.
 
-    Files are written atomically and reused by later calls, so the first call pays the
-    rendering cost (~2 ms per 64 px image) and later calls only list files.
+    Files are written atomically and reused by later calls, so only the first call pays for
+    rendering and later calls only list files.
     """
     spec = DemoSpec(n_per_class, size, seed)
     folder = Path(root) / spec.key()

@@ -5,9 +5,9 @@ verified files are skipped (resume), each file is written atomically, transient 
 are retried with exponential back-off, a stalled server times out, and the final table
 says what failed and why instead of crashing on the first 404.
 
-Without a network every URL fails the same way, slowly (retries, back-off, timeouts: an hour
-over the whole CSV). So the download stops after ``MAX_CONNECTION_FAILURES`` connection
-failures in a row with no success between them, and says so; what is left is not tried.
+Without a network every URL fails the same way, slowly (retries, back-off and timeouts add up
+to a long wait over the whole CSV). So the download stops after ``MAX_CONNECTION_FAILURES``
+connection failures in a row with no success between them, and says so; what is left is not tried.
 """
 
 from __future__ import annotations

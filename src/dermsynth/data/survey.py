@@ -117,7 +117,7 @@ def study_config(s: FolderSurvey, name: str) -> str:
     return f'''# A study of your images, written by `dermsynth init` — edit freely, then:
 #   dermsynth experiment plan {name}.toml       # what it will cost, and which effect its seeds detect
 #   dermsynth experiment run {name}.toml        # every stage and run; resumable
-#   dermsynth experiment report runs/{name}                # the HTML report (runs/{name}/report.html)
+#   dermsynth experiment report {name}.toml     # the HTML report (runs/{name}/report.html)
 # Question: does synthetic data from the built-in generator help a classifier trained on few real
 # images per class? Every field is explained in the docs (`make docs`: Config tables).
 name = "{name}"

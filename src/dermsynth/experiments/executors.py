@@ -58,9 +58,10 @@ def cell_task(payload: CellPayload) -> tuple[str, str | None]:
 
 
 # A worker's share of memory when the command does not set --workers (a CPU run of resnet18 at
-# 224 px with its images cached held ~1.5 GiB): never more workers than the free memory holds.
+# 224 px with its images cached fits in it: docs/benchmarks.md): never more workers than the free
+# memory holds.
 WORKER_GIB = 2.0
-# A pool's processes take seconds to start (each imports torch and timm: ~6 s for two on 2 cores),
+# A pool's processes take seconds to start (each imports torch and timm: docs/benchmarks.md),
 # so by default one is started per this many pending cells, not more.
 CELLS_PER_WORKER = 4
 
@@ -69,12 +70,13 @@ def default_workers(pending: list[RunSpec]) -> int:
     """Local training processes when the command does not say how many.
 
     On a CPU, one single-threaded process per core: a run's intra-op threads scale poorly on the
-    small models and batches of CPU studies (the quickstart's test_resnet step, batch 16 at 32 px,
-    took 12.9 ms on one thread and 10.4 ms on two — 1.24×; resnet18's 1.8×), and cells are
-    independent, so two one-thread processes train 1.6× the images per second of one two-thread
-    process. One per CELLS_PER_WORKER cells at most (a few cells run in this process: a pool's
-    start-up would cost more than it saves), and no more than free memory holds (WORKER_GIB
-    each). With CUDA, half the cores, as before: the GPU, not the CPU, is what they share."""
+    small models and batches of CPU studies (a second thread speeds up the quickstart's test_resnet
+    step only a little, and even resnet18's falls well short of double), and cells are
+    independent, so two one-thread processes train clearly more images per second than one
+    two-thread process (docs/benchmarks.md). One per CELLS_PER_WORKER cells at most (a few cells
+    run in this process: a pool's start-up would cost more than it saves), and no more than free
+    memory holds (WORKER_GIB each). With CUDA, half the cores: the GPU, not the CPU, is what they
+    share."""
     import psutil
     import torch
 

@@ -10,9 +10,9 @@
     [generator.sd]                 # generate/backends/sd_config.py: which models, which resolution
     [generator.dreambooth]         # generate/dreambooth_config.py: DreamBoothConfig, handed to the fine-tune
 
-The backends' settings were one flat list of ~30 fields (commented "sd:" or "builtin:"), mapped
-by hand into each backend's config; adding one DreamBooth option touched four places. Now a
-table *is* its backend's config: a new option is a field there and nowhere else.
+A table *is* its backend's config: a new option is a field there and nowhere else, where one
+flat list of every backend's fields, mapped by hand into each backend's config, would need each
+new option added in several places.
 
 Older configs spelled those settings flat (``train_steps = 450`` in ``[generator]``). They still
 load: each flat key goes to the table field that declares it as ``formerly`` (the active

@@ -1,9 +1,9 @@
 """A task's contract is its signature: the payload type, each named input and the result type,
 checked where one task hands over to the next.
 
-Tasks ran as ``fn(payload, *results)`` with dict payloads and their dependencies' results by
-position, so a task that changed what it returns broke another one later, somewhere inside it
-(the generation task took a ``str`` from one dependency kind and a ``dict`` from another).
+When tasks run as ``fn(payload, *results)``, with dict payloads and their dependencies' results
+by position, a task that changes what it returns breaks another one later, somewhere inside it
+(say, a task that takes a ``str`` from one dependency kind and a ``dict`` from another).
 diffusers names and types a pipeline's parts (``register_modules(unet=…)``); here each task
 function's annotations are its declaration, and the graph checks the payload and every input
 before the call and the result after it, naming the task, the parameter and the task it came

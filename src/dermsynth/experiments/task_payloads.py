@@ -1,10 +1,10 @@
 """What each kind of task of a study's graph takes and returns, as types.
 
-Payloads were dicts, some holding JSON strings of pydantic models that each task parsed back;
-a renamed key failed inside the task, at run time, on whichever machine ran it. Now a payload
-is a frozen model built where the task is planned (so a wrong field fails there), shipped as
-is to a local call or a Ray worker (pydantic models pickle), and checked against the task's
-signature at the boundary (task_contract.py).
+In a dict payload (some holding JSON strings of pydantic models for each task to parse back) a
+renamed key fails inside the task, at run time, on whichever machine runs it. So a payload is a
+frozen model built where the task is planned (a wrong field fails there), shipped as is to a
+local call or a Ray worker (pydantic models pickle), and checked against the task's signature at
+the boundary (task_contract.py).
 """
 
 from __future__ import annotations

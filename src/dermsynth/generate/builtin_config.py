@@ -32,8 +32,9 @@ class BuiltinConfig(BaseModel):
     # Side in pixels at which the generator trains and draws (real images resized and centre-cropped to it):
     # ≥ 8 and a multiple of 2 ** (len(block_out_channels) − 1); larger shows more detail at much more compute.
     size: int = role(SETTING, 32, tags=(BUILTIN_TRAINING,), formerly="size")
-    # (16, 32, 64) was the default of the flat [generator] spelling; (32, 64, 64) is what
-    # bench/generator_quality.py chose and every CPU preset sets.
+    # Channels of the UNet's resolution levels, one entry per level: (32, 64, 64) is what
+    # bench/generator_quality.py chose and every CPU preset sets; a config in the flat [generator]
+    # spelling that leaves it out gets that spelling's default, (16, 32, 64).
     block_out_channels: tuple[int, ...] = role(SETTING, (32, 64, 64), tags=(BUILTIN_TRAINING,),
                                                formerly="block_out_channels", formerly_default=[16, 32, 64])
     # ResNet layers in each resolution level of the UNet (≥ 1): more capacity, at more compute per step.
@@ -44,9 +45,9 @@ class BuiltinConfig(BaseModel):
     # How the time + class embedding enters each ResNet block: "scale_shift" (FiLM: it scales and shifts the
     # normalised features) or "default" (it is added to them).
     resnet_time_scale_shift: Literal["scale_shift", "default"] = role(SETTING, "scale_shift", tags=(BUILTIN_TRAINING,))
-    # v-prediction: measured at 3 CPU minutes on the demo data (bench/generator_quality.py), its
-    # text-to-image samples were recognised in 73 % (x0: 36–41 %, epsilon: 23–28 %) with FID 14
-    # (x0: 38–58) in a real-only classifier's feature space; epsilon leaves noise when training
+    # v-prediction: after a few CPU minutes of training on the demo data (bench/generator_quality.py;
+    # docs/benchmarks.md) its text-to-image samples are recognised far more often than x0's or epsilon's,
+    # with a much lower FID in a real-only classifier's feature space; epsilon leaves noise when training
     # is this short, and x0 averages into blurry blobs.
     prediction_type: Literal["v_prediction", "sample", "epsilon"] = role(
         SETTING, "v_prediction", tags=(BUILTIN_TRAINING,), formerly="prediction_type")
@@ -72,13 +73,14 @@ class BuiltinConfig(BaseModel):
     finetune_steps: int | None = role(SETTING, None, tags=(BUILTIN_FINETUNE,), formerly="finetune_steps", ge=1)
     scheduler: Literal["ddim", "dpm"] = role(SETTING, "ddim", formerly="scheduler")  # the sampler
     # The sampler's arithmetic: "auto" takes bf16 autocast where the CPU computes bf16 natively
-    # (models/precision_rule.py; 1.45× on the AVX512-BF16 EPYC). Not in the store's identity: the
-    # choice is the machine's, so it is carried where it acts — in every image's fingerprint (and so
-    # in the store digest that run ids pin); images made the other way are made again, not mixed.
+    # (models/precision_rule.py), which samples clearly faster there (docs/benchmarks.md). Not in the
+    # store's identity: the choice is the machine's, so it is carried where it acts — in every image's
+    # fingerprint (and so in the store digest that run ids pin); images made the other way are made
+    # again, not mixed.
     sampling_precision: Literal["fp32", "bf16", "auto"] = role(OPERATIONAL, "fp32")
     # Training's arithmetic (and fine-tuning's): "bf16" is autocast with attention kept in fp32,
-    # "auto" takes it where the CPU computes bf16 natively (1.43× on the AVX512-BF16 EPYC). Not in
-    # the store's identity (the choice is the machine's): the model's
+    # "auto" takes it where the CPU computes bf16 natively, which trains clearly faster there
+    # (docs/benchmarks.md). Not in the store's identity (the choice is the machine's): the model's
     # training.json records it and the images carry the weights' fingerprint. In the training
     # stages' keys, so a cached model made with another setting is not reused.
     training_precision: Literal["fp32", "bf16", "auto"] = role(OPERATIONAL, "fp32", tags=BOTH)

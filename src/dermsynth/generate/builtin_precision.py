@@ -1,11 +1,10 @@
 """The built-in generator in bf16 where the CPU computes bf16 natively: sampling and training.
 
-Sampling, measured on the 2-core AMD EPYC (AVX512-BF16) at the quickstart's size: a batch-64
-forward pass of the (32, 64, 64) UNet took 136 ms under bf16 autocast and 198 ms in fp32 (1.45×).
-Training: a batch-32 step took 274 ms in fp32 and 259 ms under plain bf16 autocast (1.06×), because
-the CPU's flash-attention backward runs 6.6× slower in bf16 than in fp32 (754 vs 114 ms per 10
-steps, torch 2.14 profiler) and eats what the convolutions gain (backward 1.5×, forward 1.7×).
-With the attention kept in fp32 inside the autocast region the step took 192 ms (1.43×): that is
+Sampling: on a CPU that computes bf16 natively, the UNet's forward pass at the quickstart's size
+is clearly faster under bf16 autocast than in fp32. Training: under plain bf16 autocast a step
+gains almost nothing, because the CPU's flash-attention backward is much slower in bf16 than in
+fp32 and eats what the convolutions gain; with the attention kept in fp32 inside the autocast
+region the step gains about as much as sampling does (docs/benchmarks.md has the timings): that is
 what "bf16" training means here. CPUs without native bf16 run it several times slower. "auto"
 follows the rule of :mod:`dermsynth.models.precision_rule` (the CPU's flags, not a timing, so a
 study re-run on the same machine computes the same way), and the choice is recorded: sampling's

@@ -12,7 +12,7 @@ from dermsynth.generate.methods import method_masks
 # A masked pass starts from the reference noised to the first timestep it denoises. Above this
 # share of the reference's amplitude (√ᾱ at that timestep) the sampler only retouches the
 # reference: at 2 steps and strength 0.97 the pass starts at timestep 0, i.e. from the
-# reference itself, and the "synthetic" image is a copy (0.6 grey levels changed on average).
+# reference itself, and the "synthetic" image is a copy (hardly a grey level changed on average).
 MAX_REFERENCE_SHARE = 0.75
 
 

@@ -155,8 +155,8 @@ def train_builtin(images: np.ndarray, labels: list[str], out_dir: str | Path, *,
     out_dir = Path(out_dir)
     if len(images) == 0:
         raise DataError("no training images for the built-in generator")
-    # seeded before the model is made: its random initial weights drew from whatever state the
-    # global generator was left in, so the same study run twice in one process trained other models
+    # seeded before the model is made: otherwise its random initial weights draw from whatever state
+    # the global generator is in, and the same study run twice in one process trains other models
     torch.manual_seed(seed)
     unet, cfg = _initial_model(labels, classes, init_from, config)
     if images.shape[1] != unet.config.size:

@@ -1,10 +1,10 @@
 """Reaching the Hugging Face hub, decided once and fast.
 
 Offline, ``from_pretrained("openai/clip-vit-base-patch32")`` waits through the hub client's
-retries (52 s for CLIP, minutes for a Stable Diffusion pipeline) and prints dozens of warnings
-before it fails. So before loading a hub id we look in the local cache, then ask once per
-process whether the hub answers at all (one TCP connect, 3 s at most) and, if it does not,
-stop with one message that says what to do: a local folder or the cache folder.
+retries (a long wait for CLIP, longer for a Stable Diffusion pipeline: docs/benchmarks.md) and
+prints dozens of warnings before it fails. So before loading a hub id we look in the local cache,
+then ask once per process whether the hub answers at all (one TCP connect, 3 s at most) and, if
+it does not, stop with one message that says what to do: a local folder or the cache folder.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the built-in generator's sampling and training (generate/builtin_precision.py).
 
 Why a rule of the machine and not a timing. bf16 pays on a CPU only where the CPU computes it
 natively (AVX512-BF16 or AMX); without it bf16 is emulated and runs several times slower
-(docs/benchmarks.md). A timed probe found the same answers, but near its threshold it flipped
+(docs/benchmarks.md). A timed probe would give the same answers, but near its threshold it flips
 with the machine's load, so a re-run of a study from scratch could compute in another
 arithmetic and give other numbers. The CPU's flags do not move: the same
 config on the same machine always computes the same way, and every record says which precision

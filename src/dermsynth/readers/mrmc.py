@@ -3,7 +3,7 @@
 Every reader answers (most of) the same items, so answers are not independent: a hard item is
 hard for every reader, a keen reader is keen on every item. A test that counts readers × items
 as independent trials rejects a true 50 % far too often (a simulation with 10 readers × 40
-items and item difficulty sd 0.2: 19 %). Here the statistic is the mean of a readers × items
+items and item difficulty sd 0.2: docs/benchmarks.md). Here the statistic is the mean of a readers × items
 matrix ``Y`` (0/1 correctness, or jackknife pseudovalues of a per-reader figure of merit such
 as the AUC or d′ — the Dorfman–Berbaum–Metz approach), and its variance has a reader, an item
 and a residual part:

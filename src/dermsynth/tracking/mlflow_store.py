@@ -120,7 +120,7 @@ def open_store(uri: str, timeout: float = 5.0):
     if parsed.scheme == "sqlite":
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline: nothing leaves the machine
-    from mlflow import MlflowClient  # lazy: importing MLflow costs ~1.5 s
+    from mlflow import MlflowClient  # lazy: importing MLflow is slow (docs/benchmarks.md)
 
     for noisy in ("alembic", "mlflow"):  # after the import, which sets MLflow's own levels
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -71,8 +71,8 @@ def predict(model: nn.Module, x: torch.Tensor, spec: RunSpec, device, batch: int
 
 
 def _fused(params: list) -> dict:
-    """Adam's fused kernel where torch has one for the parameters' device: on the 2-core EPYC a
-    resnet18 AdamW step took 4.5 ms fused vs 16-27 ms per-tensor (~5 % of an epoch at 64 px)."""
+    """Adam's fused kernel where torch has one for the parameters' device: the fused AdamW step is
+    much cheaper than the per-tensor loop, a visible share of a small epoch (docs/benchmarks.md)."""
     return {"fused": True} if params and all(p.device.type in ("cpu", "cuda") for p in params) else {}
 
 

@@ -124,9 +124,9 @@ def run_training(spec: RunSpec, out_dir: str | Path | None = None) -> dict:
     """Train and evaluate one run; returns (and with ``out_dir`` writes) its JSON record.
 
     Runs with ``spec.threads`` torch threads (all cores when unset) and gives the process its
-    thread count back afterwards: a run with ``threads = 1`` left every later computation in the
-    process single-threaded, which changed what later code computed (its numerics, not only its
-    speed)."""
+    thread count back afterwards: a run with ``threads = 1`` would otherwise leave every later
+    computation in the process single-threaded, which changes what later code computes (its
+    numerics, not only its speed)."""
     before = torch.get_num_threads()
     torch.set_num_threads(spec.threads or os.cpu_count() or 1)
     try:
@@ -221,7 +221,7 @@ def resolve_precision(spec: RunSpec, model, num_classes: int, device, n_train: i
 
 def environment(device) -> dict:
     """Versions and hardware a result depends on (a timm or diffusers upgrade can change weights;
-    the statistics libraries' versions are recorded because a pandas major once changed a report)."""
+    the statistics libraries' versions are recorded because a pandas major version can change a report)."""
     import diffusers
     import scipy
     import sklearn

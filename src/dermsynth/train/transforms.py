@@ -154,7 +154,7 @@ class Augmentation:
         if self.policy is None and self.mix is None:  # the paper's transforms draw from gen alone
             x = raw.float().div_(255.0)
             return (augment(x, self.paper, gen) if self.paper is not None else x), y
-        # (forking and seeding the global generator costs ~0.1 ms a batch: only where a policy draws from it)
+        # (forking and seeding the global generator costs time every batch: only where a policy draws from it)
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -34,8 +34,9 @@ def _lazy(target: str):
 
 
 # Sampler steps when a config or command gives none, per backend: Stable Diffusion's usual 50
-# (the authors'), the built-in model's tuned 10 (bench/generator_quality.py; 50 would only be
-# 5x slower). One table, so `dermsynth generator sample`, [generator] and make_backend agree.
+# (the authors'), the built-in model's tuned 10 (bench/generator_quality.py: more steps cost
+# proportionally more time, not better samples). One table, so `dermsynth generator sample`,
+# [generator] and make_backend agree.
 DEFAULT_STEPS = {"builtin": 10, "sd": 50}
 
 BACKENDS: Registry = Registry("backend")

@@ -232,7 +232,8 @@ def test_experiment_calibrate_reports_both_false_positive_rates(demo_root, tmp_p
     bad = CliRunner().invoke(app, ["experiment", "calibrate", str(config), "--study", str(out), "--where", "n_real=99"])
     assert bad.exit_code == 2 and "no real-only cell" in bad.output
     # the plan states what the planned seeds detect: from the calibration, else from seed_sd in the config
-    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--study", str(out), "--device", "cpu", "--json"])
+    plan = CliRunner().invoke(app, ["experiment", "plan", str(config), "--study", str(out), "--device", "cpu",
+                                    "--json"])
     assert plan.exit_code == 0, plan.output
     power = json.loads(plan.output)["power"]
     assert power["source"].startswith("90 % upper bound of the calibration")

@@ -30,7 +30,7 @@ from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import load_split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.generate.backends.builtin import BuiltinBackend
-from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
+from dermsynth.generate.builtin.train import BuiltinConfig, train_builtin
 from dermsynth.generate.runner import run_generation
 from dermsynth.models.precision_rule import cpu_name
 from dermsynth.train.probe import features

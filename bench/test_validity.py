@@ -26,7 +26,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from dermsynth.analysis.null_simulation import Scenario, StudySimulator, null_grid, power_grid
 from dermsynth.analysis.seed_variance import _two_way, accuracy_interval, seed_aware_test
-from dermsynth.analysis.stats import bootstrap_accuracy, wald_ci
+from dermsynth.stats import bootstrap_accuracy, wald_ci
 
 
 def satterthwaite_p(a, b, seeds_a, seeds_b) -> float:

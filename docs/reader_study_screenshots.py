@@ -30,8 +30,8 @@ def main() -> None:
     from dermsynth.analysis.reader_study import write_study_report
     from dermsynth.data.splits import load_split
     from dermsynth.experiments.results import load_records
-    from dermsynth.readers import database as db
-    from dermsynth.readers.design import StudyConfig, create_study
+    from dermsynth.reader_study import database as db
+    from dermsynth.reader_study.design import StudyConfig, create_study
     from dermsynth.train.spec import RunSpec
 
     rec = next(r for r in load_records(args.quickstart_out) if r["spec"].get("synthetic_store"))
@@ -57,7 +57,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = (f"import uvicorn; from dermsynth.readers.app import create_app; "
+    code = (f"import uvicorn; from dermsynth.reader_study.app import create_app; "
             f"uvicorn.run(create_app({str(study)!r}), host='127.0.0.1', port={port}, log_level='error')")
     server = subprocess.Popen([sys.executable, "-c", code])
     try:

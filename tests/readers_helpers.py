@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from dermsynth.readers import database as db
+from dermsynth.reader_study import database as db
 
 
 def free_port() -> int:
@@ -30,7 +30,8 @@ class Server:
 
     def start(self) -> Server:
         """The study served as `dermsynth reader-study serve` serves it (``options``: serve()'s)."""
-        code = (f"from dermsynth.readers.serving import serve; serve({str(self.study)!r}, '127.0.0.1', {self.port}, "
+        code = (f"from dermsynth.reader_study.serving import serve; "
+                f"serve({str(self.study)!r}, '127.0.0.1', {self.port}, "
                 f"log_level='error', **{self.options!r})")
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         deadline = time.time() + 60

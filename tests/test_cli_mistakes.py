@@ -125,8 +125,8 @@ def test_enough_steps_change_the_masked_region_and_the_rehearsal_uses_them(gener
     from dermsynth.experiments.presets import preset_path
     from dermsynth.experiments.rehearsal import MASKED_STEPS, rehearse
     from dermsynth.experiments.spec import load_experiment
-    from dermsynth.generate.builtin_model import load_builtin
-    from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
+    from dermsynth.generate.builtin.model import load_builtin
+    from dermsynth.generate.builtin.sampling import generate_method, masked_copy_problem
     from dermsynth.generate.methods import centre_square_mask
 
     model = load_builtin(generator)

@@ -21,7 +21,7 @@ from dermsynth.field_roles import (
     role_of,
     stage_key,
 )
-from dermsynth.generate.builtin_config import BUILTIN_FINETUNE, BUILTIN_TRAINING, BuiltinConfig
+from dermsynth.generate.builtin.config import BUILTIN_FINETUNE, BUILTIN_TRAINING, BuiltinConfig
 from dermsynth.train.spec import RunSpec, real_only_fields
 
 

@@ -18,9 +18,9 @@ from dermsynth.data.splits import make_split
 from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
 from dermsynth.errors import ConfigError, DermsynthError, LeakageError
 from dermsynth.generate.backends.builtin import BuiltinBackend
-from dermsynth.generate.builtin_model import load_builtin
-from dermsynth.generate.builtin_sampling import generate_method, sample
-from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
+from dermsynth.generate.builtin.model import load_builtin
+from dermsynth.generate.builtin.sampling import generate_method, sample
+from dermsynth.generate.builtin.train import BuiltinConfig, train_builtin
 from dermsynth.generate.methods import centre_square_mask, method_masks, prompt_for
 from dermsynth.generate.runner import run_generation
 
@@ -348,7 +348,7 @@ def test_training_precision_is_chosen_recorded_and_kept_when_a_run_resumes(split
     model's own attention processors are back in place afterwards."""
     from diffusers.models.attention_processor import Attention
 
-    from dermsynth.generate.builtin_precision import step_autocast, training_arithmetic
+    from dermsynth.generate.builtin.precision import step_autocast, training_arithmetic
     from dermsynth.models.precision_rule import auto_precision
 
     pool = split.pool.iloc[:20]

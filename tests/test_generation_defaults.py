@@ -7,7 +7,7 @@ from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import make_split
 from dermsynth.experiments.spec import validate_experiment
 from dermsynth.generate.backends.registry import DEFAULT_STEPS, make_backend
-from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin
+from dermsynth.generate.builtin.train import BuiltinConfig, train_builtin
 
 
 def test_generator_steps_default_per_backend():

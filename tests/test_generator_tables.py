@@ -18,7 +18,7 @@ from dermsynth.experiments.generator_spec import GeneratorSpec
 from dermsynth.experiments.presets import preset_names, preset_path
 from dermsynth.experiments.spec import load_experiment, validate_experiment
 from dermsynth.experiments.synthetic_stage import STAGE_SETTINGS, _key, make_once, store_identity
-from dermsynth.generate.builtin_config import BUILTIN_TRAINING
+from dermsynth.generate.builtin.config import BUILTIN_TRAINING
 from dermsynth.generate.dreambooth_config import DREAMBOOTH
 
 # store_identity of every preset's store(s), computed by the flat GeneratorSpec before the tables

@@ -1,4 +1,4 @@
-"""The package's layers import one way: models, data → generate → train → audits, readers →
+"""The package's layers import one way: models, data → generate → train → audits, reader_study →
 experiments → analysis → cli. Every import (module-level or inside a function) is checked."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import dermsynth
 PACKAGE = Path(dermsynth.__file__).parent
 # Rank of each top-level package; a module may import only from its own rank or below.
 # Base modules (errors, io, registry, the package itself) sit under everything.
-RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "readers": 5, "experiments": 6, "deploy": 7,
-         "analysis": 7, "tracking": 7, "cli": 8}
-BASE = {"errors", "files", "field_roles", "progress", "registry", "lockfile", ""}
+RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "reader_study": 5, "experiments": 6,
+         "deploy": 7, "analysis": 7, "tracking": 7, "cli": 8}
+BASE = {"errors", "files", "field_roles", "progress", "registry", "lockfile", "stats", ""}
 
 
 def layer_of(module: str) -> str:

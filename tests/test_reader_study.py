@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.readers import database as db
-from dermsynth.readers.analysis import agreement, analyse, exact
-from dermsynth.readers.design import StudyConfig, create_study
-from dermsynth.readers.labelstudio import export_tasks, import_annotations
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.analysis import agreement, analyse, exact
+from dermsynth.reader_study.design import StudyConfig, create_study
+from dermsynth.reader_study.labelstudio import export_tasks, import_annotations
 from readers_helpers import Server, items
 
 CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dermsynth.readers.analysis import agreement, by_method, pooled
-from dermsynth.readers.mrmc import crossed_mean_test
+from dermsynth.reader_study.analysis import agreement, by_method, pooled
+from dermsynth.reader_study.mrmc import crossed_mean_test
 
 SIMS, READERS, ITEMS = 6000, 10, 40
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dermsynth.readers import database as db
-from dermsynth.readers.design import StudyConfig, create_study
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.design import StudyConfig, create_study
 from readers_helpers import Server, invite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -16,9 +16,9 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.readers import database as db
-from dermsynth.readers.design import FIXED_MTIME, StudyConfig, create_study
-from dermsynth.readers.labelstudio import export_tasks
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.design import FIXED_MTIME, StudyConfig, create_study
+from dermsynth.reader_study.labelstudio import export_tasks
 from readers_helpers import Server, items, tells
 
 README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "09-reader-study.md"  # the guide page on it

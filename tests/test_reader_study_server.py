@@ -14,9 +14,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from dermsynth.readers import database as db
-from dermsynth.readers.design import StudyConfig, create_study
-from dermsynth.readers.export import answers_csv, frame_csv
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.design import StudyConfig, create_study
+from dermsynth.reader_study.export import answers_csv, frame_csv
 from readers_helpers import Server, invite
 
 README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "09-reader-study.md"  # the guide page on it

@@ -15,11 +15,11 @@ from PIL import Image
 from dermsynth.analysis.figures import draw_fig3
 from dermsynth.analysis.imbalance import AGGREGATE, imbalance_comparisons
 from dermsynth.analysis.report import build_report, dose_fits
-from dermsynth.analysis.stats import bh_adjust
 from dermsynth.analysis.summary import distinct_values, synthetic_comparisons, varying_keys
 from dermsynth.experiments.results import load_records
 from dermsynth.experiments.runner import run_experiment
 from dermsynth.experiments.spec import validate_experiment
+from dermsynth.stats import bh_adjust
 
 CLASSES = ("a", "b", "c")
 PER_CLASS = 120

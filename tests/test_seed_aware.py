@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dermsynth.analysis.calibration import aa_rates, aa_splits, power_summary
+from dermsynth.analysis.aa_check import aa_rates, aa_splits, power_summary
 from dermsynth.analysis.seed_variance import detectable_effect, power, seed_aware_test, seeds_needed
-from dermsynth.analysis.stats import bh_adjust, prop_test
 from dermsynth.analysis.summary import headline_answer, plain_summary, synthetic_comparisons
 from dermsynth.analysis.verdicts import equivalence_p, finish_family, seed_columns, verdict
 from dermsynth.cli import app
 from dermsynth.errors import StatisticsError
+from dermsynth.stats import bh_adjust, prop_test
 
 N_TEST = 360
 
@@ -329,7 +329,7 @@ def test_accuracy_interval_covers_and_the_wald_interval_does_not():
     far less when few seeds vary (per-seed sd 6 points)."""
     from dermsynth.analysis.null_simulation import Scenario, StudySimulator
     from dermsynth.analysis.seed_variance import accuracy_interval
-    from dermsynth.analysis.stats import wald_ci
+    from dermsynth.stats import wald_ci
 
     for seeds in (2, 3, 5):
         sim = StudySimulator(Scenario("paired", seeds, 0.06), np.random.default_rng(seeds))
@@ -345,7 +345,7 @@ def test_accuracy_interval_covers_and_the_wald_interval_does_not():
 def test_bootstrap_of_a_difference_keeps_the_seed_pairing():
     """Paired seeds share a large seed effect: resampled together they cancel it, so the paired
     bootstrap CI is much narrower than resampling each arm's seeds on its own."""
-    from dermsynth.analysis.stats import bootstrap_difference
+    from dermsynth.stats import bootstrap_difference
 
     rng = np.random.default_rng(4)
     difficulty = rng.normal(0.0, 1.5, N_TEST)

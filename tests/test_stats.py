@@ -6,7 +6,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from dermsynth.analysis.dose import fit_dose_response, saturating
-from dermsynth.analysis.stats import bh_adjust, bootstrap_difference, fisher_test, prop_test, wald_ci, wilson_ci
+from dermsynth.stats import bh_adjust, bootstrap_difference, fisher_test, prop_test, wald_ci, wilson_ci
 
 
 def test_paper_prop_test_values():

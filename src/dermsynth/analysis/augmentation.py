@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from dermsynth import files as dio
 from dermsynth.analysis.figures import OKABE_ITO, save_figure
 from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
-from dermsynth.analysis.stats import wald_ci
 from dermsynth.analysis.summary import add_method_column, synthetic_comparisons
+from dermsynth.stats import wald_ci
 from dermsynth.train.synthetic_views import views_dir
 from dermsynth.train.transforms import AUGMENTATIONS
 

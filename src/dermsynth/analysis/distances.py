@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dermsynth.analysis.stats import bh_adjust
 from dermsynth.errors import ConfigError, DataError
+from dermsynth.stats import bh_adjust
 
 # Methods whose images are made from a reference image (a masked region is generated around it).
 REFERENCE_METHODS = ("inpaint", "outpaint", "in-then-outpaint")

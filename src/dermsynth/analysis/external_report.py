@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 
 from dermsynth.analysis.figures import OKABE_ITO, save_figure
 from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
-from dermsynth.analysis.stats import bootstrap_accuracy, wald_ci
 from dermsynth.analysis.summary import add_method_column, correctness, synthetic_comparisons, varying_keys
 from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.experiments.results import load_records, results_table
+from dermsynth.stats import bootstrap_accuracy, wald_ci
 
 
 def internal_vs_external(internal: pd.DataFrame, external: pd.DataFrame, ext_records: list[dict],

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dermsynth.analysis.stats import wald_ci
 from dermsynth.analysis.summary import add_method_column, distinct_values
+from dermsynth.stats import wald_ci
 
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 

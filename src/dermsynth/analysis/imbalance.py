@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.seed_variance import seed_aware_test
-from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import correctness, varying_keys
 from dermsynth.analysis.verdicts import finish_family, seed_columns, significant, verdict_clause
+from dermsynth.stats import bootstrap_difference, compare
 
 # what makes a run one of the three arms (unset in the arms without synthetic data): never a cell key
 ARM_FIELDS = ("synthetic_per_real", "synthetic_classes", "duplicate_classes", "synthetic_methods", "method",

@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.special import expit
-from statsmodels.stats.proportion import proportion_confint
 
 from dermsynth.analysis.seed_variance import seed_aware_test
 from dermsynth.analysis.sequential import SequentialDesign, decide
 from dermsynth.analysis.verdicts import equivalence_p
 from dermsynth.errors import StatisticsError
+from dermsynth.stats import wilson_interval
 
 NULLS = ("paired", "aa_disjoint", "interaction")
 
@@ -146,8 +146,8 @@ def power_grid(seed_counts=(3, 5, 10), seed_sds=(0.03, 0.08), effects=(0.05, 0.1
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
     """95 % Monte-Carlo (Wilson) interval of a rate k / n, clipped so that it contains the rate."""
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return min(max(float(lo), 0.0), k / n), max(min(float(hi), 1.0), k / n)
+    lo, hi = wilson_interval(k, n)
+    return min(max(lo, 0.0), k / n), max(min(hi, 1.0), k / n)
 
 
 def sequential_rates(scenario: Scenario, design: SequentialDesign, reps: int, seed: int = 0) -> dict:

@@ -9,8 +9,8 @@ import pandas as pd
 
 from dermsynth import files
 from dermsynth.analysis.report_sections import Section, fmt_table, thumb
-from dermsynth.readers.analysis import analyse
-from dermsynth.readers.database import DB_NAME
+from dermsynth.reader_study.analysis import analyse
+from dermsynth.reader_study.database import DB_NAME
 
 
 def _pct(v) -> str:

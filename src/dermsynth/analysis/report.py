@@ -16,8 +16,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dermsynth import files as dio
 from dermsynth.analysis import figures
+from dermsynth.analysis.aa_check import calibration_section
 from dermsynth.analysis.augmentation import augmentation_sections
-from dermsynth.analysis.calibration import calibration_section
 from dermsynth.analysis.data_notes import cleaning_sections, missing_image_warnings
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external_report import external_sections

@@ -58,7 +58,7 @@ def default_max_seeds(spec: ExperimentSpec, out: Path, target_effect: float | No
     config's seeds."""
     planned = len(spec.seed_list())
     if target_effect:
-        from dermsynth.analysis.calibration import planned_power
+        from dermsynth.analysis.aa_check import planned_power
 
         power = planned_power(spec, out, target_effect)
         if power is None:

@@ -14,9 +14,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from dermsynth.analysis.seed_variance import seed_aware_test
-from dermsynth.analysis.stats import bootstrap_difference, compare
 from dermsynth.analysis.summary import all_degenerate, matched_cells, test_predictions
 from dermsynth.analysis.verdicts import finish_families, seed_columns, significant, verdict_clause
+from dermsynth.stats import bootstrap_difference, compare
 
 
 def _per_group(rec: dict) -> dict[str, dict]:

@@ -11,7 +11,6 @@ import pandas as pd
 
 from dermsynth.analysis.seed_variance import accuracy_interval, seed_aware_test
 from dermsynth.analysis.sequential import LookView
-from dermsynth.analysis.stats import accuracy_ci, bootstrap_difference, compare
 from dermsynth.analysis.verdicts import (
     NO_DIFFERENCE,
     VERDICTS,
@@ -20,6 +19,7 @@ from dermsynth.analysis.verdicts import (
     seed_columns,
     verdict_clause,
 )
+from dermsynth.stats import accuracy_ci, bootstrap_difference, compare
 
 
 def add_method_column(table: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from dermsynth.analysis.seed_variance import SeedAwareResult, detectable_effect, seed_sd_upper, seeds_needed
-from dermsynth.analysis.stats import bh_adjust
+from dermsynth.stats import bh_adjust
 
 ALPHA = 0.05
 # A gain of 5 accuracy points is what the paper's comparisons are about: "no difference" is

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import binomtest
-from statsmodels.stats.proportion import proportion_confint
 
 from dermsynth import files
 from dermsynth.data.cache import cache_images
@@ -26,6 +25,7 @@ from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import DataError
 from dermsynth.models.backbones import create_backbone
 from dermsynth.progress import progress_bars
+from dermsynth.stats import wilson_interval
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.run import device_for, images_tensor, resolve_precision
 from dermsynth.train.spec import RunSpec
@@ -47,7 +47,7 @@ def majority_rate(labels) -> float:
 def _row(group: str, correct: np.ndarray, chance: float) -> dict:
     n, k = len(correct), int(correct.sum())
     acc = k / n if n else float("nan")
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson") if n else (float("nan"), float("nan"))
+    lo, hi = wilson_interval(k, n)
     p = binomtest(k, n, chance, alternative="greater").pvalue if n else float("nan")
     return {"group": group, "n": n, "accuracy": acc, "ci_low": lo, "ci_high": hi, "chance": chance,
             "p_above_chance": p}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from dermsynth import __version__
-from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, init, quickstart, readers, train
+from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, init, quickstart, reader_study, train
 from dermsynth.cli.common import JsonOpt, deprecated_command, describe_group, emit, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -46,7 +46,7 @@ GROUPS = [
     ("classifier", classifier, "One classifier, and using a trained one"),
     ("analysis", analyses, "What the synthetic images are like"),
     ("audit", audit.app, "Checks that exit 1 on a problem"),
-    ("reader-study", readers.app, "Clinicians tell real from synthetic"),
+    ("reader-study", reader_study.app, "Clinicians tell real from synthetic"),
 ]
 for name, group, summary in GROUPS:
     describe_group(group, summary)

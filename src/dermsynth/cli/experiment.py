@@ -171,7 +171,7 @@ def experiment_plan(config: Path = ConfigArg, device: Literal["a100", "h100", "c
                     out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """Before anything runs: models to fine-tune, images to generate, classifier runs, device-hours, disk, and
     the smallest effect the planned seeds detect (from a calibration or `seed_sd` in the config)."""
-    from dermsynth.analysis.calibration import planned_power, power_line
+    from dermsynth.analysis.aa_check import planned_power, power_line
     from dermsynth.experiments.plan import load_throughput, plan
     from dermsynth.experiments.spec import load_experiment
 
@@ -198,7 +198,7 @@ def experiment_calibrate(config: Path = ConfigArg, study: Path | None = StudyOpt
                          workers: int = typer.Option(1, help="Parallel training runs."),
                          out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """A/A check: train one real-only cell with K seeds; how often does each test call identical arms different?"""
-    from dermsynth.analysis.calibration import calibrate, effect_text, interaction_line, interval_text
+    from dermsynth.analysis.aa_check import calibrate, effect_text, interaction_line, interval_text
     from dermsynth.experiments.calibrate import parse_where
     from dermsynth.experiments.spec import load_experiment
 

@@ -28,12 +28,12 @@ def generator_train(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, 
                     as_json: bool = c.JsonOpt):
     """Train the built-in generator on the training pool only (resumable)."""
     from dermsynth.data.splits import load_split
-    from dermsynth.generate.builtin_train import BuiltinConfig, train_builtin_on
+    from dermsynth.generate.builtin.train import BuiltinConfig, train_builtin_on
 
     c.require_positive(steps=steps, minutes=minutes)
     config = BuiltinConfig(size=size)  # checks the size before any data is read
     if init_from is not None:
-        from dermsynth.generate.builtin_model import resolve_model_dir
+        from dermsynth.generate.builtin.model import resolve_model_dir
 
         resolve_model_dir(init_from)  # a mistyped --init-from fails before the data is read
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))

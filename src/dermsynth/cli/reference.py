@@ -34,7 +34,7 @@ CONFIG_TABLES: list[tuple[str, str, str, str]] = [
      "How the synthetic store is made: backend, methods, images per reference, sampling, fine-tuning; each "
      "backend's own settings are a table of their own (the next pages). Configs that still write those settings "
      "flat in `[generator]` load, with a deprecation warning naming each setting's table."),
-    ("generator-builtin", "[generator.builtin]", "dermsynth.generate.builtin_config:BuiltinConfig",
+    ("generator-builtin", "[generator.builtin]", "dermsynth.generate.builtin.config:BuiltinConfig",
      "The built-in generator: a trained model to use, or the architecture, training and fine-tuning of one "
      "trained here, and its sampler. The table is the backend's own config, handed to training as is."),
     ("generator-sd", "[generator.sd]", "dermsynth.generate.backends.sd_config:StableDiffusionConfig",

@@ -49,7 +49,3 @@ def make_table(df: pd.DataFrame, source: str) -> pd.DataFrame:
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].reset_index(drop=True)
 
-
-def class_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Images per class, most frequent first."""
-    return {str(k): int(v) for k, v in table["label"].value_counts().items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dermsynth.analysis.stats import wilson_ci
+from dermsynth.stats import wilson_ci
 
 LIMITS = [
     "Research use only: not a medical device, not validated for diagnosis or triage of patients.",

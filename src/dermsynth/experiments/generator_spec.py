@@ -4,7 +4,7 @@
     backend = "builtin"
     methods = ["inpaint", "text-to-image"]
     per_image = 2
-    [generator.builtin]            # generate/builtin_config.py: BuiltinConfig, handed to training as is
+    [generator.builtin]            # generate/builtin/config.py: BuiltinConfig, handed to training as is
     block_out_channels = [32, 64, 64]
     train_steps = 450
     [generator.sd]                 # generate/backends/sd_config.py: which models, which resolution
@@ -33,7 +33,7 @@ from dermsynth.errors import ConfigDeprecationWarning, ConfigError
 from dermsynth.field_roles import OPERATIONAL, SETTING, declaration, default_value, fields_with, role
 from dermsynth.generate.backends.registry import DEFAULT_STEPS
 from dermsynth.generate.backends.sd_config import StableDiffusionConfig
-from dermsynth.generate.builtin_config import BuiltinConfig
+from dermsynth.generate.builtin.config import BuiltinConfig
 from dermsynth.generate.dreambooth_config import DreamBoothConfig
 
 FinetuneMode = Literal["none", "all", "per-class"]

@@ -32,7 +32,7 @@ STAND_IN_TABLES = {"builtin": {"model": None, "size": 16, "train_steps": 20, "tr
                    "sd": {"model": None, "inpaint_model": None}, "dreambooth": {"lora": False}}
 # With a masked method, 4 sampler steps, not 2: at 2 (or 3) a masked pass starts from (almost) the
 # reference itself, so inpaint and in-then-outpaint stores hold near-copies of the real images and
-# score alike (generate/builtin_sampling.py: masked_copy_problem); at 4 each method changes its own
+# score alike (generate/builtin/sampling.py: masked_copy_problem); at 4 each method changes its own
 # region. Text-to-image starts from noise, so a text-to-image-only rehearsal keeps the cheaper 2.
 MASKED_STEPS = 4
 STAND_IN_CLEANING = {"embedding": "pixels:8"}

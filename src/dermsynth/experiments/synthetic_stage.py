@@ -33,9 +33,9 @@ from dermsynth.experiments.task_payloads import (
 )
 from dermsynth.field_roles import stage_key
 from dermsynth.generate.backends.registry import make_backend
-from dermsynth.generate.builtin_config import BUILTIN_FINETUNE, BUILTIN_TRAINING
-from dermsynth.generate.builtin_model import ConditionedUNet, model_fingerprint
-from dermsynth.generate.builtin_train import train_builtin_on
+from dermsynth.generate.builtin.config import BUILTIN_FINETUNE, BUILTIN_TRAINING
+from dermsynth.generate.builtin.model import ConditionedUNet, model_fingerprint
+from dermsynth.generate.builtin.train import train_builtin_on
 from dermsynth.generate.dreambooth import finetune_from_split
 from dermsynth.generate.dreambooth_config import DREAMBOOTH, DreamBoothConfig
 from dermsynth.generate.runner import run_generation

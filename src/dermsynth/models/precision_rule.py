@@ -1,5 +1,5 @@
 """bf16 or fp32 for ``precision = "auto"``: one rule for the classifier (train/precision.py) and
-the built-in generator's sampling and training (generate/builtin_precision.py).
+the built-in generator's sampling and training (generate/builtin/precision.py).
 
 Why a rule of the machine and not a timing. bf16 pays on a CPU only where the CPU computes it
 natively (AVX512-BF16 or AMX); without it bf16 is emulated and runs several times slower

@@ -27,7 +27,7 @@ from dermsynth import files
 from dermsynth.errors import DataError
 from dermsynth.experiments.external_evaluation import external_folders_of
 from dermsynth.experiments.results import load_records, runs_dir
-from dermsynth.experiments.tracking_spec import DB_NAME, TrackingSpec, resolve_uri
+from dermsynth.experiments.tracking_spec import TrackingSpec, resolve_uri
 from dermsynth.tracking.records import cell_fields, flatten, metrics_of, params_of, run_name, tags_of
 
 log = logging.getLogger(__name__)
@@ -211,11 +211,6 @@ def _new_run(client, exp_id: str, keys: dict, key: str, name: str, params: dict[
         client.log_batch(run.info.run_id, metrics=metric_items[i:i + 1000])
     keys[key] = (run.info.run_id, "RUNNING")
     return run.info.run_id
-
-
-def default_store(out: str | Path) -> Path:
-    """The SQLite file of a study's offline store (``mlflow ui --backend-store-uri sqlite:///…``)."""
-    return Path(out) / DB_NAME
 
 
 def summary_line(res: dict) -> str:

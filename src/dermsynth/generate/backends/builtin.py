@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from dermsynth.data.synthetic_store import read_training_ids
-from dermsynth.generate.builtin_model import load_builtin
-from dermsynth.generate.builtin_precision import choose_sampling_precision
-from dermsynth.generate.builtin_sampling import generate_method, masked_copy_problem
+from dermsynth.generate.builtin.model import load_builtin
+from dermsynth.generate.builtin.precision import choose_sampling_precision
+from dermsynth.generate.builtin.sampling import generate_method, masked_copy_problem
 from dermsynth.generate.methods import method_params
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.generate.builtin_model import BuiltinModel, make_scheduler
+from dermsynth.generate.builtin.model import BuiltinModel, make_scheduler
 from dermsynth.generate.methods import method_masks
 
 # A masked pass starts from the reference noised to the first timestep it denoises. Above this
@@ -56,7 +56,7 @@ def sample(model: BuiltinModel, labels: list[str], seeds: list[int], refs: np.nd
 
     ``mask`` (S, S): 1 = generate. ``strength`` < 1 starts from the reference noised to that
     level (diffusers' semantics); kept pixels are pasted back from the reference. ``bf16``: the
-    UNet runs under bf16 autocast (builtin_precision.py decides where that is faster); the
+    UNet runs under bf16 autocast (builtin/precision.py decides where that is faster); the
     scheduler's arithmetic stays fp32.
     """
     if not 0.0 < strength <= 1.0:

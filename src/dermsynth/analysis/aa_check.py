@@ -27,8 +27,8 @@ from dermsynth.analysis.seed_variance import (
     seed_sd_upper,
     seeds_needed,
 )
-from dermsynth.analysis.stats import prop_test
 from dermsynth.errors import StatisticsError
+from dermsynth.stats import prop_test
 
 ALPHA = 0.05
 EFFECTS = (0.05, 0.10)

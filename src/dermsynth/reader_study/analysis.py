@@ -1,6 +1,6 @@
 """Analysis of a reader study: can clinicians tell synthetic from real?
 
-Readers and items are both samples, so pooled results come from :mod:`dermsynth.readers.mrmc`
+Readers and items are both samples, so pooled results come from :mod:`dermsynth.reader_study.mrmc`
 (reader and item effects; jackknife pseudovalues for the AUC, DBM-style), never from counting
 readers × items as independent trials. Reported:
 
@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
-from statsmodels.stats.multitest import multipletests
 
 from dermsynth import files
-from dermsynth.readers import database as db
-from dermsynth.readers.export import frame_csv
-from dermsynth.readers.mrmc import auc, crossed_mean_test, dprime, pseudovalues
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.export import frame_csv
+from dermsynth.reader_study.mrmc import auc, crossed_mean_test, dprime, pseudovalues
+from dermsynth.stats import bh_adjust
 
 
 def load_answers(study: str | Path) -> pd.DataFrame:
@@ -129,7 +129,7 @@ def by_method(single: pd.DataFrame) -> pd.DataFrame:
                      **_detection(both)})
     out = pd.DataFrame(rows)
     if len(out):
-        out["auc_p_bh"] = _bh(out["auc_p_value"])
+        out["auc_p_bh"] = bh_adjust(out["auc_p_value"])
     return out
 
 
@@ -142,7 +142,7 @@ def breakdown(single: pd.DataFrame) -> pd.DataFrame:
                 for level, g in single.groupby(single[factor].fillna("unknown"))]
         frame = pd.DataFrame(rows)
         if len(frame):
-            frame["p_bh"] = _bh(frame["p_value"])
+            frame["p_bh"] = bh_adjust(frame["p_value"])
         parts.append(frame)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -204,13 +204,3 @@ def analyse(study: str | Path) -> dict:
                "agreement": agreement(single) if len(single) else None}
     files.write_json(out / "summary.json", summary)
     return {**summary, "per_reader": per_reader, "by_method": methods, "breakdown": parts, "fooled": top}
-
-
-def _bh(p_values: pd.Series) -> np.ndarray:
-    """Benjamini–Hochberg over the p-values that exist; untested rows stay NaN, outside the family."""
-    p = p_values.to_numpy(dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method="fdr_bh")[1]
-    return out

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from dermsynth import files
 from dermsynth.errors import DataError
-from dermsynth.readers import database as db
-from dermsynth.readers.design import FIXED_MTIME
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.design import FIXED_MTIME
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>

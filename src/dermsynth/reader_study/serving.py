@@ -1,13 +1,13 @@
 """``serve``: uvicorn on loopback by default, with the guarded protocol (header and body
-deadlines) and the body guard of :mod:`dermsynth.readers.server`, a limit on concurrent
+deadlines) and the body guard of :mod:`dermsynth.reader_study.server`, a limit on concurrent
 connections (503 beyond it) and a short keep-alive."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth.readers.app import create_app
-from dermsynth.readers.server import guarded_protocol
+from dermsynth.reader_study.app import create_app
+from dermsynth.reader_study.server import guarded_protocol
 
 
 def serve(study: str | Path, host: str = "127.0.0.1", port: int = 8000, *, header_timeout: float = 10.0,

@@ -1,4 +1,4 @@
-"""The reader study's web app (FastAPI, served by :func:`dermsynth.readers.server.serve`): invite
+"""The reader study's web app (FastAPI, served by :func:`dermsynth.reader_study.server.serve`): invite
 links per reader, one image (or pair) at a time, answers committed as given, an admin page with
 progress and CSV export.
 
@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dermsynth import files as dio
-from dermsynth.readers import database as db
-from dermsynth.readers.export import answers_csv
-from dermsynth.readers.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE
-from dermsynth.readers.server import MAX_BODY, NO_STORE, BodyGuard
+from dermsynth.reader_study import database as db
+from dermsynth.reader_study.export import answers_csv
+from dermsynth.reader_study.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE
+from dermsynth.reader_study.server import MAX_BODY, NO_STORE, BodyGuard
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{24}$")
 ADMIN_COOKIE = "dermsynth_admin"

@@ -9,7 +9,7 @@
   checked *before* any of the body is read (a wrong token is 403 whatever the body); then the
   body is counted as it arrives, however it is framed (Content-Length or chunked), and 413 is
   answered as soon as it passes ``max_body``. Every response gets the no-store headers.
-:func:`dermsynth.readers.serving.serve` runs the app with both (kept apart so that the app,
+:func:`dermsynth.reader_study.serving.serve` runs the app with both (kept apart so that the app,
 which uses the guard, and the server, which runs the app, do not import each other).
 """
 

@@ -18,7 +18,7 @@ ReaderStudyArg = typer.Argument(..., metavar="READER_STUDY", help="The reader-st
 
 def existing_study(study: Path) -> Path:
     """``study`` when it holds a study's database; else a DataError (nothing is created there)."""
-    from dermsynth.readers import database as db
+    from dermsynth.reader_study import database as db
 
     if not (study / db.DB_NAME).is_file():
         raise DataError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
@@ -76,7 +76,7 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
            as_json: bool = c.JsonOpt):
     """Draw matched, stratified items, re-encode them identically, write the study folder."""
     from dermsynth.data.splits import load_split
-    from dermsynth.readers.design import StudyConfig, create_study
+    from dermsynth.reader_study.design import StudyConfig, create_study
 
     experiment = c.renamed(study, experiment, "--experiment", "--study")
     if experiment is not None:
@@ -107,7 +107,7 @@ def invite(study: Path = ReaderStudyArg, name: list[str] = typer.Option(..., "--
            base_url: str = typer.Option("http://localhost:8000", help="Where the study will be served."),
            as_json: bool = c.JsonOpt):
     """Create readers and print their invite links (shown once; only a hash is stored)."""
-    from dermsynth.readers import database as db
+    from dermsynth.reader_study import database as db
 
     conn = db.connect(existing_study(study) / db.DB_NAME)
     try:
@@ -132,7 +132,7 @@ def serve(study: Path = ReaderStudyArg,
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
           max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond).")):
     """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
-    from dermsynth.readers.serving import serve as run
+    from dermsynth.reader_study.serving import serve as run
 
     existing_study(study)
     c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "
@@ -146,7 +146,7 @@ def report(study: Path = ReaderStudyArg, as_json: bool = c.JsonOpt):
     """Analyse the answers: accuracy and AUC with reader and item effects, signal detection per method,
     Fleiss' kappa, breakdowns."""
     from dermsynth.analysis.reader_study import write_study_report
-    from dermsynth.readers.analysis import analyse
+    from dermsynth.reader_study.analysis import analyse
 
     res = analyse(existing_study(study))
     path = write_study_report(study, res=res)
@@ -162,7 +162,7 @@ def ls_export(study: Path = ReaderStudyArg,
                                              "copied images (its local-files URL to OUT/items/).")):
     """Label Studio tasks (no key in them), a labelling config and a copy of ``items/`` alone:
     point Label Studio's local-files root at OUT, never at the study folder (it holds the key)."""
-    from dermsynth.readers.labelstudio import export_tasks
+    from dermsynth.reader_study.labelstudio import export_tasks
 
     c.emit({"tasks": str(export_tasks(existing_study(study), out, url_prefix))}, False, f"tasks in {out}")
 
@@ -173,7 +173,7 @@ def ls_import(study: Path = ReaderStudyArg,
               export_json: Path = typer.Argument(..., help="Label Studio's JSON export (Export → JSON)."),
               as_json: bool = c.JsonOpt):
     """Add the answers from a Label Studio JSON export (annotators become readers ls:NAME)."""
-    from dermsynth.readers.labelstudio import import_annotations
+    from dermsynth.reader_study.labelstudio import import_annotations
 
     check_annotations(export_json)
     res = import_annotations(existing_study(study), export_json)

@@ -35,7 +35,7 @@ from dermsynth.data.images import load_rgb, resize_center_crop
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.readers import database as db
+from dermsynth.reader_study import database as db
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def measure_tells(rows: list[dict], encoded: dict[str, bytes], length: int) -> d
     """ROC AUC (synthetic as positive) of the served length and of sharpness over the single-image
     items: 0.5 is no tell. The length is one for every file by construction; sharpness left after
     the common native resolution is the images' own fine detail (a generator's noise or blur)."""
-    from dermsynth.readers.mrmc import auc
+    from dermsynth.reader_study.mrmc import auc
 
     single = [r for r in rows if r["task"] == "single"]
     synthetic = np.array([r["truth"] == "synthetic" for r in single])

@@ -36,6 +36,14 @@ def wilson_ci(p: float, n: int) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of k successes in n (NaN for n = 0): from counts, so no rounding of k / n."""
+    if not n:
+        return float("nan"), float("nan")
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
+
+
 def accuracy_ci(p: float, n: int, method: str = "wald") -> tuple[float, float]:
     if method == "wald":
         return wald_ci(p, n)

@@ -19,9 +19,9 @@ from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.synthetic_store import read_training_ids, write_training_ids
 from dermsynth.errors import ConfigError, DataError
-from dermsynth.generate.builtin_config import BuiltinConfig
-from dermsynth.generate.builtin_model import ConditionedUNet, load_builtin
-from dermsynth.generate.builtin_precision import choose_training_precision, step_autocast, training_arithmetic
+from dermsynth.generate.builtin.config import BuiltinConfig
+from dermsynth.generate.builtin.model import ConditionedUNet, load_builtin
+from dermsynth.generate.builtin.precision import choose_training_precision, step_autocast, training_arithmetic
 from dermsynth.generate.methods import centre_square_mask
 from dermsynth.progress import progress_bar
 

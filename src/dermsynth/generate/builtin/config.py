@@ -98,7 +98,7 @@ class BuiltinConfig(BaseModel):
 
     def build(self):
         """A new ConditionedUNet of this architecture (random weights)."""
-        from dermsynth.generate.builtin_model import ConditionedUNet
+        from dermsynth.generate.builtin.model import ConditionedUNet
 
         return ConditionedUNet(classes=sorted(self.classes), size=self.size,
                                block_out_channels=tuple(self.block_out_channels),

@@ -48,4 +48,3 @@ def make_table(df: pd.DataFrame, source: str) -> pd.DataFrame:
         raise DermsynthError(f"image table from {source!r} has duplicate id {dup!r}; ids must be unique")
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].reset_index(drop=True)
-

@@ -59,6 +59,16 @@ class Server:
         self.kill()
 
 
+def shown_everything(study: Path, token: str) -> None:
+    """Record every item as served to this reader, as a reader who went through the whole study has
+    been: the server gives a token only the images of items it was shown."""
+    conn = db.connect(study / db.DB_NAME)
+    reader = db.reader_for(conn, token)
+    conn.execute("INSERT OR IGNORE INTO served (reader_id, item_id, served_at) SELECT ?, item_id, 'test' FROM items",
+                 (reader["reader_id"],))
+    conn.close()
+
+
 def tells(study: Path, server: Server, token: str):
     """For every single-image item, (is synthetic, Content-Length as served, sharpness: variance
     of the Laplacian of the served image in grey levels), fetched from the running server."""
@@ -69,6 +79,7 @@ def tells(study: Path, server: Server, token: str):
     from PIL import Image
     from scipy import ndimage
 
+    shown_everything(study, token)
     conn = sqlite3.connect(study / "study.sqlite")
     items = conn.execute("SELECT truth, image_a FROM items WHERE task = 'single'").fetchall()
     conn.close()

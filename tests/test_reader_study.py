@@ -18,7 +18,7 @@ from dermsynth.reader_study import database as db
 from dermsynth.reader_study.analysis import agreement, analyse, exact
 from dermsynth.reader_study.design import StudyConfig, create_study
 from dermsynth.reader_study.labelstudio import export_tasks, import_annotations
-from readers_helpers import Server, items
+from readers_helpers import Server, items, shown_everything
 
 CFG = StudyConfig(n_items=12, n_pairs=2, attention_checks=1, image_size=64, real_from="pool", seed=3,
                   allow_mixed_resolution=True)
@@ -92,7 +92,8 @@ def test_server_security_and_idempotent_answers(study):
         assert set(nxt) == {"done", "item_id", "task", "images", "answered", "total"}  # no key, label or method
         image = nxt["images"][0]
         assert get(image).status_code == 200
-        assert get(image.replace(token, other)).status_code == 200 and get(image.replace(token, "x")).status_code == 403
+        # another reader's token does not fetch it (it was not shown to them), an unknown token is 403
+        assert get(image.replace(token, other)).status_code == 404 and get(image.replace(token, "x")).status_code == 403
         assert get(image[:-1] + ("0" if image[-1] != "0" else "1")).status_code == 404  # tampered id
         assert get(f"/img/{token}/..%2Fconfig.json").status_code == 404
         assert get(f"/img/{token}/../study.sqlite").status_code == 404
@@ -117,6 +118,7 @@ def test_server_security_and_idempotent_answers(study):
 
 def test_image_headers_do_not_tell_real_from_synthetic(study):
     token, = invite(study, "carol")
+    shown_everything(study, token)
     it = items(study)
     with Server(study) as srv:
         heads = {}

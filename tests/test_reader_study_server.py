@@ -170,3 +170,49 @@ def test_errors_are_no_store_and_the_admin_can_keep_the_token_out_of_urls(served
         assert login.status_code == 200 and "progress" in login.text and admin not in str(login.url)
         assert client.get("/admin/export.csv").status_code == 200
     assert json.loads(json.dumps(res["classes"]))  # the study asks for diagnoses among these
+
+
+def test_pages_cannot_be_framed_redirects_ignore_host_and_json_is_strict(served):
+    """Issue 39, items 3, 5, 6: CSP with frame-ancestors 'none' on every page; a trailing-slash invite
+    link redirects by path, whatever Host says; a key given twice is refused, not "last wins"."""
+    srv, study, _ = served
+    token = invite(study, "frida")
+    for path in ("/", f"/r/{token}", "/admin", "/nowhere"):
+        r = httpx.get(f"{srv.url}{path}", timeout=10)
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+        assert r.headers["x-frame-options"] == "DENY", path
+    r = httpx.get(f"{srv.url}/r/{token}/", headers={"Host": "evil.example"}, timeout=10)
+    assert r.status_code == 307 and r.headers["location"] == f"/r/{token}"
+    item = httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).json()
+    body = (f'{{"item_id": "{item["item_id"]}", "answer": "real", "confidence": 5, "confidence": 1}}').encode()
+    r = httpx.post(f"{srv.url}/api/r/{token}/answer", content=body, headers={"Content-Type": "application/json"},
+                   timeout=10)
+    assert r.status_code == 400 and "duplicate" in r.json()["error"]
+    assert httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).json()["answered"] == 0  # nothing recorded
+
+
+def test_a_token_fetches_only_images_it_was_shown(served):
+    """Issue 39, item 6: any valid token used to fetch any image id; now only those of items served to it."""
+    srv, study, _ = served
+    token = invite(study, "gita")
+    shown = httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).json()
+    conn = db.connect(study / db.DB_NAME)
+    others = [r["image_a"] for r in conn.execute("SELECT image_a FROM items WHERE item_id != ?", (shown["item_id"],))]
+    conn.close()
+    assert httpx.get(f"{srv.url}{shown['images'][0]}", timeout=10).status_code == 200
+    assert httpx.get(f"{srv.url}/img/{token}/{others[0]}", timeout=10).status_code == 404
+
+
+def test_a_remote_bind_must_be_confirmed_and_forwarded_https_is_not_believed_from_anyone(served, tmp_path):
+    """Issue 39, item 2: `serve --host 0.0.0.0` refuses without --allow-remote; a client that sends
+    X-Forwarded-Proto: https (not a --trusted-proxy) does not get a Secure cookie over plain HTTP."""
+    from typer.testing import CliRunner
+
+    from dermsynth.cli import app
+
+    srv, study, res = served
+    refused = CliRunner().invoke(app, ["reader-study", "serve", str(study), "--host", "0.0.0.0"])
+    assert refused.exit_code == 2 and "--allow-remote" in refused.output and "plain HTTP" in refused.output
+    login = httpx.post(f"{srv.url}/admin/login", data={"token": res["admin_token"]},
+                       headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert login.status_code == 303 and "secure" not in login.headers["set-cookie"].lower()

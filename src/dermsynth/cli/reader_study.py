@@ -130,14 +130,29 @@ def serve(study: Path = ReaderStudyArg,
           port: int = typer.Option(8000, help="TCP port to listen on."),
           header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers."),
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
-          max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond).")):
+          max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond)."),
+          allow_remote: bool = typer.Option(False, help="Confirm a bind beyond loopback: the server speaks plain "
+                                            "HTTP, so invite and admin tokens cross the network in clear unless "
+                                            "an HTTPS proxy is in front."),
+          trusted_proxy: list[str] = typer.Option([], help="Address of a reverse proxy whose X-Forwarded-Proto/-For "
+                                                  "headers are believed (repeatable; e.g. 127.0.0.1 for a local "
+                                                  "nginx). From anyone else they are ignored.")):
     """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
+    from dermsynth.reader_study.serving import LOOPBACK
     from dermsynth.reader_study.serving import serve as run
 
     existing_study(study)
+    if host not in LOOPBACK:
+        if not allow_remote:
+            raise ConfigError(f"--host {host} serves beyond this machine in plain HTTP: invite links and the admin "
+                              "token would cross the network in clear. Serve on 127.0.0.1 behind an HTTPS reverse "
+                              "proxy (docs/guide/09-reader-study.md), or pass --allow-remote to confirm")
+        c.err_console.print(f"warning: serving on {host} in plain HTTP; tokens travel in clear unless an HTTPS "
+                            "proxy is in front", markup=False, style="yellow", highlight=False)
     c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "
           "(`dermsynth reader-study invite`); the admin page is /admin with the token `create` printed")
-    run(study, host, port, header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
+    run(study, host, port, header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        trusted_proxies=tuple(trusted_proxy))
 
 
 @app.command("report")

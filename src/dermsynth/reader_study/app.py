@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dermsynth import files as dio
@@ -47,6 +47,28 @@ class AnswerIn(BaseModel):
     diagnosis: str | None = Field(None, max_length=200)
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"duplicate key(s) {repeated}")
+    return dict(pairs)
+
+
+def strict_answer(raw: bytes) -> AnswerIn:
+    """The answer body as strict JSON: a key given twice is refused (400), not resolved by "last wins",
+    so what a client meant and what is recorded cannot differ."""
+    try:
+        data = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except ValueError as exc:
+        raise HTTPException(400, f"the body is not valid JSON ({exc})" if "duplicate" in str(exc)
+                            else "the body is not valid JSON") from None
+    try:
+        return AnswerIn.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
+
+
 def create_app(study: str | Path) -> FastAPI:
     study = Path(study)
     if not (study / db.DB_NAME).exists():
@@ -57,7 +79,8 @@ def create_app(study: str | Path) -> FastAPI:
     setup = db.connect(study / db.DB_NAME)
     db.create_schema(setup)  # a study made by an older version gains the tables it lacks
     setup.close()
-    app = FastAPI(title="dermsynth reader study", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="dermsynth reader study", docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
 
     def conn():
         return db.connect(study / db.DB_NAME)
@@ -122,8 +145,15 @@ def create_app(study: str | Path) -> FastAPI:
         return JSONResponse({"done": False, "item_id": item["item_id"], "task": task, "images": images,
                              "answered": done, "total": total}, headers=NO_STORE)
 
+    @app.get("/r/{token}/")
+    def reader_page_slash(token: str):
+        """An invite link pasted with a trailing slash: a path-only redirect, never one built from
+        the Host header (which a client sets and a proxy may not forward)."""
+        return RedirectResponse(f"/r/{token}", 307, headers=NO_STORE)
+
     @app.post("/api/r/{token}/answer")
-    def answer(token: str, body: AnswerIn):
+    async def answer(token: str, request: Request):
+        body = strict_answer(await request.body())
         c = conn()
         try:
             reader = reader_or_403(c, token)
@@ -152,9 +182,9 @@ def create_app(study: str | Path) -> FastAPI:
             raise HTTPException(404, "no such image")
         c = conn()
         try:
-            reader_or_403(c, token)
-            if not db.image_exists(c, image_id):
-                raise HTTPException(404, "no such image")
+            reader = reader_or_403(c, token)
+            if not db.image_served_to(c, reader["reader_id"], image_id):
+                raise HTTPException(404, "no such image among those shown to you")
         finally:
             c.close()
         return Response((study / "items" / f"{image_id}.jpg").read_bytes(), media_type="image/jpeg",
@@ -205,7 +235,7 @@ def create_app(study: str | Path) -> FastAPI:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0].strip()
         admin_or_403(token).close()
-        https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+        https = request.url.scheme == "https"  # X-Forwarded-Proto counts only from a --trusted-proxy (uvicorn)
         resp = RedirectResponse("/admin", 303, headers=NO_STORE)
         resp.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/admin", secure=https)
         return resp

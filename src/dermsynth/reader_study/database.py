@@ -138,9 +138,11 @@ def record_answer(conn: sqlite3.Connection, reader_id: int, item_id: str, answer
     return cur.rowcount == 1
 
 
-def image_exists(conn: sqlite3.Connection, image_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM items WHERE image_a = ? OR image_b = ?", (image_id, image_id)).fetchone() \
-        is not None
+def image_served_to(conn: sqlite3.Connection, reader_id: int, image_id: str) -> bool:
+    """Whether the image belongs to an item already served to this reader: a token fetches no image
+    ahead of its item, and none of an item it was never shown."""
+    return conn.execute("SELECT 1 FROM served s JOIN items i USING (item_id) WHERE s.reader_id = ? AND "
+                        "(i.image_a = ? OR i.image_b = ?)", (reader_id, image_id, image_id)).fetchone() is not None
 
 
 def progress(conn: sqlite3.Connection) -> list[dict]:

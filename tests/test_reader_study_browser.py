@@ -37,6 +37,14 @@ def served(reader_store_split, tmp_path):
         yield srv, tmp_path / "study", res["admin_token"]
 
 
+def expect(locator):
+    """Playwright's locator assertions: they wait without evaluating a string in the page, which the
+    pages' Content-Security-Policy (no 'unsafe-eval') forbids, as it would any injected script."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def n_answers(study, name=None):
     conn = db.connect(study / db.DB_NAME)
     try:
@@ -53,7 +61,7 @@ def answer_one(page, confidence: int = 3) -> None:
     question = page.inner_text("#question")
     page.keyboard.press("ArrowLeft" if "Which image" in question else "s")
     page.keyboard.press(str(confidence))
-    page.wait_for_function(f"document.getElementById('progress').textContent !== {before!r}")
+    expect(page.locator("#progress")).not_to_have_text(before)
 
 
 def test_a_reader_completes_the_study_and_a_reload_resumes(served, browser):
@@ -90,7 +98,7 @@ def test_two_readers_at_once_and_clicks_work(served, browser):
             before = page.inner_text("#progress")
             page.click(choice)
             page.click("#confidence-2")
-            page.wait_for_function(f"document.getElementById('progress').textContent !== {before!r}")
+            expect(page.locator("#progress")).not_to_have_text(before)
     assert n_answers(study, "dr_b") == 7 and n_answers(study, "dr_c") == 7
     for page in pages:
         assert page.get_attribute("body", "data-finished") == "1"
@@ -138,17 +146,17 @@ def test_a_failed_save_can_be_retried_and_a_stale_tab_is_told(served, browser):
     srv.kill()
     page.keyboard.press("s" if single else "ArrowLeft")
     page.keyboard.press("3")
-    page.wait_for_function("document.body.dataset.saveFailed === '1'")
+    expect(page.locator("body")).to_have_attribute("data-save-failed", "1")
     assert "not recorded" in page.inner_text("#status") and "retry" in page.inner_text("#status")
     assert page.evaluate("[...document.querySelectorAll('#confidence button')].every(b => !b.disabled)")
     srv.start()
     before = page.inner_text("#progress")
     page.click("#confidence-3")  # the retry
-    page.wait_for_function(f"document.getElementById('progress').textContent !== {before!r}")
+    expect(page.locator("#progress")).not_to_have_text(before)
     assert n_answers(study, "dr_e") == 1
     stale.keyboard.press("r" if single else "ArrowRight")  # a different answer in the stale tab
     stale.keyboard.press("5")
-    stale.wait_for_function("document.getElementById('status').textContent.includes('not recorded')")
+    expect(stale.locator("#status")).to_contain_text("not recorded")
     assert n_answers(study, "dr_e") == 1
     for p in (page, stale):
         p.close()

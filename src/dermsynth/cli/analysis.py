@@ -32,13 +32,13 @@ def study_report(config: str | None = typer.Argument(None, help="The config or p
 
 
 def study_of(config: str | None, study: Path | None) -> Path:
-    """The study folder of ``--study``, else of CONFIG (runs/NAME); an existing folder given as CONFIG is
+    """The study folder of ``--study``, else of CONFIG (runs/NAME); a study folder given as CONFIG is
     taken as the study (the former positional spelling)."""
     if study is not None:
         return c.require_dir(study, "study", "pass the folder `dermsynth experiment run` wrote")
     if config is None:
         raise ConfigError("name the study: a CONFIG (its study is runs/NAME) or --study DIR")
-    if Path(config).is_dir():
+    if (Path(config) / "runs").is_dir():  # a study, not e.g. the folder of images a config is named after
         c.deprecation(f"a study folder as CONFIG ({config})", f"--study {config}")
         return Path(config)
     return c.require_dir(c.default_study(config), "study", f"run `dermsynth experiment run {config}` first, or "

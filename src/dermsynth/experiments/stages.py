@@ -11,7 +11,7 @@ import pandas as pd
 from dermsynth import files
 from dermsynth.audits.recognisability import recognisability
 from dermsynth.data.leakage import assert_clean, audit, content_leaks
-from dermsynth.data.splits import load_split, load_splits
+from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, store_digest
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.spec import ExperimentSpec
@@ -50,7 +50,7 @@ def preflight(spec: ExperimentSpec, runs: list[RunSpec]) -> None:
                               "create it with `dermsynth generator sample` or add a [generator] section")
 
 
-def pool_copies_of_held_out(split) -> None:
+def pool_copies_of_held_out(split: Split) -> None:
     """A LeakageError naming every pool image that is the same picture as a test or validation image."""
     pool = set(split.table.loc[split.table["split"] == "pool", "id"].astype(str))
     problems = audit(split) + content_leaks(split, pool)

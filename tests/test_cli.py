@@ -222,7 +222,7 @@ def test_memorization_embed_quality_write_under_the_experiment(store, folder, tm
 
 
 def test_embed_uses_the_studys_own_split(store, folder, tmp_path):
-    """With --results of a study, embed compares the store with the study's split (here n_test 6,
+    """With --study, embed compares the store with the study's split (here n_test 6,
     n_val 3), not one rebuilt from the split options' defaults (40/40 do not fit this data set)."""
     from dermsynth.data.splits import SplitSpec, load_split
     from dermsynth.experiments.runner import record_claim

@@ -63,7 +63,7 @@ def report(results: Path = typer.Argument(..., help="The study folder."),
     _write_report(results, out, ci, test, correction, reader_study, as_json)
 
 
-def _study_or_options_split(results: Path | None, store: Path, dataset: str, root: Path | None, classes: str | None,
+def study_or_options_split(results: Path | None, store: Path, dataset: str, root: Path | None, classes: str | None,
                             n_test: int, n_val: int, split_seed: int):
     """The study's own split when --study holds one (its stratification and cleaning), else the options'."""
     from dermsynth.data.splits import load_split
@@ -94,7 +94,7 @@ def embed(store: Path = typer.Option(..., help="Synthetic store."), dataset: str
     c.require_dir(store, "synthetic store", "pass the folder `dermsynth generator sample --out` wrote")
     results = c.renamed(study, results, "--results", "--study")
     folder = c.analysis_out(out, results, "embedding")
-    split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
+    split = study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
     res = embedding_study(split, store, make_encoder(encoder), folder, umap=umap)
     c.emit(res, as_json, f"mean cosine distances: {c.plain(res['means'])} → {folder}")
 
@@ -116,7 +116,7 @@ def quality(store: Path = typer.Option(..., help="Synthetic store."), dataset: s
     c.require_dir(store, "synthetic store", "pass the folder `dermsynth generator sample --out` wrote")
     results = c.renamed(study, results, "--results", "--study")
     folder = c.analysis_out(out, results, "quality")
-    split = _study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
+    split = study_or_options_split(results, store, dataset, root, classes, n_test, n_val, split_seed)
     table = quality_study(split, store, make_encoder(encoder), folder)
     cols = ["group", "n_real", "n_synthetic", "fid", "kid", "precision", "recall"]
     c.emit(table[cols].to_dict(orient="records"), as_json, lambda: c.say(table[cols].to_string()))

@@ -63,15 +63,18 @@ def audit_memorization(store: Path = typer.Option(..., help="Synthetic store."),
                        out: Path | None = typer.Option(None, help="Folder for memorization.csv/json (default "
                                                        "STUDY/analysis/memorization, else ./memorization)."),
                        results: Path | None = c.OldResultsOpt, as_json: bool = c.JsonOpt):
-    """Nearest real neighbours of every synthetic image; flags copies (writes memorization.csv/json)."""
+    """Nearest real neighbours of every synthetic image; flags copies (writes memorization.csv/json).
+
+    With --study, the study's own split (stratification, cleaning) replaces the split options."""
     from dermsynth.audits.memorization import memorization_study
-    from dermsynth.data.splits import load_split
+    from dermsynth.cli.analysis import study_or_options_split
     from dermsynth.models.encoders import make_encoder
 
-    folder = c.analysis_out(out, c.renamed(study, results, "--results", "--study"), "memorization")
+    study = c.renamed(study, results, "--results", "--study")
+    folder = c.analysis_out(out, study, "memorization")
     enc = None if encoder.startswith("pixels") else make_encoder(encoder)
-    rep = memorization_study(load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed)), store, enc,
-                             folder, quantile)
+    split = study_or_options_split(study, store, dataset, root, classes, n_test, n_val, split_seed)
+    rep = memorization_study(split, store, enc, folder, quantile)
     flagged = rep.flagged
 
     def human():

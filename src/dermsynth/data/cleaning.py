@@ -74,7 +74,7 @@ def duplicate_clusters(table: pd.DataFrame, spec: CleaningSpec, cache: str | Pat
     clusters = rep.clusters.reindex(range(len(table)))
     clusters.index = table.index
     summary = {"key": key, "settings": spec.model_dump(), "n_images": int(len(table)), **rep.summary(),
-               "clusters": int(clusters.dropna().nunique()), "under_two_labels": under_two_labels(rep.pairs)}
+               "clusters": int(clusters.dropna().nunique()), "under_two_labels": rep.under_two_labels(SHOWN_PAIRS)}
     pairs = pd.DataFrame({"id": table["id"].astype(str), "cluster": clusters}).dropna()
     files.write_text(csv, pairs.to_csv(index=False))
     files.write_json(meta, summary)  # written last: it marks the entry complete
@@ -87,14 +87,6 @@ def duplicate_clusters(table: pd.DataFrame, spec: CleaningSpec, cache: str | Pat
 
 
 SHOWN_PAIRS = 20
-
-
-def under_two_labels(pairs: pd.DataFrame) -> list[dict]:
-    """The first pairs of one image filed under two labels (id and label of each), for the record."""
-    if pairs.empty or "label_a" not in pairs:
-        return []
-    cross = pairs[pairs["label_a"] != pairs["label_b"]].head(SHOWN_PAIRS)
-    return [{k: str(r[k]) for k in ("id_a", "label_a", "id_b", "label_b")} for _, r in cross.iterrows()]
 
 
 def two_label_rule(examples: list[dict], n: int) -> str:

@@ -40,6 +40,12 @@ class DuplicateReport:
             "unreadable": len(self.unreadable),
         }
 
+    def under_two_labels(self, limit: int | None = None) -> list[dict]:
+        """The pairs that are one image filed under two labels (ids, labels, kind), the first ``limit``."""
+        p = self.pairs
+        cross = p[p["label_a"] != p["label_b"]].head(limit) if limit is not None else p[p["label_a"] != p["label_b"]]
+        return [{k: str(r[k]) for k in ("id_a", "label_a", "id_b", "label_b", "kind")} for _, r in cross.iterrows()]
+
     def to_drop(self) -> list[int]:
         """Table indices to drop so that one image per cluster remains."""
         c = self.clusters.dropna()

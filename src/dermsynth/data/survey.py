@@ -72,15 +72,12 @@ def survey_folder(root: str | Path, max_distance: int = 4) -> FolderSurvey:
                         "least; add images or move that folder out")
     n_test, n_val = held_out_sizes(min(per_class.values()))
     rep = find_duplicates(table, max_distance)
-    pairs = rep.pairs
-    cross = pairs[pairs["label_a"] != pairs["label_b"]] if len(pairs) else pairs
+    found = rep.summary()
     return FolderSurvey(
         root=str(root), per_class=per_class, n_test=n_test, n_val=n_val,
         pool_min=min(per_class.values()) - n_test - n_val, unreadable=list(rep.unreadable),
-        exact_pairs=int((pairs["kind"] == "exact").sum()) if len(pairs) else 0,
-        near_pairs=int((pairs["kind"] == "near").sum()) if len(pairs) else 0,
-        cross_label=[{k: r[k] for k in ("id_a", "label_a", "id_b", "label_b", "kind")} for _, r in cross.iterrows()],
-        clustered=int(rep.clusters.notna().sum()))
+        exact_pairs=found["exact_pairs"], near_pairs=found["near_pairs"], cross_label=rep.under_two_labels(),
+        clustered=found["images_in_clusters"])
 
 
 def survey_lines(s: FolderSurvey) -> list[str]:

@@ -157,7 +157,9 @@ def test_no_traceback(folder, workdir, generator, tmp_path):
     os.symlink(next(next(folder.iterdir()).iterdir()).resolve(), images / "a.png")
     fails("classifier", "predict", images, "--run", tmp_path / "MISSING.json", code=3,
           says=("MISSING.json", "does not exist"))
-    for cmd in (["invite", tmp_path / "NOSTUDY", "--name", "ann"], ["report", tmp_path / "NOSTUDY"],
+    for cmd in (["invite", "add", tmp_path / "NOSTUDY", "--name", "ann"],
+                ["invite", "revoke", tmp_path / "NOSTUDY", "--name", "ann"],
+                ["admin", "rotate", tmp_path / "NOSTUDY"], ["report", tmp_path / "NOSTUDY"],
                 ["serve", tmp_path / "NOSTUDY"], ["labelstudio-export", tmp_path / "NOSTUDY", "--out", tmp_path]):
         fails("reader-study", *cmd, code=3, says=("NOSTUDY", "not a reader study"))
     empty = tmp_path / "empty"

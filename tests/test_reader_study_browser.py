@@ -112,8 +112,11 @@ def test_admin_export_matches_the_database(served, browser):
     for _ in range(4):
         answer_one(page, 4)
     admin_page = browser.new_page(accept_downloads=True)
-    admin_page.goto(f"{srv.url}/admin/{admin}")
-    assert "dr_d" in admin_page.inner_text("table") and "4 / 7" in admin_page.inner_text("table")
+    admin_page.goto(f"{srv.url}/admin")
+    admin_page.fill("#token", admin)
+    admin_page.click("#login")
+    expect(admin_page.locator("table")).to_contain_text("dr_d")
+    assert admin not in admin_page.url and "4 / 7" in admin_page.inner_text("table")
     with admin_page.expect_download() as dl:
         admin_page.click("#export")
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
@@ -123,8 +126,10 @@ def test_admin_export_matches_the_database(served, browser):
     assert len(rows) == len(truth) == 4
     assert {(r["reader"], r["item_id"], r["answer"], r["confidence"], r["truth"]) for r in rows} == \
         {(r["reader"], r["item_id"], r["answer"], str(r["confidence"]), r["truth"]) for r in truth}
+    admin_page.click("#logout")
+    expect(admin_page.locator("#token")).to_be_visible()  # logged out: the login form again
     forbidden = browser.new_page()
-    resp = forbidden.goto(f"{srv.url}/admin/not-the-token")
+    resp = forbidden.goto(f"{srv.url}/admin/export.csv")
     assert resp.status == 403 and "Traceback" not in forbidden.content()
     for p in (page, admin_page, forbidden):
         p.close()

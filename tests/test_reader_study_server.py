@@ -153,9 +153,10 @@ def test_answers_only_for_served_items_with_strict_types(served):
     assert stale.status_code == 409 and "not recorded" in stale.json()["error"]
 
 
-def test_errors_are_no_store_and_the_admin_can_keep_the_token_out_of_urls(served):
-    """Item 12: 404 and 405 carry the no-store headers; the admin page and export work with a
-    Bearer header or a cookie set from a login form (no token in any URL)."""
+def test_errors_are_no_store_and_the_admin_token_is_never_in_a_url_or_a_cookie(served):
+    """Item 12: 404 and 405 carry the no-store headers. Issue 39, item 4: the admin logs in with the
+    token in a form and gets a session cookie that is not the token and expires; /admin/TOKEN is no
+    page; logout ends the session; a script may send the token as a Bearer header."""
     srv, study, res = served
     for r in (httpx.get(f"{srv.url}/nowhere", timeout=10), httpx.delete(f"{srv.url}/", timeout=10)):
         assert r.status_code in (404, 405) and r.headers["cache-control"] == "no-store, private"
@@ -163,13 +164,114 @@ def test_errors_are_no_store_and_the_admin_can_keep_the_token_out_of_urls(served
     assert httpx.get(f"{srv.url}/admin/export.csv", timeout=10).status_code == 403
     r = httpx.get(f"{srv.url}/admin/export.csv", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
     assert r.status_code == 200 and r.text.startswith("reader,item_id")
+    assert httpx.get(f"{srv.url}/admin/{admin}", timeout=10).status_code == 404
+    assert httpx.get(f"{srv.url}/admin/{admin}/export.csv", timeout=10).status_code == 404
     with httpx.Client(base_url=srv.url, timeout=10) as client:
         assert 'name="token"' in client.get("/admin").text  # the login form
         assert client.post("/admin/login", data={"token": "wrong"}).status_code == 403
-        login = client.post("/admin/login", data={"token": admin}, follow_redirects=True)
-        assert login.status_code == 200 and "progress" in login.text and admin not in str(login.url)
+        login = client.post("/admin/login", data={"token": admin})
+        cookie = login.headers["set-cookie"]
+        assert login.status_code == 303 and admin not in cookie and "max-age=28800" in cookie.lower()
+        assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        page = client.get("/admin")
+        assert "progress" in page.text and admin not in page.text and admin not in str(page.url)
         assert client.get("/admin/export.csv").status_code == 200
+        assert client.post("/admin/logout").status_code == 303
+        assert client.get("/admin/export.csv").status_code == 403 and 'name="token"' in client.get("/admin").text
+        client.cookies.set("dermsynth_admin", admin, path="/admin")  # the raw token as a cookie opens nothing
+        assert client.get("/admin/export.csv").status_code == 403
     assert json.loads(json.dumps(res["classes"]))  # the study asks for diagnoses among these
+
+
+def test_sessions_expire_and_a_rotation_ends_them_and_the_old_token(served, tmp_path):
+    """Issue 39, item 4: `reader-study admin rotate` makes a new token; the old token and every
+    session minted from it stop working at once, on the running server."""
+    from typer.testing import CliRunner
+
+    from dermsynth.cli import app
+    from dermsynth.reader_study import access
+
+    srv, study, res = served
+    conn = db.connect(study / db.DB_NAME)
+    assert not access.session_ok(conn, access.start_session(conn, hours=-0.01))  # an expired session
+    conn.close()
+    with httpx.Client(base_url=srv.url, timeout=10) as client:
+        assert client.post("/admin/login", data={"token": res["admin_token"]}).status_code == 303
+        assert client.get("/admin/export.csv").status_code == 200
+        out = CliRunner().invoke(app, ["reader-study", "admin", "rotate", str(study), "--json"])
+        assert out.exit_code == 0, out.output
+        new = json.loads(out.stdout)["admin_token"]
+        assert client.get("/admin/export.csv").status_code == 403  # the session ended
+        assert client.post("/admin/login", data={"token": res["admin_token"]}).status_code == 403
+        assert client.post("/admin/login", data={"token": new}).status_code == 303
+        assert client.get("/admin/export.csv").status_code == 200
+    res["admin_token"] = new  # for the tests after this one
+
+
+def test_an_invitation_can_be_revoked_and_renewed_with_the_answers_kept(served):
+    """Issue 39, item 4: `invite revoke` stops a link; `invite renew` gives a new one that goes on
+    where the reader was; the last release's `invite STUDY --name` still adds readers."""
+    from typer.testing import CliRunner
+
+    from dermsynth.cli import app
+
+    srv, study, _ = served
+    cli = lambda *args: CliRunner().invoke(app, ["reader-study", *map(str, args)])  # noqa: E731
+    added = cli("invite", study, "--name", "hana", "--json")
+    assert added.exit_code == 0 and "invite add" in added.output  # the former spelling, with its line
+    token = json.loads(added.stdout)["links"]["hana"].rsplit("/", 1)[1]
+    nxt, ans = _serve_one(srv, token)
+    assert httpx.post(f"{srv.url}/api/r/{token}/answer", json={"item_id": nxt["item_id"], "answer": ans,
+                                                               "confidence": 3}, timeout=10).status_code == 200
+    assert cli("invite", "revoke", study, "--name", "hana").exit_code == 0
+    assert httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).status_code == 403
+    assert httpx.get(f"{srv.url}/r/{token}", timeout=10).status_code == 403
+    nobody = cli("invite", "revoke", study, "--name", "nobody")
+    assert nobody.exit_code == 2 and "no reader named 'nobody'" in nobody.output and "hana" in nobody.output
+    renewed = cli("invite", "renew", study, "--name", "hana", "--json")
+    new = json.loads(renewed.stdout)["links"]["hana"].rsplit("/", 1)[1]
+    assert httpx.get(f"{srv.url}/api/r/{token}/next", timeout=10).status_code == 403
+    assert httpx.get(f"{srv.url}/api/r/{new}/next", timeout=10).json()["answered"] == 1
+
+
+def idle(port: int, source: str) -> socket.socket:
+    """A connection from ``source`` (any 127.x address is this machine) that sends nothing."""
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+
+
+def first_line(sock: socket.socket) -> bytes:
+    """The status line the server sent on ``sock``, or b'<open>' if it sent nothing in 1 s."""
+    sock.settimeout(1.0)
+    try:
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+    except TimeoutError:
+        return b"<open>"
+
+
+def test_one_client_cannot_lock_out_another(reader_store_split, tmp_path):
+    """Issue 39, item 1: the cap on connections is per client address as well as in all, so a
+    client holding its maximum of idle connections does not stop a second client; the cap in all
+    admits exactly its number; and one address's burst of requests is cut off (429) alone."""
+    store, split = reader_store_split
+    study = tmp_path / "study"
+    create_study(store, split, study, StudyConfig(n_items=4, n_pairs=0, image_size=64, seed=5,
+                                                  allow_mixed_resolution=True))
+    with Server(study, header_timeout=8.0, max_connections=6, max_connections_per_client=3, requests_per_second=1.0,
+                request_burst=5) as srv:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.5"), timeout=10) as flood:
+            codes = [flood.get(f"{srv.url}/").status_code for _ in range(20)]
+        assert codes[:5] == [200] * 5 and codes.count(429) >= 10, codes
+        assert httpx.get(f"{srv.url}/", timeout=10).status_code == 200  # another address is not limited
+        time.sleep(1.0)  # the flood's connection closes
+        held = [idle(srv.port, "127.0.0.2") for _ in range(3)]
+        extra = idle(srv.port, "127.0.0.2")
+        assert first_line(extra).startswith(b"HTTP/1.1 429")
+        assert httpx.get(f"{srv.url}/", timeout=10).status_code == 200  # a second client gets in
+        held += [idle(srv.port, "127.0.0.3") for _ in range(3)]  # 6 connections: the cap in all, reached
+        assert first_line(held[-1]) == b"<open>"  # the 6th of 6 is admitted
+        assert first_line(idle(srv.port, "127.0.0.4")).startswith(b"HTTP/1.1 503")  # the 7th is not
+        for sock in held + [extra]:
+            sock.close()
 
 
 def test_pages_cannot_be_framed_redirects_ignore_host_and_json_is_strict(served):

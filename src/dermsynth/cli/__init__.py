@@ -7,7 +7,19 @@ from __future__ import annotations
 import typer
 
 from dermsynth import __version__
-from dermsynth.cli import analysis, audit, data, deploy, experiment, generation, init, quickstart, reader_study, train
+from dermsynth.cli import (
+    analysis,
+    audit,
+    data,
+    deploy,
+    experiment,
+    generation,
+    init,
+    quickstart,
+    reader_study,
+    reader_study_access,
+    train,
+)
 from dermsynth.cli.common import JsonOpt, deprecated_command, describe_group, emit, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -38,6 +50,9 @@ analyses.command("embed")(analysis.embed)
 analyses.command("quality")(analysis.quality)
 
 experiment.app.command("report")(analysis.study_report)
+
+reader_study.app.add_typer(reader_study_access.invite_app, name="invite")
+reader_study.app.add_typer(reader_study_access.admin_app, name="admin")
 
 GROUPS = [
     ("experiment", experiment.app, "A study from one config"),

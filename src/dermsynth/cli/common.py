@@ -92,7 +92,7 @@ def deprecated_command(fn: Callable, old: str, new: str) -> Callable:
 def describe_group(app: typer.Typer, summary: str) -> None:
     """A group's help from the commands it holds (so it cannot omit one): "summary: a, b, c."."""
     names = [cmd.name or cmd.callback.__name__.replace("_", "-") for cmd in app.registered_commands
-             if not cmd.hidden]
+             if not cmd.hidden] + [group.name for group in app.registered_groups if not group.hidden]
     app.info.help = f"{summary}: {', '.join(names)}."
 
 

@@ -9,21 +9,12 @@ import typer
 
 from dermsynth.cli import common as c
 from dermsynth.errors import ConfigError, DataError
+from dermsynth.reader_study.database import existing_study
 
 app = typer.Typer(no_args_is_help=True)
 
 ReaderStudyArg = typer.Argument(..., metavar="READER_STUDY", help="The reader-study folder `reader-study create` "
                                                                   "wrote.")
-
-
-def existing_study(study: Path) -> Path:
-    """``study`` when it holds a study's database; else a DataError (nothing is created there)."""
-    from dermsynth.reader_study import database as db
-
-    if not (study / db.DB_NAME).is_file():
-        raise DataError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
-                        "`dermsynth reader-study create --store STORE --out FOLDER`")
-    return study
 
 
 def experiment_inputs(experiment: Path, store: Path | None):
@@ -97,29 +88,7 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
                          f"synthetic of file length {res['tells']['content_length_auc']}, of sharpness "
                          f"{res['tells']['sharpness_auc']}) in "
                          f"{out}\nadmin token: {res['admin_token']} (keep it; shown once) — open /admin and enter "
-                         "it\nnext: `dermsynth reader-study invite` for each reader, then `serve`")
-
-
-@app.command("invite")
-@c.handles_errors
-def invite(study: Path = ReaderStudyArg, name: list[str] = typer.Option(..., "--name", help="Reader name "
-                                                                              "(repeatable)."),
-           base_url: str = typer.Option("http://localhost:8000", help="Where the study will be served."),
-           as_json: bool = c.JsonOpt):
-    """Create readers and print their invite links (shown once; only a hash is stored)."""
-    from dermsynth.reader_study import database as db
-
-    conn = db.connect(existing_study(study) / db.DB_NAME)
-    try:
-        links = {}
-        for n in name:
-            try:
-                links[n] = f"{base_url.rstrip('/')}/r/{db.add_reader(conn, n)}"
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-    finally:
-        conn.close()
-    c.emit({"links": links}, as_json, "\n".join(f"{n}: {u}" for n, u in links.items()))
+                         "it\nnext: `dermsynth reader-study invite add` for each reader, then `serve`")
 
 
 @app.command("serve")
@@ -130,7 +99,15 @@ def serve(study: Path = ReaderStudyArg,
           port: int = typer.Option(8000, help="TCP port to listen on."),
           header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers."),
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
-          max_connections: int = typer.Option(64, help="Concurrent connections (503 beyond)."),
+          max_connections: int = typer.Option(64, help="Connections at once in all (503 beyond)."),
+          max_connections_per_client: int = typer.Option(16, help="Connections at once from one address (429 "
+                                                         "beyond), so that one client cannot keep others out. "
+                                                         "Readers behind one hospital NAT share an address: raise "
+                                                         "it for many at once. A --trusted-proxy is exempt."),
+          requests_per_second: float = typer.Option(50.0, help="Requests per second from one address on average, "
+                                                    "in bursts of up to 4 s' worth (429 beyond)."),
+          admin_session_hours: float = typer.Option(8.0, help="How long an admin login lasts (the session cookie's "
+                                                    "lifetime)."),
           allow_remote: bool = typer.Option(False, help="Confirm a bind beyond loopback: the server speaks plain "
                                             "HTTP, so invite and admin tokens cross the network in clear unless "
                                             "an HTTPS proxy is in front."),
@@ -150,8 +127,10 @@ def serve(study: Path = ReaderStudyArg,
         c.err_console.print(f"warning: serving on {host} in plain HTTP; tokens travel in clear unless an HTTPS "
                             "proxy is in front", markup=False, style="yellow", highlight=False)
     c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "
-          "(`dermsynth reader-study invite`); the admin page is /admin with the token `create` printed")
+          "(`dermsynth reader-study invite add`); the admin page is /admin: log in with the token `create` printed")
     run(study, host, port, header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client, requests_per_second=requests_per_second,
+        request_burst=max(1, round(4 * requests_per_second)), admin_session_hours=admin_session_hours,
         trusted_proxies=tuple(trusted_proxy))
 
 

@@ -8,9 +8,10 @@ only for an item served to that reader, with strict types (``true`` is no confid
 asked, a diagnosis among the study's classes; a second, different answer to an item is refused
 with 409 so a stale tab learns that its answer was not recorded. Every image is sent with the
 same fixed headers (no ETag or Last-Modified, which would carry file times); every response,
-errors included, is ``no-store``. The admin authenticates by the token in the path, or — so the
-token stays out of proxy logs — by an ``Authorization: Bearer`` header or a cookie set from a
-login form. Errors are short JSON bodies with 4xx codes, never a traceback.
+errors included, is ``no-store``. The admin logs in with the token in a form and gets a
+short-lived session cookie (see :mod:`dermsynth.reader_study.access`); a script may send the
+token as an ``Authorization: Bearer`` header. The token is never in a path or a link. Errors are
+short JSON bodies with 4xx codes, never a traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dermsynth import files as dio
+from dermsynth.reader_study import access
 from dermsynth.reader_study import database as db
 from dermsynth.reader_study.export import answers_csv
 from dermsynth.reader_study.pages import ADMIN_LOGIN_PAGE, ADMIN_PAGE, READER_PAGE
@@ -69,7 +71,8 @@ def strict_answer(raw: bytes) -> AnswerIn:
         raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]) from None
 
 
-def create_app(study: str | Path) -> FastAPI:
+def create_app(study: str | Path, admin_session_hours: float = 8.0) -> FastAPI:
+    """The app for ``study``; an admin session (cookie) lasts ``admin_session_hours``."""
     study = Path(study)
     if not (study / db.DB_NAME).exists():
         raise FileNotFoundError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
@@ -190,66 +193,72 @@ def create_app(study: str | Path) -> FastAPI:
         return Response((study / "items" / f"{image_id}.jpg").read_bytes(), media_type="image/jpeg",
                         headers=NO_STORE)
 
-    def admin_or_403(token: str | None):
+    def admin_or_403(request: Request):
+        """A connection for an admin request: a live session cookie, or the token as a Bearer header."""
         c = conn()
-        if not token or not db.is_admin(c, token):
+        auth, session = request.headers.get("authorization", ""), request.cookies.get(ADMIN_COOKIE)
+        if auth.lower().startswith("bearer "):
+            ok = access.is_admin(c, auth[7:].strip())
+        else:
+            ok = bool(session) and access.session_ok(c, session)
+        if not ok:
             c.close()
-            raise HTTPException(403, "unknown or missing admin token")
+            raise HTTPException(403, "not logged in as the admin (or the session expired): log in at /admin")
         return c
 
-    def admin_token_of(request: Request) -> str | None:
-        """The admin token from ``Authorization: Bearer`` or the login cookie (never the URL)."""
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        return request.cookies.get(ADMIN_COOKIE)
-
-    def admin_page(token: str, export_href: str) -> HTMLResponse:
-        c = admin_or_403(token)
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page(request: Request):
+        try:
+            c = admin_or_403(request)
+        except HTTPException:
+            return HTMLResponse(ADMIN_LOGIN_PAGE, headers=NO_STORE)
         try:
             rows = db.progress(c)
         finally:
             c.close()
         body = "".join(f"<tr><td>{html.escape(str(r['name']))}</td><td>{r['done']} / {r['total']}</td>"
-                       f"<td>{r['last'] or ''}</td></tr>" for r in rows)
-        return HTMLResponse(ADMIN_PAGE.replace("__ROWS__", body).replace("__EXPORT__", export_href), headers=NO_STORE)
+                       f"<td>{r['last'] or ''}</td><td>{'revoked ' + r['revoked'] if r['revoked'] else ''}</td></tr>"
+                       for r in rows)
+        return HTMLResponse(ADMIN_PAGE.replace("__ROWS__", body), headers=NO_STORE)
 
-    def export_csv(token: str | None) -> Response:
-        c = admin_or_403(token)
+    @app.post("/admin/login")
+    async def admin_login(request: Request):
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0].strip()
+        c = conn()
+        try:
+            if not token or not access.is_admin(c, token):
+                raise HTTPException(403, "wrong admin token")
+            session = access.start_session(c, admin_session_hours)
+        finally:
+            c.close()
+        https = request.url.scheme == "https"  # X-Forwarded-Proto counts only from a --trusted-proxy (uvicorn)
+        resp = RedirectResponse("/admin", 303, headers=NO_STORE)
+        resp.set_cookie(ADMIN_COOKIE, session, max_age=int(admin_session_hours * 3600), httponly=True,
+                        samesite="strict", path="/admin", secure=https)
+        return resp
+
+    @app.post("/admin/logout")
+    def admin_logout(request: Request):
+        session = request.cookies.get(ADMIN_COOKIE)
+        if session:
+            c = conn()
+            try:
+                access.end_session(c, session)
+            finally:
+                c.close()
+        resp = RedirectResponse("/admin", 303, headers=NO_STORE)
+        resp.delete_cookie(ADMIN_COOKIE, path="/admin", httponly=True, samesite="strict")
+        return resp
+
+    @app.get("/admin/export.csv")
+    def export_csv(request: Request):
+        c = admin_or_403(request)
         try:
             rows = db.answers_with_key(c)
         finally:
             c.close()
         return Response(answers_csv(rows), media_type="text/csv",
                         headers={**NO_STORE, "Content-Disposition": "attachment; filename=answers.csv"})
-
-    @app.get("/admin", response_class=HTMLResponse)
-    def admin_by_header(request: Request):
-        token = admin_token_of(request)
-        if token is None:
-            return HTMLResponse(ADMIN_LOGIN_PAGE, headers=NO_STORE)
-        return admin_page(token, "/admin/export.csv")
-
-    @app.post("/admin/login")
-    async def admin_login(request: Request):
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0].strip()
-        admin_or_403(token).close()
-        https = request.url.scheme == "https"  # X-Forwarded-Proto counts only from a --trusted-proxy (uvicorn)
-        resp = RedirectResponse("/admin", 303, headers=NO_STORE)
-        resp.set_cookie(ADMIN_COOKIE, token, httponly=True, samesite="strict", path="/admin", secure=https)
-        return resp
-
-    @app.get("/admin/export.csv")
-    def export_by_header(request: Request):
-        return export_csv(admin_token_of(request))
-
-    @app.get("/admin/{token}", response_class=HTMLResponse)
-    def admin(token: str):
-        return admin_page(token, f"/admin/{token}/export.csv")
-
-    @app.get("/admin/{token}/export.csv")
-    def export(token: str):
-        return export_csv(token)
 
     return app

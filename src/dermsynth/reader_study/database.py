@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dermsynth.errors import DataError
+
 DB_NAME = "study.sqlite"
 ANSWERS = {"single": ("real", "synthetic"), "attention": ("real", "synthetic"), "pair": ("left", "right")}
 
@@ -32,7 +34,18 @@ CREATE TABLE IF NOT EXISTS answers (reader_id INTEGER NOT NULL REFERENCES reader
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS served (reader_id INTEGER NOT NULL REFERENCES readers(reader_id),
     item_id TEXT NOT NULL REFERENCES items(item_id), served_at TEXT NOT NULL, PRIMARY KEY (reader_id, item_id));
+CREATE TABLE IF NOT EXISTS revoked (reader_id INTEGER PRIMARY KEY REFERENCES readers(reader_id),
+    revoked_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_sessions (session_hash TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
+
+
+def existing_study(study: Path) -> Path:
+    """``study`` when it holds a study's database; else a DataError (nothing is created there)."""
+    if not (study / DB_NAME).is_file():
+        raise DataError(f"{study} is not a reader study (no {DB_NAME}); create one with "
+                        "`dermsynth reader-study create --store STORE --out FOLDER`")
+    return study
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -44,7 +57,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -61,30 +74,21 @@ def insert_items(conn: sqlite3.Connection, rows: list[dict]) -> None:
                          [[r.get(c) for c in cols] for r in rows])
 
 
-def set_admin_token(conn: sqlite3.Connection) -> str:
-    token = secrets.token_urlsafe(24)
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('admin_token_hash', ?)", (_hash(token),))
-    return token
-
-
-def is_admin(conn: sqlite3.Connection, token: str) -> bool:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'admin_token_hash'").fetchone()
-    return row is not None and secrets.compare_digest(row["value"], _hash(token))
-
-
 def add_reader(conn: sqlite3.Connection, name: str) -> str:
     """A new reader and their invite token (shown once; only its hash is kept)."""
     token = secrets.token_urlsafe(24)
     try:
         conn.execute("INSERT INTO readers (name, token_hash, order_seed, created) VALUES (?, ?, ?, ?)",
-                     (name, _hash(token), secrets.randbits(31), time.strftime("%Y-%m-%dT%H:%M:%S")))
+                     (name, token_hash(token), secrets.randbits(31), time.strftime("%Y-%m-%dT%H:%M:%S")))
     except sqlite3.IntegrityError:
         raise ValueError(f"a reader named {name!r} exists already; choose another name") from None
     return token
 
 
 def reader_for(conn: sqlite3.Connection, token: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM readers WHERE token_hash = ?", (_hash(token),)).fetchone()
+    """The reader whose invite this is, unless it was revoked."""
+    return conn.execute("SELECT * FROM readers WHERE token_hash = ? AND reader_id NOT IN "
+                        "(SELECT reader_id FROM revoked)", (token_hash(token),)).fetchone()
 
 
 def reader_order(conn: sqlite3.Connection, reader: sqlite3.Row) -> list[str]:
@@ -147,8 +151,9 @@ def image_served_to(conn: sqlite3.Connection, reader_id: int, image_id: str) -> 
 
 def progress(conn: sqlite3.Connection) -> list[dict]:
     total = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    rows = conn.execute("SELECT r.reader_id, r.name, r.created, COUNT(a.item_id) AS done, MAX(a.answered_at) AS last "
-                        "FROM readers r LEFT JOIN answers a USING (reader_id) GROUP BY r.reader_id ORDER BY r.name")
+    rows = conn.execute("SELECT r.reader_id, r.name, r.created, COUNT(a.item_id) AS done, MAX(a.answered_at) AS last, "
+                        "v.revoked_at AS revoked FROM readers r LEFT JOIN answers a USING (reader_id) "
+                        "LEFT JOIN revoked v USING (reader_id) GROUP BY r.reader_id ORDER BY r.name")
     return [{**dict(r), "total": total} for r in rows]
 
 

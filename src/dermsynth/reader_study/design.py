@@ -35,6 +35,7 @@ from dermsynth.data.images import load_rgb, resize_center_crop
 from dermsynth.data.splits import Split
 from dermsynth.data.synthetic_store import read_manifest
 from dermsynth.errors import ConfigError, DataError
+from dermsynth.reader_study import access
 from dermsynth.reader_study import database as db
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,7 @@ def encode_item(src: str | Path | Image.Image, native: int | None, size: int, qu
 
 
 def write_items(folder: Path, encoded: dict[str, bytes], rng: np.random.Generator) -> int:
-    """Write ``{image_id: jpeg}`` padded to one length, in a random order, with one mtime;
-    returns the length."""
+    """Write ``{image_id: jpeg}`` padded to one length, in a random order, with one mtime; returns the length."""
     length = -(-max(map(len, encoded.values())) // PAD_BLOCK) * PAD_BLOCK
     folder.mkdir(parents=True, exist_ok=True)
     ids = list(encoded)
@@ -308,7 +308,7 @@ def create_study(store: str | Path, split: Split, out: str | Path, cfg: StudyCon
     conn = db.connect(out / db.DB_NAME)
     db.create_schema(conn)
     db.insert_items(conn, rows)
-    admin = db.set_admin_token(conn)
+    admin = access.set_admin_token(conn)
     conn.close()
     config = {**asdict(cfg), "store": str(store), "split_digest": split.digest(),
               "classes": sorted(map(str, split.table["label"].unique())),

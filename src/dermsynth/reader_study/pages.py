@@ -145,8 +145,9 @@ ADMIN_PAGE = """<!doctype html>
 <title>Reader study — admin</title>
 <style>body{font-family:system-ui,sans-serif;margin:16px} td,th{padding:4px 10px;border-bottom:1px solid #ddd}</style>
 </head><body><h1>Reader study — progress</h1>
-<table><tr><th>reader</th><th>answered</th><th>last answer</th></tr>__ROWS__</table>
-<p><a id="export" href="__EXPORT__">Export all answers (CSV, with the key)</a></p>
+<table><tr><th>reader</th><th>answered</th><th>last answer</th><th>invitation</th></tr>__ROWS__</table>
+<p><a id="export" href="/admin/export.csv">Export all answers (CSV, with the key)</a></p>
+<form method="post" action="/admin/logout"><button id="logout" type="submit">Log out</button></form>
 </body></html>
 """
 
@@ -156,6 +157,7 @@ ADMIN_LOGIN_PAGE = """<!doctype html>
 <body><h1>Reader study — admin</h1>
 <form method="post" action="/admin/login"><label>Admin token <input id="token" name="token" type="password"
  autocomplete="off" required></label> <button id="login" type="submit">Open</button></form>
-<p>The token is sent in the request body and kept in a cookie, so it never appears in a URL (or a proxy's log).</p>
+<p>The token is sent in the request body and exchanged for a session that ends when you log out or after a
+few hours; it never appears in a URL (or a proxy's log) and is not stored in your browser.</p>
 </body></html>
 """

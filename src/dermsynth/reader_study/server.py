@@ -4,7 +4,12 @@
   within ``header_timeout`` seconds of the connection (or of the previous response) and its
   body within ``body_timeout`` of the headers; else 408 and the connection is closed. (uvicorn
   has a keep-alive timeout but none for a half-sent request, so one slow client could hold a
-  connection for ever.)
+  connection for ever.) It also caps connections per client address as well as in all: uvicorn's
+  own cap is server-wide only, so one client holding idle connections kept every reader out. A
+  trusted proxy's address is exempt from the per-client cap (every reader arrives from it; the
+  proxy limits per address itself).
+* :class:`RateLimit` — ASGI middleware: a token bucket of requests per client address (429 past
+  it), so that one client cannot take the server's time from the others.
 * :class:`BodyGuard` — ASGI middleware: for a POST to a reader's endpoint the invite token is
   checked *before* any of the body is read (a wrong token is 403 whatever the body); then the
   body is counted as it arrives, however it is framed (Content-Length or chunked), and 413 is
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import h11
@@ -38,11 +44,25 @@ class GuardedH11(H11Protocol):
 
     header_timeout = 10.0
     body_timeout = 10.0
+    max_connections = 64
+    max_per_client = 16
+    shared_clients: frozenset[str] = frozenset()
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self._deadline, self._started = None, False
         super().connection_made(transport)
+        host = self.client[0] if self.client else ""
+        if len(self.connections) > self.max_connections:
+            return self._refuse(b"503 Service Unavailable")
+        if host not in self.shared_clients and \
+                sum(1 for p in self.connections if p.client and p.client[0] == host) > self.max_per_client:
+            return self._refuse(b"429 Too Many Requests")
         self._arm(self.header_timeout)
+
+    def _refuse(self, status: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n"
+                             b"retry-after: 5\r\ncache-control: no-store, private\r\n\r\n")
+        self.transport.close()
 
     def _arm(self, seconds: float) -> None:
         if self._deadline is not None:
@@ -50,6 +70,8 @@ class GuardedH11(H11Protocol):
         self._deadline = self.loop.call_later(seconds, self._expired)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():  # a refused connection: nothing it sends is read
+            return
         before = self.conn.their_state
         self._started = True
         super().data_received(data)
@@ -79,19 +101,51 @@ class GuardedH11(H11Protocol):
         super().connection_lost(exc)
 
 
-def guarded_protocol(header_timeout: float, body_timeout: float) -> type[GuardedH11]:
-    return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout, "body_timeout": body_timeout})
+def guarded_protocol(header_timeout: float, body_timeout: float, max_connections: int = 64,
+                     max_per_client: int = 16, shared_clients: tuple[str, ...] = ()) -> type[GuardedH11]:
+    """The protocol class for one server: its deadlines, its connection caps (at most
+    ``max_connections`` in all and ``max_per_client`` from one address, except ``shared_clients``)."""
+    return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout, "body_timeout": body_timeout,
+                                              "max_connections": max_connections, "max_per_client": max_per_client,
+                                              "shared_clients": frozenset(shared_clients)})
 
 
 Send = Callable[[dict], Awaitable[None]]
 
 
-async def _json(send: Send, status: int, body: dict) -> None:
+async def _json(send: Send, status: int, body: dict, retry_after: int | None = None) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                (b"connection", b"close")] + [(k.lower().encode(), v.encode()) for k, v in NO_STORE.items()]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+class RateLimit:
+    """ASGI middleware: at most ``burst`` requests at once and ``per_second`` on average from one
+    client address (429 with Retry-After beyond). Behind a ``--trusted-proxy`` the address is the
+    one the proxy forwards, since uvicorn's proxy-headers middleware runs first."""
+
+    def __init__(self, app, per_second: float = 50.0, burst: int = 200):
+        self.app, self.per_second, self.burst = app, per_second, burst
+        self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+
+    def allow(self, host: str, now: float) -> bool:
+        tokens, when = self.buckets.get(host, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) * self.per_second)
+        if len(self.buckets) > 10_000:  # many addresses: forget those whose bucket has refilled
+            self.buckets = {h: b for h, b in self.buckets.items()
+                            if b[0] + (now - b[1]) * self.per_second < self.burst}
+        self.buckets[host] = (tokens - 1.0 if tokens >= 1.0 else tokens, now)
+        return tokens >= 1.0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not self.allow((scope.get("client") or ("",))[0], time.monotonic()):
+            return await _json(send, 429, {"error": "too many requests from your address; wait a few seconds"},
+                               retry_after=max(1, round(1 / self.per_second)))
+        return await self.app(scope, receive, send)
 
 
 class BodyGuard:

@@ -18,6 +18,7 @@ from dermsynth.cli import (
     quickstart,
     reader_study,
     reader_study_access,
+    synthetic_shards,
     train,
 )
 from dermsynth.cli.common import JsonOpt, deprecated_command, describe_group, emit, setup_logging
@@ -51,6 +52,7 @@ analyses.command("quality")(analysis.quality)
 
 experiment.app.command("report")(analysis.study_report)
 
+data.app.command("import-synthetic")(synthetic_shards.import_synthetic_command)
 reader_study.app.add_typer(reader_study_access.invite_app, name="invite")
 reader_study.app.add_typer(reader_study_access.admin_app, name="admin")
 

@@ -119,3 +119,12 @@ def load_fitzpatrick17k(root: str | Path, classes: str | list[str] | None = None
         "three_partition_label": present.get("three_partition_label"),
     })
     return make_table(table, "fitzpatrick17k"), report
+
+
+def reference_rows(root: str | Path) -> pd.DataFrame:
+    """Every row of the metadata CSV as ``id, label, skin_type``, its image present or not: a
+    released synthetic image names its reference by md5 whether or not this copy has the photo."""
+    meta = read_metadata(root)
+    skin = pd.to_numeric(meta["fitzpatrick_scale"], errors="coerce")
+    return pd.DataFrame({"id": meta["md5hash"].astype(str), "label": meta["label"].astype(str),
+                         "skin_type": skin.where(skin.between(1, 6))})

@@ -7,6 +7,8 @@ Layout::
     STORE/manifest/part-*.parquet        one part per written batch (append-only)
     STORE/references/part-*.parquet      id → path of every reference (append-only)
     STORE/generator_training_ids.txt     every real image the generator learnt from
+    STORE/provenance.json                where imported images came from, and whether the
+                                         generator's training set is known
 
 This module owns the manifest schema, the references and the generator's training ids —
 the records the leakage promise rests on — so they are written and read one way only.
@@ -34,7 +36,9 @@ from dermsynth import files
 from dermsynth.errors import DataError
 
 MANIFEST_FIELDS = ["synth_id", "ref_id", "label", "skin_type", "method", "backend", "model", "fingerprint",
-                   "prompt", "seed", "steps", "guidance", "strength", "mask", "precision", "created", "path"]
+                   "prompt", "seed", "steps", "guidance", "strength", "mask", "precision", "created", "path",
+                   # provenance of an imported image: where it was read, and the release's own fields
+                   "source_shard", "source_key", "generation_num", "tag"]
 REQUIRED_FIELDS = ["synth_id", "ref_id", "label", "method", "path"]
 TRAINING_IDS = "generator_training_ids.txt"
 
@@ -134,6 +138,25 @@ def read_training_ids(folder: str | Path | None) -> set[str]:
     if folder is None or not Path(folder, TRAINING_IDS).exists():
         return set()
     return set(Path(folder, TRAINING_IDS).read_text().split())
+
+
+PROVENANCE = "provenance.json"
+
+
+def write_provenance(store: str | Path, provenance: dict) -> None:
+    files.write_json(Path(store) / PROVENANCE, provenance)
+
+
+def read_provenance(store: str | Path) -> dict:
+    """Where the store's images came from (empty for a store this tool generated)."""
+    path = Path(store) / PROVENANCE
+    return files.read_json(path) if path.exists() else {}
+
+
+def training_set_known(store: str | Path) -> bool:
+    """False when the store's generator learnt from images nobody recorded (released images, an
+    export without its training ids): then no audit can prove that no held-out image was among them."""
+    return read_provenance(store).get("generator_training_set") != "unknown"
 
 
 def export_webdataset(store: str | Path, out_dir: str | Path, shard_size: int = 1000) -> list[Path]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dermsynth.data.shard_stream import write_shard  # noqa: F401 — the tests' shard writer
 
 
 def png(seed: int, size: int = 32) -> bytes:
@@ -30,17 +31,6 @@ def released_sample(md5: str, label: str, method: str, submethod: str, generatio
     meta = {"name": f"{key}.png", "md5hash": md5, "label": label, "method": spelled, "submethod": submethod,
             "generation_num": f"{generation:02d}", "tag": tag}
     return key, {"png": png(seed), "json": json.dumps(meta).encode()}
-
-
-def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for key, parts in samples:
-            for ext, data in parts.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def truncate(path: Path, keep: float) -> Path:

@@ -15,7 +15,9 @@ import torch
 from dermsynth import files
 from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import make_split
-from dermsynth.data.synthetic_store import export_webdataset, import_webdataset, read_manifest
+from dermsynth.data.synthetic_export import export_synthetic
+from dermsynth.data.synthetic_import import import_synthetic
+from dermsynth.data.synthetic_store import read_manifest, read_training_ids
 from dermsynth.errors import ConfigError, DermsynthError, LeakageError
 from dermsynth.generate.backends.builtin import BuiltinBackend
 from dermsynth.generate.builtin.model import load_builtin
@@ -147,12 +149,21 @@ def test_store_resume_shard_fingerprint_and_webdataset(model_dir, split, tmp_pat
     (other / "config.json").write_text(json.dumps({**config, "trained_elsewhere": True}))
     with pytest.raises(DermsynthError, match="one model per store"):
         run_generation(BuiltinBackend(other, steps=2), refs, "inpaint", 1, store, split=split)
-    shards = export_webdataset(store, tmp_path / "wds", shard_size=5)
-    assert [s.name for s in shards] == ["shard-inpaint-00000.tar", "shard-inpaint-00001.tar",
-                                        "shard-inpaint-00002.tar"]
-    assert import_webdataset(shards, tmp_path / "back") == 12
+    exported = export_synthetic(store, tmp_path / "wds", shard_size=5)
+    assert [Path(s).name for s in exported["shards"]] == ["shard-inpaint-00000.tar", "shard-inpaint-00001.tar",
+                                                          "shard-inpaint-00002.tar"]
+    res = import_synthetic(exported["shards"], tmp_path / "back", split.table)
+    assert res["imported"] == 12 and not res["skipped"]
     back = read_manifest(tmp_path / "back")
     assert sorted(back["synth_id"]) == sorted(man["synth_id"])
+    assert read_training_ids(tmp_path / "back") == read_training_ids(store)  # adopted from beside the shards
+    mine = man.set_index("synth_id")
+    for _, r in back.iterrows():
+        assert Path(r["path"]).read_bytes() == Path(mine.loc[r["synth_id"], "path"]).read_bytes()
+        assert r["ref_id"] == mine.loc[r["synth_id"], "ref_id"] and r["label"] == mine.loc[r["synth_id"], "label"]
+    card = (tmp_path / "wds" / "README.md").read_text()
+    assert card.startswith("---\nlicense: other\ntask_categories:\n- image-classification")
+    assert "size_categories:\n- n<1K" in card and "| inpaint | 12 |" in card and mine["fingerprint"].iloc[0] in card
 
 
 def test_generation_bad_input(model_dir, split, tmp_path):

@@ -18,7 +18,7 @@ from dermsynth import files as dio
 from dermsynth.analysis import figures
 from dermsynth.analysis.aa_check import calibration_section
 from dermsynth.analysis.augmentation import augmentation_sections
-from dermsynth.analysis.data_notes import cleaning_sections, missing_image_warnings
+from dermsynth.analysis.data_notes import cleaning_sections, missing_image_warnings, provenance_sections
 from dermsynth.analysis.dose import fit_dose_response
 from dermsynth.analysis.external_report import external_sections
 from dermsynth.analysis.fairness import fairness_section
@@ -161,6 +161,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
                      if r["spec"].get("synthetic_store")})  # where each store is now (the study may have moved)
     sections += [Section("Real and synthetic samples", sample_grid(s), f"store: {s}") for s in stores if is_store(s)]
     sections += cleaning_sections(out_dir)
+    sections += provenance_sections(out_dir)
     sections += analysis_sections(out_dir)
     cost = cost_section(out_dir, table, comps if not imbalance else pd.DataFrame())
     if cost is not None:

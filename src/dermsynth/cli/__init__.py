@@ -53,6 +53,7 @@ analyses.command("quality")(analysis.quality)
 experiment.app.command("report")(analysis.study_report)
 
 data.app.command("import-synthetic")(synthetic_shards.import_synthetic_command)
+data.app.command("export-synthetic")(synthetic_shards.export_synthetic_command)
 reader_study.app.add_typer(reader_study_access.invite_app, name="invite")
 reader_study.app.add_typer(reader_study_access.admin_app, name="admin")
 

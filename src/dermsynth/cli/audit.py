@@ -22,12 +22,14 @@ def audit_leakage(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, cl
                                                             "(default STORE/leakage_problems.txt)."),
                   as_json: bool = c.JsonOpt):
     """Prove that no held-out image reached a generator or a training set; exit 1 on a violation."""
-    from dermsynth.data.leakage import audit_store, require_auditable
+    from dermsynth.data.leakage import audit_store, require_auditable, store_account
     from dermsynth.data.splits import load_split
 
     n_syn, n_ids = require_auditable(store)  # before the split: a mistyped --store fails at once
     split = load_split(c.split_spec(dataset, root, classes, n_test, n_val, split_seed))
     problems = audit_store(split, store)
+    account = store_account(split, store)
+    verdict = "leak" if problems else ("clean" if account["training_set_known"] else "unproven")
     listed = None
     if problems:
         listed = problems_file or store / "leakage_problems.txt"
@@ -39,12 +41,23 @@ def audit_leakage(dataset: str = c.DatasetOpt, root: Path | None = c.RootOpt, cl
             c.say(f"✗ {p}")
         if len(problems) > SHOWN:
             c.say(f"… {len(problems) - SHOWN} more")
-        c.say(f"LEAK: {len(problems)} violation(s), all listed in {listed}" if problems else
-              f"CLEAN: no held-out image among {n_syn} synthetic references, {n_ids} generator training images "
-              "or split groups")
+        if account["excluded_held_out_reference"]:
+            c.say(f"{account['excluded_held_out_reference']} of the {n_syn} imported images were made from a "
+                  "validation/test image: excluded from training (a run draws only its training images' own)")
+        if verdict == "leak":
+            c.say(f"LEAK: {len(problems)} violation(s), all listed in {listed}")
+        elif verdict == "unproven":
+            c.say(f"UNPROVEN: no held-out image among the synthetic references or split groups, but the "
+                  f"generator's training set is {account['training_set']}; no audit can show that no held-out "
+                  f"image was among it. The conservative split holds out only images none of these synthetic "
+                  f"images was made from: held_out_avoids_store = \"{store}\" in the config's [base]")
+        else:
+            c.say(f"CLEAN: no held-out image among {n_syn} synthetic references, {n_ids} generator training images "
+                  "or split groups")
 
-    c.emit({"clean": not problems, "problems": problems, "n_synthetic": n_syn, "n_training_ids": n_ids,
-            "problems_file": str(listed) if listed else None}, as_json, human)
+    c.emit({"clean": verdict == "clean", "verdict": verdict, "problems": problems, "n_synthetic": n_syn,
+            "n_training_ids": n_ids, "account": account, "problems_file": str(listed) if listed else None},
+           as_json, human)
     if problems:
         raise typer.Exit(EXIT_AUDIT_FAILED)
 

@@ -71,3 +71,20 @@ def import_synthetic_command(
             c.say(f"store {s['store']} ({variant}): {s['images']} images")
 
     c.emit(res, as_json, human)
+
+
+@c.handles_errors
+def export_synthetic_command(
+        store: Path = typer.Argument(..., help="The synthetic store to share."),
+        out: Path = typer.Option(..., "--out", help="The folder for the shards, README.md (the dataset card), "
+                                 "references.txt and generator_training_ids.txt."),
+        shard_size: int = typer.Option(1000, min=1, help="Images per shard."),
+        licence: str = typer.Option("other", "--license", help="The card's licence (a Hub licence id); the "
+                                    "source images' terms bind the synthetic ones too."),
+        as_json: bool = c.JsonOpt):
+    """Write a store as WebDataset shards with a dataset card, readable by `data import-synthetic`."""
+    from dermsynth.data.synthetic_export import export_synthetic
+
+    res = export_synthetic(store, out, shard_size, licence)
+    c.emit(res, as_json, f"{res['images']} images in {len(res['shards'])} shard(s), "
+                         f"{res['bytes'] / 2**20:.1f} MiB → {out} (card: {res['card']})")

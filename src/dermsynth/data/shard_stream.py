@@ -88,3 +88,19 @@ def iter_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         stream.close()
     if key is not None:
         yield key, parts
+
+
+def write_shard(path: str | Path, samples) -> Path:
+    """Write ``(key, {extension: bytes})`` samples as one tar shard, atomically (a shard is
+    complete or absent, never half-written)."""
+    import io
+
+    from dermsynth import files
+
+    with files.atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
+        for key, parts in samples:
+            for ext, data in parts.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return Path(path)

@@ -53,6 +53,12 @@ class SplitFields(BaseModel):
     # Duplicate detection on every load (data/cleaning.py, cached): its clusters are split groups too. On by
     # default for your own images (dataset "folder", a folder or a CSV of paths); `cleaning = false` turns it off.
     cleaning: CleaningSpec | None = role(SETTING, None, tags=(SINCE_IDS,))  # in run ids only when set
+    # A synthetic store, or a folder of stores as `data import-synthetic` writes: validation and test images
+    # are drawn only among the real images none of its images was made from. The conservative choice for
+    # released images, whose generators learnt from real images nobody listed: the images they were made
+    # from are the likeliest to have been learnt from. Unset, any image may be held out, and the synthetic
+    # images of held-out references are excluded from training instead (and counted).
+    held_out_avoids_store: str | None = role(SETTING, None, tags=(SINCE_IDS,))
 
     @model_validator(mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from dermsynth.data.groups import components, edges_by_key
 from dermsynth.data.missing import refuse_short_classes
 from dermsynth.data.registry import load_dataset
 from dermsynth.data.split_fields import SplitFields
+from dermsynth.data.synthetic_store import referenced_ids
 from dermsynth.errors import DataError, LeakageError, SplitError
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ def load_split(spec: SplitSpec) -> Split:
         duplicates = None if duplicates is None else duplicates[keep].reset_index(drop=True)
     if missing:
         refuse_short_classes(table, missing, spec)
+    pool_only = referenced_ids(spec.held_out_avoids_store) if spec.held_out_avoids_store else None
     split = make_split(table, spec.n_test, spec.n_val, spec.split_seed, stratify=spec.stratify,
-                       duplicate_groups=duplicates)
+                       duplicate_groups=duplicates, pool_only=pool_only)
     split.missing_per_class = missing
     split.cleaning = cleaned
     assert_no_leakage(split)
@@ -198,12 +200,13 @@ def assign_groups(table: pd.DataFrame, duplicate_groups: pd.Series | None = None
 
 
 def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_seed: int = 0,
-               stratify: str = "label", duplicate_groups: pd.Series | None = None) -> Split:
+               stratify: str = "label", duplicate_groups: pd.Series | None = None,
+               pool_only: set[str] | None = None) -> Split:
     """Assign whole groups to test, then validation, until each stratum has its quota.
 
     ``stratify`` is ``label`` (per-class quotas, F17k-9) or ``skin_group`` (DDI: e.g.
-    32 test images per skin-type group). Raises SplitError naming the stratum that has
-    too few images.
+    32 test images per skin-type group). A group holding any of ``pool_only`` stays in the
+    training pool. Raises SplitError naming the stratum that has too few images.
     """
     table = table.reset_index(drop=True).copy()
     if stratify not in table.columns:
@@ -226,7 +229,7 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
     per_group = {g: Counter(strata[rows].tolist()) for g, rows in positions.items()}
     order = sorted(positions, key=lambda g: hash_unit(f"split{split_seed}:{g}"))
     assigned = np.full(len(table), "pool", dtype=object)
-    taken: set = set()
+    taken: set = set(table.loc[table["id"].astype(str).isin(pool_only), "group"]) if pool_only else set()
     for name, quota in (("test", n_test), ("val", n_val)):
         need = {s: quota for s in counts.index}
         for g in order:
@@ -243,7 +246,9 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
         short = {s: k for s, k in need.items() if k > 0}
         if short:
             raise SplitError(f"could not fill the {name} quota for {short} without splitting a "
-                             "patient or duplicate group; lower the quota")
+                             "patient or duplicate group" + (" or holding out an image the store was made from "
+                                                            "(held_out_avoids_store)" if pool_only else "")
+                             + "; lower the quota")
     table["split"] = assigned
     for s, n in table[table["split"] == "pool"][stratify].value_counts().reindex(counts.index).items():
         if pd.isna(n) or n == 0:

@@ -21,9 +21,6 @@ overwrite each other. ``read_manifest`` keeps only rows whose image exists.
 from __future__ import annotations
 
 import hashlib
-import io as _bytes_io
-import json
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -100,6 +97,17 @@ def read_manifest(store: str | Path) -> pd.DataFrame:
     return df[exists].reset_index(drop=True)
 
 
+def referenced_ids(path: str | Path) -> set[str]:
+    """Every real image the synthetic images of a store were made from — or of every store directly
+    under ``path`` (``data import-synthetic`` writes one per generator variant)."""
+    path = Path(path)
+    stores = [path] if is_store(path) else [p for p in sorted(path.glob("*")) if is_store(p)]
+    if not stores:
+        raise DataError(f"{path} is neither a synthetic store nor a folder of stores (no store.json); "
+                        "give the folder `data import-synthetic --out` or `generator sample --out` wrote")
+    return set().union(*(set(read_manifest(s)["ref_id"].astype(str)) for s in stores))
+
+
 def store_digest(store: str | Path) -> str:
     """Hash of the store's generator and every image it holds with the model that made it: a run
     that draws from the store is pinned to it, so regenerating or adding images gives a new id."""
@@ -157,42 +165,3 @@ def training_set_known(store: str | Path) -> bool:
     """False when the store's generator learnt from images nobody recorded (released images, an
     export without its training ids): then no audit can prove that no held-out image was among them."""
     return read_provenance(store).get("generator_training_set") != "unknown"
-
-
-def export_webdataset(store: str | Path, out_dir: str | Path, shard_size: int = 1000) -> list[Path]:
-    """Write ``shard-{method}-{index:05d}.tar`` files: ``<key>.png`` + ``<key>.json`` per sample."""
-    manifest = read_manifest(store)
-    out_dir = Path(out_dir)
-    shards = []
-    for method, rows in manifest.groupby("method", sort=True):
-        for i in range(0, len(rows), shard_size):
-            path = out_dir / f"shard-{method}-{i // shard_size:05d}.tar"
-            with files.atomic_path(path) as tmp, tarfile.open(tmp, "w") as tar:
-                for _, r in rows.iloc[i:i + shard_size].iterrows():
-                    meta = {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "path"}
-                    meta = json.loads(json.dumps(meta, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-                    for ext, data in (("png", Path(r["path"]).read_bytes()), ("json", json.dumps(meta).encode())):
-                        info = tarfile.TarInfo(f"{r['synth_id']}.{ext}")
-                        info.size = len(data)
-                        tar.addfile(info, _bytes_io.BytesIO(data))
-            shards.append(path)
-    return shards
-
-
-def import_webdataset(shards: list[str | Path], store: str | Path) -> int:
-    """Read shards (as written by :func:`export_webdataset`) into a store; returns images added."""
-    import webdataset as wds
-
-    store = Path(store)
-    rows, first = [], None
-    for sample in wds.WebDataset([str(s) for s in shards], shardshuffle=False):
-        meta = json.loads(sample["json"])
-        first = first or meta
-        rel = Path("images") / meta["method"] / f"{meta['synth_id']}.png"
-        files.write_bytes(store / rel, sample["png"])
-        rows.append({**meta, "path": str(rel)})
-    if first is None:
-        return 0
-    open_store(store, first.get("backend", "imported"), first.get("model", "imported"), first["fingerprint"])
-    append_manifest(store, rows)
-    return len(rows)

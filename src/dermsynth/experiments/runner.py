@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth import files
-from dermsynth.data.leakage import assert_clean, audit_store
+from dermsynth.data.leakage import PROVENANCE_FILE, assert_clean, audit_store, store_account
 from dermsynth.data.splits import load_splits
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.cleaning_stage import cleaning_tasks
@@ -98,7 +98,8 @@ def stage_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> list[Ta
                               RecognisabilityPayload(runs=mine, store=store, folder=str(folder)), after=deps, gpus=1))
     tasks += filter_tasks(runs, stores)
     if spec.audit_leakage:
-        tasks.append(Task("audit", "audit", task_audit, AuditPayload(runs=runs), after=[t.name for t in tasks]))
+        tasks.append(Task("audit", "audit", task_audit, AuditPayload(runs=runs, folder=str(out / "analysis")),
+                          after=[t.name for t in tasks]))
     return tasks
 
 
@@ -108,16 +109,23 @@ def task_recognisability(payload: RecognisabilityPayload) -> str | None:
 
 
 def task_audit(payload: AuditPayload) -> bool:
-    audit_runs(payload.runs)
+    accounts = audit_runs(payload.runs)
+    if payload.folder and accounts:
+        files.write_json(Path(payload.folder) / PROVENANCE_FILE, accounts)
     return True
 
 
-def audit_runs(runs: list[RunSpec]) -> None:
-    """Audit every (split, store) pair the experiment uses; raise LeakageError on any violation."""
+def audit_runs(runs: list[RunSpec]) -> list[dict]:
+    """Audit every (split, store) pair the experiment uses; raise LeakageError on any violation.
+    Returns each store's provenance account (see :func:`dermsynth.data.leakage.store_account`)."""
     splits = load_splits(r.split_spec() for r in runs)
     pairs = {(r.split_spec(), r.synthetic_store if r.synthetic_per_real else None) for r in runs}
+    accounts = []
     for split_spec, store in sorted(pairs, key=str):
         assert_clean(audit_store(splits[split_spec], store))
+        if store is not None:
+            accounts.append(store_account(splits[split_spec], store))
+    return accounts
 
 
 def prepare_stages(spec: ExperimentSpec, out: str | Path, executor: str = "local", address: str | None = None,

@@ -77,6 +77,7 @@ class RecognisabilityPayload(StoreRunsPayload):
 
 class AuditPayload(Payload):
     runs: list[RunSpec]
+    folder: str = ""  # where the stores' provenance accounts go (analysis/synthetic_provenance.json)
 
 
 class CellPayload(Payload):

@@ -54,10 +54,11 @@ class SplitFields(BaseModel):
     # default for your own images (dataset "folder", a folder or a CSV of paths); `cleaning = false` turns it off.
     cleaning: CleaningSpec | None = role(SETTING, None, tags=(SINCE_IDS,))  # in run ids only when set
     # A synthetic store, or a folder of stores as `data import-synthetic` writes: validation and test images
-    # are drawn only among the real images none of its images was made from. The conservative choice for
-    # released images, whose generators learnt from real images nobody listed: the images they were made
-    # from are the likeliest to have been learnt from. Unset, any image may be held out, and the synthetic
-    # images of held-out references are excluded from training instead (and counted).
+    # are drawn only among the real images none of its images was made from, and the training pool is its
+    # references alone (so every run can add synthetic images to every real one). The conservative choice
+    # for released images, whose generators learnt from real images nobody listed: the images they were
+    # made from are the likeliest to have been learnt from. Unset, any image may be held out, and the
+    # synthetic images of held-out references are excluded from training instead (and counted).
     held_out_avoids_store: str | None = role(SETTING, None, tags=(SINCE_IDS,))
 
     @model_validator(mode="before")

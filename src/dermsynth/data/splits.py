@@ -205,8 +205,10 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
     """Assign whole groups to test, then validation, until each stratum has its quota.
 
     ``stratify`` is ``label`` (per-class quotas, F17k-9) or ``skin_group`` (DDI: e.g.
-    32 test images per skin-type group). A group holding any of ``pool_only`` stays in the
-    training pool. Raises SplitError naming the stratum that has too few images.
+    32 test images per skin-type group). With ``pool_only`` (a store's references), a group
+    holding any of them stays in the training pool and the pool holds only such groups: the
+    images neither held out nor referenced are left out. Raises SplitError naming the stratum
+    that has too few images.
     """
     table = table.reset_index(drop=True).copy()
     if stratify not in table.columns:
@@ -250,6 +252,9 @@ def make_split(table: pd.DataFrame, n_test: int = 40, n_val: int = 40, split_see
                                                             "(held_out_avoids_store)" if pool_only else "")
                              + "; lower the quota")
     table["split"] = assigned
+    if pool_only:  # the pool is the store's references alone: a run draws only images it can add to
+        kept = table["group"].isin(taken) | (table["split"] != "pool")
+        table = table[kept | table["id"].astype(str).isin(pool_only)].reset_index(drop=True)
     for s, n in table[table["split"] == "pool"][stratify].value_counts().reindex(counts.index).items():
         if pd.isna(n) or n == 0:
             raise SplitError(f"{stratify} {s!r} has no training-pool images left after test/validation")

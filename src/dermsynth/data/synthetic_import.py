@@ -53,7 +53,7 @@ from dermsynth.progress import progress_bar
 
 BATCH = 256
 STATE = "import-state.json"
-RELEASES = "tbuckley/synthetic-derm-1M, tbuckley/synthetic-derm-1M-train or lukemelas/synthetic-derm"
+RELEASES = "the authors' released images (synthetic-derm: tbuckley/synthetic-derm-1M or -1M-train)"
 
 
 @dataclass

@@ -44,6 +44,23 @@ def _scaled_n_real(values: list[int]) -> dict[int, int]:
     return {v: i + 1 for i, v in enumerate(sorted(set(values)))}
 
 
+def _imported_stand_in(spec: ExperimentSpec, base: dict, grid: dict, cache_dir: str | None) -> dict:
+    """A stand-in for an imported store (experiments/released_rehearsal.py), written beside the cache."""
+    from pathlib import Path
+
+    from dermsynth.experiments.released_rehearsal import released_stand_in
+
+    methods = grid.get("synthetic_methods") or [base.get("synthetic_methods") or "text-to-image"]
+    methods = sorted({m for entry in methods for m in ([entry] if isinstance(entry, str) else entry)})
+    per_real = max([base.get("synthetic_per_real", 1), *grid.get("synthetic_per_real", [])])
+    variant = "pretrained" if "pretrained" in Path(spec.base["synthetic_store"]).name else "finetune"
+    folder = Path(cache_dir or ".dermsynth-cache").parent / "released-stand-in"
+    # Half the images are referenced: room for the held-out quotas among the other half, whatever the split
+    grown = {**base, "demo_n_per_class": base["demo_n_per_class"] + 2 * (N_TEST + N_VAL)}
+    return {"demo_n_per_class": grown["demo_n_per_class"],
+            **released_stand_in(grown, methods, max(1, per_real), variant, folder)}
+
+
 def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
              smaller: bool = False) -> ExperimentSpec:
     """The stand-in experiment for ``spec`` (see the module docstring for what is kept).
@@ -83,6 +100,8 @@ def rehearse(spec: ExperimentSpec, seeds: int = 2, cache_dir: str | None = None,
         base["cache_dir"] = cache_dir
     raw.update(name=f"{spec.name}-rehearsal", seeds=seeds, base=base, grid=grid, imbalance=imbalance)
     raw["description"] = f"CPU rehearsal of {spec.name}: stand-ins for data, models and sizes"
+    if not raw.get("generator") and base.get("synthetic_store"):  # a study on imported (released) images
+        base.update(_imported_stand_in(spec, base, grid, cache_dir))
     if raw.get("generator"):
         masked = any(m != "text-to-image" for m in raw["generator"].get("methods", []))
         raw["generator"] = {**raw["generator"], **STAND_IN_GENERATOR,

@@ -270,8 +270,75 @@ def test_one_client_cannot_lock_out_another(reader_store_split, tmp_path):
         held += [idle(srv.port, "127.0.0.3") for _ in range(3)]  # 6 connections: the cap in all, reached
         assert first_line(held[-1]) == b"<open>"  # the 6th of 6 is admitted
         assert first_line(idle(srv.port, "127.0.0.4")).startswith(b"HTTP/1.1 503")  # the 7th is not
-        for sock in held + [extra]:
+        for sock in held[3:] + [extra]:
             sock.close()
+        time.sleep(0.5)
+        # a burst of connections the server refuses (429) does not count against the cap in all
+        flood = [connect_without_waiting(srv.port, "127.0.0.2") for _ in range(20)]
+        newcomer = idle(srv.port, "127.0.0.3")
+        flood += [connect_without_waiting(srv.port, "127.0.0.2") for _ in range(20)]
+        assert first_line(newcomer) == b"<open>"
+        for sock in held[:3] + flood + [newcomer]:
+            sock.close()
+
+
+def connect_without_waiting(port: int, source: str) -> socket.socket:
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    sock.connect_ex(("127.0.0.1", port))
+    return sock
+
+
+def test_a_client_that_stops_reading_is_dropped(served):
+    """Issue 39, an outside attack: a client that pipelines requests and never reads the answers
+    held its connection for ever (every deadline had passed); now it has body_timeout seconds to
+    drain the send buffer."""
+    srv, study, _ = served
+    token = invite(study, "ivan")
+    page = f"GET /r/{token} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(page * 150)  # about 1 MB of answers asked for, none read
+    time.sleep(4.0)  # the fixture's body_timeout is 1 s
+    sock.settimeout(3.0)
+    got, ended = 0, False
+    try:
+        while chunk := sock.recv(65536):
+            got += len(chunk)
+        ended = True  # closed by the server
+    except ConnectionResetError:
+        ended = True  # aborted by the server
+    except TimeoutError:
+        pass
+    sock.close()
+    assert ended and got < 150 * 7000, got
+
+
+def test_limits_are_checked_before_the_server_starts(served):
+    """Issue 39, an outside attack: a zero rate divided by zero on every request, an infinite
+    session broke every login, "*" as a proxy let any client choose its address, and a proxy
+    named as a network was trusted but not exempt from the per-address cap."""
+    from typer.testing import CliRunner
+
+    from dermsynth.cli import app
+    from dermsynth.reader_study.app import create_app
+    from dermsynth.reader_study.server import RateLimit, is_shared, proxy_networks
+
+    _, study, _ = served
+    with pytest.raises(ValueError, match="admits nothing"):
+        RateLimit(None, per_second=0)
+    for hours in (float("inf"), -1, 0):
+        with pytest.raises(ValueError, match="admin_session_hours"):
+            create_app(study, admin_session_hours=hours)
+    assert is_shared("127.0.0.5", proxy_networks(("127.0.0.0/8",))) and not is_shared("10.0.0.1", proxy_networks(
+        ("127.0.0.1",)))
+    cli = lambda *a: CliRunner().invoke(app, ["reader-study", "serve", str(study), *a])  # noqa: E731
+    for args, says in ((["--trusted-proxy", "*"], "never every client"), (["--requests-per-second", "0"], "0.1"),
+                       (["--admin-session-hours", "inf"], "168")):
+        res = cli(*args)
+        assert res.exit_code == 2 and says in res.output, (args, res.output)
 
 
 def test_pages_cannot_be_framed_redirects_ignore_host_and_json_is_strict(served):

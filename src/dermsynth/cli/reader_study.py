@@ -104,21 +104,27 @@ def serve(study: Path = ReaderStudyArg,
                                                          "beyond), so that one client cannot keep others out. "
                                                          "Readers behind one hospital NAT share an address: raise "
                                                          "it for many at once. A --trusted-proxy is exempt."),
-          requests_per_second: float = typer.Option(50.0, help="Requests per second from one address on average, "
-                                                    "in bursts of up to 4 s' worth (429 beyond)."),
-          admin_session_hours: float = typer.Option(8.0, help="How long an admin login lasts (the session cookie's "
-                                                    "lifetime)."),
+          requests_per_second: float = typer.Option(50.0, min=0.1, help="Requests per second from one address "
+                                                    "on average, in bursts of up to 4 s' worth (429 beyond)."),
+          admin_session_hours: float = typer.Option(8.0, min=0.01, max=168, help="How long an admin login lasts "
+                                                    "(the session cookie's lifetime; at most a week)."),
           allow_remote: bool = typer.Option(False, help="Confirm a bind beyond loopback: the server speaks plain "
                                             "HTTP, so invite and admin tokens cross the network in clear unless "
                                             "an HTTPS proxy is in front."),
           trusted_proxy: list[str] = typer.Option([], help="Address of a reverse proxy whose X-Forwarded-Proto/-For "
-                                                  "headers are believed (repeatable; e.g. 127.0.0.1 for a local "
-                                                  "nginx). From anyone else they are ignored.")):
+                                                  "headers are believed (repeatable; an address or a network, e.g. "
+                                                  "127.0.0.1 for a local nginx). From anyone else they are "
+                                                  "ignored.")):
     """Serve the study (uvicorn, hardened). Put it behind HTTPS (a reverse proxy) before sending links out."""
+    from dermsynth.reader_study.server import proxy_networks
     from dermsynth.reader_study.serving import LOOPBACK
     from dermsynth.reader_study.serving import serve as run
 
     existing_study(study)
+    try:
+        proxy_networks(tuple(trusted_proxy))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if host not in LOOPBACK:
         if not allow_remote:
             raise ConfigError(f"--host {host} serves beyond this machine in plain HTTP: invite links and the admin "

@@ -38,6 +38,7 @@ from dermsynth.reader_study.server import MAX_BODY, NO_STORE, BodyGuard
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{24}$")
 ADMIN_COOKIE = "dermsynth_admin"
+MAX_SESSION_HOURS = 168
 
 
 class AnswerIn(BaseModel):
@@ -74,6 +75,9 @@ def strict_answer(raw: bytes) -> AnswerIn:
 def create_app(study: str | Path, admin_session_hours: float = 8.0) -> FastAPI:
     """The app for ``study``; an admin session (cookie) lasts ``admin_session_hours``."""
     study = Path(study)
+    if not 0 < admin_session_hours <= MAX_SESSION_HOURS:
+        raise ValueError(f"admin_session_hours={admin_session_hours}: give more than 0 and at most "
+                         f"{MAX_SESSION_HOURS} (a week)")
     if not (study / db.DB_NAME).exists():
         raise FileNotFoundError(f"{study} is not a reader study (no {db.DB_NAME}); create one with "
                                 "`dermsynth reader-study create`")

@@ -4,7 +4,9 @@
   within ``header_timeout`` seconds of the connection (or of the previous response) and its
   body within ``body_timeout`` of the headers; else 408 and the connection is closed. (uvicorn
   has a keep-alive timeout but none for a half-sent request, so one slow client could hold a
-  connection for ever.) It also caps connections per client address as well as in all: uvicorn's
+  connection for ever), and a response's deadline: a client that stops reading (a slow or
+  pipelining reader) has ``body_timeout`` seconds to drain the send buffer. It also caps
+  connections per client address as well as in all (refused ones not counted): uvicorn's
   own cap is server-wide only, so one client holding idle connections kept every reader out. A
   trusted proxy's address is exempt from the per-client cap (every reader arrives from it; the
   proxy limits per address itself).
@@ -20,8 +22,10 @@ which uses the guard, and the server, which runs the app, do not import each oth
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -36,6 +40,7 @@ NO_STORE = {"Cache-Control": "no-store, private", "X-Content-Type-Options": "nos
                                        "frame-ancestors 'none'",
             "X-Frame-Options": "DENY"}
 MAX_BODY = 4096
+SEND_BUFFER = 128 * 1024  # bytes the kernel holds for one connection: an image or two, not megabytes
 READER_POST = re.compile(r"^/api/r/([^/]+)/")
 
 
@@ -46,23 +51,41 @@ class GuardedH11(H11Protocol):
     body_timeout = 10.0
     max_connections = 64
     max_per_client = 16
-    shared_clients: frozenset[str] = frozenset()
+    shared_clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
-        self._deadline, self._started = None, False
+        self._deadline, self._stall, self._started, self._refused = None, None, False, False
         super().connection_made(transport)
         host = self.client[0] if self.client else ""
-        if len(self.connections) > self.max_connections:
-            return self._refuse(b"503 Service Unavailable")
-        if host not in self.shared_clients and \
-                sum(1 for p in self.connections if p.client and p.client[0] == host) > self.max_per_client:
+        admitted = [p for p in self.connections if not getattr(p, "_refused", False)]  # refused ones, closing, not
+        if not is_shared(host, self.shared_clients) and \
+                sum(1 for p in admitted if p.client and p.client[0] == host) > self.max_per_client:
             return self._refuse(b"429 Too Many Requests")
+        if len(admitted) > self.max_connections:
+            return self._refuse(b"503 Service Unavailable")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a bounded kernel send buffer: a client that stops reading is noticed soon
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._arm(self.header_timeout)
 
     def _refuse(self, status: bytes) -> None:
+        self._refused = True
         self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n"
                              b"retry-after: 5\r\ncache-control: no-store, private\r\n\r\n")
         self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The client is not reading what it asked for (a slow or pipelining reader): it has
+        ``body_timeout`` seconds to drain the send buffer, else the connection is dropped."""
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.body_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     def _arm(self, seconds: float) -> None:
         if self._deadline is not None:
@@ -96,18 +119,41 @@ class GuardedH11(H11Protocol):
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for timer in (self._deadline, self._stall):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+
+def proxy_networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--trusted-proxy`` values as networks (an address or a range such as 10.0.0.0/8); "*" is
+    refused: trusting every client's X-Forwarded-For would let any client pick its own address."""
+    nets = []
+    for proxy in proxies:
+        try:
+            nets.append(ipaddress.ip_network(proxy, strict=False))
+        except ValueError:
+            raise ValueError(f"--trusted-proxy {proxy!r} is not an address or a network (e.g. 127.0.0.1 or "
+                             "10.0.0.0/8); name the proxy itself, never every client") from None
+    return tuple(nets)
+
+
+def is_shared(host: str, networks) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
 
 
 def guarded_protocol(header_timeout: float, body_timeout: float, max_connections: int = 64,
                      max_per_client: int = 16, shared_clients: tuple[str, ...] = ()) -> type[GuardedH11]:
     """The protocol class for one server: its deadlines, its connection caps (at most
-    ``max_connections`` in all and ``max_per_client`` from one address, except ``shared_clients``)."""
+    ``max_connections`` in all and ``max_per_client`` from one address, except the addresses
+    of ``shared_clients``, the trusted proxies)."""
     return type("GuardedH11", (GuardedH11,), {"header_timeout": header_timeout, "body_timeout": body_timeout,
                                               "max_connections": max_connections, "max_per_client": max_per_client,
-                                              "shared_clients": frozenset(shared_clients)})
+                                              "shared_clients": proxy_networks(shared_clients)})
 
 
 Send = Callable[[dict], Awaitable[None]]
@@ -129,6 +175,9 @@ class RateLimit:
     one the proxy forwards, since uvicorn's proxy-headers middleware runs first."""
 
     def __init__(self, app, per_second: float = 50.0, burst: int = 200):
+        if per_second <= 0 or burst < 1:
+            raise ValueError(f"a request rate of {per_second}/s in bursts of {burst} admits nothing; give a rate "
+                             "above 0 and a burst of at least 1")
         self.app, self.per_second, self.burst = app, per_second, burst
         self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
 

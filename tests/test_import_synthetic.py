@@ -129,3 +129,26 @@ def test_cli_expands_patterns_and_names_a_pattern_that_matches_nothing(shards, t
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["imported"] == 12 and out["stores"]["finetune"]["images"] == 9 and out["bytes_written"] > 0
+
+
+def test_an_exported_store_reads_back_in_hugging_face_datasets_and_import_synthetic(shards, tmp_path, monkeypatch):
+    """Item 4: a store shared as shards + card is a data set others can load, and an export of
+    released images keeps saying that its generator's training set is unknown."""
+    from datasets import load_dataset
+
+    from dermsynth.data.synthetic_export import export_synthetic
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import_synthetic(shards, tmp_path / "released", REFS)
+    store = tmp_path / "released" / "finetune"
+    res = export_synthetic(store, tmp_path / "shared", shard_size=4)
+    ds = load_dataset("webdataset", data_files={"train": res["shards"]}, split="train", cache_dir=str(tmp_path / "hf"))
+    man = read_manifest(store).set_index("synth_id")
+    assert ds.num_rows == len(man) == 9
+    for row in ds:
+        assert row["json"]["ref_id"] == man.loc[row["__key__"], "ref_id"] and row["png"].size == (32, 32)
+    card = (tmp_path / "shared" / "README.md").read_text()
+    assert "UNKNOWN" in card and not (tmp_path / "shared" / "generator_training_ids.txt").exists()
+    back = import_synthetic(res["shards"], tmp_path / "back", REFS)
+    assert back["imported"] == 9 and not training_set_known(tmp_path / "back")

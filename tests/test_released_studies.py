@@ -87,3 +87,21 @@ def test_the_released_preset_plans_the_classifier_grid_alone_and_rehearses_on_a_
     assert set(man["backend"]) == {"released"}
     assert man.groupby(["ref_id", "method"]).size().min() == 10  # k = 10 per reference, as the grid asks
     assert json.loads((tmp_path / "released-stand-in" / "store" / "import-state.json").read_text())["shards"]
+
+
+def test_a_study_on_released_images_reports_their_provenance(released, tmp_path, monkeypatch):
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import ExperimentSpec
+
+    base, store, stores = released
+    monkeypatch.chdir(tmp_path)
+    spec = ExperimentSpec(name="released", seeds=[0], base={
+        **{k: base[k] for k in ("dataset", "root", "classes", "demo_n_per_class", "demo_size")}, "n_test": 5,
+        "n_val": 5, "synthetic_store": store, "held_out_avoids_store": str(stores), "backbone": "test_resnet",
+        "image_size": 16, "max_epochs": 1, "synthetic_methods": ["text-to-image"]},
+        grid={"n_real": [2], "synthetic_per_real": [0, 2]})
+    result = run_experiment(spec, tmp_path / "study")
+    assert not result.failed
+    html = build_report(tmp_path / "study").read_text()
+    assert "Synthetic data provenance" in html and "UNKNOWN" in html and "CLEAN" not in html

@@ -2,13 +2,16 @@
 
 Every executor runs the same function on a cell (:func:`execute_cell`), which writes the
 cell's record atomically or a ``*.failed.json`` with its error; so a worker killed
-mid-task loses only that task and a re-run finishes every cell exactly once.
+mid-task loses only that task and a re-run finishes every cell exactly once. A cell is run
+only under its lease (:mod:`dermsynth.experiments.leases`): other processes on the same study
+skip the cells it holds and wait for them at the end, taking over any whose holder dies.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -16,8 +19,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
+from dermsynth import files
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task, run_graph
+from dermsynth.experiments.leases import Leases
 from dermsynth.experiments.task_payloads import CellPayload
 from dermsynth.progress import progress_bar, progress_bars
 from dermsynth.train.run import run_training, write_record
@@ -29,13 +34,38 @@ POOL_RETRIES = 2  # like Ray's max_retries: a cell whose worker dies is run agai
 log = logging.getLogger(__name__)
 
 
+HELD = "held by another process"  # execute_cell's answer for a cell leased elsewhere (not an error)
+WAIT_POLL = 2.0  # seconds between looks at the cells other processes hold
+
+
+def cell_key(rid: str) -> str:
+    return f"train/{rid}"
+
+
+def cell_done(folder: Path, run: RunSpec) -> bool:
+    """Recorded, by this process or another, and not to be run again."""
+    from dermsynth.experiments.results import needs_rerun
+
+    record = folder / f"{run.run_id()}.json"
+    return record.exists() and not needs_rerun(record, run.content_digest)
+
+
 def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | None]:
-    """Run one cell (in a worker); returns (run_id, error or None). Never raises."""
+    """Run one cell (in a worker) under its lease; returns (run_id, error, ``HELD`` or None). Never raises."""
     run = RunSpec.model_validate_json(spec_json)
     if threads:
         run = run.model_copy(update={"threads": threads})
     rid = run.run_id()
     folder = Path(rdir)
+    if cell_done(folder, run):
+        return rid, None
+    leases = Leases(folder.parent)
+    lease = leases.claim(cell_key(rid))
+    if lease is None:
+        return rid, HELD
+    if cell_done(folder, run):  # finished by another process between the look and the claim
+        leases.release(lease)
+        return rid, None
     running = folder / f"{rid}.running"
     running.write_text(str(os.getpid()))
     try:
@@ -50,6 +80,7 @@ def execute_cell(spec_json: str, rdir: str, threads: int) -> tuple[str, str | No
         return rid, msg
     finally:
         running.unlink(missing_ok=True)
+        leases.release(lease)
 
 
 def cell_task(payload: CellPayload) -> tuple[str, str | None]:
@@ -97,9 +128,52 @@ def largest_first(pending: list[RunSpec]) -> list[RunSpec]:
 
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
               address: str | None = None) -> dict[str, str]:
-    """Run every pending cell; returns {run_id: error} of the cells that failed."""
+    """Run every pending cell, here or — for cells another process holds — there, waiting for them
+    (and taking over any whose holder dies); returns {run_id: error} of the cells that failed."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
+    since, by_id = time.time(), {r.run_id(): r for r in pending}
+    failures = _dispatch(pending, rdir, executor, workers, address)
+    held = [by_id[rid] for rid, err in failures.items() if err == HELD]
+    if held:
+        for run in held:
+            del failures[run.run_id()]
+        log.info("%d cell(s) run by other processes on this study: waiting for them", len(held))
+        failures.update(wait_for_others(held, rdir, executor, workers, address, since))
+    return failures
+
+
+def wait_for_others(held: list[RunSpec], rdir: Path, executor: str, workers: int, address: str | None,
+                    since: float) -> dict[str, str]:
+    """Until every cell another process holds is recorded, or failed there (a ``failed.json``
+    written after ``since``); a cell whose lease goes stale (its holder died) or is released
+    unrecorded is run here. Returns the failures."""
+    leases, failures, left = Leases(Path(rdir).parent), {}, list(held)
+    while left:
+        still = []
+        for run in left:
+            rid, failed = run.run_id(), rdir / f"{run.run_id()}.failed.json"
+            if cell_done(rdir, run):
+                continue
+            if leases.holder(cell_key(rid)) is not None:
+                still.append(run)
+            elif failed.exists() and failed.stat().st_mtime >= since:
+                failures[rid] = files.read_json(failed).get("error", "failed in another process")
+            else:  # its holder died, or let it go unrecorded: run it here
+                err = _dispatch([run], rdir, executor, workers, address).get(rid)
+                if err == HELD:
+                    still.append(run)
+                elif err:
+                    failures[rid] = err
+        left = still
+        if left:
+            time.sleep(WAIT_POLL)
+    return failures
+
+
+def _dispatch(pending: list[RunSpec], rdir: Path, executor: str, workers: int,
+              address: str | None) -> dict[str, str]:
+    """One pass over ``pending`` on the executor: {run_id: error or HELD}."""
     if executor == "ray":
         return _run_ray(pending, rdir, workers, address)
     failures: dict[str, str] = {}

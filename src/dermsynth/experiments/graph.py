@@ -4,11 +4,13 @@ the chosen executor: in this process (in order), or as Ray tasks with declared r
 Dependencies are explicit: a class's generation waits for that class's fine-tune only, not
 for all of them; the classifier cells wait for the audit of their store. Each task writes
 ``OUT/tasks/<name>.json`` (kind, host, pid, start, end) as it finishes, so the task list of a
-run shows where every stage ran.
+run shows where every stage ran. In this process each task runs under its lease
+(:mod:`dermsynth.experiments.leases`): two processes on one study never run a stage at once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -21,8 +23,11 @@ from pydantic import BaseModel
 
 from dermsynth import files
 from dermsynth.errors import ConfigError
+from dermsynth.experiments.leases import Lease, Leases
 from dermsynth.experiments.task_contract import check_call, check_result
 from dermsynth.progress import progress_bars
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,10 +92,29 @@ def run_graph(tasks: list[Task], log_dir: Path, executor: str = "local", address
     if executor != "local":
         raise ConfigError(f"executor={executor!r}; choose local or ray")
     results: dict[str, Any] = {}
+    leases = Leases(log_dir.parent)
     for t in tasks:
-        results[t.name] = run_logged(str(log_dir), t.name, t.kind, t.fn, t.payload, t.inputs,
-                                     *(results[d] for d in t.deps))
+        lease = claim_when_free(leases, f"stage/{t.name}")
+        try:
+            results[t.name] = run_logged(str(log_dir), t.name, t.kind, t.fn, t.payload, t.inputs,
+                                         *(results[d] for d in t.deps))
+        finally:
+            leases.release(lease)
     return results
+
+
+def claim_when_free(leases: Leases, key: str, poll: float = 2.0) -> Lease:
+    """The task's lease, once no live process holds it. Another process on the same study running
+    this stage is waited for; its work is then cached, so running the task here returns at once
+    with the result this process needs."""
+    told = False
+    while (lease := leases.claim(key)) is None:
+        if not told:
+            holder = leases.holder(key) or {}
+            log.info("waiting for %s, run by %s (pid %s) on this study", key, holder.get("host"), holder.get("pid"))
+            told = True
+        time.sleep(poll)
+    return lease
 
 
 def _run_ray(tasks: list[Task], log_dir: Path, address: str | None, workers: int) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class Leases:
 
     def fs_now(self) -> float:
         """The file system's clock: the mtime of a file touched now."""
-        probe = self.folder / f".clock-{self.me['id']}"
+        probe = self.folder / ".clock"
         probe.touch()
         return probe.stat().st_mtime
 
@@ -133,20 +133,30 @@ class Leases:
         return lease
 
     def _beat(self, lease: Lease) -> None:
-        while not lease.stop.wait(self.heartbeat):
-            try:
-                os.utime(lease.path)
-            except FileNotFoundError:
-                lease.lost = True
-                return
-            if self.generations(lease.key)[-1][0] > lease.generation:
-                lease.lost = True  # taken over after a stall: the other holder runs it too
+        while not lease.stop.wait(self.heartbeat) and self.beat(lease):
+            pass
+
+    def beat(self, lease: Lease) -> bool:
+        """Touch the lease; False (and ``lease.lost``) when it was removed or taken over after a
+        stall — the other holder runs the task too."""
+        try:
+            os.utime(lease.path)
+        except FileNotFoundError:
+            lease.lost = True
+            return False
+        gens = self.generations(lease.key)
+        if gens and gens[-1][0] > lease.generation:
+            lease.lost = True
+            return False
+        return True
 
     def release(self, lease: Lease) -> None:
-        """Stop the heartbeat and remove every generation of the task's lease."""
+        """Stop the heartbeat and remove the task's lease: this generation and the stale ones before
+        it, never a later one (a process that took the task over after a stall holds that)."""
         lease.stop.set()
-        for _, path in self.generations(lease.key):
-            path.unlink(missing_ok=True)
+        for generation, path in self.generations(lease.key):
+            if generation <= lease.generation:
+                path.unlink(missing_ok=True)
 
     def held(self) -> dict[str, dict]:
         """Every live lease of the study by task (for `experiment status`)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dermsynth.data.released_format import released_key_and_json
 from dermsynth.data.shard_stream import write_shard  # noqa: F401 — the tests' shard writer
 
 
@@ -25,11 +26,8 @@ def png(seed: int, size: int = 32) -> bytes:
 def released_sample(md5: str, label: str, method: str, submethod: str, generation: int = 0,
                     tag: str = "generations1", layout: str = "1M", seed: int = 0) -> tuple[str, dict[str, bytes]]:
     """One sample: ``method`` as ``finetune_inpaint`` (the 1M set) or hyphenated (the train set)."""
-    prefix = f"{label}_{method}_{submethod}".replace("-", "_")
-    key = f"{prefix}_{tag}_{generation:02d}_{md5}"
     spelled = method.replace("-", "_") if layout == "1M" else method.replace("_", "-")
-    meta = {"name": f"{key}.png", "md5hash": md5, "label": label, "method": spelled, "submethod": submethod,
-            "generation_num": f"{generation:02d}", "tag": tag}
+    key, meta = released_key_and_json(md5, label, spelled, submethod, generation, tag)
     return key, {"png": png(seed), "json": json.dumps(meta).encode()}
 
 

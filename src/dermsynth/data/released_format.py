@@ -84,3 +84,14 @@ def parse_released(meta: dict) -> ReleasedSample:
                           generation_num=None if generation is None else str(generation),
                           tag=None if meta.get("tag") is None else str(meta["tag"]),
                           name=None if meta.get("name") is None else str(meta["name"]))
+
+
+def released_key_and_json(md5: str, label: str, method: str, submethod: str, generation: int = 0,
+                          tag: str = "generations1") -> tuple[str, dict]:
+    """A sample's key and json as the authors' copy script builds them (``method`` spelled as the
+    json should carry it: ``finetune_inpaint`` in the 1M set, ``finetune-inpaint`` in the train set);
+    for the stand-ins and tests that must be in exactly the released format."""
+    prefix = f"{label}_{method}_{submethod}".replace("-", "_")
+    key = f"{prefix}_{tag}_{generation:02d}_{md5}"
+    return key, {"name": f"{key}.png", "md5hash": md5, "label": label, "method": method, "submethod": submethod,
+                 "generation_num": f"{generation:02d}", "tag": tag}

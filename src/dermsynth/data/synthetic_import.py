@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import time
 from collections import Counter
@@ -145,8 +146,6 @@ class Importer:
 
     def row(self, key: str, parts: dict[str, bytes], shard: str) -> tuple[str, dict]:
         """(variant, manifest row) of one sample; :class:`SampleSkip` with the reason otherwise."""
-        import json
-
         if "json" not in parts:
             raise SampleSkip("no json")
         if "png" not in parts:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from dermsynth.data.images import load_rgb
 from dermsynth.data.registry import load_dataset
+from dermsynth.data.released_format import released_key_and_json
 from dermsynth.data.shard_stream import write_shard
 from dermsynth.data.synthetic_import import import_synthetic
 from dermsynth.data.synthetic_store import is_store
@@ -61,11 +62,8 @@ def released_stand_in(base: dict, methods: list[str], per_reference: int, varian
                 samples = []
                 for _, r in rows[rows["patient"].map(_referenced)].iterrows():
                     for g in range(per_reference):
-                        key = f"{released_label}_{variant}_{word}_{submethod}_generations1_{g:02d}_{r['id']}"
-                        key = key.replace("-", "_")
-                        meta = {"name": f"{key}.png", "md5hash": str(r["id"]), "label": released_label,
-                                "method": f"{variant}_{word}", "submethod": submethod,
-                                "generation_num": f"{g:02d}", "tag": "generations1"}
+                        key, meta = released_key_and_json(str(r["id"]), released_label, f"{variant}_{word}",
+                                                          submethod, g)
                         seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
                         samples.append((key, {"png": _stand_in_png(r["path"], seed),
                                               "json": json.dumps(meta).encode()}))

@@ -21,7 +21,7 @@ from dermsynth.reader_study.design import FIXED_MTIME, StudyConfig, create_study
 from dermsynth.reader_study.labelstudio import export_tasks
 from readers_helpers import Server, items, tells
 
-README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "09-reader-study.md"  # the guide page on it
+README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "10-reader-study.md"  # the guide page on it
 # inpaint only: the tiny store's text-to-image images come from a generator trained for 5 steps and
 # are noise (sharpness ~6 against ~1.6 for real and inpainted images) — a tell in the pixels
 # themselves, which no encoding should hide. Its inpainted images look like the real ones.

@@ -19,7 +19,7 @@ from dermsynth.reader_study.design import StudyConfig, create_study
 from dermsynth.reader_study.export import answers_csv, frame_csv
 from readers_helpers import Server, invite
 
-README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "09-reader-study.md"  # the guide page on it
+README = Path(__file__).resolve().parents[1] / "docs" / "guide" / "10-reader-study.md"  # the guide page on it
 
 
 @pytest.fixture(scope="module")

@@ -43,9 +43,25 @@ def require_study(config: Path, folder: Path) -> Path:
 @app.command("run")
 @handles_errors
 def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
-                   executor: Literal["local", "ray"] = typer.Option("local", help="Where cells run."),
+                   executor: Literal["local", "ray", "slurm"] = typer.Option(
+                       "local", help="Where stages and cells run: this machine, a Ray cluster, or Slurm job arrays "
+                       "(resources from the config's [slurm] table and the --slurm-* options)."),
                    workers: int | None = typer.Option(None, help="Parallel runs."),
                    address: str | None = typer.Option(None, help="Ray cluster address (ray executor)."),
+                   slurm_partition: str | None = typer.Option(None, help="Slurm: the partition."),
+                   slurm_gpus_per_task: int | None = typer.Option(None, help="Slurm: GPUs per task that uses one."),
+                   slurm_cpus_per_task: int | None = typer.Option(None, help="Slurm: CPUs per array task."),
+                   slurm_mem_gb: float | None = typer.Option(None, help="Slurm: memory per array task (GB)."),
+                   slurm_time_minutes: int | None = typer.Option(None, help="Slurm: time limit per array task."),
+                   slurm_array_parallelism: int | None = typer.Option(None, help="Slurm: array tasks at once."),
+                   slurm_sbatch_line: list[str] | None = typer.Option(None, help="Slurm: an extra sbatch option "
+                                                                      "such as --account=lab (repeatable)."),
+                   slurm_setup: list[str] | None = typer.Option(None, help="Slurm: a shell line run before each "
+                                                                "task, e.g. 'module load cuda' (repeatable)."),
+                   slurm_requeue: bool | None = typer.Option(None, help="Slurm: submit with --requeue, so "
+                                                             "Slurm requeues a preempted task itself."),
+                   slurm_max_resubmits: int | None = typer.Option(None, help="Slurm: resubmissions of a task "
+                                                                  "that ends without a result."),
                    force: bool = typer.Option(False, help="Write beside results of another config."),
                    rehearse: bool = typer.Option(False, help="Run the config's CPU rehearsal (stand-in data, models "
                                                  "and sizes; every stage, axis, statistic and report section) and "
@@ -67,9 +83,16 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
     from dermsynth.analysis.sequential_study import outcome_line, run_until_decided
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
     from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.slurm_spec import with_overrides
     from dermsynth.experiments.spec import load_experiment
 
     spec = load_experiment(config)
+    if executor == "slurm":
+        spec = spec.model_copy(update={"slurm": with_overrides(
+            spec.slurm, partition=slurm_partition, gpus_per_task=slurm_gpus_per_task,
+            cpus_per_task=slurm_cpus_per_task, mem_gb=slurm_mem_gb, time_minutes=slurm_time_minutes,
+            array_parallelism=slurm_array_parallelism, sbatch_lines=slurm_sbatch_line, setup=slurm_setup,
+            requeue=slurm_requeue, max_resubmits=slurm_max_resubmits)})
     chosen = renamed(study, out, "--out", "--study")
     folder = chosen or default_study(config)
     if rehearse:
@@ -97,8 +120,11 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
 def experiment_status(config: Path = ConfigArg, study: Path | None = StudyOpt, out: Path | None = OldOutOpt,
                       as_json: bool = JsonOpt):
     """done / running / failed / pending per cell, and an ETA."""
+    import pandas as pd
+
     from dermsynth.experiments.runner import eta_seconds
     from dermsynth.experiments.runner import experiment_status as status_of
+    from dermsynth.experiments.slurm_driver import slurm_jobs
     from dermsynth.experiments.spec import load_experiment
 
     spec = load_experiment(config)
@@ -106,9 +132,12 @@ def experiment_status(config: Path = ConfigArg, study: Path | None = StudyOpt, o
     st = status_of(spec, folder)
     eta = eta_seconds(st, folder)
     counts = {k: int(v) for k, v in st["state"].value_counts().items()}
-    emit({"counts": counts, "eta_seconds": eta, "cells": st.to_dict(orient="records")}, as_json,
-         lambda: say(st.to_string(index=False) + "\n" + ", ".join(f"{n} {k}" for k, n in counts.items())
-                     + (f"; ETA ≈ {eta / 60:.1f} min" if eta else "")))
+    stages = [j for j in slurm_jobs(folder) if not j["task"].startswith("train/")]
+    stage_text = ("\nSlurm stage tasks:\n" + pd.DataFrame(stages).drop(columns=["log"]).to_string(index=False)
+                  if stages else "")
+    emit({"counts": counts, "eta_seconds": eta, "cells": st.to_dict(orient="records"), "slurm_stages": stages},
+         as_json, lambda: say(st.to_string(index=False) + "\n" + ", ".join(f"{n} {k}" for k, n in counts.items())
+                              + (f"; ETA ≈ {eta / 60:.1f} min" if eta else "") + stage_text))
 
 
 @app.command("results")

@@ -95,7 +95,7 @@ def create(out: Path = typer.Option(..., help="The study folder to create."),
 @c.handles_errors
 def serve(study: Path = ReaderStudyArg,
           host: str = typer.Option("127.0.0.1", help="Loopback by default: put an HTTPS reverse proxy in front "
-                                   "(docs/guide/09-reader-study.md)."),
+                                   "(docs/guide/10-reader-study.md)."),
           port: int = typer.Option(8000, help="TCP port to listen on."),
           header_timeout: float = typer.Option(10.0, help="Seconds for a request's headers."),
           body_timeout: float = typer.Option(10.0, help="Seconds for a request's body."),
@@ -129,7 +129,7 @@ def serve(study: Path = ReaderStudyArg,
         if not allow_remote:
             raise ConfigError(f"--host {host} serves beyond this machine in plain HTTP: invite links and the admin "
                               "token would cross the network in clear. Serve on 127.0.0.1 behind an HTTPS reverse "
-                              "proxy (docs/guide/09-reader-study.md), or pass --allow-remote to confirm")
+                              "proxy (docs/guide/10-reader-study.md), or pass --allow-remote to confirm")
         c.err_console.print(f"warning: serving on {host} in plain HTTP; tokens travel in clear unless an HTTPS "
                             "proxy is in front", markup=False, style="yellow", highlight=False)
     c.say(f"serving {study} at http://{host}:{port}/ (Ctrl-C stops it): readers open their invite links "

@@ -47,6 +47,9 @@ CONFIG_TABLES: list[tuple[str, str, str, str]] = [
     ("tracking", "[tracking]", "dermsynth.experiments.tracking_spec:TrackingSpec",
      "Log the study's runs to MLflow (also `--track URI` on `experiment run`, `train`, `evaluate`, "
      "`quickstart`; `dermsynth experiment track OUT --to URI` afterwards)."),
+    ("slurm", "[slurm]", "dermsynth.experiments.slurm_spec:SlurmSpec",
+     "Resources of `executor = \"slurm\"` (also `--slurm-*` options on `experiment run`): "
+     "docs/guide/06-slurm.md."),
 ]
 
 

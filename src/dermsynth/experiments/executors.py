@@ -1,4 +1,5 @@
-"""Executors: where an experiment's cells run — in this process, a local process pool, or Ray.
+"""Executors: where an experiment's cells run — in this process, a local process pool, Ray, or
+Slurm job arrays.
 
 Every executor runs the same function on a cell (:func:`execute_cell`), which writes the
 cell's record atomically or a ``*.failed.json`` with its error; so a worker killed
@@ -23,13 +24,15 @@ from dermsynth import files
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.graph import Task, run_graph
 from dermsynth.experiments.leases import Leases
+from dermsynth.experiments.slurm_driver import SlurmDriver, SlurmTask
+from dermsynth.experiments.slurm_spec import SlurmSpec
 from dermsynth.experiments.task_payloads import CellPayload
 from dermsynth.progress import progress_bar, progress_bars
 from dermsynth.train.run import run_training, write_record
 from dermsynth.train.spec import RunSpec
 
-ExecutorName = Literal["local", "ray"]
-EXECUTORS: tuple[str, ...] = ("local", "ray")
+ExecutorName = Literal["local", "ray", "slurm"]
+EXECUTORS: tuple[str, ...] = ("local", "ray", "slurm")
 POOL_RETRIES = 2  # like Ray's max_retries: a cell whose worker dies is run again this many times
 log = logging.getLogger(__name__)
 
@@ -127,24 +130,24 @@ def largest_first(pending: list[RunSpec]) -> list[RunSpec]:
 
 
 def run_cells(pending: list[RunSpec], rdir: Path, executor: str = "local", workers: int = 1,
-              address: str | None = None) -> dict[str, str]:
+              address: str | None = None, slurm: SlurmSpec | None = None) -> dict[str, str]:
     """Run every pending cell, here or — for cells another process holds — there, waiting for them
     (and taking over any whose holder dies); returns {run_id: error} of the cells that failed."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
     since, by_id = time.time(), {r.run_id(): r for r in pending}
-    failures = _dispatch(pending, rdir, executor, workers, address)
+    failures = _dispatch(pending, rdir, executor, workers, address, slurm)
     held = [by_id[rid] for rid, err in failures.items() if err == HELD]
     if held:
         for run in held:
             del failures[run.run_id()]
         log.info("%d cell(s) run by other processes on this study: waiting for them", len(held))
-        failures.update(wait_for_others(held, rdir, executor, workers, address, since))
+        failures.update(wait_for_others(held, rdir, executor, workers, address, since, slurm))
     return failures
 
 
 def wait_for_others(held: list[RunSpec], rdir: Path, executor: str, workers: int, address: str | None,
-                    since: float) -> dict[str, str]:
+                    since: float, slurm: SlurmSpec | None = None) -> dict[str, str]:
     """Until every cell another process holds is recorded, or failed there (a ``failed.json``
     written after ``since``); a cell whose lease goes stale (its holder died) or is released
     unrecorded is run here. Returns the failures."""
@@ -160,7 +163,7 @@ def wait_for_others(held: list[RunSpec], rdir: Path, executor: str, workers: int
             elif failed.exists() and failed.stat().st_mtime >= since:
                 failures[rid] = files.read_json(failed).get("error", "failed in another process")
             else:  # its holder died, or let it go unrecorded: run it here
-                err = _dispatch([run], rdir, executor, workers, address).get(rid)
+                err = _dispatch([run], rdir, executor, workers, address, slurm).get(rid)
                 if err == HELD:
                     still.append(run)
                 elif err:
@@ -172,10 +175,12 @@ def wait_for_others(held: list[RunSpec], rdir: Path, executor: str, workers: int
 
 
 def _dispatch(pending: list[RunSpec], rdir: Path, executor: str, workers: int,
-              address: str | None) -> dict[str, str]:
+              address: str | None, slurm: SlurmSpec | None = None) -> dict[str, str]:
     """One pass over ``pending`` on the executor: {run_id: error or HELD}."""
     if executor == "ray":
         return _run_ray(pending, rdir, workers, address)
+    if executor == "slurm":
+        return _run_slurm(pending, rdir, slurm or SlurmSpec())
     failures: dict[str, str] = {}
     if workers <= 1 or len(pending) <= 1:
         for run in progress_bar(pending, desc="runs"):
@@ -208,6 +213,23 @@ def _dispatch(pending: list[RunSpec], rdir: Path, executor: str, workers: int,
         for run in lost:
             failures[run.run_id()] = f"worker process died {1 + POOL_RETRIES} times running this cell"
     bar.close()
+    return failures
+
+
+def _run_slurm(pending: list[RunSpec], rdir: Path, slurm: SlurmSpec) -> dict[str, str]:
+    """Every cell an array task with ``cpus_per_task`` threads (and its GPUs), largest first."""
+    def arguments(run: RunSpec):
+        return lambda _values: (run.model_dump_json(), str(rdir), slurm.cpus_per_task)
+
+    todo = largest_first(pending)
+    outcomes = SlurmDriver(Path(rdir).parent, slurm).run(
+        [SlurmTask(cell_key(r.run_id()), execute_cell, arguments(r), gpus=True) for r in todo])
+    failures = {}
+    for run in todo:
+        status, value = outcomes[cell_key(run.run_id())]
+        err = value[1] if status == "ok" else value
+        if err:
+            failures[run.run_id()] = err
     return failures
 
 

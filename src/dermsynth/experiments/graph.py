@@ -1,5 +1,6 @@
 """A study as a graph of tasks — fine-tunes, generation, checks, classifier cells — run by
-the chosen executor: in this process (in order), or as Ray tasks with declared resources.
+the chosen executor: in this process (in order), as Ray tasks with declared resources, or as
+Slurm job arrays (slurm_driver.py: each task submitted once its dependencies are done).
 
 Dependencies are explicit: a class's generation waits for that class's fine-tune only, not
 for all of them; the classifier cells wait for the audit of their store. Each task writes
@@ -24,6 +25,8 @@ from pydantic import BaseModel
 from dermsynth import files
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.leases import Lease, Leases
+from dermsynth.experiments.slurm_driver import SlurmDriver, SlurmTask, stage_digest
+from dermsynth.experiments.slurm_spec import SlurmSpec
 from dermsynth.experiments.task_contract import check_call, check_result
 from dermsynth.progress import progress_bars
 
@@ -83,14 +86,16 @@ def check_order(tasks: list[Task]) -> None:
 
 
 def run_graph(tasks: list[Task], log_dir: Path, executor: str = "local", address: str | None = None,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, slurm: SlurmSpec | None = None) -> dict[str, Any]:
     """Run every task after its dependencies; returns {name: result}. Tasks come in dependency order."""
     check_order(tasks)
     log_dir.mkdir(parents=True, exist_ok=True)
     if executor == "ray":
         return _run_ray(tasks, log_dir, address, workers)
+    if executor == "slurm":
+        return _run_slurm(tasks, log_dir, slurm or SlurmSpec())
     if executor != "local":
-        raise ConfigError(f"executor={executor!r}; choose local or ray")
+        raise ConfigError(f"executor={executor!r}; choose local, ray or slurm")
     results: dict[str, Any] = {}
     leases = Leases(log_dir.parent)
     for t in tasks:
@@ -115,6 +120,28 @@ def claim_when_free(leases: Leases, key: str, poll: float = 2.0) -> Lease:
             told = True
         time.sleep(poll)
     return lease
+
+
+class StageFailed(RuntimeError):
+    """A stage task failed in a Slurm job (its message names the job and its log)."""
+
+
+def _run_slurm(tasks: list[Task], log_dir: Path, slurm: SlurmSpec) -> dict[str, Any]:
+    """Every task a Slurm array task, submitted once the tasks it needs are done."""
+    if not tasks:
+        return {}
+
+    def arguments(t: Task) -> Any:
+        return lambda values: (str(log_dir), t.name, t.kind, t.fn, t.payload, t.inputs,
+                               *(values[f"stage/{d}"] for d in t.deps))
+
+    items = [SlurmTask(f"stage/{t.name}", run_logged, arguments(t), [f"stage/{d}" for d in t.deps], t.gpus > 0,
+                       stage_digest(t.name, t.kind, t.fn, t.payload.model_dump_json(), t.inputs)) for t in tasks]
+    outcomes = SlurmDriver(log_dir.parent, slurm).run(items)
+    failed = [f"{t.name}: {outcomes[f'stage/{t.name}'][1]}" for t in tasks if outcomes[f"stage/{t.name}"][0] != "ok"]
+    if failed:
+        raise StageFailed(f"{len(failed)} stage task(s) failed on Slurm — " + "; ".join(failed[:3]))
+    return {t.name: outcomes[f"stage/{t.name}"][1] for t in tasks}
 
 
 def _run_ray(tasks: list[Task], log_dir: Path, address: str | None, workers: int) -> dict[str, Any]:

@@ -93,41 +93,42 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         if gen.backend == "builtin" and not gen.builtin.model:
             train_steps = gen.builtin.train_steps
             rows.append(_row("train built-in generator", f"1 model, {train_steps:,} steps", train_steps,
-                             rates.get("builtin_train_steps_s"), "steps"))
+                             rates.get("builtin_train_steps_s"), "steps", tasks=1))
         seeds = len(spec.seed_list())
         refs = sum(pool.values()) if any(r.use_all_pool for r in synthetic) else \
             sum(min(pool[c], seeds * max(r.n_real for r in synthetic)) for c in pool)
         passes = sum(2 if m == "in-then-outpaint" else 1 for m in gen.methods)
         per_method = refs * gen.per_image * len(variants)
         what = f"{refs:,} references × {gen.per_image} × {len(gen.methods)} methods × {len(variants)} generators"
-        learn = ""
+        learn, stores = "", len(variants)
         if gen.finetune_on == "subset":  # a generator per run's real subset: more, smaller models
             n_models, steps, per_method, stores = subset_generators(gen, synthetic, pool, len(kinds))
             learn = " (each on one run's real subset)"
             what = f"{per_method:,} per method × {len(gen.methods)} methods in {stores} subset stores"
         if tuned:
             rows.append(_row("fine-tune generators", f"{n_models} models{learn}, {steps:,} steps", steps, rate,
-                             "steps"))
+                             "steps", tasks=max(1, n_models // len(kinds))))
         images, work = per_method * len(gen.methods), per_method * passes
         rate = rates.get("sd_img_s") if gen.backend == "sd" else rates.get("builtin_img_s")
         size = gen.sd.resolution if gen.backend == "sd" else gen.builtin.size
         rows.append(_row("generate", f"{images:,} images ({what})", work, rate, "images",
-                         disk=images * PNG_BYTES.get(size, 100_000)))
+                         disk=images * PNG_BYTES.get(size, 100_000), tasks=stores * n_cls))
     rate = _classifier_rate(rates, runs[0].backbone)
     seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
                 else _train_images(r, n_cls)) * r.max_epochs for r in runs)
     weights = checkpoint_bytes(runs[0], n_cls) * sum(r.save_checkpoint for r in runs)
     rows.append(_row("train classifiers", f"{len(runs)} runs, ≤ {seen:,} images seen (max_epochs; early stopping "
-                     "usually ends sooner)", seen, rate, "images", disk=weights))
+                     "usually ends sooner)", seen, rate, "images", disk=weights, tasks=len(runs)))
     if gen is not None and spec.recognisability and synthetic:
         seen = sum(pool.values()) * runs[0].max_epochs
-        rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images"))
+        rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images",
+                         tasks=len(variants)))
     settings = sorted({(r.synthetic_filter, r.filter_keep) for r in synthetic if r.synthetic_filter != "none"})
     if gen is not None and settings:  # per store: a classifier on the pool, then every image scored twice
         stores = len(gen.finetune_values())
         seen = stores * sum(pool.values()) * runs[0].max_epochs + 2 * images
         rows.append(_row("filter synthetic images", f"{stores} classifier(s) on the real pool, {images:,} images "
-                         f"scored, {len(settings)} filtered views", seen, rate, "images"))
+                         f"scored, {len(settings)} filtered views", seen, rate, "images", tasks=stores))
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out
@@ -197,10 +198,19 @@ def _train_images(run, n_cls: int) -> int:
     return real * run.repeat_real * (1 + run.synthetic_per_real)
 
 
-def _row(stage: str, what: str, work: float, rate: float | None, unit: str, disk: int = 0) -> dict:
+def _row(stage: str, what: str, work: float, rate: float | None, unit: str, disk: int = 0, tasks: int = 1) -> dict:
+    """A stage's row; ``tasks`` is how many tasks it runs as (under Slurm: its array's size), and
+    ``hours_per_task`` their mean length (what a task's time limit must cover)."""
     hours = work / rate / 3600 if rate else None
     return {"stage": stage, "what": what, "work": work, "unit": unit, "rate_per_s": rate,
-            "device_hours": None if hours is None else round(hours, 2), "disk_gb": round(disk / 1e9, 1)}
+            "device_hours": None if hours is None else round(hours, 2), "disk_gb": round(disk / 1e9, 1),
+            "tasks": tasks, "hours_per_task": None if hours is None else round(hours / tasks, 3)}
+
+
+def planned_task_minutes(spec: ExperimentSpec, device: str) -> dict[str, float]:
+    """{stage: minutes of one of its tasks} on ``device``, for checking a Slurm time limit."""
+    table = plan(spec, device)
+    return {row.stage: row.hours_per_task * 60 for row in table.itertuples() if pd.notna(row.hours_per_task)}
 
 
 def load_throughput(path) -> dict:

@@ -19,13 +19,17 @@ import pandas as pd
 from dermsynth import files
 from dermsynth.data.leakage import PROVENANCE_FILE, assert_clean, audit_store, store_account
 from dermsynth.data.splits import load_splits
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigError, DermsynthError
 from dermsynth.experiments.cleaning_stage import cleaning_tasks
-from dermsynth.experiments.executors import EXECUTORS, default_workers, run_cells
+from dermsynth.experiments.executors import EXECUTORS, cell_key, default_workers, run_cells
 from dermsynth.experiments.filter_stage import filter_tasks
 from dermsynth.experiments.graph import Task, run_graph, task_log_path
+from dermsynth.experiments.plan import planned_task_minutes
 from dermsynth.experiments.results import load_records, needs_rerun, runs_dir
 from dermsynth.experiments.sequential_state import with_added_seeds
+from dermsynth.experiments.slurm_driver import slurm_jobs
+from dermsynth.experiments.slurm_queue import check_request
+from dermsynth.experiments.slurm_spec import SlurmSpec
 from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.experiments.stages import preflight, recognisability_stage
 from dermsynth.experiments.study_path import ANCHOR_KEY, same_config, study_anchor
@@ -158,17 +162,18 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
         raise ConfigError(f"executor={executor!r}; choose one of {', '.join(EXECUTORS)}")
     out = Path(out)
     claim_output(spec, out, force)
+    slurm = slurm_request(spec, out) if executor == "slurm" else None
     prepared = resolve_runs(spec, out, last_look=True)  # = the runs, except in a sequential study
     timings: dict[str, float] = {}
     # Cleaning first, as its own step of the graph: every later stage and cell splits by its groups.
     cleaning = cleaning_tasks(prepared, out)
-    run_graph(cleaning, out / "tasks", executor, address, workers or 1)
+    run_graph(cleaning, out / "tasks", executor, address, workers or 1, slurm)
     t0 = time.perf_counter()
     preflight(spec, prepared)
     timings["preflight"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     tasks = stage_tasks(spec, prepared, out)
-    run_graph(tasks, out / "tasks", executor, address, workers or 1)
+    run_graph(tasks, out / "tasks", executor, address, workers or 1, slurm)
     timings["stages"] = time.perf_counter() - t1
     record_claim(spec, out)
     runs = pin_runs(resolve_runs(spec, out))
@@ -179,7 +184,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
     log.info("%s: %d runs, %d done, %d to run", spec.name, len(runs), len(runs) - len(pending), len(pending))
     workers = workers or default_workers(pending)
     runs_start = time.perf_counter()
-    failures = run_cells(pending, rdir, executor, workers, address)
+    failures = run_cells(pending, rdir, executor, workers, address, slurm)
     for rid, err in failures.items():
         log.error("run %s failed: %s", rid, err)
     timings["training_runs"] = time.perf_counter() - runs_start
@@ -189,22 +194,40 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, executor: str = "local
                             seconds=timings["training_runs"], timings=timings)
 
 
+def slurm_request(spec: ExperimentSpec, out: Path) -> SlurmSpec:
+    """The config's [slurm] table, checked against the cluster and the plan before anything is submitted."""
+    slurm = spec.slurm or SlurmSpec()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        planned = planned_task_minutes(spec, "a100" if slurm.gpus_per_task else "cpu")
+    except (DermsynthError, KeyError) as exc:  # a plan needs class sizes some datasets give only at run time
+        log.info("no planned task times to check the Slurm time limit against: %s", exc)
+        planned = {}
+    check_request(slurm, out, planned)
+    return slurm
+
+
 def experiment_status(spec: ExperimentSpec, out: str | Path) -> pd.DataFrame:
-    """done / running / failed / pending per cell."""
+    """done / running / failed / pending per cell, with its Slurm job id and state where the Slurm
+    executor submitted it (a cell running on another node has no pid this machine can see)."""
     out = Path(out)
     rdir = runs_dir(out)
     rows = []
+    jobs = {j["task"]: j for j in slurm_jobs(out)}
     for run in planned_runs(spec, out):
         rid = run.run_id()
+        job = jobs.get(cell_key(rid), {})
         if (rdir / f"{rid}.json").exists():
             state = "done"
-        elif (rdir / f"{rid}.running").exists() and _alive(rdir / f"{rid}.running"):
+        elif job.get("state") == "RUNNING" or (rdir / f"{rid}.running").exists() and _alive(rdir / f"{rid}.running"):
             state = "running"
         elif (rdir / f"{rid}.failed.json").exists():
             state = "failed"
         else:
             state = "pending"
-        rows.append({"run_id": rid, "state": state, **{k: getattr(run, k) for k in spec.grid}, "seed": run.seed})
+        slurm = {"slurm_job": job.get("job_id"), "slurm_state": job.get("state")} if jobs else {}
+        rows.append({"run_id": rid, "state": state, **{k: getattr(run, k) for k in spec.grid}, "seed": run.seed,
+                     **slurm})
     return pd.DataFrame(rows)
 
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dermsynth.errors import ConfigDeprecationWarning, ConfigError
 from dermsynth.experiments.generator_spec import GeneratorSpec
+from dermsynth.experiments.slurm_spec import SlurmSpec
 from dermsynth.experiments.tracking_spec import TrackingSpec
 from dermsynth.generate.methods import METHODS
 from dermsynth.registry import did_you_mean
@@ -64,6 +65,10 @@ class ImbalanceSpec(BaseModel):
                 out += [rare, {**rare, "synthetic_per_real": factor - 1, "synthetic_classes": [cls]},
                         {**rare, "duplicate_classes": {cls: factor}}]
         return out
+
+
+# Fields that change where or how a study runs, or what is planned, never a result: left out of its digest.
+OPERATIONAL_FIELDS = {"tracking", "seed_sd", "slurm"}
 
 
 class ExperimentSpec(BaseModel):
@@ -101,6 +106,8 @@ class ExperimentSpec(BaseModel):
     recognisability: bool = True
     # Log the runs to MLflow (dermsynth.tracking); not part of the digest: it changes no result.
     tracking: TrackingSpec | None = None
+    # Resources of executor "slurm" (partition, GPUs, time limit, array parallelism); not part of the digest.
+    slurm: SlurmSpec | None = None
     # Planning only: the sd of accuracy between seeds of one cell (a fraction, e.g. 0.08), so that
     # `experiment plan` can say which effect the planned seeds detect before anything runs
     # (`experiment calibrate` measures it). Not part of the digest: it changes no result.
@@ -110,7 +117,7 @@ class ExperimentSpec(BaseModel):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def digest(self) -> str:
-        payload = self.model_dump(exclude={"tracking", "seed_sd"})
+        payload = self.model_dump(exclude=OPERATIONAL_FIELDS)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -50,8 +50,9 @@ def portable_digest(spec) -> str:
     import json
 
     from dermsynth.experiments.generator_spec import identity_view
+    from dermsynth.experiments.spec import OPERATIONAL_FIELDS
 
-    payload = spec.model_dump(exclude={"tracking", "seed_sd"})
+    payload = spec.model_dump(exclude=OPERATIONAL_FIELDS)
     payload["base"] = {k: v for k, v in spec.base.items() if k != "cache_dir"}
     if spec.generator is not None:
         payload["generator"] = identity_view(spec.generator)

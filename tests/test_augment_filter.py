@@ -45,7 +45,7 @@ def test_existing_run_ids_are_unchanged():
     assert RunSpec(synthetic_filter="novelty").run_id() != RunSpec(synthetic_filter="novelty", filter_keep=0.3).run_id()
     # the fields added after ids were in use are declared so (field_roles.SINCE_IDS), not listed apart
     assert set(fields_tagged(RunSpec, SINCE_IDS)) == {"augment", "synthetic_filter", "filter_keep", "filter_digest",
-                                                     "cleaning", "held_out_avoids_store"}
+                                                     "cleaning", "held_out_avoids_store", "loss", "focal_gamma"}
 
 
 def test_augmentation_arms_are_seeded_distinct_and_recorded():

@@ -20,6 +20,7 @@ from dermsynth.errors import DermsynthError
 from dermsynth.progress import progress_bar
 from dermsynth.registry import Registry
 from dermsynth.train.image_source import batches
+from dermsynth.train.losses import training_loss
 from dermsynth.train.spec import RunSpec, auto_batch_size
 from dermsynth.train.transforms import AugConfig, Augmentation, augment
 
@@ -145,7 +146,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
             xb, yb = augmentation(raw.to(device), train_y[idx].to(device), gen)  # yb: soft for MixUp/CutMix
             xb = to_input(xb, norm, spec.channels_last, None, None)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16"):
-                loss = F.cross_entropy(model(xb), yb, weight=class_weight)
+                loss = training_loss(model(xb), yb, spec.loss, spec.focal_gamma, class_weight)
             if not torch.isfinite(loss):
                 model.load_state_dict(best_state)
                 raise TrainingDiverged(

@@ -157,6 +157,12 @@ class RunSpec(SplitFields):
     # For imbalanced or binary tasks: weight the loss by inverse class frequency, or draw
     # batches with equal expected counts per class.
     class_weighting: Literal["none", "balanced"] = "none"
+    # The training loss: "cross_entropy", or "focal" (Lin et al. 2017: −(1 − p)^γ log p, which gives the images
+    # the model already gets right less weight; with class_weighting its α), the imbalance remedy that synthetic
+    # data is compared with. Validation (``monitor = "loss"``) always uses cross-entropy.
+    loss: Literal["cross_entropy", "focal"] = role(SETTING, "cross_entropy", tags=(SINCE_IDS,))
+    # Focal loss's γ (≥ 0; 0 is cross-entropy, 2 the paper's value); unused, and reset, with cross-entropy.
+    focal_gamma: float = role(SETTING, 2.0, tags=(SINCE_IDS,), ge=0)
     # The order of each epoch: "uniform" shuffles the training set; "balanced" draws as many images with
     # replacement, weighted so that every class is equally likely.
     sampling: Literal["uniform", "balanced"] = "uniform"
@@ -194,13 +200,16 @@ class RunSpec(SplitFields):
     @classmethod
     def _augment_and_filter(cls, data):
         """``augment``, when set, decides ``transforms`` (every arm but "none" includes the paper's
-        transforms); a filter gets a fraction (default 0.5), no filter none — so equal settings
+        transforms); a filter gets a fraction (default 0.5), no filter none; γ is kept only with focal
+        loss — so equal settings
         give equal run ids however they were written."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
         if data.get("augment") is not None:
             data["transforms"] = data["augment"] != "none"
+        if data.get("loss", "cross_entropy") != "focal":  # γ means nothing without focal loss: one run id
+            data.pop("focal_gamma", None)
         if data.get("synthetic_filter", "none") == "none":
             data["filter_keep"] = None
         elif data.get("filter_keep") is None:

@@ -1,0 +1,94 @@
+"""Issue 38: the imbalance remedies beside synthetic data (focal loss) and gaps as outcomes (the
+worst group, the worst class, equalised odds) with a seed-aware test of a narrowed gap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dermsynth.analysis.gap_outcomes import gap_test, outcomes_of
+from dermsynth.train.losses import focal_loss
+from dermsynth.train.spec import RunSpec
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_zero_and_spares_easy_images():
+    g = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(12, 4, generator=g), torch.randint(0, 4, (12,), generator=g)
+    weight = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    soft = torch.softmax(torch.randn(12, 4, generator=g), 1)  # MixUp/CutMix targets
+    for w in (None, weight):
+        assert torch.allclose(focal_loss(logits, target, 0.0, w), F.cross_entropy(logits, target, weight=w))
+        assert torch.allclose(focal_loss(logits, soft, 0.0, w), F.cross_entropy(logits, soft, weight=w))
+    easy, hard = torch.tensor([[6.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    y = torch.tensor([0])
+    ratio_easy = focal_loss(easy, y, 2.0) / F.cross_entropy(easy, y)
+    ratio_hard = focal_loss(hard, y, 2.0) / F.cross_entropy(hard, y)
+    assert ratio_easy < 1e-4 and ratio_hard == pytest.approx(0.25)  # (1 − p)² with p = 0.998 and 0.5
+
+
+def test_focal_loss_changes_no_existing_run_id():
+    assert RunSpec().run_id() == RunSpec(loss="cross_entropy", focal_gamma=0.5).run_id()  # γ unused: reset
+    assert RunSpec(loss="focal").run_id() != RunSpec().run_id()
+    assert RunSpec(loss="focal").run_id() != RunSpec(loss="focal", focal_gamma=1.0).run_id()
+
+
+def test_gap_outcomes_equal_a_direct_computation():
+    rng = np.random.default_rng(3)
+    label = rng.integers(0, 2, 120)
+    group = np.array(["I-II", "III-IV", "V-VI", None] * 30, dtype=object)
+    correct = rng.random(120) < 0.7
+    got = outcomes_of(correct, label, group, 2)
+    accs = {g: correct[group == g].mean() for g in ("I-II", "III-IV", "V-VI")}
+    predicted_pos = np.where(label == 1, correct, ~correct)
+    tpr = [predicted_pos[(group == g) & (label == 1)].mean() for g in accs]
+    fpr = [predicted_pos[(group == g) & (label == 0)].mean() for g in accs]
+    assert got["worst_group_accuracy"] == pytest.approx(min(accs.values()))
+    assert got["group_gap"] == pytest.approx(max(accs.values()) - min(accs.values()))
+    assert got["worst_class_recall"] == pytest.approx(min(correct[label == c].mean() for c in (0, 1)))
+    assert got["tpr_gap"] == pytest.approx(max(tpr) - min(tpr))
+    assert got["fpr_gap"] == pytest.approx(max(fpr) - min(fpr))
+    small = np.array(["I-II"] * 116 + ["V-VI"] * 4, dtype=object)  # a group under MIN_GROUP_N is not counted
+    assert np.isnan(outcomes_of(correct, label, small, 2)["group_gap"])
+
+
+def test_the_gap_interval_adds_the_seed_and_the_test_image_terms():
+    rng = np.random.default_rng(0)
+    label, group = np.repeat([0, 1, 2], 40), np.array(["a", "b", "c"] * 40, dtype=object)
+    a = [rng.random(120) < 0.6 for _ in range(4)]
+    b = [rng.random(120) < 0.5 for _ in range(4)]
+    res = gap_test("worst_group_accuracy", a, b, label, group, 3, [0, 1, 2, 3], [0, 1, 2, 3], reps=300)
+    fa = [outcomes_of(r, label, group, 3)["worst_group_accuracy"] for r in a]
+    fb = [outcomes_of(r, label, group, 3)["worst_group_accuracy"] for r in b]
+    d = np.array(fa) - np.array(fb)
+    assert res.difference == pytest.approx(d.mean()) and res.df == 3
+    assert res.se**2 == pytest.approx(d.var(ddof=1) / 4 + res.image_variance)
+    assert res.image_variance > 0 and res.ci_low < res.difference < res.ci_high
+    narrower = gap_test("group_gap", a, b, label, group, 3, [0, 1, 2, 3], [0, 1, 2, 3], reps=50)
+    gaps = [outcomes_of(r, label, group, 3)["group_gap"] for r in (*a, *b)]
+    assert narrower.difference == pytest.approx(np.mean(gaps[4:]) - np.mean(gaps[:4]))  # positive = narrower
+
+
+def test_the_gap_test_keeps_its_level_under_realistic_nulls_and_detects_a_narrowed_gap():
+    """A short run of bench/gap_test_validity.py: 150 simulated studies per row (the bench runs
+    more): paired seeds and an image × arm interaction at 3 seeds, then a +15-point lift of a group
+    20 points below the others at 5 seeds."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from gap_test_validity import GroupShiftSimulator, rate, skin_groups
+
+    from dermsynth.analysis.null_simulation import Scenario, StudySimulator
+
+    for null, inter in (("paired", 0.0), ("interaction", 1.0)):
+        sc = Scenario(null, 3, 0.08, interaction_sd=inter, n_classes=4, per_class=40)
+        groups = skin_groups(160)
+        r, lo, _ = rate(StudySimulator(sc, np.random.default_rng(1)), "worst_group_accuracy", groups, 150, 40)
+        assert lo < 0.05 and r <= 0.08, (null, r)  # at or below the level, within Monte-Carlo error
+    sc = Scenario("paired", 5, 0.03, n_classes=4, per_class=100)
+    groups = skin_groups(400)
+    sim = GroupShiftSimulator(sc, np.random.default_rng(2), groups, "V-VI", 0.15, handicap=0.2)
+    r, _, _ = rate(sim, "worst_group_accuracy", groups, 60, 40)
+    assert r > 0.6  # bench: the power at each seed count, and for the gap itself, in docs/benchmarks.md

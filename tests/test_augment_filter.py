@@ -45,7 +45,8 @@ def test_existing_run_ids_are_unchanged():
     assert RunSpec(synthetic_filter="novelty").run_id() != RunSpec(synthetic_filter="novelty", filter_keep=0.3).run_id()
     # the fields added after ids were in use are declared so (field_roles.SINCE_IDS), not listed apart
     assert set(fields_tagged(RunSpec, SINCE_IDS)) == {"augment", "synthetic_filter", "filter_keep", "filter_digest",
-                                                     "cleaning", "held_out_avoids_store", "loss", "focal_gamma"}
+                                                     "cleaning", "held_out_avoids_store", "loss", "focal_gamma",
+                                                     "synthetic_allocation"}
 
 
 def test_augmentation_arms_are_seeded_distinct_and_recorded():
@@ -238,3 +239,39 @@ def test_cpu_preset_rehearsal_answers_both_questions(tmp_path):
     before = scores.stat().st_mtime_ns
     assert run_experiment(spec, tmp_path, workers=1).ran == 0
     assert scores.stat().st_mtime_ns == before
+
+
+def test_a_remedy_study_reports_synthetic_data_against_the_remedies_and_the_gaps(reader_store_split, demo_root,
+                                                                                  tmp_path):
+    """Issue 38: a real-only arm with focal loss beside synthetic data from the tiny quickstart's
+    store (in this file, which builds that store anyway): the report compares synthetic data with
+    each remedy (seed-aware, one BH family) and every arm's gaps (their own family), and draws
+    group accuracy per arm."""
+    import pandas as pd
+
+    from dermsynth.analysis.report import build_report
+    from dermsynth.experiments.runner import run_experiment
+    from dermsynth.experiments.spec import validate_experiment
+
+    store, _ = reader_store_split
+    spec = validate_experiment({
+        "name": "remedies", "seeds": 2, "recognisability": False,
+        "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                     image_size=16, backbone="test_resnet", max_epochs=2, patience=1, n_real=4, threads=1,
+                     cache_dir=str(demo_root / "cache"), synthetic_store=str(store)),
+        "grid": {"synthetic_per_real": [0, 1], "loss": ["cross_entropy", "focal"]},
+    })
+    res = run_experiment(spec, tmp_path, workers=1)
+    assert res.failed == 0 and res.runs == 8
+    html = build_report(tmp_path).read_text()
+    assert "Synthetic data vs the imbalance remedies" in html and "Did this arm narrow the gap?" in html
+    vs = pd.read_csv(tmp_path / "remedy_comparisons.csv")
+    assert set(vs["remedy"]) == {"focal loss (γ = 2)"}
+    assert vs["family"].nunique() == 1 and "p_seed_bh" in vs and vs["verdict"].notna().all()
+    gaps = pd.read_csv(tmp_path / "gap_comparisons.csv")
+    assert "worst_class_recall" in set(gaps["outcome"]) and gaps["family"].nunique() == 1
+    assert any(c.endswith("vs no remedy") for c in gaps["comparison"])
+    assert any(" alone" in c for c in gaps["comparison"]) and any("vs real only" in c for c in gaps["comparison"])
+    cells = pd.read_csv(tmp_path / "gap_outcomes.csv")
+    assert len(cells) and (cells["ci_low"].isna() | (cells["ci_low"] <= cells["mean"])).all()
+

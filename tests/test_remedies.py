@@ -92,3 +92,53 @@ def test_the_gap_test_keeps_its_level_under_realistic_nulls_and_detects_a_narrow
     sim = GroupShiftSimulator(sc, np.random.default_rng(2), groups, "V-VI", 0.15, handicap=0.2)
     r, _, _ = rate(sim, "worst_group_accuracy", groups, 60, 40)
     assert r > 0.6  # bench: the power at each seed count, and for the gap itself, in docs/benchmarks.md
+
+
+def _imbalanced(tmp_path, per_ref: int):
+    """16 real images (classes of 10, 4 and 2; two skin-type groups of 12 and 4) and a manifest
+    with ``per_ref`` synthetic images of each, their files present."""
+    import pandas as pd
+
+    real = pd.DataFrame({"id": [f"r{j}" for j in range(16)], "label": ["a"] * 10 + ["b"] * 4 + ["c"] * 2,
+                         "skin_type": [2] * 12 + [6] * 4, "skin_group": ["I-II"] * 12 + ["V-VI"] * 4,
+                         "path": "x"})
+    rows = []
+    for _, r in real.iterrows():
+        for j in range(per_ref):
+            path = tmp_path / f"{r['id']}-{j}.png"
+            path.write_bytes(b"")
+            rows.append({"synth_id": f"{r['id']}-{j}", "ref_id": r["id"], "label": r["label"], "method": "inpaint",
+                         "path": str(path), "seed": j})
+    return real, pd.DataFrame(rows)
+
+
+def test_each_allocation_spends_the_same_budget_where_it_says(tmp_path):
+    from dermsynth.errors import DataError
+    from dermsynth.train.mixing import add_synthetic
+
+    real, manifest = _imbalanced(tmp_path, 8)
+    per_real = add_synthetic(real, manifest, 1, 0)
+    classes = add_synthetic(real, manifest, 1, 0, allocation="balance_classes")
+    groups = add_synthetic(real, manifest, 1, 0, allocation="balance_skin_types")
+
+    def synthetic(mixed, col):
+        return mixed[mixed["synthetic"]][col].value_counts().to_dict()
+
+    assert synthetic(per_real, "label") == {"a": 10, "b": 4, "c": 2}
+    assert synthetic(classes, "label") == {"a": 1, "b": 7, "c": 8}  # the rare classes first: 11, 11, 10 in all
+    assert synthetic(groups, "skin_group") == {"V-VI": 12, "I-II": 4}  # 12 + 4 and 4 + 12: level
+    assert all(len(m[m["synthetic"]]) == 16 for m in (per_real, classes, groups))  # one budget
+    assert add_synthetic(real, manifest, 1, 1, allocation="balance_classes")["id"].tolist() != classes["id"].tolist()
+    real2, few = _imbalanced(tmp_path, 2)
+    with pytest.raises(DataError, match="synthetic_allocation=balance_classes"):
+        add_synthetic(real2, few, 1, 0, allocation="balance_classes")  # class c needs 4 per reference
+
+
+def test_an_allocation_changes_no_existing_run_id_and_sizes_the_store_to_its_cap():
+    from dermsynth.experiments.synthetic_stage import images_per_reference
+    from dermsynth.train.spec import ALLOCATION_CAP
+
+    assert RunSpec(synthetic_allocation="per_real").run_id() == RunSpec().run_id()
+    assert RunSpec(synthetic_allocation="balance_classes").run_id() != RunSpec().run_id()
+    assert images_per_reference(RunSpec(synthetic_per_real=2, synthetic_allocation="balance_classes")) == \
+        2 * ALLOCATION_CAP

@@ -163,3 +163,23 @@ def gap_test(outcome: str, runs_a: list[np.ndarray], runs_b: list[np.ndarray], l
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
     return GapTest(outcome, va, vb, diff, se, df, p, diff - half, diff + half, seeds, seed_sd, image)
+
+
+def outcome_interval(outcome: str, runs: list[np.ndarray], label: np.ndarray, group: np.ndarray, n_classes: int,
+                     reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """One cell's mean outcome over its seeds and its interval: the seed term (variance over seeds
+    / S) plus the test-image term (a bootstrap within groups), t with S − 1 df, as :func:`gap_test`."""
+    codes, names = _codes(np.asarray(group, dtype=object))
+    label, m = np.asarray(label), np.atleast_2d(np.asarray(runs, dtype=float))
+    values = outcome_values(outcome, m, label, codes, len(names), n_classes)
+    mean, nan = float(np.mean(values)), float("nan")
+    if np.isnan(values).any() or len(values) < 2 or not values.var(ddof=1) > 0:
+        return mean, nan, nan
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(reps):
+        idx = _resample(codes, rng)
+        boots.append(np.mean(outcome_values(outcome, m[:, idx], label[idx], codes[idx], len(names), n_classes)))
+    se = float(np.sqrt(values.var(ddof=1) / len(values) + np.nanvar(boots, ddof=1)))
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * se)
+    return mean, max(mean - half, 0.0), min(mean + half, 1.0)  # every outcome is a rate or a gap of rates

@@ -24,6 +24,7 @@ from dermsynth.analysis.external_report import external_sections
 from dermsynth.analysis.fairness import fairness_section
 from dermsynth.analysis.imbalance import imbalance_comparisons, imbalance_summary, is_imbalance_study
 from dermsynth.analysis.reader_study import find_studies, reader_study_section
+from dermsynth.analysis.remedies import gap_sections
 from dermsynth.analysis.report_sections import (
     Section,
     analysis_sections,
@@ -156,6 +157,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         sections.append(fairness)
     sections += external_sections(out_dir, table)
     sections += augmentation_sections(out_dir, table, records, test, correct, main=None if imbalance else comps)
+    sections += gap_sections(out_dir, table, records, test, correct)
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]
     stores = sorted({str(locate_store(r["spec"]["synthetic_store"], out_dir)) for r in records
                      if r["spec"].get("synthetic_store")})  # where each store is now (the study may have moved)

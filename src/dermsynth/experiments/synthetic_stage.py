@@ -39,7 +39,7 @@ from dermsynth.generate.builtin.train import train_builtin_on
 from dermsynth.generate.dreambooth import finetune_from_split
 from dermsynth.generate.dreambooth_config import DREAMBOOTH, DreamBoothConfig
 from dermsynth.generate.runner import run_generation
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,12 @@ def subset_key(gen: GeneratorSpec, run: RunSpec) -> str | None:
 
 
 def images_per_reference(run: RunSpec) -> int:
-    """Images to generate per reference for ``run``: k, or enough that its filter keeps k."""
+    """Images to generate per reference for ``run``: k, or enough that its filter keeps k; a
+    balancing allocation may give a reference up to ALLOCATION_CAP × k (train/allocation.py)."""
+    k = run.synthetic_per_real * (1 if run.synthetic_allocation == "per_real" else ALLOCATION_CAP)
     if run.synthetic_filter == "none":
-        return run.synthetic_per_real
-    return math.ceil(run.synthetic_per_real / run.filter_keep - 1e-9)
+        return k
+    return math.ceil(k / run.filter_keep - 1e-9)
 
 
 def store_for(gen: GeneratorSpec, out: Path, finetune: str | None, subset: str | None = None) -> Path:

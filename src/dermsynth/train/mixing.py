@@ -1,4 +1,5 @@
-"""Building a training set: real images plus exactly k synthetic images per real image.
+"""Building a training set: real images plus exactly k synthetic images per real image (or as
+many, placed by an allocation).
 
 The paper's protocol links every synthetic image to its real reference and adds synthetic
 images only together with their reference, so "10 synthetic per real" means exactly that
@@ -14,15 +15,18 @@ import pandas as pd
 from dermsynth.data.splits import hash_unit
 from dermsynth.data.synthetic_store import check_manifest
 from dermsynth.errors import DataError
+from dermsynth.train.allocation import quotas
 
 
 def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
-                  methods: list[str] | None = None) -> pd.DataFrame:
-    """``real`` plus k synthetic rows per real image, chosen deterministically by seed.
+                  methods: list[str] | None = None, allocation: str = "per_real", cap: int = 4) -> pd.DataFrame:
+    """``real`` plus k synthetic rows per real image, chosen deterministically by seed — or, with a
+    balancing ``allocation``, the same number of rows placed where that allocation puts them
+    (train/allocation.py; at most ``cap`` × k per reference).
 
     Only synthetic images whose ``ref_id`` is in ``real`` are eligible; a reference with
-    fewer than k images raises an error naming it. Returned rows carry ``synthetic`` and
-    ``ref_id`` columns.
+    fewer images than it is given raises an error naming it. Returned rows carry ``synthetic``
+    and ``ref_id`` columns.
     """
     if k < 0:
         raise DataError(f"synthetic_per_real={k} must be ≥ 0")
@@ -33,15 +37,18 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
     pool = manifest if methods is None else manifest[manifest["method"].isin(methods)]
     pool = pool[pool["ref_id"].isin(set(real["id"]))]
     counts = pool["ref_id"].value_counts()
-    short = [(r, int(counts.get(r, 0))) for r in real["id"] if counts.get(r, 0) < k]
+    want = quotas(real, k, allocation, seed, cap)
+    short = [(r, int(counts.get(r, 0)), int(want[str(r)])) for r in real["id"] if counts.get(r, 0) < want[str(r)]]
     if short:
-        ref, have = short[0]
+        ref, have, asked = short[0]
         raise DataError(
             f"reference image {ref!r} has {have} synthetic images{' of ' + str(methods) if methods else ''}"
-            f" but synthetic_per_real={k} was asked ({len(short)} references are short); generate more "
-            "with `dermsynth generator sample --per-image K` or lower synthetic_per_real")
-    order = pool.assign(_key=[hash_unit(f"{seed}:{s}") for s in pool["synth_id"]])
-    chosen = order.sort_values(["ref_id", "_key"]).groupby("ref_id", sort=False).head(k)
+            f" but {asked} were asked (synthetic_per_real={k}, synthetic_allocation={allocation}; {len(short)} "
+            "references are short); generate more with `dermsynth generator sample --per-image K` or lower "
+            "synthetic_per_real")
+    order = pool.assign(_key=[hash_unit(f"{seed}:{s}") for s in pool["synth_id"]]).sort_values(["ref_id", "_key"])
+    rank = order.groupby("ref_id", sort=False).cumcount().to_numpy()
+    chosen = order[rank < order["ref_id"].astype(str).map(want).to_numpy()]
     missing_files = [p for p in chosen["path"] if not Path(p).exists()]
     if missing_files:
         raise DataError(f"synthetic image file {missing_files[0]} listed in the manifest is missing "

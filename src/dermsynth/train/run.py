@@ -23,7 +23,7 @@ from dermsynth.train.image_source import InMemoryImages, image_source
 from dermsynth.train.loop import fit, predict
 from dermsynth.train.metrics import summarize
 from dermsynth.train.mixing import add_synthetic, duplicate_classes
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
 from dermsynth.train.transforms import augmentation_record
 
 
@@ -76,7 +76,8 @@ def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = 
             from dermsynth.train.synthetic_views import filtered_manifest
 
             manifest = filtered_manifest(manifest, spec, targets)
-        mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods)
+        mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods,
+                              spec.synthetic_allocation, ALLOCATION_CAP)
         rest = real[~real["id"].isin(targets["id"])].assign(synthetic=False, ref_id=lambda d: d["id"])
         train = pd.concat([mixed, rest], ignore_index=True)
     else:
@@ -179,6 +180,15 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     return record
 
 
+def synthetic_counts(spec: RunSpec, train: pd.DataFrame) -> dict:
+    """The allocation a run used and the synthetic images each class and skin-type group got."""
+    syn = train[train["synthetic"]]
+    groups = syn["skin_group"].astype(object).where(syn["skin_group"].notna(), "unknown").astype(str)
+    return {"allocation": spec.synthetic_allocation,
+            "by_class": {str(k): int(v) for k, v in syn["label"].value_counts().sort_index().items()},
+            "by_skin_group": {str(k): int(v) for k, v in groups.value_counts().sort_index().items()}}
+
+
 def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd.DataFrame, probs: np.ndarray,
                 fit: dict, wall_seconds: float, device, precision: dict, weights: str) -> dict:
     """A run's JSON record: spec, counts, metrics, per-image test predictions and provenance.
@@ -191,6 +201,7 @@ def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd
         "synthetic_by_method": ({str(k): int(v) for k, v in
                                  train.loc[train["synthetic"], "method"].value_counts().items()}
                                 if "method" in train else {}),
+        "synthetic_allocation": synthetic_counts(spec, train),
         "metrics": summarize(pred, probs, classes), "fit": fit, "wall_seconds": wall_seconds,
         "predictions": prediction_lists(pred, probs),
         "environment": environment(device), "precision": precision, "backbone_weights": weights,

@@ -30,6 +30,8 @@ from dermsynth.field_roles import (
 )
 
 PAPER_EPOCHS = 30
+# The most synthetic images a balancing allocation gives one reference, as a multiple of synthetic_per_real.
+ALLOCATION_CAP = 4
 DEFAULT_FILTER_KEEP = 0.5
 
 
@@ -80,6 +82,12 @@ class RunSpec(SplitFields):
     filter_keep: float | None = role(SETTING, None, tags=(ARM, SINCE_IDS), gt=0, le=1)
     # pinned like synthetic_fingerprint: the filtered view's digest
     filter_digest: str | None = role(INPUT, None, tags=(SINCE_IDS,))
+    # Where the synthetic images go, for the same budget (synthetic_per_real × the real images): "per_real" (k per
+    # real image, the paper's), "balance_classes" (to the smallest classes first, until every class has as many
+    # images, then evenly) or "balance_skin_types" (the same over the references' skin-type groups); a reference
+    # gets at most ALLOCATION_CAP × k images, and a store for a balancing allocation is generated to that cap.
+    synthetic_allocation: Literal["per_real", "balance_classes", "balance_skin_types"] = role(
+        SETTING, "per_real", tags=(ARM, SINCE_IDS))
     # Only these classes' real images get synthetic companions, and an experiment generates only for them
     # (the imbalance study's rare class, say); unset: every class.
     synthetic_classes: list[str] | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ from scipy.special import expit
 
 from dermsynth.analysis.gap_outcomes import gap_test
 from dermsynth.analysis.null_simulation import Scenario, StudySimulator, _solve, _wilson
+from dermsynth.models.precision_rule import cpu_name
 
 OUTCOMES = ("worst_group_accuracy", "group_gap", "worst_class_recall")
 
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--boot", type=int, default=100)
     args = ap.parse_args()
-    print(f"CPU: {platform.processor() or platform.machine()}; threads: {os.cpu_count()}; reps {args.reps}, "
+    print(f"CPU: {cpu_name()}; threads: {os.cpu_count()}; reps {args.reps}, "
           f"bootstrap {args.boot}")
     t0 = time.perf_counter()
     for null, inter in (("paired", 0.0), ("interaction", 1.0)):

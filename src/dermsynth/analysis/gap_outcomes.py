@@ -17,9 +17,11 @@ sources of chance do: the seeds (each run's outcome varies with its seed) and th
 arms' mean outcomes is estimated as the seed term (the variance of the per-seed differences over
 S, paired; Welch's two terms unpaired) plus the image term (the variance of D over a bootstrap of
 the test images, resampled within each skin-type group so that every group keeps its size, the
-same resample for every run of both arms). The seed × image residual is in both terms, which
-can only make the test conservative; D / SE is referred to t with the seed term's df, as the
-main test is, for the same reason. Tied per-seed differences leave it untestable (no p), as
+same resample for every run of both arms). The seed × image residual is in both terms; with
+paired seeds each seed's own bootstrap variance estimates it, and it is taken out of the image
+term (the crossed design's ANOVA estimator does the same), which brought the level from under
+1 % to about 5 % (docs/benchmarks.md). Unpaired arms keep it in: conservative. D / SE is
+referred to t with the seed term's df, as the main test is, for the same reason. Tied per-seed differences leave it untestable (no p), as
 there. Its false-positive rate under paired and image × arm interaction nulls, and its power,
 are simulated by ``bench/gap_test_validity.py`` and, briefly, in the test suite.
 """
@@ -154,11 +156,19 @@ def gap_test(outcome: str, runs_a: list[np.ndarray], runs_b: list[np.ndarray], l
     if not seed_term > 0:  # tied per-seed values: the seed spread is unknown, not zero
         return GapTest(outcome, va, vb, diff, nan, nan, nan, nan, nan, seeds, 0.0, nan)
     rng = np.random.default_rng(seed)
-    boots = []
+    boots, per_seed = [], []
     for _ in range(reps):
         idx = _resample(codes, rng)
-        boots.append(np.mean(values(a, idx)) - np.mean(values(b, idx)))
+        fa_b, fb_b = values(a, idx), values(b, idx)
+        boots.append(np.mean(fa_b) - np.mean(fb_b))
+        if paired:
+            per_seed.append(fa_b[np.argsort(seeds_a)] - fb_b[np.argsort(seeds_b)])
     image = float(np.nanvar(boots, ddof=1))
+    if paired:
+        # The bootstrap of D holds the seed × image residual once more, which the seed term already
+        # holds: each seed's own bootstrap variance over S estimates it (with the image term / S),
+        # and is taken out, as the crossed design's ANOVA estimator does.
+        image = max(0.0, image - float(np.nanmean(np.nanvar(np.array(per_seed), axis=0, ddof=1))) / len(fa))
     se = float(np.sqrt(seed_term + image))
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)

@@ -19,11 +19,12 @@ S, paired; Welch's two terms unpaired) plus the image term (the variance of D ov
 the test images, resampled within each skin-type group so that every group keeps its size, the
 same resample for every run of both arms). The seed × image residual is in both terms; with
 paired seeds each seed's own bootstrap variance estimates it, and it is taken out of the image
-term (the crossed design's ANOVA estimator does the same), which brought the level from under
-1 % to about 5 % (docs/benchmarks.md). Unpaired arms keep it in: conservative. D / SE is
-referred to t with the seed term's df, as the main test is, for the same reason. Tied per-seed differences leave it untestable (no p), as
-there. Its false-positive rate under paired and image × arm interaction nulls, and its power,
-are simulated by ``bench/gap_test_validity.py`` and, briefly, in the test suite.
+term, as the crossed design's ANOVA estimator does: left in, it doubles the residual and the
+test, though valid, loses most of its power. Unpaired arms keep it in (conservative). D / SE is
+referred to t with the seed term's df, as the main test is, for the same reason. Tied per-seed
+differences leave it untestable (no p), as there. Its false-positive rate under paired and
+image × arm interaction nulls, and its power, are simulated by ``bench/gap_test_validity.py``
+and, briefly, in the test suite.
 """
 
 from __future__ import annotations

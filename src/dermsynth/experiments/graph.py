@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dermsynth import files
-from dermsynth.errors import ConfigError
+from dermsynth.errors import ConfigError, DermsynthError
 from dermsynth.experiments.leases import Lease, Leases
 from dermsynth.experiments.slurm_driver import SlurmDriver, SlurmTask, stage_digest
 from dermsynth.experiments.slurm_spec import SlurmSpec
@@ -122,8 +122,9 @@ def claim_when_free(leases: Leases, key: str, poll: float = 2.0) -> Lease:
     return lease
 
 
-class StageFailed(RuntimeError):
-    """A stage task failed in a Slurm job (its message names the job and its log)."""
+class StageFailed(DermsynthError):
+    """A stage task failed in a Slurm job (its message names the job and its log): the command
+    says so and exits, as a stage's own error does on the other executors."""
 
 
 def _run_slurm(tasks: list[Task], log_dir: Path, slurm: SlurmSpec) -> dict[str, Any]:

@@ -17,8 +17,6 @@ import pandas as pd
 
 from dermsynth.data.splits import hash_unit
 
-ALLOCATIONS = ("per_real", "balance_classes", "balance_skin_types")
-
 
 def strata(real: pd.DataFrame, allocation: str) -> pd.Series:
     """The stratum of each real image that ``allocation`` balances (its class or skin-type group)."""

@@ -18,6 +18,11 @@ from pathlib import Path
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "srun")
 
 
+def binary(name: str) -> str:
+    """A daemon's path: on PATH, or in /usr/sbin (not on every user's PATH)."""
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,9 +59,10 @@ class SlurmCluster:
             (f / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(f / "munge", 0o700)
         key, sock = f / "munge" / "munge.key", f / "munge" / "munge.socket"
-        subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True, capture_output=True)
-        subprocess.run(["munged", "--force", f"--socket={sock}", f"--key-file={key}", f"--pid-file={f}/munge/pid",
-                        f"--log-file={f}/munge/log", f"--seed-file={f}/munge/seed"], check=True, capture_output=True)
+        subprocess.run([binary("mungekey"), "--create", "--keyfile", str(key)], check=True, capture_output=True)
+        subprocess.run([binary("munged"), "--force", f"--socket={sock}", f"--key-file={key}",
+                        f"--pid-file={f}/munge/pid", f"--log-file={f}/munge/log", f"--seed-file={f}/munge/seed"],
+                       check=True, capture_output=True)
         ctl, node = free_port(), free_port()
         self.conf.write_text(f"""\
 ClusterName=dermsynth-test
@@ -86,7 +92,7 @@ NodeName={self.host} CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN
 PartitionName=debug Nodes={self.host} Default=YES MaxTime=60 State=UP
 """)
         for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([daemon, "-f", str(self.conf)], check=True, capture_output=True, env=self.env)
+            subprocess.run([binary(daemon), "-f", str(self.conf)], check=True, capture_output=True, env=self.env)
             self.procs.append(daemon)
         self.wait_idle()
         return self

@@ -63,7 +63,8 @@ def test_a_study_on_slurm_survives_a_cancelled_task_and_a_killed_driver(cluster,
 
     spec = small_study(demo_root)
     config = tmp_path / "study.toml"
-    config.write_text(tomli_w.dumps({**spec, "slurm": {"mem_gb": 0.25, "time_minutes": 10, "poll_seconds": 1}}))
+    config.write_text(tomli_w.dumps({**spec, "slurm": {"mem_gb": 0.25, "time_minutes": 10, "poll_seconds": 1,
+                                                          "lost_after_seconds": 3}}))
     study = tmp_path / "on-slurm"
     driver_log = tmp_path / "driver.log"
     driver = subprocess.Popen([str(Path(sys.executable).parent / "dermsynth"), "experiment", "run", str(config),
@@ -90,7 +91,7 @@ def test_a_study_on_slurm_survives_a_cancelled_task_and_a_killed_driver(cluster,
     before = json.loads(jobs.read_text())
 
     full = validate_experiment({**spec, "slurm": {"mem_gb": 0.25, "time_minutes": 10, "poll_seconds": 1,
-                                                  "cpus_per_task": 1}})
+                                                  "lost_after_seconds": 3, "cpus_per_task": 1}})
     res = run_experiment(full, study, executor="slurm")  # a new driver: re-attaches, resubmits the lost cell
     after = json.loads(jobs.read_text())
     assert res.failed == 0 and res.runs == 4

@@ -166,10 +166,12 @@ def gap_test(outcome: str, runs_a: list[np.ndarray], runs_b: list[np.ndarray], l
             per_seed.append(fa_b[np.argsort(seeds_a)] - fb_b[np.argsort(seeds_b)])
     image = float(np.nanvar(boots, ddof=1))
     if paired:
-        # The bootstrap of D holds the seed × image residual once more, which the seed term already
-        # holds: each seed's own bootstrap variance over S estimates it (with the image term / S),
-        # and is taken out, as the crossed design's ANOVA estimator does.
-        image = max(0.0, image - float(np.nanmean(np.nanvar(np.array(per_seed), axis=0, ddof=1))) / len(fa))
+        # The bootstrap of D holds σ²_image + σ²_residual / S, and each seed's own bootstrap
+        # variance σ²_image + σ²_residual; the seed term already holds the residual, so the image
+        # term is (S · V_D − V_seed) / (S − 1), as the crossed design's ANOVA estimator has it.
+        s_ = len(fa)
+        within = float(np.nanmean(np.nanvar(np.array(per_seed), axis=0, ddof=1)))
+        image = max(0.0, (s_ * image - within) / (s_ - 1))
     se = float(np.sqrt(seed_term + image))
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
@@ -179,7 +181,8 @@ def gap_test(outcome: str, runs_a: list[np.ndarray], runs_b: list[np.ndarray], l
 def outcome_interval(outcome: str, runs: list[np.ndarray], label: np.ndarray, group: np.ndarray, n_classes: int,
                      reps: int = BOOTSTRAP_REPS, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """One cell's mean outcome over its seeds and its interval: the seed term (variance over seeds
-    / S) plus the test-image term (a bootstrap within groups), t with S − 1 df, as :func:`gap_test`."""
+    / S) plus the test-image term (a bootstrap within groups), t with S − 1 df. Unlike
+    :func:`gap_test` the residual is left in both terms: a conservative interval."""
     codes, names = _codes(np.asarray(group, dtype=object))
     label, m = np.asarray(label), np.atleast_2d(np.asarray(runs, dtype=float))
     values = outcome_values(outcome, m, label, codes, len(names), n_classes)

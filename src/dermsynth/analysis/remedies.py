@@ -30,9 +30,12 @@ from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
 from dermsynth.analysis.summary import (
     add_method_column,
     all_degenerate,
+    arm_keys,
+    canonical,
     matched_cells,
     synthetic_comparisons,
     test_predictions,
+    varying_keys,
 )
 from dermsynth.analysis.verdicts import display_view, finish_family
 
@@ -118,13 +121,13 @@ def _pairs(table: pd.DataFrame):
             yield f"{_describe(cell, with_remedy=False)} vs {ref['remedy'].iloc[0]} alone", arm, ref
     real = t[t["synthetic_per_real"] == 0]
     plain = real[real["remedy"] == NO_REMEDY]
+    keys = [k for k in varying_keys(real) if k not in (*REMEDY_DEFAULTS, "focal_gamma", *arm_keys())]
     for name in remedies:
         cell = real[real["remedy"] == name]
-        keys = [k for k in ("n_real", "use_all_pool") if k in t and t[k].nunique() > 1]
-        for values, arm in cell.groupby(keys) if keys else [((), cell)]:
+        for values, arm in cell.groupby(keys, dropna=False) if keys else [((), cell)]:
             ref = plain
             for k, v in zip(keys, values if isinstance(values, tuple) else (values,), strict=True):
-                ref = ref[ref[k] == v]
+                ref = ref[[canonical(x) == canonical(v) for x in ref[k]]]  # unset (NaN) equals unset
             if len(ref):
                 yield f"{name} vs no remedy" + "".join(f", {k} {v}" for k, v in zip(keys, np.atleast_1d(values),
                                                                                        strict=False)), arm, ref
@@ -171,12 +174,13 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
 
 def cell_gaps(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     """Per cell (arm × the grid's other axes): each gap outcome's mean over seeds and its interval."""
+    if not records:
+        return pd.DataFrame()
     by_run = {r["run_id"]: r for r in records}
     _, label, group = _arrays(records[0])
     n_classes = len(records[0]["classes"])
     t = with_remedies(table)
-    keys = [k for k in ("synthetic_per_real", "method", "remedy", "synthetic_allocation", "n_real")
-            if k in t and t[k].astype(str).nunique() > 1] or ["remedy"]
+    keys = [k for k in varying_keys(t) if k not in (*REMEDY_DEFAULTS, "focal_gamma")] + ["remedy"]
     rows = []
     for values, runs in t.groupby(keys, dropna=False):
         cell = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))

@@ -35,7 +35,6 @@ from dermsynth.experiments.slurm_spec import SlurmSpec
 log = logging.getLogger(__name__)
 
 OK, ERROR = "ok", "error"
-GONE_LOOKS = 2  # a job missing from the queue this many looks running is over (one look may race its end)
 
 
 @dataclass
@@ -61,7 +60,8 @@ def slurm_worker(result_path: str, key: str, digest: str | None, fn: Callable[..
     looks (an exception is an outcome too, with its traceback; only a killed job writes nothing)."""
     try:
         outcome: dict[str, Any] = {"status": OK, "value": fn(*args)}
-    except Exception as exc:  # reported to the driver, which decides
+        pickle.dumps(outcome["value"])
+    except Exception as exc:  # reported to the driver, which decides (an unpicklable value too)
         outcome = {"status": ERROR, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get("SLURM_JOB_ID")
@@ -101,15 +101,17 @@ class SlurmDriver:
         """Every task to an outcome: {key: ("ok", value) or ("error", message)}."""
         outcomes: dict[str, tuple[str, Any]] = {}
         flight: dict[str, str] = {}  # key → job id, in the queue now
-        gone: dict[str, int] = {}
-        queue, jobs = queue_states() or {}, self.jobs()
+        gone: dict[str, float] = {}  # key → when it was first seen out of the queue
+        queue, jobs = self._queue_now(), self.jobs()
+        digests = {t.key: t.digest for t in tasks}
         for t in tasks:
             prior = self.read_result(t.key) if t.digest is not None else None
+            entry = jobs.get(t.key, {})
             if prior is not None and prior.get("digest") == t.digest and prior["status"] == OK:
                 outcomes[t.key] = (OK, prior["value"])
-            elif t.key in jobs and jobs[t.key]["job_id"] in queue:
-                flight[t.key] = jobs[t.key]["job_id"]
-                self.attempts[t.key] = 1
+            elif entry.get("job_id") in queue and entry.get("digest") == t.digest:  # the same task, still there
+                flight[t.key] = entry["job_id"]
+                self.attempts[t.key] = int(entry.get("attempts", 1))
         if flight:
             log.info("re-attached to %d Slurm task(s) still queued or running", len(flight))
         while True:
@@ -126,7 +128,7 @@ class SlurmDriver:
             time.sleep(self.slurm.poll_seconds)
             queue = queue_states()
             if queue is not None:
-                self._look(queue, flight, gone, outcomes)
+                self._look(queue, flight, gone, outcomes, digests)
         return outcomes
 
     def _skip_after_failures(self, tasks: list[SlurmTask], outcomes: dict[str, tuple[str, Any]]) -> None:
@@ -135,26 +137,43 @@ class SlurmDriver:
             if t.key not in outcomes and failed:
                 outcomes[t.key] = (ERROR, f"not run: {failed[0]} failed")
 
-    def _look(self, queue: dict[str, str], flight: dict[str, str], gone: dict[str, int],
-              outcomes: dict[str, tuple[str, Any]]) -> None:
+    def _queue_now(self) -> dict[str, str]:
+        """The queue as it is, asked again while the controller does not answer: taking a failed
+        look for an empty queue would submit every tracked job a second time."""
+        for _ in range(20):
+            queue = queue_states()
+            if queue is not None:
+                return queue
+            time.sleep(self.slurm.poll_seconds)
+        raise ConfigError("squeue has not answered for 20 tries: is slurmctld up? Nothing was submitted")
+
+    def _look(self, queue: dict[str, str], flight: dict[str, str], gone: dict[str, float],
+              outcomes: dict[str, tuple[str, Any]], digests: dict[str, str | None]) -> None:
         for key, job in list(flight.items()):
             result = self.read_result(key)
+            if result is not None and (result.get("job_id") != job or result.get("digest") != digests[key]):
+                result = None  # another job's (an earlier submission of this task): not this one's outcome
             if result is not None:
                 outcomes[key] = (OK, result["value"]) if result["status"] == OK else (
                     ERROR, f"{result['error']} (Slurm job {job}; log {self.log_of(job)})")
                 del flight[key]
             elif job in queue:
-                gone[key] = 0
+                gone.pop(key, None)
             else:
                 self._maybe_lost(key, job, gone, flight, outcomes)
 
-    def _maybe_lost(self, key: str, job: str, gone: dict[str, int], flight: dict[str, str],
+    def _maybe_lost(self, key: str, job: str, gone: dict[str, float], flight: dict[str, str],
                     outcomes: dict[str, tuple[str, Any]]) -> None:
-        gone[key] = gone.get(key, 0) + 1
-        if gone[key] < GONE_LOOKS:
+        """A job out of the queue without a result is lost only after ``lost_after_seconds``: on NFS
+        a file renamed on a node may stay invisible here for a while (attribute caching)."""
+        first = gone.setdefault(key, time.time())
+        if self.results.exists():
+            os.listdir(self.results)  # a fresh look at the folder, not a cached one
+        mine = (self.read_result(key) or {}).get("job_id") == job  # _look takes it at the next look
+        if mine or time.time() - first < self.slurm.lost_after_seconds:
             return
         del flight[key]
-        gone[key] = 0
+        gone.pop(key)
         if self.attempts.get(key, 1) > self.slurm.max_resubmits:
             outcomes[key] = (ERROR, f"Slurm job {job} ended without a result {self.attempts.get(key, 1)} times "
                                     "(cancelled, preempted, out of memory or time, a node lost); "
@@ -171,11 +190,11 @@ class SlurmDriver:
         for gpus in (True, False):
             group = [t for t in ready if t.gpus == gpus]
             if group:
-                submitted.update(self._submit_array(group, values, gpus))
-        if submitted:
-            now = time.time()
-            self._record({k: {"job_id": j, "attempts": self.attempts[k], "submitted": now,
-                              "log": str(self.log_of(j))} for k, j in submitted.items()})
+                ids = self._submit_array(group, values, gpus)
+                now = time.time()
+                self._record({t.key: {"job_id": ids[t.key], "attempts": self.attempts[t.key], "submitted": now,
+                                      "digest": t.digest, "log": str(self.log_of(ids[t.key]))} for t in group})
+                submitted.update(ids)
         return submitted
 
     def _submit_array(self, group: list[SlurmTask], values: dict[str, Any], gpus: bool) -> dict[str, str]:
@@ -184,8 +203,6 @@ class SlurmDriver:
         self.results.mkdir(parents=True, exist_ok=True)
         executor = submitit.SlurmExecutor(folder=self.logs, python=self.slurm.python)
         executor.update_parameters(**self.slurm.submitit_parameters(gpus, f"dermsynth-{self.study.name}"))
-        for t in group:
-            self.result_path(t.key).unlink(missing_ok=True)
         try:
             with executor.batch():
                 jobs = [executor.submit(slurm_worker, str(self.result_path(t.key)), t.key, t.digest, t.fn,

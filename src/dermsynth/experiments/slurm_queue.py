@@ -54,14 +54,16 @@ def queue_states() -> dict[str, str] | None:
     return states
 
 
-def partitions() -> dict[str, int | None]:
-    """{partition: its time limit in minutes (None: unlimited)}; the default partition without its '*'."""
+def partitions() -> tuple[dict[str, int | None], str | None]:
+    """{partition: its time limit in minutes (None: unlimited)}, and the default partition (sinfo's '*')."""
     limits: dict[str, int | None] = {}
+    default = None
     for line in _slurm("sinfo", "-h", "-o", "%P|%l").splitlines():
         name, _, limit = line.strip().partition("|")
         if name:
             limits[name.rstrip("*")] = slurm_minutes(limit)
-    return limits
+            default = name.rstrip("*") if name.endswith("*") else default
+    return limits, default
 
 
 def slurm_minutes(limit: str) -> int | None:
@@ -118,11 +120,11 @@ def check_request(slurm: SlurmSpec, study: Path, planned_minutes: dict[str, floa
     if shutil.which("sbatch") is None:
         raise ConfigError("executor 'slurm': sbatch not found on PATH. Run `experiment run` on the cluster's "
                           "login node (or in an sbatch job), or choose executor 'local' or 'ray'")
-    limits = partitions()
+    limits, default = partitions()
     if slurm.partition is not None and slurm.partition not in limits:
         raise ConfigError(f"[slurm] partition {slurm.partition!r} does not exist on this cluster; its partitions "
                           f"are {', '.join(sorted(limits)) or 'none'} (sinfo)")
-    name = slurm.partition or next(iter(limits), None)
+    name = slurm.partition or default
     most = limits.get(name) if name else None
     if most is not None and slurm.time_minutes > most:
         raise ConfigError(f"[slurm] time_minutes = {slurm.time_minutes} is longer than partition {name!r} allows "

@@ -51,6 +51,9 @@ class SlurmSpec(BaseModel):
     max_resubmits: int = Field(2, ge=0, description="How often a task that ended without a result (cancelled, "
                                                     "preempted, out of memory, node lost) is submitted again.")
     poll_seconds: float = Field(15.0, gt=0, description="How often the driver looks at the queue.")
+    lost_after_seconds: float = Field(90.0, ge=0, description="How long a task may be out of the queue without "
+                                                              "its result before it counts as lost (a shared "
+                                                              "file system can show a new file late).")
     python: str | None = Field(None, description="The Python that runs tasks on the nodes (default: this "
                                                  "one; it must see the same installation and study folder).")
 

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -181,6 +183,36 @@ def test_auto_precision_follows_the_cpu_and_is_recorded(demo_root, tmp_path, mon
     assert fixed["precision"] == {"used": "fp32", "reason": "set in the spec"}
     again = run_training(spec)
     assert again["predictions"]["probabilities"] == rec["predictions"]["probabilities"]
+
+
+def test_onednn_is_kept_off_amx_unless_the_user_chose(monkeypatch):
+    from dermsynth.models import precision_rule as rule
+
+    monkeypatch.delenv(rule.ONEDNN_ISA, raising=False)
+    monkeypatch.setattr(rule, "native_bf16_flags", lambda: ["avx512_bf16"])
+    assert rule.keep_onednn_off_amx() is None and rule.ONEDNN_ISA not in os.environ  # no AMX: nothing to cap
+    monkeypatch.setattr(rule, "native_bf16_flags", lambda: ["avx512_bf16", "amx_bf16"])
+    assert rule.keep_onednn_off_amx() == rule.WITHOUT_AMX == os.environ[rule.ONEDNN_ISA]
+    assert f"capped at {rule.WITHOUT_AMX}" in rule.auto_precision()[1]  # the record says so
+    monkeypatch.setenv(rule.ONEDNN_ISA, "AVX10_1_512_AMX")
+    assert rule.keep_onednn_off_amx() == "AVX10_1_512_AMX"  # a cap the user set is kept
+
+
+def test_bf16_training_stays_finite_on_this_cpu(demo_root, tmp_path):
+    """Where the CPU computes bf16 natively, a dozen bf16 runs in one process all train. On a Xeon
+    with AMX, oneDNN's AMX kernels made 23 of 40 such runs NaN (TrainingDiverged) until dermsynth
+    capped oneDNN at its AVX512-BF16 kernels on import."""
+    from dermsynth.models import precision_rule as rule
+
+    if not rule.native_bf16_flags():
+        pytest.skip("this CPU has no native bf16 (bf16 would be emulated and is never chosen here)")
+    if "amx_bf16" in rule.native_bf16_flags():
+        assert os.environ.get(rule.ONEDNN_ISA), "dermsynth's import should cap oneDNN below AMX"
+    for seed in range(12):
+        rec = run_training(tiny_spec(demo_root, backbone="test_resnet", precision="bf16", max_epochs=3, image_size=16,
+                                     seed=seed, threads=2, cache_dir=str(tmp_path)))
+        assert np.isfinite(rec["predictions"]["probabilities"]).all()
+
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_streamed_training_equals_in_memory(demo_root, workers):

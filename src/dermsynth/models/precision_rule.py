@@ -20,6 +20,11 @@ from pathlib import Path
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 OVERRIDE = "DERMSYNTH_PRECISION"
+# oneDNN's AMX bf16 kernels (torch 2.14's oneDNN 3.12) made classifier training NaN in 23 of 40 tiny
+# runs on a Xeon with AMX, where its AVX512-BF16 kernels and fp32 gave 0 of 40 (docs/benchmarks.md):
+# on such a CPU bf16 runs on the AVX512-BF16 kernels, still native. A value the user set is kept.
+ONEDNN_ISA = "ONEDNN_MAX_CPU_ISA"
+WITHOUT_AMX = "AVX512_CORE_BF16"
 
 
 def cpu_name() -> str:
@@ -43,6 +48,16 @@ def native_bf16_flags() -> list[str]:
     return [f for f in NATIVE_BF16_FLAGS if f in flags]
 
 
+def keep_onednn_off_amx() -> str | None:
+    """On a CPU with AMX, cap oneDNN at its AVX512-BF16 kernels (see WITHOUT_AMX) unless the
+    environment sets a cap already; returns the cap in force, or None. oneDNN reads the variable
+    when it makes its first primitive, so this runs when dermsynth is imported; child processes
+    (Ray workers, Slurm tasks) inherit it."""
+    if "amx_bf16" in native_bf16_flags() and ONEDNN_ISA not in os.environ:
+        os.environ[ONEDNN_ISA] = WITHOUT_AMX
+    return os.environ.get(ONEDNN_ISA)
+
+
 def auto_precision() -> tuple[str, str]:
     """("fp32" | "bf16", why) on this CPU: bf16 where it computes bf16 natively, else fp32, unless
     ``DERMSYNTH_PRECISION`` says otherwise."""
@@ -55,5 +70,7 @@ def auto_precision() -> tuple[str, str]:
         raise ConfigError(f"{OVERRIDE}={forced!r}; set it to fp32 or bf16, or unset it")
     flags = native_bf16_flags()
     if flags:
-        return "bf16", f"{cpu_name()} computes bf16 natively ({', '.join(flags)})"
+        cap = os.environ.get(ONEDNN_ISA)
+        return "bf16", f"{cpu_name()} computes bf16 natively ({', '.join(flags)})" + (
+            f"; oneDNN kernels capped at {cap} ({ONEDNN_ISA})" if cap else "")
     return "fp32", f"{cpu_name()} has no native bf16 ({' / '.join(NATIVE_BF16_FLAGS)}): bf16 would be emulated"

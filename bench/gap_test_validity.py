@@ -10,6 +10,11 @@ and arm A's images of it made easier by a planted shift worth 10 or 15 points (a
 rejection rate at α = 0.05 with its 95 % Monte-Carlo (Wilson) interval.
 
     python bench/gap_test_validity.py [--reps 400] [--boot 100]
+    python bench/gap_test_validity.py --design gaps_cpu --reps 200   # the gaps_cpu preset's power
+
+``--design gaps_cpu``: the power of that preset's main comparison alone — three skin-type groups of
+99 test images each (its 100 per group), per-seed sd 3 points, the worst group 15 points behind and
+narrowed by 10 or 15 points, at 5, 8 and 10 seeds.
 """
 
 from __future__ import annotations
@@ -67,14 +72,31 @@ def rate(sim: StudySimulator, outcome: str, groups: np.ndarray, reps: int, boot:
     return rejected / reps, lo, hi
 
 
+def gaps_cpu_power(reps: int, boot: int) -> None:
+    """The gaps_cpu preset's main comparison: worst-group accuracy, 3 groups × 99 test images."""
+    for seeds in (5, 8, 10):
+        for gain in (0.10, 0.15):
+            sc = Scenario("paired", seeds, 0.03, n_classes=9, per_class=33)
+            groups = np.array(["I-II", "III-IV", "V-VI"] * 99, dtype=object)
+            sim = GroupShiftSimulator(sc, np.random.default_rng(7 + seeds), groups, "V-VI", gain, 0.15)
+            r, lo, hi = rate(sim, "worst_group_accuracy", groups, reps, boot)
+            print(f"gaps_cpu: worst group 15 points behind, narrowed by {100 * gain:.0f}, seeds {seeds:2d}: "
+                  f"power {100 * r:5.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--boot", type=int, default=100)
+    ap.add_argument("--design", choices=["gaps_cpu"], default=None)
     args = ap.parse_args()
     print(f"CPU: {cpu_name()}; threads: {os.cpu_count()}; reps {args.reps}, "
           f"bootstrap {args.boot}")
     t0 = time.perf_counter()
+    if args.design == "gaps_cpu":
+        gaps_cpu_power(args.reps, args.boot)
+        print(f"{time.perf_counter() - t0:.0f} s")
+        return
     for null, inter in (("paired", 0.0), ("interaction", 1.0)):
         for seeds in (3, 5, 10):
             sc = Scenario(null, seeds, 0.08, interaction_sd=inter, n_classes=4, per_class=40)

@@ -46,7 +46,7 @@ def test_existing_run_ids_are_unchanged():
     # the fields added after ids were in use are declared so (field_roles.SINCE_IDS), not listed apart
     assert set(fields_tagged(RunSpec, SINCE_IDS)) == {"augment", "synthetic_filter", "filter_keep", "filter_digest",
                                                      "cleaning", "held_out_avoids_store", "loss", "focal_gamma",
-                                                     "synthetic_allocation"}
+                                                     "synthetic_allocation", "demo_skin_weights"}
 
 
 def test_augmentation_arms_are_seeded_distinct_and_recorded():
@@ -265,6 +265,7 @@ def test_a_remedy_study_reports_synthetic_data_against_the_remedies_and_the_gaps
     assert res.failed == 0 and res.runs == 8
     html = build_report(tmp_path).read_text()
     assert "Synthetic data vs the imbalance remedies" in html and "Did this arm narrow the gap?" in html
+    assert "Did an arm narrow the gap? (gap test" in html  # the summary counts the decided gap comparisons
     vs = pd.read_csv(tmp_path / "remedy_comparisons.csv")
     assert set(vs["remedy"]) == {"focal loss (γ = 2)"}
     assert vs["family"].nunique() == 1 and "p_seed_bh" in vs and vs["verdict"].notna().all()
@@ -275,3 +276,36 @@ def test_a_remedy_study_reports_synthetic_data_against_the_remedies_and_the_gaps
     cells = pd.read_csv(tmp_path / "gap_outcomes.csv")
     assert len(cells) and (cells["ci_low"].isna() | (cells["ci_low"] <= cells["mean"])).all()
 
+
+
+def test_by_error_follows_a_real_only_pilot_on_validation_and_never_reads_a_test_image(store_and_split, demo_root,
+                                                                                     tmp_path):
+    """Issue 38: ``by_error`` trains the run without synthetic data, measures its error per class
+    on the validation images only (every test image's file is broken here: reading one fails),
+    and gives each class a share of the same budget in proportion to that error."""
+    from dermsynth.train.allocation import error_fill
+    from dermsynth.train.pilot import allocation_errors, pilot_path, pilot_spec
+    from dermsynth.train.run import real_subset, synthetic_counts, training_table
+    from dermsynth.train.spec import ALLOCATION_CAP, real_only_fields
+
+    store, split = store_and_split
+    spec = RunSpec(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
+                   image_size=16, backbone="test_resnet", max_epochs=2, patience=1, n_real=4, threads=1, seed=0,
+                   cache_dir=str(tmp_path / "cache"), synthetic_store=str(store), synthetic_per_real=1,
+                   synthetic_allocation="by_error")
+    train = training_table(spec, split, errors=allocation_errors(spec, split))
+    pilot = json.loads(pilot_path(spec).read_text())
+    assert set(pilot["id"]) == set(split.val["id"].astype(str))  # validation only, every one of them
+    assert pilot["run_id"] == spec.model_copy(update=real_only_fields()).run_id() == pilot_spec(spec).run_id()
+    counts = synthetic_counts(spec, train)
+    errors = counts["pilot"]["errors"]
+    assert set(errors) == set(split.val["label"]) and sum(counts["by_class"].values()) == len(real_subset(spec, split))
+    real = real_subset(spec, split)
+    expected = error_fill(real["label"].value_counts().to_dict(), errors, len(real), ALLOCATION_CAP)
+    assert counts["by_class"] == {c: n for c, n in sorted(expected.items()) if n}
+    worst, best = max(errors, key=errors.get), min(errors, key=errors.get)
+    if errors[worst] > errors[best]:
+        assert expected[worst] > expected[best]
+    again = training_table(spec, split, errors=allocation_errors(spec, split))  # read back, not trained again
+    assert again["id"].tolist() == train["id"].tolist()
+    assert RunSpec(synthetic_allocation="by_error").run_id() != RunSpec().run_id()

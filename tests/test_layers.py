@@ -13,7 +13,7 @@ PACKAGE = Path(dermsynth.__file__).parent
 # Base modules (errors, io, registry, the package itself) sit under everything.
 RANKS = {"models": 1, "data": 2, "generate": 3, "train": 4, "audits": 5, "reader_study": 5, "experiments": 6,
          "deploy": 7, "analysis": 7, "tracking": 7, "cli": 8}
-BASE = {"errors", "files", "field_roles", "progress", "registry", "lockfile", "stats", ""}
+BASE = {"errors", "files", "field_roles", "progress", "registry", "lockfile", "stats", "cpu", ""}
 
 
 def layer_of(module: str) -> str:

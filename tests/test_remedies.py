@@ -135,10 +135,68 @@ def test_each_allocation_spends_the_same_budget_where_it_says(tmp_path):
 
 
 def test_an_allocation_changes_no_existing_run_id_and_sizes_the_store_to_its_cap():
-    from dermsynth.experiments.synthetic_stage import images_per_reference
+    from dermsynth.experiments.synthetic_needs import images_per_reference
     from dermsynth.train.spec import ALLOCATION_CAP
 
     assert RunSpec(synthetic_allocation="per_real").run_id() == RunSpec().run_id()
     assert RunSpec(synthetic_allocation="balance_classes").run_id() != RunSpec().run_id()
     assert images_per_reference(RunSpec(synthetic_per_real=2, synthetic_allocation="balance_classes")) == \
         2 * ALLOCATION_CAP
+
+
+def test_by_error_gives_the_budget_in_proportion_to_the_pilot_error(tmp_path):
+    from dermsynth.errors import ConfigError
+    from dermsynth.train.allocation import error_fill
+    from dermsynth.train.mixing import add_synthetic
+
+    real, manifest = _imbalanced(tmp_path, 8)
+    mixed = add_synthetic(real, manifest, 1, 0, allocation="by_error", errors={"a": 0.1, "b": 0.3, "c": 0.6})
+    got = mixed[mixed["synthetic"]]["label"].value_counts().to_dict()
+    assert got == {"a": 2, "b": 6, "c": 8}  # c: 9.6 capped at 4 × 2; its 8 left shared 1 : 3 by a and b
+    by_group = add_synthetic(real, manifest, 1, 0, allocation="by_error_skin_types", errors={"I-II": 0.0, "V-VI": 1.0})
+    assert by_group[by_group["synthetic"]]["skin_group"].value_counts().to_dict() == {"V-VI": 16}
+    assert error_fill({"a": 10, "b": 10}, {"a": 0.0, "b": 0.0}, 20, 4) == {"a": 10, "b": 10}  # no error: per_real
+    assert error_fill({"a": 10, "b": 10}, {"a": 1.0}, 20, 4) == {"a": 10, "b": 10}  # an unmeasured stratum: the mean
+    with pytest.raises(ConfigError, match="pilot"):
+        add_synthetic(real, manifest, 1, 0, allocation="by_error")
+
+
+def test_a_store_is_sized_to_each_references_quota_and_skin_allocations_need_kept_skin(tmp_path):
+    """Generation makes each reference's quota under a balancing allocation, not the cap for every
+    reference; a skin-type allocation is refused where the generator does not keep the skin."""
+    from dermsynth.data.splits import load_split
+    from dermsynth.errors import ConfigError
+    from dermsynth.experiments.runner import resolve_runs, stage_tasks
+    from dermsynth.experiments.spec import validate_experiment
+    from dermsynth.train.allocation import quotas
+    from dermsynth.train.run import real_subset
+    from dermsynth.train.spec import ALLOCATION_CAP
+
+    def study(allocation, methods):
+        return validate_experiment({
+            "name": "sized", "seeds": 1, "recognisability": False,
+            "base": {"dataset": "demo", "root": str(tmp_path / "demo"), "demo_n_per_class": 12, "demo_size": 16,
+                     "n_test": 2, "n_val": 2, "n_real": 6, "class_n_real": {"psoriasis": 2},
+                     "synthetic_per_real": 1, "synthetic_methods": methods},
+            "grid": {"synthetic_allocation": allocation},
+            "generator": {"methods": methods, "per_image": 8}})
+
+    spec = study(["per_real", "balance_classes"], ["text-to-image"])
+    runs = resolve_runs(spec, tmp_path)
+    generate = [t for t in stage_tasks(spec, runs, tmp_path) if t.kind == "generate"]
+    assert all(set(t.payload.counts) == {"text-to-image"} for t in generate)
+    made = {ref: n for t in generate for ref, n in t.payload.counts["text-to-image"].items()}
+    balanced = next(r for r in runs if r.synthetic_allocation == "balance_classes")
+    real = real_subset(balanced, load_split(balanced.split_spec()))
+    want = quotas(real, 1, "balance_classes", balanced.seed, ALLOCATION_CAP)
+    assert made == {ref: max(int(q), 1) for ref, q in want.items()}  # the per_real arm still needs 1 of each
+    assert sum(made.values()) < ALLOCATION_CAP * len(real)  # not the cap for every reference
+    unkept = study(["balance_skin_types"], ["text-to-image"])
+    with pytest.raises(ConfigError, match="do not keep the reference's skin"):
+        stage_tasks(unkept, resolve_runs(unkept, tmp_path), tmp_path)
+    inpaint = study(["balance_skin_types"], ["inpaint"])
+    runs = resolve_runs(inpaint, tmp_path)
+    sized = [t.payload.counts["inpaint"] for t in stage_tasks(inpaint, runs, tmp_path) if t.kind == "generate"]
+    real = real_subset(runs[0], load_split(runs[0].split_spec()))
+    want = quotas(real, 1, "balance_skin_types", runs[0].seed, ALLOCATION_CAP)
+    assert {ref: n for c in sized for ref, n in c.items() if n} == {ref: int(q) for ref, q in want.items() if q}

@@ -186,12 +186,15 @@ def test_auto_precision_follows_the_cpu_and_is_recorded(demo_root, tmp_path, mon
 
 
 def test_onednn_is_kept_off_amx_unless_the_user_chose(monkeypatch):
+    from dermsynth import cpu
     from dermsynth.models import precision_rule as rule
 
     monkeypatch.delenv(rule.ONEDNN_ISA, raising=False)
-    monkeypatch.setattr(rule, "native_bf16_flags", lambda: ["avx512_bf16"])
+    for module in (cpu, rule):
+        monkeypatch.setattr(module, "native_bf16_flags", lambda: ["avx512_bf16"])
     assert rule.keep_onednn_off_amx() is None and rule.ONEDNN_ISA not in os.environ  # no AMX: nothing to cap
-    monkeypatch.setattr(rule, "native_bf16_flags", lambda: ["avx512_bf16", "amx_bf16"])
+    for module in (cpu, rule):
+        monkeypatch.setattr(module, "native_bf16_flags", lambda: ["avx512_bf16", "amx_bf16"])
     assert rule.keep_onednn_off_amx() == rule.WITHOUT_AMX == os.environ[rule.ONEDNN_ISA]
     assert f"capped at {rule.WITHOUT_AMX}" in rule.auto_precision()[1]  # the record says so
     monkeypatch.setenv(rule.ONEDNN_ISA, "AVX10_1_512_AMX")

@@ -8,6 +8,6 @@ try:  # one source of truth: the version in pyproject.toml
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-from dermsynth.models.precision_rule import keep_onednn_off_amx  # noqa: E402  (before torch makes a kernel)
+from dermsynth.cpu import keep_onednn_off_amx  # noqa: E402  (before torch makes a kernel)
 
 keep_onednn_off_amx()

@@ -37,7 +37,7 @@ from dermsynth.analysis.summary import (
     test_predictions,
     varying_keys,
 )
-from dermsynth.analysis.verdicts import display_view, finish_family
+from dermsynth.analysis.verdicts import display_view, finish_family, verdict_clause
 
 REMEDY_DEFAULTS = {"sampling": "uniform", "class_weighting": "none", "loss": "cross_entropy"}
 REMEDY_FAMILY = "synthetic data vs the imbalance remedies"
@@ -219,11 +219,37 @@ def fig_group_accuracy(table: pd.DataFrame, out: Path) -> Path | None:
     return save_figure(fig, out, "group_accuracy_per_arm")
 
 
+def gap_summary(remedies: pd.DataFrame, gaps: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """The summary's sentences on the remedies and the gaps: how many comparisons of each family
+    were decided, then each decided one with its test, interval, BH p, seeds and test images."""
+    lines = []
+    if len(remedies):
+        decided = remedies[remedies["verdict"].isin(("improved", "lowered"))]
+        lines.append(f"Synthetic data vs the imbalance remedies (accuracy, seed-aware test, BH family: "
+                     f"{REMEDY_FAMILY}; n = {int(remedies['n_test'].iloc[0])} test images per run): {len(decided)} "
+                     f"of {len(remedies)} comparisons decided.")
+        for _, r in decided.iterrows():
+            arm = _describe({k: r[k] for k in ("synthetic_per_real", *arm_keys()) if k in r})
+            lines.append(f"{arm} vs {r['remedy']} alone: {verdict_clause(r, alpha)}.")
+    if len(gaps):
+        decided = gaps[gaps["verdict"].isin(("narrowed", "widened", "improved", "lowered"))]
+        lines.append(f"Did an arm narrow the gap? (gap test: seed term plus a bootstrap of the test images within "
+                     f"skin-type groups; BH family: {GAP_FAMILY}; n = {int(gaps['n_test'].iloc[0])} test images "
+                     f"per run): {len(decided)} of {len(gaps)} comparisons decided.")
+        for _, r in decided.iterrows():
+            what = OUTCOMES[r["outcome"]][1]
+            lines.append(f"{r['comparison']}: {what} {100 * r['value_reference']:.1f} → {100 * r['value_arm']:.1f} "
+                         f"%, {r['verdict']} (difference {100 * r['difference']:+.1f} points, positive = better; "
+                         f"95 % CI {100 * r['seed_ci_low']:+.1f} to {100 * r['seed_ci_high']:+.1f}; BH p = "
+                         f"{r['p_seed_bh']:.2g}; {int(r['seeds'])} seeds per arm).")
+    return lines
+
+
 def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: str = "prop",
-                 correct: bool = True) -> list[Section]:
-    """The tables and the figure, for a study whose grid has a real-only remedy arm and a synthetic
-    arm (a study without one asks no question of the remedies; its per-group accuracies are in
-    the fairness section)."""
+                 correct: bool = True) -> tuple[list[Section], list[str]]:
+    """The tables, the figure and the summary's sentences (:func:`gap_summary`), for a study whose
+    grid has a real-only remedy arm and a synthetic arm (a study without one asks no question of
+    the remedies; its per-group accuracies are in the fairness section)."""
     out_dir = Path(out_dir)
     sections = []
     remedies = synthetic_vs_remedies(table, records, test, correct) if is_remedy_study(table) else pd.DataFrame()
@@ -253,4 +279,4 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "bootstrap of the test images within groups, t with the seed term's df "
                                 "(analysis/gap_outcomes.py); BH over every row of this table "
                                 f"({json.dumps(GAP_FAMILY)}); n = test images per run."))
-    return sections
+    return sections, gap_summary(remedies, gaps)

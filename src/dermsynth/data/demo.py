@@ -44,9 +44,17 @@ class DemoSpec:
     n_per_class: int = 200
     size: int = 64
     seed: int = 0
+    skin_weights: tuple[float, ...] | None = None
 
     def key(self) -> str:
-        return f"demo-s{self.seed}-px{self.size}"
+        mix = "" if self.skin_weights is None else "-skin" + hashlib.sha1(
+            repr(skin_probabilities(self.skin_weights).round(6).tolist()).encode()).hexdigest()[:8]
+        return f"demo-s{self.seed}-px{self.size}{mix}"
+
+
+def skin_probabilities(weights=None) -> np.ndarray:
+    """The chance of each skin type I–VI for a patient: ``weights`` normalised, or the default."""
+    return SKIN_TYPE_WEIGHTS if weights is None else np.asarray(weights, dtype=float) / float(sum(weights))
 
 
 def _rng(*parts: int) -> np.random.Generator:
@@ -228,12 +236,13 @@ def patient_of(seed: int, class_index: int, index: int) -> int:
     return int(np.searchsorted(np.cumsum(sizes), index, side="right"))
 
 
-def render(class_index: int, index: int, size: int = 64, seed: int = 0) -> np.ndarray:
-    """Render image ``index`` of class ``class_index`` as a (size, size, 3) uint8 array."""
+def render(class_index: int, index: int, size: int = 64, seed: int = 0, skin_weights=None) -> np.ndarray:
+    """Render image ``index`` of class ``class_index`` as a (size, size, 3) uint8 array (its
+    patient's skin type drawn with ``skin_weights``; the same draw, so only the skin changes)."""
     patient = patient_of(seed, class_index, index)
     pr = _rng(seed, class_index, patient, 1)  # patient: skin, lesion layout
     ir = _rng(seed, class_index, index, 2)  # this photo: camera and framing
-    skin_type = int(pr.choice(6, p=SKIN_TYPE_WEIGHTS)) + 1
+    skin_type = int(pr.choice(6, p=skin_probabilities(skin_weights))) + 1
     base = SKIN_RGB[skin_type - 1] + pr.normal(0, 7, 3)
 
     lin = np.linspace(-1, 1, size, dtype=np.float32)
@@ -272,21 +281,21 @@ def render(class_index: int, index: int, size: int = 64, seed: int = 0) -> np.nd
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def render_meta(class_index: int, index: int, seed: int = 0) -> tuple[int, int]:
+def render_meta(class_index: int, index: int, seed: int = 0, skin_weights=None) -> tuple[int, int]:
     """(skin type, patient) of an image without rendering it."""
     patient = patient_of(seed, class_index, index)
-    skin_type = int(_rng(seed, class_index, patient, 1).choice(6, p=SKIN_TYPE_WEIGHTS)) + 1
+    skin_type = int(_rng(seed, class_index, patient, 1).choice(6, p=skin_probabilities(skin_weights))) + 1
     return skin_type, patient
 
 
 def load_demo(root: str | Path, n_per_class: int = 200, size: int = 64, seed: int = 0,
-              classes: list[str] | None = None) -> pd.DataFrame:
+              classes: list[str] | None = None, skin_weights=None) -> pd.DataFrame:
     """Render (once) and load the demo data set under ``root``; returns the image table.
 
     Files are written atomically and reused by later calls, so only the first call pays for
     rendering and later calls only list files.
     """
-    spec = DemoSpec(n_per_class, size, seed)
+    spec = DemoSpec(n_per_class, size, seed, None if skin_weights is None else tuple(skin_weights))
     folder = Path(root) / spec.key()
     folder.mkdir(parents=True, exist_ok=True)
     wanted = classes or DEMO_CLASSES
@@ -299,8 +308,8 @@ def load_demo(root: str | Path, n_per_class: int = 200, size: int = 64, seed: in
             path = cdir / f"{i:05d}.png"
             if not path.exists():
                 with atomic_path(path) as tmp:
-                    Image.fromarray(render(c, i, size, seed)).save(tmp, format="PNG")
-            skin_type, patient = render_meta(c, i, seed)
+                    Image.fromarray(render(c, i, size, seed, skin_weights)).save(tmp, format="PNG")
+            skin_type, patient = render_meta(c, i, seed, skin_weights)
             rows.append({"id": f"demo-{c}-{i:05d}", "path": str(path), "label": name,
                          "skin_type": skin_type, "patient": f"demo-{c}-p{patient:05d}"})
     write_json(folder / "README.json", {"what": "dermsynth procedural demo set", "seed": seed, "size": size,

@@ -25,12 +25,12 @@ def _class_list(classes) -> list[str] | None:
 
 
 @DATASETS.register("demo")
-def _demo(root, *, classes=None, n_per_class=200, size=64, seed=0, **_) -> pd.DataFrame:
+def _demo(root, *, classes=None, n_per_class=200, size=64, seed=0, skin_weights=None, **_) -> pd.DataFrame:
     from dermsynth.data.demo import load_demo
 
     cls = _class_list(classes)
     return load_demo(root or default_demo_root(), n_per_class=n_per_class, size=size, seed=seed,
-                     classes=list(cls) if cls else None)
+                     classes=list(cls) if cls else None, skin_weights=skin_weights)
 
 
 @DATASETS.register("fitzpatrick17k")
@@ -65,13 +65,14 @@ def _folder(root, *, classes=None, csv=None, **_) -> pd.DataFrame:
 
 def load_dataset(name: str, root: str | Path | None = None, *, classes=None, csv=None,
                  n_per_class: int = 200, size: int = 64, seed: int = 0,
-                 label_column: str = "label") -> pd.DataFrame:
-    """Load an image table; see each loader for its options."""
+                 label_column: str = "label", skin_weights=None) -> pd.DataFrame:
+    """Load an image table; see each loader for its options (``skin_weights``: the demo's)."""
     loader = DATASETS.get(name)
     if root is None and name != "demo" and not (name == "folder" and csv is not None):
         raise DataError(f"dataset {name!r} needs --root DIR (where its files are)")
+    extra = {} if skin_weights is None else {"skin_weights": skin_weights}
     return loader(root, classes=classes, csv=csv, n_per_class=n_per_class, size=size, seed=seed,
-                  label_column=label_column)
+                  label_column=label_column, **extra)
 
 
 def default_demo_root() -> Path:

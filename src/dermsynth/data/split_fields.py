@@ -32,6 +32,10 @@ class SplitFields(BaseModel):
     demo_n_per_class: int = Field(200, ge=1)
     # Side in pixels of the demo's rendered images (demo only); the classifier resizes them to image_size.
     demo_size: int = Field(64, ge=8)
+    # How often the demo's patients have each Fitzpatrick skin type I–VI (six weights, normalised; demo only).
+    # Unset: 18, 25, 20, 16, 12 and 9 %. Fewer of types V–VI makes an under-represented skin-type group, as in
+    # Fitzpatrick 17k; each patient keeps its lesions, only its skin changes.
+    demo_skin_weights: tuple[float, ...] | None = role(SETTING, None, tags=(SINCE_IDS,))
     # Test images held out per stratum (per class, or per skin-type group with stratify = "skin_group"), taken
     # as whole patient and duplicate groups; more gives tighter accuracy estimates but leaves a smaller pool.
     n_test: int = Field(40, ge=1)
@@ -72,6 +76,16 @@ class SplitFields(BaseModel):
             if data.get("dataset") in CLEANED_BY_DEFAULT and "cleaning" not in data:
                 return {**data, "cleaning": {}}
         return data
+
+    @field_validator("demo_skin_weights", mode="before")
+    @classmethod
+    def _six_weights(cls, v):
+        if v is None:
+            return v
+        v = tuple(float(w) for w in v)
+        if len(v) != 6 or min(v) < 0 or sum(v) <= 0:
+            raise ValueError(f"demo_skin_weights={list(v)}: give six weights ≥ 0 for skin types I–VI, not all 0")
+        return v
 
     @field_validator("classes", mode="before")
     @classmethod

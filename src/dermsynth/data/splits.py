@@ -73,7 +73,8 @@ def read_duplicate_clusters(path: str | Path, table: pd.DataFrame) -> pd.Series:
 def load_split(spec: SplitSpec) -> Split:
     """The image table and its held-out split for a spec (deterministic by split_seed)."""
     table = load_dataset(spec.dataset, spec.root, classes=spec.classes, n_per_class=spec.demo_n_per_class,
-                         size=spec.demo_size, seed=0, label_column=spec.label_column)
+                         size=spec.demo_size, seed=0, label_column=spec.label_column,
+                         skin_weights=spec.demo_skin_weights)
     missing = {str(k): int(v) for k, v in table.attrs.get("missing_per_class", {}).items() if v}
     if spec.exclude_file:
         dropped = read_id_list(spec.exclude_file)

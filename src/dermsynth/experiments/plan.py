@@ -19,6 +19,7 @@ from dermsynth import files
 from dermsynth.data.fitzpatrick import F17K9
 from dermsynth.errors import SplitError
 from dermsynth.experiments.spec import ExperimentSpec, cells
+from dermsynth.train.allocation import BALANCING
 
 # Images (or steps) per second. "cpu": measured here (AMD EPYC, 2 threads; README/bench).
 # GPU rows are approximate public figures, to be replaced by a measurement of your own.
@@ -108,6 +109,8 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         if tuned:
             rows.append(_row("fine-tune generators", f"{n_models} models{learn}, {steps:,} steps", steps, rate,
                              "steps", tasks=max(1, n_models // len(kinds))))
+        if any(r.synthetic_allocation in BALANCING for r in synthetic):
+            what += "; at most: an allocation's quotas are made, not the cap for every reference"
         images, work = per_method * len(gen.methods), per_method * passes
         rate = rates.get("sd_img_s") if gen.backend == "sd" else rates.get("builtin_img_s")
         size = gen.sd.resolution if gen.backend == "sd" else gen.builtin.size

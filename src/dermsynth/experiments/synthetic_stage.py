@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from dermsynth.experiments.generator_spec import GeneratorSpec, identity_view
 from dermsynth.experiments.graph import Task
 from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.experiments.stages import references_needed
+from dermsynth.experiments.synthetic_needs import check_skin_type_kept, most_needed, reference_counts
 from dermsynth.experiments.task_payloads import (
     FinetunePayload,
     Generated,
@@ -39,7 +39,8 @@ from dermsynth.generate.builtin.train import train_builtin_on
 from dermsynth.generate.dreambooth import finetune_from_split
 from dermsynth.generate.dreambooth_config import DREAMBOOTH, DreamBoothConfig
 from dermsynth.generate.runner import run_generation
-from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
+from dermsynth.train.allocation import BALANCING
+from dermsynth.train.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,6 @@ def subset_key(gen: GeneratorSpec, run: RunSpec) -> str | None:
         return None
     extra = hashlib.sha256(json.dumps(run.class_n_real, sort_keys=True).encode()).hexdigest()[:6]
     return "pool" if run.use_all_pool else f"n{run.n_real}-s{run.seed}" + (f"-{extra}" if run.class_n_real else "")
-
-
-def images_per_reference(run: RunSpec) -> int:
-    """Images to generate per reference for ``run``: k, or enough that its filter keeps k; a
-    balancing allocation may give a reference up to ALLOCATION_CAP × k (train/allocation.py)."""
-    k = run.synthetic_per_real * (1 if run.synthetic_allocation == "per_real" else ALLOCATION_CAP)
-    if run.synthetic_filter == "none":
-        return k
-    return math.ceil(k / run.filter_keep - 1e-9)
 
 
 def store_for(gen: GeneratorSpec, out: Path, finetune: str | None, subset: str | None = None) -> Path:
@@ -207,7 +199,8 @@ def task_finetune(payload: FinetunePayload, base_model: GeneratorModels | None =
 
 
 def task_generate(payload: GeneratePayload, models: GeneratorModels | None = None) -> Generated:
-    """K images per reference, for every method, with one model (a class's, or the shared one)."""
+    """K images per reference (or each reference's count of each method), for every method, with one
+    model (a class's, or the shared one)."""
     gen, split = payload.gen, load_split(payload.base.split_spec())
     if models is None:  # a given model: an already trained built-in one, or Stable Diffusion's
         models = GeneratorModels(builtin=gen.builtin.model) if gen.backend == "builtin" else GeneratorModels()
@@ -215,7 +208,10 @@ def task_generate(payload: GeneratePayload, models: GeneratorModels | None = Non
     refs = _rows(split, payload.refs)
     made = {}
     for method in payload.methods:
-        res = run_generation(backend, refs, method, payload.k, payload.store, split=split,
+        per_image = payload.k if payload.counts is None else payload.counts[method]
+        if payload.counts is not None and not any(per_image.values()):
+            continue  # no cell draws this class's images of this method
+        res = run_generation(backend, refs, method, per_image, payload.store, split=split,
                              batch_size=gen.batch_size, with_skin_type=gen.with_skin_type,
                              store_identity=(payload.family, store_identity(gen, payload.family)))
         made[method] = res.generated
@@ -243,7 +239,9 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         return [], {}
     if not needs:
         return [], {}
-    k = max(images_per_reference(r) for r in needs)
+    check_skin_type_kept(gen, needs)
+    splits = load_splits(r.split_spec() for r in needs)
+    k = most_needed(reference_counts(needs, splits, gen.methods))
     if k > gen.per_image:
         asked = max(r.synthetic_per_real for r in needs)
         why = "" if k == asked else f" and a filter keeping a share of them needs {k} to choose from"
@@ -251,7 +249,6 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                           "raise per_image")
     if gen.backend == "sd" and not gen.sd.model:
         raise ConfigError("generator.backend = 'sd' needs [generator.sd] model (hub id or local folder)")
-    splits = load_splits(r.split_spec() for r in needs)
     groups: dict[tuple, list[RunSpec]] = {}
     for r in needs:
         groups.setdefault((r.generator_finetune or gen.finetune_values()[0], subset_key(gen, r)), []).append(r)
@@ -275,8 +272,11 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                 names.add(base_task)
         refs = references_needed(mine, splits)
         store = str(store_for(gen, out, finetune, subset))
-        # a subset's own store holds what its cells draw (imbalance: 7 per real at 25 images, 1 at 100)
-        k_store = k if subset is None else max(images_per_reference(r) for r in mine)
+        # a store holds what its cells draw (imbalance: 7 per real at 25 images, 1 at 100; a balancing
+        # allocation: each reference's quota)
+        need = reference_counts(mine, splits, gen.methods)
+        k_store = k if subset is None else most_needed(need)
+        sized = any(r.synthetic_allocation in BALANCING for r in mine)  # else every reference gets k_store
         methods = sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)})
         labels = sorted(refs["label"].unique())
         for label in labels:
@@ -291,9 +291,11 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                                       inputs={"base_model": base_task} if base_task else {}, gpus=1))
                     names.add(model_task)
             name = f"generate/{finetune}/{tag}/{label}"
+            mine_refs = [str(i) for i in refs.loc[refs["label"] == label, "id"]]
+            counts = {m: {i: need.get(m, {}).get(i, 0) for i in mine_refs} for m in methods} if sized else None
             tasks.append(Task(name, "generate", task_generate,
-                              GeneratePayload(**common, refs=list(refs.loc[refs["label"] == label, "id"]),
-                                              methods=methods, k=k_store, store=store),
+                              GeneratePayload(**common, refs=mine_refs, methods=methods, k=k_store, store=store,
+                                              counts=counts),
                               inputs={"models": model_task} if model_task else {}, gpus=1))
             names.add(name)
             stores.setdefault(store, []).append(name)

@@ -44,6 +44,8 @@ class GeneratePayload(GeneratorPayload):
     methods: list[str]
     k: int  # images per reference and method
     store: str
+    # {method: {reference id: images}} when a balancing allocation sizes them per reference (else k for each)
+    counts: dict[str, dict[str, int]] | None = None
 
 
 class GeneratorModels(Payload):

@@ -27,6 +27,7 @@ from dermsynth.experiments.runner import planned_runs, prepare_stages
 from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.models.backbones import create_backbone
 from dermsynth.progress import progress_bars
+from dermsynth.train.pilot import allocation_errors
 from dermsynth.train.probe import features, fit_head
 from dermsynth.train.run import device_for, images_tensor, make_record, training_table
 from dermsynth.train.spec import RunSpec
@@ -83,7 +84,8 @@ def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path) ->
         mine = [r for r in runs if r.split_spec() == split_spec]
         t1 = time.perf_counter()
         manifests = {s: read_manifest(s) for s in {r.synthetic_store for r in mine if r.synthetic_per_real}}
-        tables = {r.run_id(): training_table(r, split, manifests.get(r.synthetic_store)) for r in mine}
+        tables = {r.run_id(): training_table(r, split, manifests.get(r.synthetic_store), allocation_errors(r, split))
+                  for r in mine}
         index, bank = _feature_bank(mine, split, tables, device)
         t_features += time.perf_counter() - t1
         classes = sorted(split.table["label"].unique())

@@ -9,6 +9,7 @@ lets n workers split the work without overlap.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +48,13 @@ class GenerationResult:
     store: str
 
 
-def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image: int, store: str | Path, *,
+def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image: int | Mapping[str, int],
+                   store: str | Path, *,
                    split: Split, batch_size: int = 16, shard: tuple[int, int] = (0, 1), with_skin_type: bool = False,
                    prompt_template: str | None = None,
                    store_identity: tuple[str, str] | None = None) -> GenerationResult:
-    """Generate ``per_image`` images of ``method`` for every row of ``refs`` into ``store``.
+    """Generate ``per_image`` images of ``method`` for every row of ``refs`` into ``store`` (or, given
+    a mapping, as many as it names for each reference id: an allocation's quotas; 0 makes none).
 
     ``split`` is the split the references come from: any reference that is a validation or
     test image of it is refused, and so is a generator that learnt from one. The store
@@ -60,7 +63,8 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
     An image made by another model than this backend's is made again, never reused.
     """
     check_method(method)
-    if per_image <= 0:
+    counts = per_image if isinstance(per_image, Mapping) else None
+    if counts is None and per_image <= 0:
         raise ConfigError(f"per_image={per_image}: ask for at least 1 synthetic image per reference")
     i, n = shard
     if not (0 <= i < n):
@@ -76,7 +80,8 @@ def run_generation(backend: Backend, refs: pd.DataFrame, method: str, per_image:
     made_before = read_manifest(store)
     done = set(made_before.loc[made_before["fingerprint"] == backend.fingerprint, "synth_id"])
     refs = refs.sort_values("id").reset_index(drop=True)
-    jobs = [(r, k) for _, r in refs.iterrows() for k in range(per_image)]
+    jobs = [(r, k) for _, r in refs.iterrows()
+            for k in range(int(counts.get(str(r["id"]), 0)) if counts is not None else per_image)]
     jobs = [j for idx, j in enumerate(jobs) if idx % n == i]
     todo = [j for j in jobs if synth_id(j[0]["id"], j[1], method) not in done]
     params = backend.params(method)

@@ -8,6 +8,11 @@ is spread evenly. So with a budget large enough every class ends with the same n
 training images, and a small budget goes to the rarest classes only. A class's images are
 split over its references as evenly as possible (which ones get one more is decided by the
 seed), and no reference gets more than ``cap`` images.
+
+``by_error`` (classes) and ``by_error_skin_types`` give each stratum a share of the budget
+proportional to a real-only pilot model's validation error on it (train/pilot.py): the pilot
+says where the classifier fails, the budget goes there. A stratum at its cap passes the rest on
+to the others, in proportion to their errors.
 """
 
 from __future__ import annotations
@@ -16,13 +21,65 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.data.splits import hash_unit
+from dermsynth.errors import ConfigError
+
+BALANCING = ("balance_classes", "balance_skin_types")
+BY_ERROR = ("by_error", "by_error_skin_types")
+
+
+def over_skin_types(allocation: str) -> bool:
+    """Whether ``allocation`` places images by skin-type group (else by class)."""
+    return allocation.endswith("skin_types")
 
 
 def strata(real: pd.DataFrame, allocation: str) -> pd.Series:
     """The stratum of each real image that ``allocation`` balances (its class or skin-type group)."""
-    if allocation == "balance_skin_types":
+    if over_skin_types(allocation):
         return real["skin_group"].astype(object).where(real["skin_group"].notna(), "unknown").astype(str)
     return real["label"].astype(str)
+
+
+def error_fill(sizes: dict[str, int], errors: dict[str, float], budget: int, cap: int) -> dict[str, int]:
+    """Images per stratum in proportion to ``errors`` (a stratum missing from it counts at the
+    mean error), at most ``cap`` per real image, summing to ``budget`` (less only where every
+    stratum is at its cap). With no error anywhere the budget is spread like per_real."""
+    names = sorted(sizes)
+    n = np.array([sizes[s] for s in names], dtype=float)
+    known = [float(errors[s]) for s in names if s in errors]
+    mean = float(np.mean(known)) if known else 0.0
+    weight = np.array([max(float(errors.get(s, mean)), 0.0) for s in names])
+    if weight.sum() <= 0:
+        weight = n.copy()
+    most = cap * n
+    budget = min(budget, int(most.sum()))
+    share = np.zeros_like(n)
+    open_ = np.ones(len(n), dtype=bool)
+    while open_.any():  # proportional shares; strata over their cap are fixed there and the rest re-shared
+        left = budget - share[~open_].sum()
+        w = np.where(open_, weight, 0.0)
+        if w.sum() <= 0:  # the strata left have no error: they share the rest like per_real
+            w = np.where(open_, n, 0.0)
+        trial = left * w / w.sum()
+        over = open_ & (trial >= most)
+        if not over.any():
+            share[open_] = trial[open_]
+            break
+        share[over] = most[over]
+        open_ &= ~over
+    return _round_to(share, most, budget, names)
+
+
+def _round_to(share: np.ndarray, most: np.ndarray, budget: int, names: list[str]) -> dict[str, int]:
+    """Whole images: the floors, then the largest remainders take the last images, never past ``most``."""
+    counts = np.minimum(np.floor(share + 1e-9), most).astype(int)
+    left = budget - int(counts.sum())
+    for i in np.argsort(-(share - counts), kind="stable"):
+        if left <= 0:
+            break
+        if counts[i] < most[i]:
+            counts[i] += 1
+            left -= 1
+    return dict(zip(names, counts.tolist(), strict=True))
 
 
 def water_fill(sizes: dict[str, int], budget: int, cap: int) -> dict[str, int]:
@@ -40,24 +97,23 @@ def water_fill(sizes: dict[str, int], budget: int, cap: int) -> dict[str, int]:
     for _ in range(100):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if given(mid).sum() < budget else (lo, mid)
-    share = given(hi)
-    counts = np.minimum(np.floor(share), most).astype(int)
-    left = budget - int(counts.sum())
-    for i in np.argsort(-(share - counts), kind="stable"):  # the largest remainders take the last images
-        if left <= 0:
-            break
-        if counts[i] < most[i]:
-            counts[i] += 1
-            left -= 1
-    return dict(zip(names, counts.tolist(), strict=True))
+    return _round_to(given(hi), most, budget, names)
 
 
-def quotas(real: pd.DataFrame, k: int, allocation: str, seed: int, cap: int) -> pd.Series:
-    """Synthetic images per reference (indexed by the real image's id)."""
+def quotas(real: pd.DataFrame, k: int, allocation: str, seed: int, cap: int,
+           errors: dict[str, float] | None = None) -> pd.Series:
+    """Synthetic images per reference (indexed by the real image's id). ``errors``: the pilot's
+    validation error per stratum, which a ``by_error`` allocation needs."""
     if allocation == "per_real":
         return pd.Series(k, index=real["id"].astype(str))
     key = strata(real, allocation)
-    per_stratum = water_fill(key.value_counts().to_dict(), k * len(real), cap * k)
+    sizes = key.value_counts().to_dict()
+    if allocation in BY_ERROR:
+        if errors is None:
+            raise ConfigError(f"synthetic_allocation={allocation} needs the pilot's validation errors")
+        per_stratum = error_fill(sizes, errors, k * len(real), cap * k)
+    else:
+        per_stratum = water_fill(sizes, k * len(real), cap * k)
     out = {}
     for name, rows in real.groupby(key.to_numpy()):
         ids = sorted(rows["id"].astype(str), key=lambda i: hash_unit(f"{seed}:alloc:{i}"))

@@ -19,10 +19,12 @@ from dermsynth.train.allocation import quotas
 
 
 def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
-                  methods: list[str] | None = None, allocation: str = "per_real", cap: int = 4) -> pd.DataFrame:
+                  methods: list[str] | None = None, allocation: str = "per_real", cap: int = 4,
+                  errors: dict[str, float] | None = None) -> pd.DataFrame:
     """``real`` plus k synthetic rows per real image, chosen deterministically by seed — or, with a
     balancing ``allocation``, the same number of rows placed where that allocation puts them
-    (train/allocation.py; at most ``cap`` × k per reference).
+    (train/allocation.py; at most ``cap`` × k per reference; ``errors``, a pilot's validation error per
+    stratum, for a ``by_error`` allocation).
 
     Only synthetic images whose ``ref_id`` is in ``real`` are eligible; a reference with
     fewer images than it is given raises an error naming it. Returned rows carry ``synthetic``
@@ -37,7 +39,7 @@ def add_synthetic(real: pd.DataFrame, manifest: pd.DataFrame, k: int, seed: int,
     pool = manifest if methods is None else manifest[manifest["method"].isin(methods)]
     pool = pool[pool["ref_id"].isin(set(real["id"]))]
     counts = pool["ref_id"].value_counts()
-    want = quotas(real, k, allocation, seed, cap)
+    want = quotas(real, k, allocation, seed, cap, errors)
     short = [(r, int(counts.get(r, 0)), int(want[str(r)])) for r in real["id"] if counts.get(r, 0) < want[str(r)]]
     if short:
         ref, have, asked = short[0]

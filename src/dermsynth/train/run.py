@@ -13,18 +13,22 @@ import pandas as pd
 import torch
 
 from dermsynth import files
-from dermsynth.data.cache import cache_images
 from dermsynth.data.splits import Split, load_split
-from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
-from dermsynth.errors import ConfigError, DataError
-from dermsynth.models.backbones import create_backbone, set_trainable
+from dermsynth.data.synthetic_store import is_store, store_digest
+from dermsynth.errors import DataError
+from dermsynth.train.allocation import BY_ERROR
 from dermsynth.train.checkpoint import save_bundle
-from dermsynth.train.image_source import InMemoryImages, image_source
-from dermsynth.train.loop import fit, predict
+from dermsynth.train.fitting import device_for, fit_and_predict, images_tensor, resolve_precision
 from dermsynth.train.metrics import summarize
-from dermsynth.train.mixing import add_synthetic, duplicate_classes
-from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
+from dermsynth.train.pilot import allocation_errors, pilot_errors
+from dermsynth.train.spec import RunSpec
+from dermsynth.train.training_set import real_subset, training_table
 from dermsynth.train.transforms import augmentation_record
+
+# What callers import from here: a run and its pieces (fitting, the training set) from their own modules.
+__all__ = ["device_for", "environment", "fit_and_predict", "images_tensor", "make_record", "pin_inputs",
+           "prediction_lists", "real_subset", "resolve_precision", "run_training", "synthetic_counts",
+           "training_table", "write_record"]
 
 
 def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunSpec:
@@ -60,67 +64,6 @@ def pin_inputs(spec: RunSpec, split: Split, digests: dict | None = None) -> RunS
     return spec.model_copy(update=pinned)
 
 
-def training_table(spec: RunSpec, split: Split, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Real subset (with per-class overrides), synthetic images, duplication.
-
-    ``manifest``: the store's manifest when the caller has read it already (many cells, one store).
-    """
-    real = real_subset(spec, split)
-    if spec.synthetic_per_real > 0:
-        if not spec.synthetic_store:
-            raise ConfigError("synthetic_per_real > 0 needs synthetic_store (a folder written by "
-                              "`dermsynth generator sample`)")
-        manifest = read_manifest(spec.synthetic_store) if manifest is None else manifest
-        targets = real if spec.synthetic_classes is None else real[real["label"].isin(spec.synthetic_classes)]
-        if spec.synthetic_filter != "none":
-            from dermsynth.train.synthetic_views import filtered_manifest
-
-            manifest = filtered_manifest(manifest, spec, targets)
-        mixed = add_synthetic(targets, manifest, spec.synthetic_per_real, spec.seed, spec.synthetic_methods,
-                              spec.synthetic_allocation, ALLOCATION_CAP)
-        rest = real[~real["id"].isin(targets["id"])].assign(synthetic=False, ref_id=lambda d: d["id"])
-        train = pd.concat([mixed, rest], ignore_index=True)
-    else:
-        train = real.assign(synthetic=False, ref_id=real["id"])
-    if spec.duplicate_classes:
-        train = duplicate_classes(train, spec.duplicate_classes)
-    if spec.repeat_real > 1:
-        train = duplicate_classes(train, dict.fromkeys(sorted(set(train["label"])), spec.repeat_real))
-    return train
-
-
-def real_subset(spec: RunSpec, split: Split) -> pd.DataFrame:
-    """The real training images of a run: whole pool, n_real per class, or per-class overrides."""
-    if spec.use_all_pool:
-        return split.pool.reset_index(drop=True)
-    if spec.class_n_real:
-        return _per_class_subset(spec, split)
-    return split.train_subset(spec.n_real, spec.seed)
-
-
-def _per_class_subset(spec: RunSpec, split: Split) -> pd.DataFrame:
-    unknown = set(spec.class_n_real) - set(split.pool["label"])
-    if unknown:
-        raise ConfigError(f"class_n_real names unknown class(es) {sorted(unknown)}")
-    parts = []
-    for n in sorted({spec.n_real, *spec.class_n_real.values()}):
-        sub = split.train_subset(n, spec.seed)
-        labels = [c for c in sub["label"].unique() if spec.class_n_real.get(c, spec.n_real) == n]
-        parts.append(sub[sub["label"].isin(labels)])
-    return pd.concat(parts, ignore_index=True)
-
-
-def device_for(spec: RunSpec) -> torch.device:
-    if spec.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec.device)
-
-
-def images_tensor(cache, ids) -> torch.Tensor:
-    """The cached images of ``ids`` as a uint8 (N, 3, H, W) tensor, in the order of ``ids``."""
-    return InMemoryImages(cache, ids).x
-
-
 def run_training(spec: RunSpec, out_dir: str | Path | None = None) -> dict:
     """Train and evaluate one run; returns (and with ``out_dir`` writes) its JSON record.
 
@@ -143,30 +86,10 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     device = device_for(spec)
     split = load_split(spec.split_spec())
     spec = pin_inputs(spec, split)
-    train = training_table(spec, split)
-    val, test = split.val, split.test
+    train = training_table(spec, split, errors=allocation_errors(spec, split))
+    test = split.test
     classes = sorted(split.table["label"].unique())
-    missing = [c for c in classes if c not in set(train["label"])]
-    if missing:
-        raise DataError(f"class(es) {missing} have no image in the training set; every class needs ≥ 1")
-    cache_dir = Path(spec.cache_dir) / "images"
-    cached = cache_images(pd.concat([train, val, test]).drop_duplicates("id"), spec.image_size, cache_dir)
-    cls_idx = {c: i for i, c in enumerate(classes)}
-    ty, vy = (torch.tensor(t["label"].map(cls_idx).to_numpy(), dtype=torch.long) for t in (train, val))
-    tx = image_source(cached, train["id"], spec.stream)  # streamed batch by batch when large
-    vx, sx = images_tensor(cached, val["id"]), images_tensor(cached, test["id"])
-    model = create_backbone(spec.backbone, len(classes), spec.pretrained, spec.pretrained_path, spec.image_size)
-    model.to(device)
-    if spec.mode == "linear-probe":
-        from dermsynth.train.probe import linear_probe
-
-        used, why = "fp32", "linear probe: features in fp32"
-        probs, fitres = linear_probe(model, tx, ty, vx, vy, sx, spec, device, len(classes))
-    else:
-        set_trainable(model, spec.mode)
-        effective, used, why = resolve_precision(spec, model, len(classes), device, len(tx))
-        fitres = fit(model, tx, ty, vx, vy, effective, device)
-        probs = predict(model, sx, effective, device)
+    model, probs, fitres, used, why = fit_and_predict(spec, split, train, test, classes, device)
     # the exact weights: a bare timm name resolves to whatever tag that timm version defaults to
     weights = (f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
                f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init")
@@ -181,12 +104,16 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
 
 
 def synthetic_counts(spec: RunSpec, train: pd.DataFrame) -> dict:
-    """The allocation a run used and the synthetic images each class and skin-type group got."""
+    """The allocation a run used and the synthetic images each class and skin-type group got (and,
+    for a ``by_error`` allocation, the pilot's run id and validation errors it followed)."""
     syn = train[train["synthetic"]]
     groups = syn["skin_group"].astype(object).where(syn["skin_group"].notna(), "unknown").astype(str)
-    return {"allocation": spec.synthetic_allocation,
-            "by_class": {str(k): int(v) for k, v in syn["label"].value_counts().sort_index().items()},
-            "by_skin_group": {str(k): int(v) for k, v in groups.value_counts().sort_index().items()}}
+    out = {"allocation": spec.synthetic_allocation,
+           "by_class": {str(k): int(v) for k, v in syn["label"].value_counts().sort_index().items()},
+           "by_skin_group": {str(k): int(v) for k, v in groups.value_counts().sort_index().items()}}
+    if spec.synthetic_allocation in BY_ERROR and spec.synthetic_per_real > 0:
+        out["pilot"] = pilot_errors(spec)
+    return out
 
 
 def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd.DataFrame, probs: np.ndarray,
@@ -215,19 +142,6 @@ def prediction_lists(pred: pd.DataFrame, probs: np.ndarray) -> dict:
             "predicted": pred["predicted"].tolist(),
             "skin_group": [None if pd.isna(g) else str(g) for g in pred["skin_group"]],
             "probabilities": np.round(probs, 5).tolist()}
-
-
-def resolve_precision(spec: RunSpec, model, num_classes: int, device, n_train: int | None = None
-                      ) -> tuple[RunSpec, str, str]:
-    """The spec with ``precision = "auto"`` resolved for this machine (models/precision_rule.py:
-    the CPU's native bf16, never a timing), the choice and why. ``model``, ``num_classes`` and
-    ``n_train`` are kept for callers; the rule does not depend on them."""
-    if spec.precision != "auto":
-        return spec, spec.precision, "set in the spec"
-    from dermsynth.train.precision import choose_precision
-
-    used, why = choose_precision(device)
-    return spec.model_copy(update={"precision": used}), used, why
 
 
 def environment(device) -> dict:

@@ -84,9 +84,12 @@ class RunSpec(SplitFields):
     filter_digest: str | None = role(INPUT, None, tags=(SINCE_IDS,))
     # Where the synthetic images go, for the same budget (synthetic_per_real × the real images): "per_real" (k per
     # real image, the paper's), "balance_classes" (to the smallest classes first, until every class has as many
-    # images, then evenly) or "balance_skin_types" (the same over the references' skin-type groups); a reference
-    # gets at most ALLOCATION_CAP × k images, and a store for a balancing allocation is generated to that cap.
-    synthetic_allocation: Literal["per_real", "balance_classes", "balance_skin_types"] = role(
+    # images, then evenly), "balance_skin_types" (the same over the references' skin-type groups), "by_error" (a
+    # share of the budget per class proportional to a real-only pilot's validation error on it; the pilot is this
+    # run without synthetic data, never sees a test image, and is trained once per seed) or "by_error_skin_types"
+    # (the same per skin-type group); a reference gets at most ALLOCATION_CAP × k images.
+    synthetic_allocation: Literal["per_real", "balance_classes", "balance_skin_types", "by_error",
+                                  "by_error_skin_types"] = role(
         SETTING, "per_real", tags=(ARM, SINCE_IDS))
     # Only these classes' real images get synthetic companions, and an experiment generates only for them
     # (the imbalance study's rare class, say); unset: every class.

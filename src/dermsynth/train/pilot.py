@@ -1,0 +1,82 @@
+"""The real-only pilot that a ``by_error`` allocation asks where the classifier fails.
+
+The pilot is the run itself without synthetic data: the same real images, seed, backbone, loss
+and schedule (every synthetic-arm field at its default). It is trained, evaluated on the
+split's validation images and nothing else, and its error per class or skin-type group sets
+where the synthetic budget goes (train/allocation.py). The test images are never read, so the
+allocation cannot carry information from the test set into training. Its validation
+predictions are kept under ``cache_dir/pilots/`` by the pilot's run id, so the cells of one
+seed share one pilot and a re-run does not train it again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermsynth import files
+from dermsynth.data.splits import Split, load_split
+from dermsynth.train.allocation import BY_ERROR, over_skin_types, strata
+from dermsynth.train.fitting import device_for, fit_and_predict
+from dermsynth.train.spec import RunSpec, real_only_fields
+from dermsynth.train.training_set import training_table
+
+
+def pilot_spec(spec: RunSpec) -> RunSpec:
+    """The real-only run whose validation error a ``by_error`` allocation follows."""
+    return spec.model_copy(update={**real_only_fields(), "synthetic_fingerprint": None, "filter_digest": None,
+                                   "save_checkpoint": False})
+
+
+def pilot_path(spec: RunSpec) -> Path:
+    return Path(spec.cache_dir) / "pilots" / f"{pilot_spec(spec).run_id()}.json"
+
+
+def pilot_predictions(spec: RunSpec, split: Split | None = None) -> dict:
+    """The pilot's run id and its predictions on the validation images (trained once, then read)."""
+    path = pilot_path(spec)
+    if path.exists():
+        return files.read_json(path)
+    split = split if split is not None else load_split(spec.split_spec())
+    pilot = pilot_spec(spec)
+    classes = sorted(split.table["label"].unique())
+    with torch.random.fork_rng(devices=[]):  # the run's own random stream is the same with or without a pilot
+        state = np.random.get_state()
+        torch.manual_seed(pilot.seed)
+        np.random.seed(pilot.seed % 2**32)
+        try:
+            _, probs, _, _, _ = fit_and_predict(pilot, split, training_table(pilot, split), split.val, classes,
+                                                device_for(pilot))
+        finally:
+            np.random.set_state(state)
+    val = split.val
+    out = {"run_id": pilot.run_id(), "id": val["id"].astype(str).tolist(), "label": val["label"].astype(str).tolist(),
+           "skin_group": [None if pd.isna(g) else str(g) for g in val["skin_group"]],
+           "predicted": [classes[i] for i in probs.argmax(1)]}
+    files.write_json(path, out)
+    return out
+
+
+def pilot_errors(spec: RunSpec, split: Split | None = None) -> dict:
+    """The pilot's validation error per stratum of ``spec.synthetic_allocation`` (class or skin-type
+    group), with the validation images each error rests on and the pilot's run id."""
+    pred = pilot_predictions(spec, split)
+    val = pd.DataFrame({"label": pred["label"], "skin_group": pred["skin_group"]})
+    wrong = pd.Series(np.asarray(pred["label"]) != np.asarray(pred["predicted"]), dtype=float)
+    key = strata(val, spec.synthetic_allocation).to_numpy()
+    by = wrong.groupby(key)
+    return {"pilot_run_id": pred["run_id"], "over": "skin_types" if over_skin_types(spec.synthetic_allocation)
+            else "classes",
+            "errors": {str(k): round(float(v), 6) for k, v in by.mean().items()},
+            "n_val": {str(k): int(v) for k, v in by.size().items()}}
+
+
+def allocation_errors(spec: RunSpec, split: Split | None = None) -> dict[str, float] | None:
+    """What ``training_table`` needs for ``spec``'s allocation: the pilot's errors for a
+    ``by_error`` allocation with synthetic images, else None."""
+    if spec.synthetic_allocation not in BY_ERROR or spec.synthetic_per_real == 0:
+        return None
+    return pilot_errors(spec, split)["errors"]

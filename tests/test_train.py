@@ -202,8 +202,8 @@ def test_onednn_is_kept_off_amx_unless_the_user_chose(monkeypatch):
 
 
 def test_bf16_training_stays_finite_on_this_cpu(demo_root, tmp_path):
-    """Where the CPU computes bf16 natively, a dozen bf16 runs in one process all train. On a Xeon
-    with AMX, oneDNN's AMX kernels made 23 of 40 such runs NaN (TrainingDiverged) until dermsynth
+    """Where the CPU computes bf16 natively, six bf16 runs in one process all train. On a Xeon
+    with AMX, oneDNN's AMX kernels made about half such runs NaN (TrainingDiverged) until dermsynth
     capped oneDNN at its AVX512-BF16 kernels on import."""
     from dermsynth.models import precision_rule as rule
 
@@ -211,8 +211,8 @@ def test_bf16_training_stays_finite_on_this_cpu(demo_root, tmp_path):
         pytest.skip("this CPU has no native bf16 (bf16 would be emulated and is never chosen here)")
     if "amx_bf16" in rule.native_bf16_flags():
         assert os.environ.get(rule.ONEDNN_ISA), "dermsynth's import should cap oneDNN below AMX"
-    for seed in range(12):
-        rec = run_training(tiny_spec(demo_root, backbone="test_resnet", precision="bf16", max_epochs=3, image_size=16,
+    for seed in range(6):
+        rec = run_training(tiny_spec(demo_root, backbone="test_resnet", precision="bf16", max_epochs=2, image_size=16,
                                      seed=seed, threads=2, cache_dir=str(tmp_path)))
         assert np.isfinite(rec["predictions"]["probabilities"]).all()
 

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-# oneDNN's AMX bf16 kernels (torch 2.14's oneDNN 3.12) made classifier training NaN in 23 of 40 tiny
+# oneDNN's AMX bf16 kernels (torch 2.14's oneDNN 3.12) made classifier training NaN in 18–23 of 40 tiny
 # runs on a Xeon with AMX, where its AVX512-BF16 kernels and fp32 gave 0 of 40 (docs/benchmarks.md):
 # on such a CPU bf16 runs on the AVX512-BF16 kernels, still native. A value the user set is kept.
 ONEDNN_ISA = "ONEDNN_MAX_CPU_ISA"

@@ -260,6 +260,7 @@ def test_a_remedy_study_reports_synthetic_data_against_the_remedies_and_the_gaps
                      image_size=16, backbone="test_resnet", max_epochs=2, patience=1, n_real=4, threads=1,
                      cache_dir=str(demo_root / "cache"), synthetic_store=str(store)),
         "grid": {"synthetic_per_real": [0, 1], "loss": ["cross_entropy", "focal"]},
+        "main_comparison": {"arm": {"synthetic_per_real": 1}, "outcome": "worst_class_recall"},
     })
     res = run_experiment(spec, tmp_path, workers=1)
     assert res.failed == 0 and res.runs == 8
@@ -270,7 +271,10 @@ def test_a_remedy_study_reports_synthetic_data_against_the_remedies_and_the_gaps
     assert set(vs["remedy"]) == {"focal loss (γ = 2)"}
     assert vs["family"].nunique() == 1 and "p_seed_bh" in vs and vs["verdict"].notna().all()
     gaps = pd.read_csv(tmp_path / "gap_comparisons.csv")
-    assert "worst_class_recall" in set(gaps["outcome"]) and gaps["family"].nunique() == 1
+    main = gaps[gaps["family"].str.startswith("the main comparison")]
+    assert len(main) == 1 and main["outcome"].iloc[0] == "worst_class_recall"  # named before running: alone
+    assert main["comparison"].iloc[0].endswith("vs real only (none)") and gaps["family"].nunique() == 2
+    assert "Main comparison, named before running" in html
     assert any(c.endswith("vs no remedy") for c in gaps["comparison"])
     assert any(" alone" in c for c in gaps["comparison"]) and any("vs real only" in c for c in gaps["comparison"])
     cells = pd.read_csv(tmp_path / "gap_outcomes.csv")
@@ -284,7 +288,7 @@ def test_by_error_follows_a_real_only_pilot_on_validation_and_never_reads_a_test
     on the validation images only (every test image's file is broken here: reading one fails),
     and gives each class a share of the same budget in proportion to that error."""
     from dermsynth.train.allocation import error_fill
-    from dermsynth.train.pilot import allocation_errors, pilot_path, pilot_spec
+    from dermsynth.train.pilot import pilot_for, pilot_path, pilot_spec
     from dermsynth.train.run import real_subset, synthetic_counts, training_table
     from dermsynth.train.spec import ALLOCATION_CAP, real_only_fields
 
@@ -293,11 +297,12 @@ def test_by_error_follows_a_real_only_pilot_on_validation_and_never_reads_a_test
                    image_size=16, backbone="test_resnet", max_epochs=2, patience=1, n_real=4, threads=1, seed=0,
                    cache_dir=str(tmp_path / "cache"), synthetic_store=str(store), synthetic_per_real=1,
                    synthetic_allocation="by_error")
-    train = training_table(spec, split, errors=allocation_errors(spec, split))
+    used = pilot_for(spec, split)
+    train = training_table(spec, split, errors=used["errors"])
     pilot = json.loads(pilot_path(spec).read_text())
     assert set(pilot["id"]) == set(split.val["id"].astype(str))  # validation only, every one of them
     assert pilot["run_id"] == spec.model_copy(update=real_only_fields()).run_id() == pilot_spec(spec).run_id()
-    counts = synthetic_counts(spec, train)
+    counts = synthetic_counts(spec, train, used)
     errors = counts["pilot"]["errors"]
     assert set(errors) == set(split.val["label"]) and sum(counts["by_class"].values()) == len(real_subset(spec, split))
     real = real_subset(spec, split)
@@ -306,6 +311,7 @@ def test_by_error_follows_a_real_only_pilot_on_validation_and_never_reads_a_test
     worst, best = max(errors, key=errors.get), min(errors, key=errors.get)
     if errors[worst] > errors[best]:
         assert expected[worst] > expected[best]
-    again = training_table(spec, split, errors=allocation_errors(spec, split))  # read back, not trained again
+    again = training_table(spec, split, errors=pilot_for(spec, split)["errors"])  # read back, not trained again
     assert again["id"].tolist() == train["id"].tolist()
     assert RunSpec(synthetic_allocation="by_error").run_id() != RunSpec().run_id()
+    assert pilot_path(spec.model_copy(update={"content_digest": "other-bytes"})) != pilot_path(spec)  # new images

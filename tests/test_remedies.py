@@ -200,3 +200,38 @@ def test_a_store_is_sized_to_each_references_quota_and_skin_allocations_need_kep
     real = real_subset(runs[0], load_split(runs[0].split_spec()))
     want = quotas(real, 1, "balance_skin_types", runs[0].seed, ALLOCATION_CAP)
     assert {ref: n for c in sized for ref, n in c.items() if n} == {ref: int(q) for ref, q in want.items() if q}
+
+
+def test_a_filtered_view_is_checked_against_each_references_quota(tmp_path):
+    """A balancing allocation gives many references nothing: a filtered view that keeps exactly the
+    quotas passes, one image short of a quota is refused by class."""
+    from dermsynth.errors import DataError
+    from dermsynth.train.allocation import quotas
+    from dermsynth.train.spec import ALLOCATION_CAP
+    from dermsynth.train.synthetic_views import check_enough
+
+    real, manifest = _imbalanced(tmp_path, 8)
+    spec = RunSpec(synthetic_per_real=1, synthetic_allocation="balance_classes", synthetic_filter="confidence",
+                   seed=0)
+    want = quotas(real, 1, "balance_classes", 0, ALLOCATION_CAP)
+    assert (want == 0).any()  # the largest class's references mostly get none
+    rank = manifest.groupby("ref_id").cumcount()
+    kept = manifest[rank < manifest["ref_id"].map(want)]
+    check_enough(kept, manifest, spec, real)
+    short = kept.drop(kept.index[kept["ref_id"] == want.idxmax()][:1])
+    with pytest.raises(DataError, match="synthetic_allocation=balance_classes"):
+        check_enough(short, manifest, spec, real)
+
+
+def test_a_main_comparison_names_a_gap_outcome_the_report_knows():
+    from dermsynth.analysis.gap_outcomes import OUTCOMES
+    from dermsynth.errors import ConfigError
+    from dermsynth.experiments.spec import GAP_OUTCOMES, validate_experiment
+
+    assert set(GAP_OUTCOMES) == set(OUTCOMES)
+    base = {"name": "m", "grid": {"synthetic_per_real": [0, 1]}}
+    ok = validate_experiment({**base, "main_comparison": {"arm": {"synthetic_per_real": 1}, "outcome": "group_gap"}})
+    assert ok.main_comparison.outcome == "group_gap"
+    assert ok.digest() == validate_experiment(base).digest()  # an analysis choice: no run changes
+    with pytest.raises(ConfigError, match="outcome"):
+        validate_experiment({**base, "main_comparison": {"arm": {}, "outcome": "accuracy"}})

@@ -42,6 +42,7 @@ from dermsynth.analysis.verdicts import display_view, finish_family, verdict_cla
 REMEDY_DEFAULTS = {"sampling": "uniform", "class_weighting": "none", "loss": "cross_entropy"}
 REMEDY_FAMILY = "synthetic data vs the imbalance remedies"
 GAP_FAMILY = "did this arm narrow the gap? (gap outcomes, every comparison of this table)"
+MAIN_FAMILY = "the main comparison, named before running (tested alone)"
 NO_REMEDY = "none"
 
 
@@ -140,8 +141,18 @@ def _describe(cell: dict, with_remedy: bool = True) -> str:
     return f"{int(cell['synthetic_per_real'])} synthetic per real" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def gap_comparisons(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """Every pair of :func:`_pairs` on every gap outcome the task has (one BH family)."""
+def is_main(main: dict | None, what: str, arm: pd.DataFrame, outcome: str) -> bool:
+    """Whether a comparison is the study's main one: its arm's runs have every field ``main``
+    names, its reference is real only without a remedy, and the outcome is ``main``'s."""
+    if not main or outcome != main["outcome"] or not what.endswith(f"vs real only ({NO_REMEDY})"):
+        return False
+    return all(k in arm and all(canonical(x) == canonical(v) for x in arm[k]) for k, v in main["arm"].items())
+
+
+def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None = None) -> pd.DataFrame:
+    """Every pair of :func:`_pairs` on every gap outcome the task has (one BH family), but for the
+    study's main comparison (``main``: arm fields and outcome, named before running), which is
+    tested alone in a family of its own and comes first."""
     by_run = {r["run_id"]: r for r in records}
     if not records:
         return pd.DataFrame()
@@ -161,10 +172,13 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
                          "value_reference": res.value_b, "difference": res.difference, "p_seed": res.p_value,
                          "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high, "seed_se": res.se,
                          "seed_df": res.df, "seed_sd": res.seed_sd, "seed_image_var": res.image_variance,
-                         "seeds": res.seeds, "n_test": len(label), "degenerate": all_degenerate(arm, ref)})
+                         "seeds": res.seeds, "n_test": len(label), "degenerate": all_degenerate(arm, ref),
+                         "family": MAIN_FAMILY if is_main(main, what, with_remedies(arm), outcome) else GAP_FAMILY})
     if not rows:
         return pd.DataFrame()
-    out = finish_family(pd.DataFrame(rows)).assign(family=GAP_FAMILY)
+    frame = pd.DataFrame(rows)
+    out = pd.concat([finish_family(frame[frame["family"] == f]) for f in (MAIN_FAMILY, GAP_FAMILY)
+                     if (frame["family"] == f).any()], ignore_index=True)
     lower_better = out["outcome"].map(lambda o: OUTCOMES[o][0] < 0)
     out["seed_ci_low"], out["seed_ci_high"] = out["seed_ci_low"].clip(-1, 1), out["seed_ci_high"].clip(-1, 1)
     out.loc[lower_better & (out["verdict"] == "improved"), "verdict"] = "narrowed"
@@ -231,18 +245,28 @@ def gap_summary(remedies: pd.DataFrame, gaps: pd.DataFrame, alpha: float = 0.05)
         for _, r in decided.iterrows():
             arm = _describe({k: r[k] for k in ("synthetic_per_real", *arm_keys()) if k in r})
             lines.append(f"{arm} vs {r['remedy']} alone: {verdict_clause(r, alpha)}.")
+    main = gaps[gaps["family"] == MAIN_FAMILY] if len(gaps) else gaps
+    for _, r in main.iterrows():
+        lines.insert(0, f"Main comparison, named before running (gap test, tested alone; n = {int(r['n_test'])} test "
+                        f"images per run): {_gap_sentence(r)}")
+    gaps = gaps[gaps["family"] != MAIN_FAMILY] if len(gaps) else gaps
     if len(gaps):
         decided = gaps[gaps["verdict"].isin(("narrowed", "widened", "improved", "lowered"))]
         lines.append(f"Did an arm narrow the gap? (gap test: seed term plus a bootstrap of the test images within "
                      f"skin-type groups; BH family: {GAP_FAMILY}; n = {int(gaps['n_test'].iloc[0])} test images "
                      f"per run): {len(decided)} of {len(gaps)} comparisons decided.")
-        for _, r in decided.iterrows():
-            what = OUTCOMES[r["outcome"]][1]
-            lines.append(f"{r['comparison']}: {what} {100 * r['value_reference']:.1f} → {100 * r['value_arm']:.1f} "
-                         f"%, {r['verdict']} (difference {100 * r['difference']:+.1f} points, positive = better; "
-                         f"95 % CI {100 * r['seed_ci_low']:+.1f} to {100 * r['seed_ci_high']:+.1f}; BH p = "
-                         f"{r['p_seed_bh']:.2g}; {int(r['seeds'])} seeds per arm).")
+        lines += [_gap_sentence(r) for _, r in decided.iterrows()]
     return lines
+
+
+def _gap_sentence(r: pd.Series) -> str:
+    p = f"BH p = {r['p_seed_bh']:.2g}" if r["family"] != MAIN_FAMILY else f"p = {r['p_seed']:.2g}"
+    if not np.isfinite(r["difference"]) or not np.isfinite(r.get("seed_ci_low", np.nan)):
+        return f"{r['comparison']}: {OUTCOMES[r['outcome']][1]}, {r['verdict']}."
+    return (f"{r['comparison']}: {OUTCOMES[r['outcome']][1]} {100 * r['value_reference']:.1f} → "
+            f"{100 * r['value_arm']:.1f} %, {r['verdict']} (difference {100 * r['difference']:+.1f} points, positive = "
+            f"better; 95 % CI {100 * r['seed_ci_low']:+.1f} to {100 * r['seed_ci_high']:+.1f}; {p}; {int(r['seeds'])} "
+            "seeds per arm).")
 
 
 def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: str = "prop",
@@ -266,17 +290,20 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "Mean over seeds of each run's gap outcome, with a 95 % interval from the seed "
                                 "term and a bootstrap of the test images within skin-type groups (t, seeds − 1 "
                                 "df)."))
-    gaps = gap_comparisons(table, records) if len(per_cell) else pd.DataFrame()
+    exp = out_dir / "experiment.json"
+    main = (json.loads(exp.read_text()).get("spec", {}).get("main_comparison") if exp.exists() else None)
+    gaps = gap_comparisons(table, records, main) if len(per_cell) else pd.DataFrame()
     if len(gaps):
         gaps.to_csv(out_dir / "gap_comparisons.csv", index=False)
         fig = fig_group_accuracy(table, out_dir / "figures")
         shown = gaps[["comparison", "outcome", "value_arm", "value_reference", "difference", "seed_ci_low",
-                      "seed_ci_high", "p_seed", "p_seed_bh", "seeds", "verdict"]]
+                      "seed_ci_high", "p_seed", "p_seed_bh", "seeds", "verdict", "family"]]
         sections.append(Section("Did this arm narrow the gap?", fmt_table(shown) + (img_tag(fig) if fig else ""),
                                 "Gap outcomes per run: " + "; ".join(f"{k}: {v[1]}" for k, v in OUTCOMES.items())
                                 + " (skin-type groups with at least 5 test images). difference is oriented so that "
                                 "positive is better (a narrower gap, a higher worst group). Test: seed term plus a "
                                 "bootstrap of the test images within groups, t with the seed term's df "
-                                "(analysis/gap_outcomes.py); BH over every row of this table "
-                                f"({json.dumps(GAP_FAMILY)}); n = test images per run."))
+                                "(analysis/gap_outcomes.py); BH over every row of this table but the main "
+                                f"comparison ({json.dumps(GAP_FAMILY)}), which a config names before running and "
+                                f"is tested alone ({json.dumps(MAIN_FAMILY)}); n = test images per run."))
     return sections, gap_summary(remedies, gaps)

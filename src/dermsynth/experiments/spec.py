@@ -24,7 +24,7 @@ import json
 import tomllib
 import warnings
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -68,7 +68,24 @@ class ImbalanceSpec(BaseModel):
 
 
 # Fields that change where or how a study runs, or what is planned, never a result: left out of its digest.
-OPERATIONAL_FIELDS = {"tracking", "seed_sd", "slurm"}
+OPERATIONAL_FIELDS = {"tracking", "seed_sd", "slurm", "main_comparison"}
+
+GAP_OUTCOMES = ("worst_group_accuracy", "group_gap", "worst_class_recall", "tpr_gap", "fpr_gap")
+
+
+class MainComparison(BaseModel):
+    """The one comparison a study is designed and powered to decide, named before it runs: its
+    synthetic arm against real only without a remedy, on one gap outcome, tested alone (a family
+    of its own) rather than among the report's exploratory gap comparisons."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The run fields the arm's cells have, e.g. {synthetic_allocation = "balance_skin_types",
+    # synthetic_methods = ["inpaint"]}; its reference is the real-only cell with no remedy.
+    arm: dict[str, Any]
+    # The gap outcome it is decided on (analysis/gap_outcomes.py): worst_group_accuracy, group_gap,
+    # worst_class_recall, tpr_gap or fpr_gap (the last two for binary tasks).
+    outcome: Literal[GAP_OUTCOMES]
 
 
 class ExperimentSpec(BaseModel):
@@ -112,6 +129,9 @@ class ExperimentSpec(BaseModel):
     # `experiment plan` can say which effect the planned seeds detect before anything runs
     # (`experiment calibrate` measures it). Not part of the digest: it changes no result.
     seed_sd: float | None = Field(None, gt=0, lt=1)
+    # The comparison chosen before running that the study is powered for ([main_comparison]: arm, outcome); the
+    # report tests it alone and states it first. Not part of the digest: it changes no run.
+    main_comparison: MainComparison | None = None
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)

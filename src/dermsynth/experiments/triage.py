@@ -27,7 +27,7 @@ from dermsynth.experiments.runner import planned_runs, prepare_stages
 from dermsynth.experiments.spec import ExperimentSpec
 from dermsynth.models.backbones import create_backbone
 from dermsynth.progress import progress_bars
-from dermsynth.train.pilot import allocation_errors
+from dermsynth.train.pilot import pilot_for
 from dermsynth.train.probe import features, fit_head
 from dermsynth.train.run import device_for, images_tensor, make_record, training_table
 from dermsynth.train.spec import RunSpec
@@ -54,7 +54,8 @@ def _feature_bank(runs: list[RunSpec], split, tables: dict, device) -> tuple[dic
     return {i: k for k, i in enumerate(images["id"])}, pca.transform(feats)
 
 
-def _probe(run: RunSpec, split, train: pd.DataFrame, index: dict, bank: np.ndarray, classes: list[str]) -> dict:
+def _probe(run: RunSpec, split, train: pd.DataFrame, index: dict, bank: np.ndarray, classes: list[str],
+           pilot: dict | None = None) -> dict:
     t0 = time.perf_counter()
     cls = {c: i for i, c in enumerate(classes)}
 
@@ -67,7 +68,7 @@ def _probe(run: RunSpec, split, train: pd.DataFrame, index: dict, bank: np.ndarr
     fit = {"history": history, "epochs_run": 1, "best_epoch": 1, "steps": 0, "train_seconds": secs,
            "images_per_second": len(train) / max(secs, 1e-9), "train_images_per_second": 0.0, "batch_size": 0}
     return make_record(run, classes, train, split.test, probs, fit, secs, torch.device("cpu"),
-                       {"used": "fp32", "reason": "features"}, "features for a linear probe")
+                       {"used": "fp32", "reason": "features"}, "features for a linear probe", pilot)
 
 
 def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path) -> dict:
@@ -84,13 +85,14 @@ def triage(spec: ExperimentSpec, experiment_out: str | Path, out: str | Path) ->
         mine = [r for r in runs if r.split_spec() == split_spec]
         t1 = time.perf_counter()
         manifests = {s: read_manifest(s) for s in {r.synthetic_store for r in mine if r.synthetic_per_real}}
-        tables = {r.run_id(): training_table(r, split, manifests.get(r.synthetic_store), allocation_errors(r, split))
-                  for r in mine}
+        pilots = {r.run_id(): pilot_for(r, split) for r in mine}
+        tables = {r.run_id(): training_table(r, split, manifests.get(r.synthetic_store),
+                                             (pilots[r.run_id()] or {}).get("errors")) for r in mine}
         index, bank = _feature_bank(mine, split, tables, device)
         t_features += time.perf_counter() - t1
         classes = sorted(split.table["label"].unique())
         for run in mine:
-            record = _probe(run, split, tables[run.run_id()], index, bank, classes)
+            record = _probe(run, split, tables[run.run_id()], index, bank, classes, pilots[run.run_id()])
             files.write_json(out / "runs" / f"{run.run_id()}.json", record, indent=None)
             done += 1
     # "triage": its records are linear probes of the planned cells, re-written on every call,

@@ -40,14 +40,15 @@ def strata(real: pd.DataFrame, allocation: str) -> pd.Series:
 
 
 def error_fill(sizes: dict[str, int], errors: dict[str, float], budget: int, cap: int) -> dict[str, int]:
-    """Images per stratum in proportion to ``errors`` (a stratum missing from it counts at the
-    mean error), at most ``cap`` per real image, summing to ``budget`` (less only where every
+    """Images per stratum in proportion to ``errors`` (a stratum missing from it, or not finite,
+    counts at the mean error), at most ``cap`` per real image, summing to ``budget`` (less only where every
     stratum is at its cap). With no error anywhere the budget is spread like per_real."""
     names = sorted(sizes)
     n = np.array([sizes[s] for s in names], dtype=float)
-    known = [float(errors[s]) for s in names if s in errors]
+    known = [float(errors[s]) for s in names if s in errors and np.isfinite(float(errors[s]))]
     mean = float(np.mean(known)) if known else 0.0
     weight = np.array([max(float(errors.get(s, mean)), 0.0) for s in names])
+    weight = np.where(np.isfinite(weight), weight, mean)
     if weight.sum() <= 0:
         weight = n.copy()
     most = cap * n

@@ -5,8 +5,10 @@ and schedule (every synthetic-arm field at its default). It is trained, evaluate
 split's validation images and nothing else, and its error per class or skin-type group sets
 where the synthetic budget goes (train/allocation.py). The test images are never read, so the
 allocation cannot carry information from the test set into training. Its validation
-predictions are kept under ``cache_dir/pilots/`` by the pilot's run id, so the cells of one
-seed share one pilot and a re-run does not train it again.
+predictions are kept under ``cache_dir/pilots/`` by the pilot's run id and the bytes of the
+split's images (``content_digest``), and are used again only for the same validation ids and
+labels, so the cells that share a pilot share its predictions and a re-run does not train it
+again. The errors are computed once per run and the record carries the ones the run used.
 """
 
 from __future__ import annotations
@@ -32,18 +34,23 @@ def pilot_spec(spec: RunSpec) -> RunSpec:
 
 
 def pilot_path(spec: RunSpec) -> Path:
-    return Path(spec.cache_dir) / "pilots" / f"{pilot_spec(spec).run_id()}.json"
+    content = (spec.content_digest or "unpinned")[:16]
+    return Path(spec.cache_dir) / "pilots" / f"{pilot_spec(spec).run_id()}-{content}.json"
 
 
-def pilot_predictions(spec: RunSpec, split: Split | None = None) -> dict:
-    """The pilot's run id and its predictions on the validation images (trained once, then read)."""
+def pilot_predictions(spec: RunSpec, split: Split) -> dict:
+    """The pilot's run id and its predictions on the validation images (trained once, then read
+    where the validation ids and labels are the same)."""
     path = pilot_path(spec)
+    val = split.val
     if path.exists():
-        return files.read_json(path)
-    split = split if split is not None else load_split(spec.split_spec())
+        kept = files.read_json(path)
+        if kept["id"] == val["id"].astype(str).tolist() and kept["label"] == val["label"].astype(str).tolist():
+            return kept
     pilot = pilot_spec(spec)
     classes = sorted(split.table["label"].unique())
-    with torch.random.fork_rng(devices=[]):  # the run's own random stream is the same with or without a pilot
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # the run's own random streams are the same with or without a pilot
         state = np.random.get_state()
         torch.manual_seed(pilot.seed)
         np.random.seed(pilot.seed % 2**32)
@@ -52,9 +59,7 @@ def pilot_predictions(spec: RunSpec, split: Split | None = None) -> dict:
                                                 device_for(pilot))
         finally:
             np.random.set_state(state)
-    val = split.val
     out = {"run_id": pilot.run_id(), "id": val["id"].astype(str).tolist(), "label": val["label"].astype(str).tolist(),
-           "skin_group": [None if pd.isna(g) else str(g) for g in val["skin_group"]],
            "predicted": [classes[i] for i in probs.argmax(1)]}
     files.write_json(path, out)
     return out
@@ -62,10 +67,12 @@ def pilot_predictions(spec: RunSpec, split: Split | None = None) -> dict:
 
 def pilot_errors(spec: RunSpec, split: Split | None = None) -> dict:
     """The pilot's validation error per stratum of ``spec.synthetic_allocation`` (class or skin-type
-    group), with the validation images each error rests on and the pilot's run id."""
+    group, the groups as the split says now), with the validation images each error rests on and
+    the pilot's run id."""
+    split = split if split is not None else load_split(spec.split_spec())
     pred = pilot_predictions(spec, split)
-    val = pd.DataFrame({"label": pred["label"], "skin_group": pred["skin_group"]})
-    wrong = pd.Series(np.asarray(pred["label"]) != np.asarray(pred["predicted"]), dtype=float)
+    val = split.val.reset_index(drop=True)
+    wrong = pd.Series(val["label"].astype(str).to_numpy() != np.asarray(pred["predicted"]), dtype=float)
     key = strata(val, spec.synthetic_allocation).to_numpy()
     by = wrong.groupby(key)
     return {"pilot_run_id": pred["run_id"], "over": "skin_types" if over_skin_types(spec.synthetic_allocation)
@@ -74,9 +81,9 @@ def pilot_errors(spec: RunSpec, split: Split | None = None) -> dict:
             "n_val": {str(k): int(v) for k, v in by.size().items()}}
 
 
-def allocation_errors(spec: RunSpec, split: Split | None = None) -> dict[str, float] | None:
-    """What ``training_table`` needs for ``spec``'s allocation: the pilot's errors for a
-    ``by_error`` allocation with synthetic images, else None."""
+def pilot_for(spec: RunSpec, split: Split) -> dict | None:
+    """The pilot a run's allocation follows (:func:`pilot_errors`; its ``errors`` go to
+    ``training_table``, the whole of it to the record), or None when the allocation has none."""
     if spec.synthetic_allocation not in BY_ERROR or spec.synthetic_per_real == 0:
         return None
-    return pilot_errors(spec, split)["errors"]
+    return pilot_errors(spec, split)

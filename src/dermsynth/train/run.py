@@ -16,11 +16,10 @@ from dermsynth import files
 from dermsynth.data.splits import Split, load_split
 from dermsynth.data.synthetic_store import is_store, store_digest
 from dermsynth.errors import DataError
-from dermsynth.train.allocation import BY_ERROR
 from dermsynth.train.checkpoint import save_bundle
 from dermsynth.train.fitting import device_for, fit_and_predict, images_tensor, resolve_precision
 from dermsynth.train.metrics import summarize
-from dermsynth.train.pilot import allocation_errors, pilot_errors
+from dermsynth.train.pilot import pilot_for
 from dermsynth.train.spec import RunSpec
 from dermsynth.train.training_set import real_subset, training_table
 from dermsynth.train.transforms import augmentation_record
@@ -86,7 +85,8 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     device = device_for(spec)
     split = load_split(spec.split_spec())
     spec = pin_inputs(spec, split)
-    train = training_table(spec, split, errors=allocation_errors(spec, split))
+    pilot = pilot_for(spec, split)  # computed once: the record carries the errors this allocation used
+    train = training_table(spec, split, errors=pilot and pilot["errors"])
     test = split.test
     classes = sorted(split.table["label"].unique())
     model, probs, fitres, used, why = fit_and_predict(spec, split, train, test, classes, device)
@@ -94,7 +94,7 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     weights = (f"{model.pretrained_cfg.get('architecture', spec.backbone)}."
                f"{model.pretrained_cfg.get('tag') or 'untagged'}" if spec.pretrained else "random init")
     record = make_record(spec, classes, train, test, probs, asdict(fitres), time.perf_counter() - t_start,
-                         device, {"used": used, "reason": why}, weights)
+                         device, {"used": used, "reason": why}, weights, pilot)
     record["missing_images"] = split.missing_per_class  # per class, listed but not on disk (the report says it)
     if out_dir is not None:
         if spec.save_checkpoint:  # before the record: a record's "checkpoint" names weights on disk
@@ -103,7 +103,7 @@ def _train_and_record(spec: RunSpec, out_dir: str | Path | None) -> dict:
     return record
 
 
-def synthetic_counts(spec: RunSpec, train: pd.DataFrame) -> dict:
+def synthetic_counts(spec: RunSpec, train: pd.DataFrame, pilot: dict | None = None) -> dict:
     """The allocation a run used and the synthetic images each class and skin-type group got (and,
     for a ``by_error`` allocation, the pilot's run id and validation errors it followed)."""
     syn = train[train["synthetic"]]
@@ -111,13 +111,14 @@ def synthetic_counts(spec: RunSpec, train: pd.DataFrame) -> dict:
     out = {"allocation": spec.synthetic_allocation,
            "by_class": {str(k): int(v) for k, v in syn["label"].value_counts().sort_index().items()},
            "by_skin_group": {str(k): int(v) for k, v in groups.value_counts().sort_index().items()}}
-    if spec.synthetic_allocation in BY_ERROR and spec.synthetic_per_real > 0:
-        out["pilot"] = pilot_errors(spec)
+    if pilot is not None:
+        out["pilot"] = pilot
     return out
 
 
 def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd.DataFrame, probs: np.ndarray,
-                fit: dict, wall_seconds: float, device, precision: dict, weights: str) -> dict:
+                fit: dict, wall_seconds: float, device, precision: dict, weights: str,
+                pilot: dict | None = None) -> dict:
     """A run's JSON record: spec, counts, metrics, per-image test predictions and provenance.
     Every producer of results (training, triage) writes this one schema."""
     pred = test[["id", "label", "skin_group"]].reset_index(drop=True)
@@ -128,7 +129,7 @@ def make_record(spec: RunSpec, classes: list[str], train: pd.DataFrame, test: pd
         "synthetic_by_method": ({str(k): int(v) for k, v in
                                  train.loc[train["synthetic"], "method"].value_counts().items()}
                                 if "method" in train else {}),
-        "synthetic_allocation": synthetic_counts(spec, train),
+        "synthetic_allocation": synthetic_counts(spec, train, pilot),
         "metrics": summarize(pred, probs, classes), "fit": fit, "wall_seconds": wall_seconds,
         "predictions": prediction_lists(pred, probs),
         "environment": environment(device), "precision": precision, "backbone_weights": weights,

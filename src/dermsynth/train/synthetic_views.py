@@ -15,7 +15,8 @@ import pandas as pd
 from dermsynth import files
 from dermsynth.data.synthetic_store import store_digest
 from dermsynth.errors import DataError
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.allocation import BALANCING, BY_ERROR, quotas
+from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
 
 
 def views_dir(store: str | Path) -> Path:
@@ -63,22 +64,36 @@ def filtered_manifest(manifest: pd.DataFrame, spec: RunSpec, real: pd.DataFrame)
     return out
 
 
-def check_enough(kept: pd.DataFrame, available: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> None:
-    """Raise when some class and method keeps fewer images than the run needs (k per reference)."""
+def needed_per_reference(spec: RunSpec, real: pd.DataFrame) -> pd.Series:
+    """The images a run may draw from each of its references: k, an allocation's quota (a balancing
+    one's is known from the real images; a ``by_error`` one's is at most the cap)."""
     k = spec.synthetic_per_real
+    if spec.synthetic_allocation in BALANCING:
+        return quotas(real, k, spec.synthetic_allocation, spec.seed, ALLOCATION_CAP)
+    return pd.Series(k * (ALLOCATION_CAP if spec.synthetic_allocation in BY_ERROR else 1),
+                     index=real["id"].astype(str))
+
+
+def check_enough(kept: pd.DataFrame, available: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> None:
+    """Raise when some class and method keeps fewer images than the run needs (k per reference, or
+    its allocation's quota)."""
+    k = spec.synthetic_per_real
+    need = needed_per_reference(spec, real)
     methods = spec.synthetic_methods or sorted(available["method"].unique())
     for (label, refs) in real.groupby("label", sort=True):
-        ref_ids = set(refs["id"].astype(str))
+        ref_ids = sorted(set(refs["id"].astype(str)))
         mine = kept[kept["ref_id"].astype(str).isin(ref_ids) & kept["method"].isin(methods)]
-        per_ref = mine.groupby("ref_id").size().reindex(sorted(ref_ids), fill_value=0)
-        if (per_ref >= k).all():
+        per_ref = mine.groupby("ref_id").size().reindex(ref_ids, fill_value=0)
+        wanted = need.reindex(ref_ids).fillna(k)
+        if (per_ref >= wanted).all():
             continue
-        short = per_ref[per_ref < k]
+        short = per_ref[per_ref < wanted]
         have = len(mine)
         total = int((available["ref_id"].astype(str).isin(ref_ids) & available["method"].isin(methods)).sum())
         named = f"method {methods[0]!r}" if len(methods) == 1 else f"methods {list(methods)}"
         raise DataError(
             f"synthetic_filter={spec.synthetic_filter!r} with filter_keep={spec.filter_keep:g} keeps {have} of {total} "
             f"synthetic images of class {label!r}, {named}, for this run's {len(ref_ids)} references ({len(short)} "
-            f"keep fewer than {k}); synthetic_per_real={k} needs {k * len(ref_ids)} ({k} per reference): raise "
-            "filter_keep, lower synthetic_per_real or generate more per image")
+            f"keep fewer than they are given); synthetic_per_real={k} with synthetic_allocation="
+            f"{spec.synthetic_allocation} needs {int(wanted.sum())}: raise filter_keep, lower synthetic_per_real or "
+            "generate more per image")

@@ -206,7 +206,7 @@ def test_steps_matched_control_and_equal_steps(demo_root, tmp_path):
 
 def test_generators_can_learn_from_each_runs_subset_only(demo_root, tmp_path):
     from dermsynth.data.synthetic_store import read_training_ids
-    from dermsynth.train.run import real_subset
+    from dermsynth.train.training_set import real_subset
 
     gen = {**TINY_GEN, "methods": ["inpaint"], "finetune_on": "subset"}
     spec = validate_experiment({"name": "subset", "seeds": 2, "recognisability": False, "generator": gen,

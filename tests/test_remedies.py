@@ -169,8 +169,8 @@ def test_a_store_is_sized_to_each_references_quota_and_skin_allocations_need_kep
     from dermsynth.experiments.runner import resolve_runs, stage_tasks
     from dermsynth.experiments.spec import validate_experiment
     from dermsynth.train.allocation import quotas
-    from dermsynth.train.run import real_subset
     from dermsynth.train.spec import ALLOCATION_CAP
+    from dermsynth.train.training_set import real_subset
 
     def study(allocation, methods):
         return validate_experiment({

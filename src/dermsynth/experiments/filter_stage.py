@@ -24,9 +24,9 @@ from dermsynth.data.splits import load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, read_manifest, store_digest
 from dermsynth.experiments.graph import Task
 from dermsynth.experiments.task_payloads import StoreRunsPayload
-from dermsynth.train.run import real_subset
 from dermsynth.train.spec import RunSpec, real_only_fields
 from dermsynth.train.synthetic_views import check_enough, read_view, view_path, views_dir
+from dermsynth.train.training_set import real_subset
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dermsynth import files
 from dermsynth.data.fitzpatrick import F17K9
 from dermsynth.errors import SplitError
 from dermsynth.experiments.spec import ExperimentSpec, cells
-from dermsynth.train.allocation import BALANCING
+from dermsynth.train.allocation import BALANCING, BY_ERROR
 
 # Images (or steps) per second. "cpu": measured here (AMD EPYC, 2 threads; README/bench).
 # GPU rows are approximate public figures, to be replaced by a measurement of your own.
@@ -117,11 +117,13 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
         rows.append(_row("generate", f"{images:,} images ({what})", work, rate, "images",
                          disk=images * PNG_BYTES.get(size, 100_000), tasks=stores * n_cls))
     rate = _classifier_rate(rates, runs[0].backbone)
+    pilots = by_error_pilots(runs)
     seen = sum((sum(pool.values()) * r.repeat_real * (1 + r.synthetic_per_real) if r.use_all_pool
-                else _train_images(r, n_cls)) * r.max_epochs for r in runs)
+                else _train_images(r, n_cls)) * r.max_epochs for r in [*runs, *pilots])
     weights = checkpoint_bytes(runs[0], n_cls) * sum(r.save_checkpoint for r in runs)
-    rows.append(_row("train classifiers", f"{len(runs)} runs, ≤ {seen:,} images seen (max_epochs; early stopping "
-                     "usually ends sooner)", seen, rate, "images", disk=weights, tasks=len(runs)))
+    also = f" + {len(pilots)} real-only pilots of by_error cells" if pilots else ""
+    rows.append(_row("train classifiers", f"{len(runs)} runs{also}, ≤ {seen:,} images seen (max_epochs; early "
+                     "stopping usually ends sooner)", seen, rate, "images", disk=weights, tasks=len(runs)))
     if gen is not None and spec.recognisability and synthetic:
         seen = sum(pool.values()) * runs[0].max_epochs
         rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images",
@@ -135,6 +137,16 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     out = pd.DataFrame(rows)
     out.attrs.update(device=device, source=rates.get("source", "user file"), class_sizes=sizes.source)
     return out
+
+
+def by_error_pilots(runs: list) -> list:
+    """The real-only pilots the by_error cells train (one per pilot run id)."""
+    by_error = [r for r in runs if r.synthetic_per_real > 0 and r.synthetic_allocation in BY_ERROR]
+    if not by_error:
+        return []
+    from dermsynth.train.pilot import pilot_spec  # imports torch: only for a study that has pilots
+
+    return list({p.run_id(): p for p in map(pilot_spec, by_error)}.values())
 
 
 def subset_generators(gen, synthetic: list, pool: dict[str, int], kinds: int) -> tuple[int, int, int, int]:

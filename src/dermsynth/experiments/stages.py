@@ -15,8 +15,8 @@ from dermsynth.data.splits import Split, load_split, load_splits
 from dermsynth.data.synthetic_store import is_store, store_digest
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.spec import ExperimentSpec
-from dermsynth.train.run import real_subset
 from dermsynth.train.spec import RunSpec
+from dermsynth.train.training_set import real_subset
 
 log = logging.getLogger(__name__)
 

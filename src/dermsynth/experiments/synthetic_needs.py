@@ -15,8 +15,8 @@ import pandas as pd
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.generator_spec import GeneratorSpec
 from dermsynth.train.allocation import BY_ERROR, over_skin_types, quotas
-from dermsynth.train.run import real_subset
 from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
+from dermsynth.train.training_set import real_subset
 
 
 def images_per_reference(run: RunSpec) -> int:

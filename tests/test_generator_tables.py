@@ -29,7 +29,9 @@ IDENTITIES_BEFORE = {
     "fig3_paper:per-class": "932cc198ef3745a3", "fig4_cpu:none": "f15b258a8a4c6bd8",
     "fig4_paper:per-class": "68fcc8eb9255fd27", "imbalance_cpu:none": "6bb061475724f554",
     "imbalance_paper:per-class": "751fb4b73538e33c", "quickstart:none": "ae34b7e949835032",
-    "skin_type_f17k_cpu:none": "7f93ccf54c09e1c3", "skin_type_paper:all": "0bf77fc1e82fb5b8"}
+    "skin_type_f17k_cpu:none": "7f93ccf54c09e1c3", "skin_type_paper:all": "0bf77fc1e82fb5b8",
+    # presets added since (their identities from the day they were added)
+    "gaps_cpu:none": "764cd4a0bc0f05e0", "gaps_paper:all": "b6035c4fcd7d85f4", "gaps_ddi_paper:all": "cd176f259e792e13"}
 
 # The quickstart's [generator] in tables as it was until its redesign for power (300 steps, no time cap
 # now): the migration tests below are about that config, not the preset of the day.

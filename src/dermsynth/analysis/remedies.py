@@ -173,7 +173,7 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None 
                          "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high, "seed_se": res.se,
                          "seed_df": res.df, "seed_sd": res.seed_sd, "seed_image_var": res.image_variance,
                          "seeds": res.seeds, "n_test": len(label), "degenerate": all_degenerate(arm, ref),
-                         "family": MAIN_FAMILY if is_main(main, what, with_remedies(arm), outcome) else GAP_FAMILY})
+                         "family": MAIN_FAMILY if is_main(main, what, arm, outcome) else GAP_FAMILY})
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -270,10 +270,11 @@ def _gap_sentence(r: pd.Series) -> str:
 
 
 def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: str = "prop",
-                 correct: bool = True) -> tuple[list[Section], list[str]]:
+                 correct: bool = True, main: dict | None = None) -> tuple[list[Section], list[str]]:
     """The tables, the figure and the summary's sentences (:func:`gap_summary`), for a study whose
     grid has a real-only remedy arm and a synthetic arm (a study without one asks no question of
-    the remedies; its per-group accuracies are in the fairness section)."""
+    the remedies; its per-group accuracies are in the fairness section). ``main``: the config's
+    [main_comparison], tested alone."""
     out_dir = Path(out_dir)
     sections = []
     remedies = synthetic_vs_remedies(table, records, test, correct) if is_remedy_study(table) else pd.DataFrame()
@@ -290,8 +291,6 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "Mean over seeds of each run's gap outcome, with a 95 % interval from the seed "
                                 "term and a bootstrap of the test images within skin-type groups (t, seeds − 1 "
                                 "df)."))
-    exp = out_dir / "experiment.json"
-    main = (json.loads(exp.read_text()).get("spec", {}).get("main_comparison") if exp.exists() else None)
     gaps = gap_comparisons(table, records, main) if len(per_cell) else pd.DataFrame()
     if len(gaps):
         gaps.to_csv(out_dir / "gap_comparisons.csv", index=False)

@@ -157,7 +157,8 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         sections.append(fairness)
     sections += external_sections(out_dir, table)
     sections += augmentation_sections(out_dir, table, records, test, correct, main=None if imbalance else comps)
-    gap_secs, gap_lines = gap_sections(out_dir, table, records, test, correct)
+    gap_secs, gap_lines = gap_sections(out_dir, table, records, test, correct,
+                                       exp.get("spec", {}).get("main_comparison"))
     sections += gap_secs
     summary += gap_lines
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]

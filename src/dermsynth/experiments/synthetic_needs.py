@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
-
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.generator_spec import GeneratorSpec
-from dermsynth.train.allocation import BY_ERROR, over_skin_types, quotas
+from dermsynth.train.allocation import needed_per_reference, over_skin_types
 from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
 from dermsynth.train.training_set import real_subset
 
@@ -41,11 +39,7 @@ def reference_counts(runs: list[RunSpec], splits: dict, methods: list[str]) -> d
         real = real_subset(run, splits[run.split_spec()])
         if run.synthetic_classes is not None:
             real = real[real["label"].isin(run.synthetic_classes)]
-        if run.synthetic_allocation in BY_ERROR or run.synthetic_allocation == "per_real":
-            counts = pd.Series(images_per_reference(run), index=real["id"].astype(str))
-        else:
-            counts = quotas(real, run.synthetic_per_real, run.synthetic_allocation, run.seed, ALLOCATION_CAP)
-            counts = counts.map(lambda q, r=run: _before_filter(r, int(q)))
+        counts = needed_per_reference(run, real).map(lambda q, r=run: _before_filter(r, int(q)))
         for method in run.synthetic_methods or methods:
             mine = need.setdefault(method, {})
             for ref, q in counts.items():

@@ -22,6 +22,7 @@ import pandas as pd
 
 from dermsynth.data.splits import hash_unit
 from dermsynth.errors import ConfigError
+from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
 
 BALANCING = ("balance_classes", "balance_skin_types")
 BY_ERROR = ("by_error", "by_error_skin_types")
@@ -47,10 +48,8 @@ def error_fill(sizes: dict[str, int], errors: dict[str, float], budget: int, cap
     n = np.array([sizes[s] for s in names], dtype=float)
     known = [float(errors[s]) for s in names if s in errors and np.isfinite(float(errors[s]))]
     mean = float(np.mean(known)) if known else 0.0
-    weight = np.array([max(float(errors.get(s, mean)), 0.0) for s in names])
-    weight = np.where(np.isfinite(weight), weight, mean)
-    if weight.sum() <= 0:
-        weight = n.copy()
+    given_errors = (float(errors.get(s, mean)) for s in names)
+    weight = np.array([max(e, 0.0) if np.isfinite(e) else mean for e in given_errors])
     most = cap * n
     budget = min(budget, int(most.sum()))
     share = np.zeros_like(n)
@@ -121,3 +120,13 @@ def quotas(real: pd.DataFrame, k: int, allocation: str, seed: int, cap: int,
         base, extra = divmod(per_stratum[name], len(ids))
         out.update({i: base + (j < extra) for j, i in enumerate(ids)})
     return pd.Series(out).reindex(real["id"].astype(str))
+
+
+def needed_per_reference(spec: RunSpec, real: pd.DataFrame) -> pd.Series:
+    """The images a run may draw from each of its references: k, or its allocation's
+    quota (a balancing one's is known from the real images; a ``by_error`` one's is at most the cap)."""
+    k = spec.synthetic_per_real
+    if spec.synthetic_allocation in BALANCING:
+        return quotas(real, k, spec.synthetic_allocation, spec.seed, ALLOCATION_CAP)
+    return pd.Series(k * (ALLOCATION_CAP if spec.synthetic_allocation in BY_ERROR else 1),
+                     index=real["id"].astype(str))

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from dermsynth import files
-from dermsynth.data.splits import Split, load_split
+from dermsynth.data.splits import Split
 from dermsynth.train.allocation import BY_ERROR, over_skin_types, strata
 from dermsynth.train.fitting import device_for, fit_and_predict
 from dermsynth.train.spec import RunSpec, real_only_fields
@@ -65,11 +65,10 @@ def pilot_predictions(spec: RunSpec, split: Split) -> dict:
     return out
 
 
-def pilot_errors(spec: RunSpec, split: Split | None = None) -> dict:
+def pilot_errors(spec: RunSpec, split: Split) -> dict:
     """The pilot's validation error per stratum of ``spec.synthetic_allocation`` (class or skin-type
     group, the groups as the split says now), with the validation images each error rests on and
     the pilot's run id."""
-    split = split if split is not None else load_split(spec.split_spec())
     pred = pilot_predictions(spec, split)
     val = split.val.reset_index(drop=True)
     wrong = pd.Series(val["label"].astype(str).to_numpy() != np.asarray(pred["predicted"]), dtype=float)

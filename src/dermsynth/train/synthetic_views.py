@@ -15,8 +15,8 @@ import pandas as pd
 from dermsynth import files
 from dermsynth.data.synthetic_store import store_digest
 from dermsynth.errors import DataError
-from dermsynth.train.allocation import BALANCING, BY_ERROR, quotas
-from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
+from dermsynth.train.allocation import needed_per_reference
+from dermsynth.train.spec import RunSpec
 
 
 def views_dir(store: str | Path) -> Path:
@@ -62,16 +62,6 @@ def filtered_manifest(manifest: pd.DataFrame, spec: RunSpec, real: pd.DataFrame)
     out = manifest[manifest["synth_id"].astype(str).isin(view.ids)]
     check_enough(out, manifest, spec, real)
     return out
-
-
-def needed_per_reference(spec: RunSpec, real: pd.DataFrame) -> pd.Series:
-    """The images a run may draw from each of its references: k, an allocation's quota (a balancing
-    one's is known from the real images; a ``by_error`` one's is at most the cap)."""
-    k = spec.synthetic_per_real
-    if spec.synthetic_allocation in BALANCING:
-        return quotas(real, k, spec.synthetic_allocation, spec.seed, ALLOCATION_CAP)
-    return pd.Series(k * (ALLOCATION_CAP if spec.synthetic_allocation in BY_ERROR else 1),
-                     index=real["id"].astype(str))
 
 
 def check_enough(kept: pd.DataFrame, available: pd.DataFrame, spec: RunSpec, real: pd.DataFrame) -> None:

@@ -26,56 +26,29 @@ from matplotlib.figure import Figure
 
 from dermsynth.analysis.figures import OKABE_ITO, save_figure
 from dermsynth.analysis.gap_outcomes import OUTCOMES, gap_test, outcome_interval
-from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
-from dermsynth.analysis.summary import (
-    add_method_column,
-    all_degenerate,
-    arm_keys,
-    canonical,
-    matched_cells,
-    synthetic_comparisons,
-    test_predictions,
-    varying_keys,
+from dermsynth.analysis.gap_pairs import (
+    NO_REMEDY,
+    REMEDY_DEFAULTS,
+    as_remedy_axis,
+    describe_arm,
+    gap_pairs,
+    gap_row,
+    is_remedy_study,
+    run_arrays,
+    with_remedies,
 )
+from dermsynth.analysis.main_comparison import MAIN_FAMILY, is_main, main_row
+from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
+from dermsynth.analysis.sequential import LookView, report_view
+from dermsynth.analysis.summary import arm_keys, synthetic_comparisons, varying_keys
 from dermsynth.analysis.verdicts import display_view, finish_family, verdict_clause
+from dermsynth.experiments.sequential_state import LOOKS_AT_MAIN
 
-REMEDY_DEFAULTS = {"sampling": "uniform", "class_weighting": "none", "loss": "cross_entropy"}
 REMEDY_FAMILY = "synthetic data vs the imbalance remedies"
 GAP_FAMILY = "did this arm narrow the gap? (gap outcomes, every comparison of this table)"
-MAIN_FAMILY = "the main comparison, named before running (tested alone)"
-NO_REMEDY = "none"
-
-
-def remedy_label(row: pd.Series) -> str:
-    """The remedies a run used, in words ("none" for plain cross-entropy and uniform batches)."""
-    parts = []
-    if row.get("sampling", "uniform") == "balanced":
-        parts.append("balanced sampling")
-    if row.get("class_weighting", "none") == "balanced":
-        parts.append("class weighting")
-    if row.get("loss", "cross_entropy") == "focal":
-        parts.append(f"focal loss (γ = {float(row.get('focal_gamma', 2.0)):g})")
-    return " + ".join(parts) or NO_REMEDY
-
-
-def with_remedies(table: pd.DataFrame) -> pd.DataFrame:
-    """The results table with every remedy field (records from before a field existed: its default)."""
-    t = add_method_column(table)
-    for col, default in {**REMEDY_DEFAULTS, "focal_gamma": 2.0}.items():
-        t[col] = t[col].fillna(default) if col in t else default
-    return t.assign(remedy=[remedy_label(r) for _, r in t.iterrows()])
-
-
-def is_remedy_study(table: pd.DataFrame) -> bool:
-    t = with_remedies(table)
-    return bool(((t["synthetic_per_real"] == 0) & (t["remedy"] != NO_REMEDY)).any()
-                and (t["synthetic_per_real"] > 0).any())
-
-
-def _as_remedy_axis(t: pd.DataFrame) -> pd.DataFrame:
-    """The remedy as one matching field (``sampling`` holds its label; the other remedy fields are
-    made equal), so that matched_cells pairs an arm with the real-only cell of the same remedy."""
-    return t.assign(sampling=t["remedy"], class_weighting="none", loss="cross_entropy", focal_gamma=2.0)
+MAIN_LOOK_NOTE = (" The main comparison was decided by the study's sequential looks (experiment run --until-decided): "
+                  "it is read on the seeds of the look it stopped at, with the stage-wise p and the repeated "
+                  "confidence interval of that look; every other table reads the config's planned seeds only.")
 
 
 def synthetic_vs_remedies(table: pd.DataFrame, records: list[dict], test: str = "prop",
@@ -90,7 +63,7 @@ def synthetic_vs_remedies(table: pd.DataFrame, records: list[dict], test: str = 
     for name in remedies:  # the synthetic arm, presented as if it had used the remedy it is compared with
         ref = t[(t["synthetic_per_real"] == 0) & (t["remedy"] == name)]
         parts += [syn.assign(remedy=name), ref]
-    comp = synthetic_comparisons(_as_remedy_axis(pd.concat(parts, ignore_index=True)), records, test, correct,
+    comp = synthetic_comparisons(as_remedy_axis(pd.concat(parts, ignore_index=True)), records, test, correct,
                                  family=REMEDY_FAMILY)
     if comp.empty:
         return comp
@@ -100,80 +73,29 @@ def synthetic_vs_remedies(table: pd.DataFrame, records: list[dict], test: str = 
     return comp
 
 
-def _arrays(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    t = test_predictions(rec)
-    classes = list(rec["classes"])
-    return t["correct"], np.array([classes.index(x) for x in t["label"]]), t["skin_group"]
-
-
-def _pairs(table: pd.DataFrame):
-    """(what, arm runs, reference runs) for the gap comparisons: synthetic vs its baseline (same
-    remedy), synthetic without a remedy vs each remedy, and each remedy vs no remedy."""
-    t = with_remedies(table)
-    for cell, arm, ref in matched_cells(t):
-        yield f"{_describe(cell)} vs real only ({arm['remedy'].iloc[0]})", arm, ref
-    remedies = sorted(set(t.loc[(t["synthetic_per_real"] == 0) & (t["remedy"] != NO_REMEDY), "remedy"]))
-    syn = t[(t["synthetic_per_real"] > 0) & (t["remedy"] == NO_REMEDY)]
-    if remedies and len(syn):
-        tagged = _as_remedy_axis(pd.concat([syn.assign(remedy=r) for r in remedies]
-                                           + [t[(t["synthetic_per_real"] == 0) & (t["remedy"] == r)]
-                                              for r in remedies], ignore_index=True))
-        for cell, arm, ref in matched_cells(tagged):
-            yield f"{_describe(cell, with_remedy=False)} vs {ref['remedy'].iloc[0]} alone", arm, ref
-    real = t[t["synthetic_per_real"] == 0]
-    plain = real[real["remedy"] == NO_REMEDY]
-    keys = [k for k in varying_keys(real) if k not in (*REMEDY_DEFAULTS, "focal_gamma", *arm_keys())]
-    for name in remedies:
-        cell = real[real["remedy"] == name]
-        for values, arm in cell.groupby(keys, dropna=False) if keys else [((), cell)]:
-            ref = plain
-            for k, v in zip(keys, values if isinstance(values, tuple) else (values,), strict=True):
-                ref = ref[[canonical(x) == canonical(v) for x in ref[k]]]  # unset (NaN) equals unset
-            if len(ref):
-                yield f"{name} vs no remedy" + "".join(f", {k} {v}" for k, v in zip(keys, np.atleast_1d(values),
-                                                                                       strict=False)), arm, ref
-
-
-def _describe(cell: dict, with_remedy: bool = True) -> str:
-    skip = {"synthetic_per_real", "sampling", "class_weighting", "loss", "focal_gamma", "remedy"}
-    extra = [f"{k} {v}" for k, v in cell.items()  # the arm's other fields, where not at their defaults
-             if k not in skip and v is not None and v == v and str(v) not in ("none", "per_real", "None")]
-    return f"{int(cell['synthetic_per_real'])} synthetic per real" + (f" ({', '.join(extra)})" if extra else "")
-
-
-def is_main(main: dict | None, what: str, arm: pd.DataFrame, outcome: str) -> bool:
-    """Whether a comparison is the study's main one: its arm's runs have every field ``main``
-    names, its reference is real only without a remedy, and the outcome is ``main``'s."""
-    if not main or outcome != main["outcome"] or not what.endswith(f"vs real only ({NO_REMEDY})"):
-        return False
-    return all(k in arm and all(canonical(x) == canonical(v) for x in arm[k]) for k, v in main["arm"].items())
-
-
-def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None = None) -> pd.DataFrame:
-    """Every pair of :func:`_pairs` on every gap outcome the task has (one BH family), but for the
-    study's main comparison (``main``: arm fields and outcome, named before running), which is
-    tested alone in a family of its own and comes first."""
+def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None = None,
+                    main_table: pd.DataFrame | None = None, view: LookView | None = None) -> pd.DataFrame:
+    """Every pair of :func:`gap_pairs` on every gap outcome the task has (one BH family), but for
+    the study's main comparison (``main``: arm fields and outcome, named before running), which is
+    tested alone in a family of its own and comes first: on ``main_table`` (every run, where the
+    rest of the report reads only the planned seeds) and, in a study whose looks decide it, at the
+    look ``view`` says it stopped (analysis/main_comparison.py)."""
     by_run = {r["run_id"]: r for r in records}
     if not records:
         return pd.DataFrame()
-    _, label, group = _arrays(records[0])
+    _, label, group = run_arrays(records[0])
     n_classes = len(records[0]["classes"])
-    rows = []
-    for what, arm, ref in _pairs(table):
-        a = [_arrays(by_run[r])[0] for r in arm["run_id"]]
-        b = [_arrays(by_run[r])[0] for r in ref["run_id"]]
+    first = main_row(table if main_table is None else main_table, records, main, view) if main else None
+    rows = [first] if first else []
+    for what, arm, ref in gap_pairs(table):
+        a = [run_arrays(by_run[r])[0] for r in arm["run_id"]]
+        b = [run_arrays(by_run[r])[0] for r in ref["run_id"]]
         for outcome in OUTCOMES:
-            if outcome in ("tpr_gap", "fpr_gap") and n_classes != 2:
+            if outcome in ("tpr_gap", "fpr_gap") and n_classes != 2 or is_main(main, what, arm, outcome):
                 continue
             res = gap_test(outcome, a, b, label, group, n_classes, arm["seed"].tolist(), ref["seed"].tolist())
-            if np.isnan(res.value_a) or np.isnan(res.value_b):
-                continue
-            rows.append({"comparison": what, "outcome": outcome, "value_arm": res.value_a,
-                         "value_reference": res.value_b, "difference": res.difference, "p_seed": res.p_value,
-                         "seed_ci_low": res.ci_low, "seed_ci_high": res.ci_high, "seed_se": res.se,
-                         "seed_df": res.df, "seed_sd": res.seed_sd, "seed_image_var": res.image_variance,
-                         "seeds": res.seeds, "n_test": len(label), "degenerate": all_degenerate(arm, ref),
-                         "family": MAIN_FAMILY if is_main(main, what, arm, outcome) else GAP_FAMILY})
+            if not (np.isnan(res.value_a) or np.isnan(res.value_b)):
+                rows.append(gap_row(what, res, len(label), arm, ref, GAP_FAMILY))
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -191,14 +113,14 @@ def cell_gaps(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame()
     by_run = {r["run_id"]: r for r in records}
-    _, label, group = _arrays(records[0])
+    _, label, group = run_arrays(records[0])
     n_classes = len(records[0]["classes"])
     t = with_remedies(table)
     keys = [k for k in varying_keys(t) if k not in (*REMEDY_DEFAULTS, "focal_gamma")] + ["remedy"]
     rows = []
     for values, runs in t.groupby(keys, dropna=False):
         cell = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
-        correct = [_arrays(by_run[r])[0] for r in runs["run_id"]]
+        correct = [run_arrays(by_run[r])[0] for r in runs["run_id"]]
         for outcome in OUTCOMES:
             if outcome in ("tpr_gap", "fpr_gap") and n_classes != 2:
                 continue
@@ -243,7 +165,7 @@ def gap_summary(remedies: pd.DataFrame, gaps: pd.DataFrame, alpha: float = 0.05)
                      f"{REMEDY_FAMILY}; n = {int(remedies['n_test'].iloc[0])} test images per run): {len(decided)} "
                      f"of {len(remedies)} comparisons decided.")
         for _, r in decided.iterrows():
-            arm = _describe({k: r[k] for k in ("synthetic_per_real", *arm_keys()) if k in r})
+            arm = describe_arm({k: r[k] for k in ("synthetic_per_real", *arm_keys()) if k in r})
             lines.append(f"{arm} vs {r['remedy']} alone: {verdict_clause(r, alpha)}.")
     main = gaps[gaps["family"] == MAIN_FAMILY] if len(gaps) else gaps
     for _, r in main.iterrows():
@@ -261,20 +183,27 @@ def gap_summary(remedies: pd.DataFrame, gaps: pd.DataFrame, alpha: float = 0.05)
 
 def _gap_sentence(r: pd.Series) -> str:
     p = f"BH p = {r['p_seed_bh']:.2g}" if r["family"] != MAIN_FAMILY else f"p = {r['p_seed']:.2g}"
+    ci = "95 % CI"
+    if np.isfinite(r.get("look", np.nan)):  # decided by a sequential study's looks (analysis/main_comparison.py)
+        p = (f"stage-wise p = {r['p_seed']:.2g} at look {int(r['look'])} of {int(r['looks'])}, {r['spending']} "
+             f"spending of α = 0.05")
+        ci = f"{100 * r['ci_level']:.2f} % repeated CI"
     if not np.isfinite(r["difference"]) or not np.isfinite(r.get("seed_ci_low", np.nan)):
         return f"{r['comparison']}: {OUTCOMES[r['outcome']][1]}, {r['verdict']}."
     return (f"{r['comparison']}: {OUTCOMES[r['outcome']][1]} {100 * r['value_reference']:.1f} → "
             f"{100 * r['value_arm']:.1f} %, {r['verdict']} (difference {100 * r['difference']:+.1f} points, positive = "
-            f"better; 95 % CI {100 * r['seed_ci_low']:+.1f} to {100 * r['seed_ci_high']:+.1f}; {p}; {int(r['seeds'])} "
+            f"better; {ci} {100 * r['seed_ci_low']:+.1f} to {100 * r['seed_ci_high']:+.1f}; {p}; {int(r['seeds'])} "
             "seeds per arm).")
 
 
 def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: str = "prop",
-                 correct: bool = True, main: dict | None = None) -> tuple[list[Section], list[str]]:
+                 correct: bool = True, main: dict | None = None,
+                 main_table: pd.DataFrame | None = None) -> tuple[list[Section], list[str]]:
     """The tables, the figure and the summary's sentences (:func:`gap_summary`), for a study whose
     grid has a real-only remedy arm and a synthetic arm (a study without one asks no question of
     the remedies; its per-group accuracies are in the fairness section). ``main``: the config's
-    [main_comparison], tested alone."""
+    [main_comparison], tested alone, on ``main_table`` where its cells have more seeds than the
+    rest of the report reads (a sequential study's looks gave them)."""
     out_dir = Path(out_dir)
     sections = []
     remedies = synthetic_vs_remedies(table, records, test, correct) if is_remedy_study(table) else pd.DataFrame()
@@ -291,7 +220,8 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "Mean over seeds of each run's gap outcome, with a 95 % interval from the seed "
                                 "term and a bootstrap of the test images within skin-type groups (t, seeds − 1 "
                                 "df)."))
-    gaps = gap_comparisons(table, records, main) if len(per_cell) else pd.DataFrame()
+    view = report_view(out_dir, LOOKS_AT_MAIN) if main else None
+    gaps = gap_comparisons(table, records, main, main_table, view) if len(per_cell) else pd.DataFrame()
     if len(gaps):
         gaps.to_csv(out_dir / "gap_comparisons.csv", index=False)
         fig = fig_group_accuracy(table, out_dir / "figures")
@@ -304,5 +234,6 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "bootstrap of the test images within groups, t with the seed term's df "
                                 "(analysis/gap_outcomes.py); BH over every row of this table but the main "
                                 f"comparison ({json.dumps(GAP_FAMILY)}), which a config names before running and "
-                                f"is tested alone ({json.dumps(MAIN_FAMILY)}); n = test images per run."))
+                                f"is tested alone ({json.dumps(MAIN_FAMILY)}); n = test images per run."
+                                + (MAIN_LOOK_NOTE if view is not None else "")))
     return sections, gap_summary(remedies, gaps)

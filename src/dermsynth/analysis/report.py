@@ -36,7 +36,7 @@ from dermsynth.analysis.report_sections import (
     sample_grid,
 )
 from dermsynth.analysis.seed_variance import PAPER_TEST_NAME, TEST_NAME
-from dermsynth.analysis.sequential import report_view
+from dermsynth.analysis.sequential import planned_seeds_only, report_view
 from dermsynth.analysis.skin_groups import group_comparisons, group_summary
 from dermsynth.analysis.summary import (
     add_method_column,
@@ -110,8 +110,9 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
         raise DataError(f"no finished run of the current config under {out_dir / 'runs'}"
                         + (f" ({len(currency.left_out)} stale ones left out: {currency.reasons()})"
                            if currency.left_out else "") + "; run the experiment first")
-    table = results_table(out_dir, records)
-    table.to_csv(out_dir / "results.csv", index=False)
+    every_run = results_table(out_dir, records)
+    every_run.to_csv(out_dir / "results.csv", index=False)
+    table = planned_seeds_only(out_dir, every_run)
     exp = dio.read_json(out_dir / "experiment.json") if (out_dir / "experiment.json").exists() else {}
     cells = cell_summary(table, ci, records)
     cells.to_csv(out_dir / "cells.csv", index=False)
@@ -158,7 +159,7 @@ def build_report(out_dir: str | Path, report_path: str | Path | None = None, tit
     sections += external_sections(out_dir, table)
     sections += augmentation_sections(out_dir, table, records, test, correct, main=None if imbalance else comps)
     gap_secs, gap_lines = gap_sections(out_dir, table, records, test, correct,
-                                       exp.get("spec", {}).get("main_comparison"))
+                                       exp.get("spec", {}).get("main_comparison"), every_run)
     sections += gap_secs
     summary += gap_lines
     sections += [reader_study_section(s) for s in find_studies(out_dir) + [Path(p) for p in reader_studies or []]]

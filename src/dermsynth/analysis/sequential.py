@@ -45,7 +45,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from dermsynth.errors import ConfigError
-from dermsynth.experiments.sequential_state import load_state, seed_sequence
+from dermsynth.experiments.sequential_state import LOOKS_AT_FAMILY, LOOKS_AT_MAIN, load_state, looks_at, seed_sequence
 
 SPENDING = ("obrien-fleming", "pocock")
 SPENDING_NAMES = {"obrien-fleming": "O'Brien–Fleming-type", "pocock": "Pocock-type"}
@@ -275,10 +275,23 @@ class LookView:
                 "alpha_spent": self.design.spent()[look], "spending": self.design.spending_name}
 
 
-def report_view(out: str | Path) -> LookView | None:
-    """How a report reads a sequential study's comparisons (None: the study is not sequential)."""
+def report_view(out: str | Path, looks_at_: str = LOOKS_AT_FAMILY) -> LookView | None:
+    """How a report reads the comparisons a sequential study's looks decide — those of
+    ``looks_at_`` (None: the study is not sequential, or its looks decide something else)."""
     state, marker = load_state(out), Path(out) / "experiment.json"
-    if state is None or not state["looks"] or not marker.exists():
+    if state is None or not state["looks"] or not marker.exists() or looks_at(state) != looks_at_:
         return None
     seeds = json.loads(marker.read_text())["spec"].get("seeds", 5)
     return LookView(state, list(range(seeds)) if isinstance(seeds, int) else list(seeds))
+
+
+def planned_seeds_only(out: str | Path, table):
+    """The results table as a report's fixed-design tables read it: where a sequential study's
+    looks gave seeds to its main comparison's cells alone, only the config's planned seeds (the
+    extra ones would make those two cells' other comparisons unpaired and their size depend on
+    what the looks saw); any other study's table as it is."""
+    state, marker = load_state(out), Path(out) / "experiment.json"
+    if state is None or looks_at(state) != LOOKS_AT_MAIN or not marker.exists():
+        return table
+    seeds = json.loads(marker.read_text())["spec"].get("seeds", 5)
+    return table[table["seed"].isin(list(range(seeds)) if isinstance(seeds, int) else list(seeds))]

@@ -16,6 +16,10 @@ report's own comparison table (analysis/summary.py).
 
 The other families of the report (the steps-matched control, skin-type groups) are not looked
 at: they are tested, fixed-design, on whatever seeds both of their arms have.
+
+A config with a ``[main_comparison]`` names the one comparison it is powered for; then the looks
+decide that comparison alone (its gap test on the look's seeds, analysis/main_comparison.py) and
+only its two cells get more seeds; every other table of the report reads the planned seeds.
 """
 
 from __future__ import annotations
@@ -25,14 +29,22 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from dermsynth.analysis.main_comparison import look_decision_inputs, main_cells, main_key
 from dermsynth.analysis.sequential import LookView, SequentialDesign, decide, design_from
 from dermsynth.analysis.summary import comparison_key, matched_cells, synthetic_comparisons
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.current_runs import current_records
 from dermsynth.experiments.results import load_records, results_table
 from dermsynth.experiments.runner import run_experiment
-from dermsynth.experiments.sequential_state import cell_key, save_state, start_or_resume
-from dermsynth.experiments.spec import ExperimentSpec
+from dermsynth.experiments.sequential_state import (
+    LOOKS_AT_FAMILY,
+    LOOKS_AT_MAIN,
+    cell_key,
+    save_state,
+    seed_sequence,
+    start_or_resume,
+)
+from dermsynth.experiments.spec import ExperimentSpec, cells
 from dermsynth.train.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -81,7 +93,9 @@ def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | No
     planned = len(spec.seed_list())
     most = max_seeds or default_max_seeds(spec, out, target_effect)
     design = SequentialDesign.spaced(planned, most, looks, spending=spending)
-    state = start_or_resume(out, design.as_dict(), target_effect)
+    main = spec.main_comparison.model_dump() if spec.main_comparison else None
+    state = start_or_resume(out, design.as_dict(), target_effect, LOOKS_AT_MAIN if main else LOOKS_AT_FAMILY,
+                            main_cells(cells(spec), main) if main else None)
     ran = failed = 0
     while True:
         res = run_experiment(spec, out, executor, workers, address, force)
@@ -104,6 +118,8 @@ def take_look(spec: ExperimentSpec, out: Path, state: dict, look: int) -> dict[s
     fixed-design p-values and the cells of its two arms."""
     records = current_records(out, load_records(out)).kept
     table = results_table(out, records)
+    if spec.main_comparison is not None:
+        return _main_look(spec, table, records, state, look)
     running = _running(state)
     comps = synthetic_comparisons(table, records, sequential=LookView(state, spec.seed_list(), look))
     cells_of = {rec["run_id"]: cell_key(RunSpec.model_validate(rec["spec"])) for rec in records}
@@ -123,6 +139,25 @@ def take_look(spec: ExperimentSpec, out: Path, state: dict, look: int) -> dict[s
         arm, reference = arms[key]
         out_decisions[key] = {**decision, "arm": arm, "reference": reference, "seeds": int(row["seeds"])}
     return out_decisions
+
+
+def _main_look(spec: ExperimentSpec, table, records: list[dict], state: dict, look: int) -> dict[str, dict]:
+    """The main comparison at ``look``: its gap test on exactly that look's seeds, decided by the
+    design's boundaries (a look whose seeds have not all run yet: an error, never a silent skip)."""
+    main = spec.main_comparison.model_dump()
+    design = design_from(state)
+    seeds = seed_sequence(spec.seed_list(), design.looks[look])
+    found = look_decision_inputs(table, records, main, seeds)
+    if found is None:
+        raise ConfigError(f"look {look + 1}: the main comparison ({main['outcome']}, arm {main['arm']}) does not "
+                          f"have runs of seeds {seeds} in both its arm and its real-only reference without a "
+                          "remedy; check that [main_comparison] names an arm of the grid")
+    res, p_equiv, arm, ref = found
+    d = decide(design, look, res.p_value, p_equiv)
+    cells_of = {rec["run_id"]: cell_key(RunSpec.model_validate(rec["spec"])) for rec in records}
+    return {main_key(main): {"decision": d.decision, "p_fixed": d.p_fixed, "p_equiv_fixed": d.p_equiv_fixed,
+                             "arm": cells_of[arm["run_id"].iloc[0]], "reference": cells_of[ref["run_id"].iloc[0]],
+                             "seeds": len(seeds)}}
 
 
 def _running(state: dict) -> set[str] | None:
@@ -159,7 +194,6 @@ def _counts(decisions: dict[str, dict]) -> dict[str, int]:
 def _outcome(spec: ExperimentSpec, out: Path, state: dict, design: SequentialDesign, ran: int,
              failed: int) -> SequentialOutcome:
     from dermsynth.experiments.runner import resolve_runs
-    from dermsynth.experiments.spec import cells
 
     final: dict[str, str] = {}
     for entry in state["looks"]:
@@ -168,8 +202,10 @@ def _outcome(spec: ExperimentSpec, out: Path, state: dict, design: SequentialDes
     for v in final.values():
         counts[v] = counts.get(v, 0) + 1
     n_cells = len({cell_key(r) for r in cells(spec)})
+    at_last = (n_cells * design.looks[-1] if spec.main_comparison is None  # else only its 2 cells grow
+               else n_cells * design.looks[0] + 2 * (design.looks[-1] - design.looks[0]))
     return SequentialOutcome(looks=list(design.looks), looks_taken=len(state["looks"]), decisions=counts,
-                             runs=len(resolve_runs(spec, out)), runs_at_last_look=n_cells * design.looks[-1],
+                             runs=len(resolve_runs(spec, out)), runs_at_last_look=at_last,
                              ran=ran, failed=failed, complete=_finished(state))
 
 

@@ -40,21 +40,36 @@ def save_state(out: str | Path, state: dict) -> None:
 
 
 DESIGN_KEYS = ("looks", "alpha", "spending")
+# What the looks decide: every comparison of the report's main family (with vs without synthetic
+# data, on accuracy), or the one comparison a config's [main_comparison] names.
+LOOKS_AT_FAMILY = "with vs without synthetic data"
+LOOKS_AT_MAIN = "main comparison"
 
 
-def start_or_resume(out: str | Path, design: dict, target_effect: float | None) -> dict:
+def looks_at(state: dict) -> str:
+    return state.get("looks_at", LOOKS_AT_FAMILY)  # records from before the field: the family
+
+
+def start_or_resume(out: str | Path, design: dict, target_effect: float | None,
+                    looks_at_: str = LOOKS_AT_FAMILY, grows: list[str] | None = None) -> dict:
     """The study's record: a new one, or the one on disk when its design is this one (a
-    different design on a folder that has looked already would spend α twice: refused)."""
+    different design on a folder that has looked already would spend α twice: refused).
+    ``grows``: the only cells a look may give seeds to (None: any), what the stages prepare for."""
     old = load_state(out)
     if old is None:
-        state = {"design": design, "target_effect": target_effect, "looks": [], "extend": {}}
+        state = {"design": design, "target_effect": target_effect, "looks_at": looks_at_, "grows": grows,
+                 "looks": [], "extend": {}}
         save_state(out, state)
         return state
+    if looks_at(old) != looks_at_:
+        raise ConfigError(f"{state_path(out)} records looks at the {looks_at(old)}; this config's looks would "
+                          f"decide the {looks_at_} ([main_comparison] added or removed). Restore the config or "
+                          "use another --study")
     if any(old["design"][k] != design[k] for k in DESIGN_KEYS):
         raise ConfigError(f"{state_path(out)} records a sequential design with looks {old['design']['looks']} "
                           f"({old['design']['spending']}, α {old['design']['alpha']}); this run asks for "
                           f"{design['looks']} ({design['spending']}, α {design['alpha']}). Resume with the same "
-                          "--max-seeds and --looks, or use another --out")
+                          "--max-seeds and --looks, or use another --study")
     return old
 
 
@@ -75,16 +90,19 @@ def with_added_seeds(runs: list[RunSpec], planned_seeds: list[int], out: str | P
                      last_look: bool = False) -> list[RunSpec]:
     """The config's runs, plus the seeds that earlier looks of a sequential study added to cells.
 
-    ``last_look``: every cell with the seeds of the design's last look instead — what the stages
-    before the cells prepare for (a synthetic store made for every seed a look may add keeps its
-    digest, and so every finished run its id, from look to look)."""
+    ``last_look``: every cell a look may grow (the record's ``grows``: all, or a main comparison's
+    cells) with the seeds of the design's last look instead — what the stages before the cells
+    prepare for (a synthetic store made for every seed a look may add keeps its digest, and so
+    every finished run its id, from look to look)."""
     state = load_state(out)
     if not state or not (state.get("extend") or last_look):
         return runs
     by_cell: dict[str, list[RunSpec]] = {}
     for r in runs:
         by_cell.setdefault(cell_key(r), []).append(r)
-    extend = ({key: state["design"]["looks"][-1] for key in by_cell} if last_look else state["extend"])
+    grows = state.get("grows") or by_cell
+    extend = ({key: state["design"]["looks"][-1] for key in by_cell if key in grows} if last_look
+              else state["extend"])
     added = []
     for key, n in extend.items():
         cell = by_cell.get(key)

@@ -1,0 +1,123 @@
+"""The study's main comparison (``[main_comparison]``): the one comparison it is designed and
+powered to decide, named before it runs.
+
+Why a module of its own: the report tests it alone, in a family of its own (among the 56
+exploratory gap rows of a remedy study it would need p < α / 56 at BH's worst), and a sequential
+study (``experiment run --until-decided``) decides it look by look and gives seeds to its two
+cells only. Both read it here, from the same runs with the same test, so the comparison the looks
+stopped is the comparison the report states.
+
+The arm is the cells whose runs have every field the config names; the reference is the real-only
+cell without a remedy that matches it in every other field (analysis/gap_pairs.py). At a look,
+both are taken on exactly that look's seeds. A stopped comparison's interval is the repeated
+confidence interval of its look (level 1 − that look's nominal α, Jennison & Turnbull, ch. 9),
+which excludes zero exactly when the look crossed its boundary; its p is the stage-wise one
+(analysis/sequential.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.gap_outcomes import GapTest, gap_test
+from dermsynth.analysis.gap_pairs import NO_REMEDY, REMEDY_DEFAULTS, gap_pairs, gap_row, run_arrays
+from dermsynth.analysis.sequential import LookView
+from dermsynth.analysis.summary import canonical
+from dermsynth.analysis.verdicts import equivalence_p
+from dermsynth.experiments.sequential_state import cell_key
+from dermsynth.train.spec import RunSpec
+
+MAIN_FAMILY = "the main comparison, named before running (tested alone)"
+
+
+def main_key(main: dict) -> str:
+    """The main comparison's identity in a sequential study's record and its report."""
+    arm = {k: canonical(v) for k, v in main["arm"].items()}
+    return "main comparison " + json.dumps({"arm": arm, "outcome": main["outcome"]}, sort_keys=True)
+
+
+def is_main(main: dict | None, what: str, arm: pd.DataFrame, outcome: str) -> bool:
+    """Whether a comparison is the study's main one: its arm's runs have every field ``main``
+    names, its reference is real only without a remedy, and the outcome is ``main``'s."""
+    if not main or outcome != main["outcome"] or not what.endswith(f"vs real only ({NO_REMEDY})"):
+        return False
+    return all(k in arm and all(canonical(x) == canonical(v) for x in arm[k]) for k, v in main["arm"].items())
+
+
+def main_runs(table: pd.DataFrame, main: dict) -> tuple[str, pd.DataFrame, pd.DataFrame] | None:
+    """(what, arm runs, reference runs) of the main comparison; None while either has no run."""
+    for what, arm, ref in gap_pairs(table):
+        if is_main(main, what, arm, main["outcome"]):
+            return what, arm, ref
+    return None
+
+
+def test_on_seeds(arm: pd.DataFrame, ref: pd.DataFrame, records: list[dict], outcome: str,
+                  level: float = 0.95) -> GapTest:
+    """The gap test of ``arm`` against ``ref`` on ``outcome`` (every run of both as given)."""
+    by_run = {r["run_id"]: r for r in records}
+    _, label, group = run_arrays(by_run[arm["run_id"].iloc[0]])
+    n_classes = len(by_run[arm["run_id"].iloc[0]]["classes"])
+    a = [run_arrays(by_run[r])[0] for r in arm["run_id"]]
+    b = [run_arrays(by_run[r])[0] for r in ref["run_id"]]
+    return gap_test(outcome, a, b, label, group, n_classes, arm["seed"].tolist(), ref["seed"].tolist(), level=level)
+
+
+def on_seeds(arm: pd.DataFrame, ref: pd.DataFrame, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return arm[arm["seed"].isin(seeds)], ref[ref["seed"].isin(seeds)]
+
+
+def main_row(table: pd.DataFrame, records: list[dict], main: dict, view: LookView | None = None) -> dict | None:
+    """The report's row for the main comparison: on every seed both arms have, or — in a study
+    whose looks decide it — on the seeds of the look it stopped at, with that look's repeated
+    interval, its stage-wise p and the look's columns."""
+    found = main_runs(table, main)
+    if found is None:
+        return None
+    what, arm, ref = found
+    key, level, look = main_key(main), 0.95, None
+    if view is not None and view.at(key) is not None:
+        look = view.at(key)
+        arm, ref = on_seeds(arm, ref, view.seeds_for(key))
+        level = 1 - view.design.nominal()[look]
+    if arm.empty or ref.empty:
+        return None
+    res = test_on_seeds(arm, ref, records, main["outcome"], level)
+    row = gap_row(what, res, int(arm["n_test"].iloc[0]), arm, ref, MAIN_FAMILY)
+    if look is not None:
+        p_equiv = equivalence_p(res.difference, res.se, res.df)
+        row.update({"comparison_key": key, "ci_level": level, "p_equiv": p_equiv,
+                    **view.columns(key, res.p_value, p_equiv)})
+    return row
+
+
+def look_decision_inputs(table: pd.DataFrame, records: list[dict], main: dict,
+                         seeds: list[int]) -> tuple[GapTest, float, pd.DataFrame, pd.DataFrame] | None:
+    """At a look: the main comparison's gap test on exactly ``seeds``, its equivalence p (TOST
+    within the report's effect of interest) and its two arms' runs; None while either arm lacks
+    one of those seeds."""
+    found = main_runs(table, main)
+    if found is None:
+        return None
+    arm, ref = on_seeds(found[1], found[2], seeds)
+    if set(arm["seed"]) != set(seeds) or set(ref["seed"]) != set(seeds):
+        return None
+    res = test_on_seeds(arm, ref, records, main["outcome"])
+    p_equiv = equivalence_p(res.difference, res.se, res.df) if np.isfinite(res.se) else float("nan")
+    return res, p_equiv, arm, ref
+
+
+def main_cells(runs: list[RunSpec], main: dict) -> list[str]:
+    """The cells a sequential study's looks may give seeds to when they decide ``main``: those
+    without a remedy (its reference is real only without one, and an arm is paired with the
+    reference of its own remedy) that are real only or have every run field ``main`` names."""
+    def grows(r: RunSpec) -> bool:
+        d = r.model_dump()
+        if any(d[k] != v for k, v in REMEDY_DEFAULTS.items()):
+            return False
+        return r.synthetic_per_real == 0 or all(canonical(d.get(k)) == canonical(v) for k, v in main["arm"].items())
+
+    return sorted({cell_key(r) for r in runs if grows(r)})

@@ -1,0 +1,149 @@
+"""A config's [main_comparison]: the sequential looks decide it alone, give seeds to its two cells
+only, and the report reads it at the look it stopped with that look's repeated interval, while
+every other table reads the planned seeds.
+
+The records here are written as a finished run writes them, with planted test predictions (the
+arm's worst skin-type group made easier), so each look's decision is known without training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dermsynth import files
+from dermsynth.analysis.gap_outcomes import gap_test
+from dermsynth.analysis.main_comparison import MAIN_FAMILY, main_cells, main_key, main_row
+from dermsynth.analysis.remedies import gap_comparisons
+from dermsynth.analysis.sequential import LookView, SequentialDesign, planned_seeds_only, report_view
+from dermsynth.analysis.sequential_study import _record, take_look
+from dermsynth.errors import ConfigError
+from dermsynth.experiments.results import load_records, results_table
+from dermsynth.experiments.sequential_state import (
+    LOOKS_AT_MAIN,
+    cell_key,
+    load_state,
+    save_state,
+    start_or_resume,
+    with_added_seeds,
+)
+from dermsynth.experiments.spec import cells, validate_experiment
+
+CLASSES = ["a", "b", "c"]
+GROUPS = np.array(["I-II", "III-IV", "V-VI"] * 30, dtype=object)  # 90 test images, 30 per group
+LABELS = np.array([CLASSES[i % 3] for i in range(90)])
+MAIN = {"arm": {"synthetic_per_real": 1}, "outcome": "worst_group_accuracy"}
+
+
+def study_spec(tmp_path, seeds=4) -> dict:
+    return {"name": "main", "seeds": seeds,
+            "base": {"dataset": "demo", "root": str(tmp_path / "demo"), "n_real": 4,
+                     "synthetic_store": str(tmp_path / "store")},
+            "grid": {"synthetic_per_real": [0, 1]}, "variants": [{}, {"sampling": "balanced"}],
+            "main_comparison": MAIN}
+
+
+def record(run, correct: np.ndarray) -> dict:
+    predicted = np.where(correct, LABELS, np.roll(LABELS, 1))
+    acc = {c: float(correct[LABELS == c].mean()) for c in CLASSES}
+    return {"run_id": run.run_id(), "spec": run.model_dump(mode="json"), "classes": CLASSES,
+            "metrics": {"accuracy": float(correct.mean()), "balanced_accuracy": float(np.mean(list(acc.values()))),
+                        "top3_accuracy": 1.0, "n_test": len(LABELS), "per_class_accuracy": acc,
+                        "per_skin_group_accuracy": {g: float(correct[GROUPS == g].mean()) for g in set(GROUPS)}},
+            "n_train": 12, "n_train_synthetic": 12 * run.synthetic_per_real,
+            "fit": {"epochs_run": 1, "images_per_second": 1.0}, "wall_seconds": 1.0,
+            "predictions": {"id": [f"t{i:03d}" for i in range(90)], "label": LABELS.tolist(),
+                            "predicted": predicted.tolist(), "skin_group": GROUPS.tolist(),
+                            "probabilities": [[1 / 3] * 3] * 90}}
+
+
+def planted(run, gain: float) -> np.ndarray:
+    """A run's correct test images: 70 % right, the V-VI group 40 %, raised by ``gain`` in a
+    synthetic arm; a seed moves every arm alike (paired), and each run draws its own noise."""
+    seed_shift = np.random.default_rng(run.seed).normal(0, 0.05)
+    rng = np.random.default_rng([run.seed, run.synthetic_per_real, run.sampling == "balanced"])
+    p = np.where(GROUPS == "V-VI", 0.40 + (gain if run.synthetic_per_real else 0.0), 0.70) + seed_shift
+    return rng.random(90) < p
+
+
+def write_runs(out, runs, gain: float) -> None:
+    for run in runs:
+        files.write_json(out / "runs" / f"{run.run_id()}.json", record(run, planted(run, gain)))
+
+
+def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_path):
+    spec = validate_experiment(study_spec(tmp_path))
+    out = tmp_path / "study"
+    design = SequentialDesign((4, 8, 12))
+    grid = cells(spec)
+    grows = main_cells(grid, MAIN)
+    arm_cell = {cell_key(r) for r in grid if r.synthetic_per_real == 1 and r.sampling == "uniform"}
+    plain = {cell_key(r) for r in grid if r.synthetic_per_real == 0 and r.sampling == "uniform"}
+    assert set(grows) == arm_cell | plain  # the remedy's cells and the other synthetic arm never grow
+    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows)
+    prepared = with_added_seeds(grid, spec.seed_list(), out, last_look=True)
+    assert len(prepared) == len(grid) + 2 * 8  # the stages prepare the main cells for the last look only
+    with pytest.raises(ConfigError, match="main comparison"):  # a config that changed what its looks decide
+        start_or_resume(out, design.as_dict(), None)
+
+    write_runs(out, grid, gain=0.12)
+    decisions = take_look(spec, out, state, 0)
+    assert list(decisions) == [main_key(MAIN)]  # one comparison, not the accuracy family
+    d = decisions[main_key(MAIN)]
+    assert d["decision"] == "continue" and d["seeds"] == 4  # O'Brien–Fleming: 4 seeds cannot decide it
+    assert {d["arm"], d["reference"]} == arm_cell | plain
+    state = _record(state, design, 0, decisions)
+    assert state["extend"] == {d["arm"]: 8, d["reference"]: 8}
+    save_state(out, state)
+    grown = with_added_seeds(grid, spec.seed_list(), out)
+    assert len(grown) == len(grid) + 8 and {r.seed for r in grown} == set(range(8))
+
+    write_runs(out, grown, gain=0.12)
+    records = load_records(out)
+    table = results_table(out, records)
+    arm = table[(table["synthetic_per_real"] == 1) & (table["sampling"] == "uniform")]
+    ref = table[(table["synthetic_per_real"] == 0) & (table["sampling"] == "uniform")]
+    by_run = {r["run_id"]: r for r in records}
+    expected = gap_test("worst_group_accuracy",
+                        [np.array(by_run[r]["predictions"]["predicted"]) == LABELS for r in arm["run_id"]],
+                        [np.array(by_run[r]["predictions"]["predicted"]) == LABELS for r in ref["run_id"]],
+                        LABELS, GROUPS, 3, arm["seed"].tolist(), ref["seed"].tolist())
+    second = take_look(spec, out, state, 1)[main_key(MAIN)]
+    assert second["p_fixed"] == pytest.approx(expected.p_value)  # the gap test on exactly the look's 8 seeds
+    assert second["decision"] == ("difference" if expected.p_value <= design.nominal()[1] else "continue")
+    assert second["decision"] == "difference"  # a 12-point narrowing of a 30-image group at 8 seeds
+
+
+def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_planned_seeds(tmp_path):
+    spec = validate_experiment(study_spec(tmp_path))
+    out = tmp_path / "study"
+    design = SequentialDesign((4, 8, 12))
+    grid = cells(spec)
+    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, main_cells(grid, MAIN))
+    write_runs(out, grid, gain=0.12)
+    state = _record(state, design, 0, take_look(spec, out, state, 0))
+    save_state(out, state)
+    write_runs(out, with_added_seeds(grid, spec.seed_list(), out), gain=0.12)
+    state = _record(state, design, 1, take_look(spec, out, state, 1))
+    save_state(out, state)
+    # what `experiment run` writes (only now: the planted records carry no data digest to check)
+    files.write_json(out / "experiment.json", {"spec": spec.model_dump(mode="json")})
+    assert report_view(out) is None  # the accuracy family is not what these looks decided
+    view = report_view(out, LOOKS_AT_MAIN)
+    assert isinstance(view, LookView) and view.at(main_key(MAIN)) == 1
+
+    records = load_records(out)
+    every = results_table(out, records)
+    fixed = planned_seeds_only(out, every)
+    assert sorted(set(every["seed"])) == list(range(8)) and sorted(set(fixed["seed"])) == list(range(4))
+    gaps = gap_comparisons(fixed, records, MAIN, every, view)
+    main = gaps[gaps["family"] == MAIN_FAMILY].iloc[0]
+    assert main["seeds"] == 8 and main["look"] == 2 and main["verdict"] == "improved"
+    assert main["p_seed"] == pytest.approx(design.stagewise_p(1, float(load_state(out)["looks"][1]["decisions"]
+                                                                   [main_key(MAIN)]["p_fixed"])))
+    assert main["ci_level"] == pytest.approx(1 - design.nominal()[1]) and main["seed_ci_low"] > 0
+    rest = gaps[gaps["family"] != MAIN_FAMILY]
+    assert (rest["seeds"] == 4).all()  # every other comparison on the planned seeds, paired
+    assert not ((rest["comparison"] == main["comparison"]) & (rest["outcome"] == MAIN["outcome"])).any()
+
+    fixed_row = main_row(every, records, MAIN)  # without the view: every seed, a 95 % interval
+    assert fixed_row["seeds"] == 8 and "look" not in fixed_row

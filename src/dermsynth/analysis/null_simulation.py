@@ -150,24 +150,34 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
     return min(max(lo, 0.0), k / n), max(min(hi, 1.0), k / n)
 
 
-def sequential_rates(scenario: Scenario, design: SequentialDesign, reps: int, seed: int = 0) -> dict:
+def seed_aware_ps(a: np.ndarray, b: np.ndarray, sa: list, sb: list) -> tuple[float, float]:
+    """The seed-aware test's p and its equivalence p: what a look of the accuracy family decides on."""
+    res = seed_aware_test(a, b, sa, sb)
+    return res.p_value, equivalence_p(res.difference, res.se, res.df)
+
+
+def sequential_rates(scenario: Scenario, design: SequentialDesign, reps: int, seed: int = 0,
+                     simulator: Callable[[Scenario, np.random.Generator], StudySimulator] = StudySimulator,
+                     test: Callable[[np.ndarray, np.ndarray, list, list], tuple[float, float]] = seed_aware_ps) -> dict:
     """Simulated sequential comparisons: each study draws ``design.looks[-1]`` seeds per arm and
-    looks at the first n of them at each look, as ``experiment run --until-decided`` does.
+    looks at the first n of them at each look, as ``experiment run --until-decided`` does, and
+    decides each look on ``test``'s p and equivalence p (the seed-aware test of accuracy, or a
+    main comparison's gap test, on a ``simulator`` that plants what it needs).
 
     Returns the share of studies that claimed a difference (the false-positive rate under a
     null, the power under an effect), that claimed equivalence, the mean seeds per arm used, and
     — on the same draws — the rate of naive optional stopping (stop at the first look with
     p < α), the procedure a sequential design replaces."""
-    sim = StudySimulator(replace(scenario, seeds=design.looks[-1]), np.random.default_rng(seed))
+    sim = simulator(replace(scenario, seeds=design.looks[-1]), np.random.default_rng(seed))
     claims = equivalent = naive = 0
     seeds_used = []
     for _ in range(reps):
         a, b, sa, sb = sim.draw()
         naive_hit = False
         for k, n in enumerate(design.looks):
-            res = seed_aware_test(a[:n], b[:n], sa[:n], sb[:n])
-            naive_hit = naive_hit or bool(np.isfinite(res.p_value) and res.p_value < design.alpha)
-            d = decide(design, k, res.p_value, equivalence_p(res.difference, res.se, res.df))
+            p, p_equiv = test(a[:n], b[:n], sa[:n], sb[:n])
+            naive_hit = naive_hit or bool(np.isfinite(p) and p < design.alpha)
+            d = decide(design, k, p, p_equiv)
             if d.stopped:
                 break
         claims += d.decision == "difference"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,15 +45,48 @@ def f17k_root() -> Path:
     return SHARED_F17K
 
 
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run by the first test process of the session that asks, under a lock,
+    into a folder every process shares (xdist's workers have one base folder above their own):
+    a fixture that takes a minute to build is built once, not once per worker."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def tiny_quickstart(demo_root, tmp_path_factory):
+def tiny_quickstart(tmp_path_factory):
     """A whole tiny study run by the quickstart's code: generator → store → grid → report.
-    Returns (spec, out, report path)."""
+    Returns (spec, out, report path). Built once per session on demo data of its own; each test
+    process gets its own copy of the study folder (tests write into it), whose run ids stay."""
+    from dermsynth.experiments.spec import validate_experiment
+
+    built = _built_once(tmp_path_factory, "tiny-quickstart", _build_tiny_quickstart)
+    out = tmp_path_factory.mktemp("study") / "study"
+    shutil.copytree(built / "study", out)
+    spec = validate_experiment(_tiny_quickstart_spec(built / "demo"))
+    return spec, out, out / json.loads((built / "report.json").read_text())
+
+
+def _build_tiny_quickstart(folder: Path) -> None:
     from dermsynth.cli.quickstart import run_quickstart
     from dermsynth.experiments.spec import validate_experiment
 
-    out = tmp_path_factory.mktemp("study")
-    spec = validate_experiment({
+    res = run_quickstart(folder / "study", spec=validate_experiment(_tiny_quickstart_spec(folder / "demo")))
+    (folder / "report.json").write_text(json.dumps(str(Path(res["report"]).relative_to(folder / "study"))))
+
+
+def _tiny_quickstart_spec(demo_root: Path) -> dict:
+    return {
         "name": "tiny-study", "seeds": 2,
         "base": dict(dataset="demo", root=str(demo_root), demo_n_per_class=30, demo_size=32, n_test=5, n_val=4,
                      image_size=32, backbone="test_efficientnet", max_epochs=2, patience=1,
@@ -60,9 +95,7 @@ def tiny_quickstart(demo_root, tmp_path_factory):
                       "size": 16, "train_steps": 5, "block_out_channels": [16, 32], "batch_size": 32,
                       "finetune": "per-class", "finetune_steps": 2},
         "grid": {"n_real": [2, 4], "synthetic_per_real": [0, 2], "synthetic_methods": ["inpaint", "text-to-image"]},
-    })
-    res = run_quickstart(out, spec=spec)
-    return spec, out, Path(res["report"])
+    }
 
 
 @pytest.fixture(scope="session")

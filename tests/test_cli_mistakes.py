@@ -272,6 +272,29 @@ size = 16
     assert [locate_store(s, moved) for s in stores] == [moved / "synthetic"]  # the report's samples find it
 
 
+def test_a_copied_study_reads_its_own_store_while_the_original_remains(tmp_path):
+    """A study copied (scratch → project storage) with the original kept: its records name the
+    original's store, but the copy's reports and reader studies must use the copy's own (the
+    original may be changed or purged next); a store outside the study stays where it is."""
+    from dermsynth.cli.reader_study import experiment_inputs
+    from dermsynth.experiments.study_path import ANCHOR_KEY, locate_store
+    from dermsynth.train.spec import RunSpec
+
+    first, copy, outside = tmp_path / "scratch" / "study", tmp_path / "project" / "study", tmp_path / "shared-store"
+    for store in (first / "synthetic", copy / "synthetic", outside, copy / "shared-store"):
+        store.mkdir(parents=True)
+        (store / "store.json").write_text("{}")
+    for study in (first, copy):
+        (study / "experiment.json").write_text(json.dumps({ANCHOR_KEY: str(first)}))
+    assert locate_store(first / "synthetic", copy) == copy / "synthetic"
+    assert locate_store(first / "synthetic", first) == first / "synthetic"
+    assert locate_store(outside, copy) == outside  # not the experiment's: the path the config named
+    run = RunSpec(dataset="demo", synthetic_per_real=1, synthetic_store=str(first / "synthetic"))
+    (copy / "runs").mkdir()
+    (copy / "runs" / "r.json").write_text(json.dumps({"run_id": run.run_id(), "spec": run.model_dump(mode="json")}))
+    assert experiment_inputs(copy, None)[0] == copy / "synthetic"  # reader-study create --study COPY
+
+
 def test_a_cache_inside_the_folder_does_not_make_another_config(tmp_path):
     """The quickstart and rehearsals keep their cache in OUT/cache: naming OUT another way
     changes base.cache_dir but not the study."""

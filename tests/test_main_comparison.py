@@ -44,11 +44,11 @@ def study_spec(tmp_path, seeds=4) -> dict:
 
 def record(run, correct: np.ndarray) -> dict:
     predicted = np.where(correct, LABELS, np.roll(LABELS, 1))
-    acc = {c: float(correct[LABELS == c].mean()) for c in CLASSES}
+    acc = {c: float(correct[c == LABELS].mean()) for c in CLASSES}
     return {"run_id": run.run_id(), "spec": run.model_dump(mode="json"), "classes": CLASSES,
             "metrics": {"accuracy": float(correct.mean()), "balanced_accuracy": float(np.mean(list(acc.values()))),
                         "top3_accuracy": 1.0, "n_test": len(LABELS), "per_class_accuracy": acc,
-                        "per_skin_group_accuracy": {g: float(correct[GROUPS == g].mean()) for g in set(GROUPS)}},
+                        "per_skin_group_accuracy": {g: float(correct[g == GROUPS].mean()) for g in set(GROUPS)}},
             "n_train": 12, "n_train_synthetic": 12 * run.synthetic_per_real,
             "fit": {"epochs_run": 1, "images_per_second": 1.0}, "wall_seconds": 1.0,
             "predictions": {"id": [f"t{i:03d}" for i in range(90)], "label": LABELS.tolist(),

@@ -68,7 +68,8 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
                                                  "write its report."),
                    until_decided: bool = typer.Option(False, help="Add seeds in rounds to the cells whose "
                                                       "comparisons are undecided, under a group-sequential design "
-                                                      "(looks and spent α recorded in STUDY/sequential.json)."),
+                                                      "(looks and spent α recorded in STUDY/sequential.json); with "
+                                                      "a [main_comparison], to its two cells until it is decided."),
                    max_seeds: int | None = typer.Option(None, help="--until-decided: most seeds per arm (default: "
                                                         "what --target-effect needs, else twice the config's)."),
                    looks: int = typer.Option(3, help="--until-decided: looks from the config's seeds to "

@@ -21,13 +21,14 @@ def experiment_inputs(experiment: Path, store: Path | None):
     """The split spec and synthetic store an experiment's runs used (so a study made from
     ``runs/quickstart`` uses the quickstart's own split, whatever the defaults are)."""
     from dermsynth.experiments.results import load_records
+    from dermsynth.experiments.study_path import locate_store
     from dermsynth.train.spec import RunSpec
 
     specs = [RunSpec(**r["spec"]) for r in load_records(experiment)]
     if not specs:
         raise ConfigError(f"{experiment} holds no finished runs (runs/*.json); run the experiment first, or give "
                           "--store and the data set options instead of --study")
-    stores = sorted({s.synthetic_store for s in specs if s.synthetic_store})
+    stores = sorted({str(locate_store(s.synthetic_store, experiment)) for s in specs if s.synthetic_store})
     if store is None:
         if len(stores) != 1:
             raise ConfigError(f"{experiment} used {len(stores)} synthetic stores ({', '.join(stores) or 'none'}); "

@@ -78,10 +78,13 @@ def same_config(claim: dict, spec) -> bool:
 
 
 def locate_store(recorded: str | Path, out: str | Path) -> Path:
-    """A store a record names, where it is now: the recorded path when it still holds a store,
-    else the folder of that name inside the study ``out`` (the study has moved)."""
+    """A store a record names, where it is now: the folder of that name inside the study ``out``
+    when the experiment made it there (it lay in the folder the study first ran under) or the
+    recorded path no longer holds a store (the study has moved); else the recorded path. A copied
+    study so reads its own copy of its store, not the original's."""
     from dermsynth.data.synthetic_store import is_store
 
     recorded = Path(recorded)
     moved = Path(out) / recorded.name
-    return moved if not is_store(recorded) and is_store(moved) else recorded
+    own = recorded.parent == study_anchor(out)
+    return moved if is_store(moved) and (own or not is_store(recorded)) else recorded

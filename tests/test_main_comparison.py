@@ -147,3 +147,19 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
 
     fixed_row = main_row(every, records, MAIN)  # without the view: every seed, a 95 % interval
     assert fixed_row["seeds"] == 8 and "look" not in fixed_row
+
+
+def test_a_sequential_table_runs_the_study_until_decided_and_changes_no_digest(tmp_path):
+    from dermsynth.analysis.sequential_study import sequential_design
+
+    plain = validate_experiment(study_spec(tmp_path))
+    spec = validate_experiment({**study_spec(tmp_path), "sequential": {"max_seeds": 12, "looks": 3}})
+    assert spec.digest() == plain.digest()  # the design is fixed in sequential.json, not in run ids
+    assert sequential_design(plain, False, False, None, None, None) is None  # a fixed design, as before
+    assert sequential_design(plain, True, False, None, None, None) == (None, 3, "obrien-fleming")
+    assert sequential_design(spec, False, False, None, None, None) == (12, 3, "obrien-fleming")
+    assert sequential_design(spec, False, False, 20, 5, "pocock") == (20, 5, "pocock")  # the command line wins
+    assert sequential_design(spec, False, True, None, None, None) is None  # a rehearsal runs its stand-ins once
+    for bad, field in (({"looks": 0}, "looks"), ({"spending": "haybittle"}, "spending"), ({"max": 4}, "max")):
+        with pytest.raises(ConfigError, match=field):
+            validate_experiment({**study_spec(tmp_path), "sequential": bad})

@@ -44,7 +44,7 @@ from dermsynth.experiments.sequential_state import (
     seed_sequence,
     start_or_resume,
 )
-from dermsynth.experiments.spec import ExperimentSpec, cells
+from dermsynth.experiments.spec import ExperimentSpec, SequentialSpec, cells
 from dermsynth.train.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,18 @@ def default_max_seeds(spec: ExperimentSpec, out: Path, target_effect: float | No
                               f"(seed sd {100 * power['seed_sd']:.1f} points): give --max-seeds")
         return max(planned + 1, math.ceil(1.05 * power["seeds_for_target"]))
     return 2 * planned
+
+
+def sequential_design(spec: ExperimentSpec, until_decided: bool, rehearse: bool, max_seeds: int | None,
+                      looks: int | None, spending: str | None) -> tuple[int | None, int, str] | None:
+    """(max seeds, looks, spending) when ``experiment run`` runs until decided — asked on the
+    command line, or by the config's [sequential] (not in a rehearsal, which runs its stand-ins
+    once) — each value from the command line, else the config, else the defaults; None otherwise."""
+    design = spec.sequential if not rehearse else None
+    if not until_decided and design is None:
+        return None
+    design = design or SequentialSpec()
+    return max_seeds or design.max_seeds, looks or design.looks, spending or design.spending
 
 
 def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | None = None, looks: int = 3,

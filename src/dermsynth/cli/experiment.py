@@ -69,19 +69,23 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
                    until_decided: bool = typer.Option(False, help="Add seeds in rounds to the cells whose "
                                                       "comparisons are undecided, under a group-sequential design "
                                                       "(looks and spent α recorded in STUDY/sequential.json); with "
-                                                      "a [main_comparison], to its two cells until it is decided."),
+                                                      "a main_comparison table, to its two cells until it is "
+                                                      "decided; a sequential table in the config does the same "
+                                                      "without it."),
                    max_seeds: int | None = typer.Option(None, help="--until-decided: most seeds per arm (default: "
-                                                        "what --target-effect needs, else twice the config's)."),
-                   looks: int = typer.Option(3, help="--until-decided: looks from the config's seeds to "
-                                             "--max-seeds."),
+                                                        "the config's sequential table, else what --target-effect "
+                                                        "needs, else twice the config's)."),
+                   looks: int | None = typer.Option(None, help="--until-decided: looks from the config's seeds to "
+                                                    "--max-seeds (default: the config's sequential table, else 3)."),
                    target_effect: float | None = typer.Option(None, help="--until-decided: the effect in accuracy "
                                                               "points (e.g. 5) --max-seeds is sized to detect."),
-                   spending: Literal["obrien-fleming", "pocock"] = typer.Option(
-                       "obrien-fleming", help="--until-decided: how α is spent over the looks."),
+                   spending: Literal["obrien-fleming", "pocock"] | None = typer.Option(
+                       None, help="--until-decided: how α is spent over the looks (default: the config's "
+                       "sequential table, else obrien-fleming)."),
                    track: str | None = TrackOpt, out: Path | None = OldOutOpt, as_json: bool = JsonOpt):
     """Run every stage and every pending grid cell of an experiment config (writes STUDY/runs/*.json)."""
     from dermsynth.analysis.report import build_report
-    from dermsynth.analysis.sequential_study import outcome_line, run_until_decided
+    from dermsynth.analysis.sequential_study import outcome_line, run_until_decided, sequential_design
     from dermsynth.experiments.rehearsal import rehearse as rehearsal_of
     from dermsynth.experiments.runner import run_experiment
     from dermsynth.experiments.slurm_spec import with_overrides
@@ -99,9 +103,11 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
     if rehearse:
         folder = chosen or default_study(f"{config.stem}-rehearsal")
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
-    if until_decided:
-        outcome = run_until_decided(spec, folder, max_seeds, looks, target_effect / 100 if target_effect else None,
-                                    spending, executor, workers, address, force)
+    design = sequential_design(spec, until_decided, rehearse, max_seeds, looks, spending)
+    if design is not None:
+        most, n_looks, spend = design
+        outcome = run_until_decided(spec, folder, most, n_looks, target_effect / 100 if target_effect else None,
+                                    spend, executor, workers, address, force)
         res = {**asdict(outcome), "report": str(build_report(folder))}
         text = outcome_line(outcome) + f"; report {res['report']}"
     else:

@@ -68,7 +68,7 @@ class ImbalanceSpec(BaseModel):
 
 
 # Fields that change where or how a study runs, or what is planned, never a result: left out of its digest.
-OPERATIONAL_FIELDS = {"tracking", "seed_sd", "slurm", "main_comparison"}
+OPERATIONAL_FIELDS = {"tracking", "seed_sd", "slurm", "main_comparison", "sequential"}
 
 GAP_OUTCOMES = ("worst_group_accuracy", "group_gap", "worst_class_recall", "tpr_gap", "fpr_gap")
 
@@ -86,6 +86,22 @@ class MainComparison(BaseModel):
     # The gap outcome it is decided on (analysis/gap_outcomes.py): worst_group_accuracy, group_gap,
     # worst_class_recall, tpr_gap or fpr_gap (the last two for binary tasks).
     outcome: Literal[GAP_OUTCOMES]
+
+
+class SequentialSpec(BaseModel):
+    """The group-sequential design a study is run under: ``experiment run`` adds seeds in looks
+    until its comparisons are decided (analysis/sequential_study.py); the command line's
+    --max-seeds, --looks and --spending override each value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The most seeds per arm a comparison gets, its last look (default: twice the config's seeds).
+    max_seeds: int | None = Field(None, ge=2)
+    # Looks from the config's seeds to max_seeds, as evenly spaced as whole seeds allow.
+    looks: int = Field(3, ge=1)
+    # How α = 0.05 is spent over the looks: "obrien-fleming" (strict early, near the fixed test at the
+    # last look) or "pocock" (evenly).
+    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
 
 
 class ExperimentSpec(BaseModel):
@@ -132,6 +148,10 @@ class ExperimentSpec(BaseModel):
     # The comparison chosen before running that the study is powered for ([main_comparison]: arm, outcome); the
     # report tests it alone and states it first. Not part of the digest: it changes no run.
     main_comparison: MainComparison | None = None
+    # Run under a group-sequential design ([sequential]: max_seeds, looks, spending): `experiment run` adds seeds
+    # until decided, as --until-decided does. Not part of the digest: the design is fixed in STUDY/sequential.json
+    # at the first look, and a different one is refused there.
+    sequential: SequentialSpec | None = None
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)

@@ -36,7 +36,8 @@ MAIN = {"arm": {"synthetic_per_real": 1}, "outcome": "worst_group_accuracy"}
 
 def study_spec(tmp_path, seeds=4) -> dict:
     return {"name": "main", "seeds": seeds,
-            "base": {"dataset": "demo", "root": str(tmp_path / "demo"), "n_real": 4,
+            "base": {"dataset": "demo", "root": str(tmp_path / "demo"), "n_real": 4, "demo_n_per_class": 20,
+                     "n_test": 5, "n_val": 4,
                      "synthetic_store": str(tmp_path / "store")},
             "grid": {"synthetic_per_real": [0, 1]}, "variants": [{}, {"sampling": "balanced"}],
             "main_comparison": MAIN}
@@ -163,3 +164,10 @@ def test_a_sequential_table_runs_the_study_until_decided_and_changes_no_digest(t
     for bad, field in (({"looks": 0}, "looks"), ({"spending": "haybittle"}, "spending"), ({"max": 4}, "max")):
         with pytest.raises(ConfigError, match=field):
             validate_experiment({**study_spec(tmp_path), "sequential": bad})
+    from dermsynth.experiments.plan import plan
+
+    rows = plan(spec).set_index("stage")
+    assert rows.loc["train classifiers (sequential looks)", "tasks"] == 2 * (12 - 4)  # the main comparison's 2 cells
+    family = validate_experiment({**study_spec(tmp_path), "sequential": {"max_seeds": 12}, "main_comparison": None})
+    assert plan(family).set_index("stage").loc["train classifiers (sequential looks)", "tasks"] == 4 * 8
+    assert "sequential looks" not in set(plan(plain)["stage"])

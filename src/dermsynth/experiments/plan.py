@@ -124,6 +124,13 @@ def plan(spec: ExperimentSpec, device: str = "a100", throughput: dict | None = N
     also = f" + {len(pilots)} real-only pilots of by_error cells" if pilots else ""
     rows.append(_row("train classifiers", f"{len(runs)} runs{also}, ≤ {seen:,} images seen (max_epochs; early "
                      "stopping usually ends sooner)", seen, rate, "images", disk=weights, tasks=len(runs)))
+    if spec.sequential is not None:  # the looks' seeds: at most, every look reached
+        planned = len(spec.seed_list())
+        added = (spec.sequential.max_seeds or 2 * planned) - planned
+        grown = 2 if spec.main_comparison is not None else len(runs) // planned  # its 2 cells, or every cell
+        rows.append(_row("train classifiers (sequential looks)", f"at most {grown * added} more runs: {added} seeds "
+                         f"for each of {grown} cells" + (" (the main comparison's)" if grown == 2 else ""),
+                         seen / len(runs) * grown * added, rate, "images", tasks=grown * added))
     if gen is not None and spec.recognisability and synthetic:
         seen = sum(pool.values()) * runs[0].max_epochs
         rows.append(_row("recognisability check", "1 classifier on the real pool", seen, rate, "images",

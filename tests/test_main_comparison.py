@@ -80,13 +80,18 @@ def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_pa
     arm_cell = {cell_key(r) for r in grid if r.synthetic_per_real == 1 and r.sampling == "uniform"}
     plain = {cell_key(r) for r in grid if r.synthetic_per_real == 0 and r.sampling == "uniform"}
     assert set(grows) == arm_cell | plain  # the remedy's cells and the other synthetic arm never grow
-    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows)
+    wider = validate_experiment({**study_spec(tmp_path), "grid": {"synthetic_per_real": [0, 1], "n_real": [4, 8]}})
+    with pytest.raises(ConfigError, match="matches 2 cells"):  # which n_real? the comparison must be one
+        main_cells(cells(wider), MAIN)
+    one = main_cells(cells(wider), {**MAIN, "arm": {"synthetic_per_real": 1, "n_real": 8}})
+    assert {r.n_real for r in cells(wider) if cell_key(r) in one} == {8} and len(one) == 2
+    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows, main_key(MAIN))
     prepared = with_added_seeds(grid, spec.seed_list(), out, last_look=True)
     assert len(prepared) == len(grid) + 2 * 8  # the stages prepare the main cells for the last look only
     with pytest.raises(ConfigError, match="main comparison"):  # a config that changed what its looks decide
         start_or_resume(out, design.as_dict(), None)
 
-    write_runs(out, grid, gain=0.12)
+    write_runs(out, grid, gain=0.2)
     decisions = take_look(spec, out, state, 0)
     assert list(decisions) == [main_key(MAIN)]  # one comparison, not the accuracy family
     d = decisions[main_key(MAIN)]
@@ -98,7 +103,7 @@ def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_pa
     grown = with_added_seeds(grid, spec.seed_list(), out)
     assert len(grown) == len(grid) + 8 and {r.seed for r in grown} == set(range(8))
 
-    write_runs(out, grown, gain=0.12)
+    write_runs(out, grown, gain=0.2)
     records = load_records(out)
     table = results_table(out, records)
     arm = table[(table["synthetic_per_real"] == 1) & (table["sampling"] == "uniform")]
@@ -111,7 +116,10 @@ def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_pa
     second = take_look(spec, out, state, 1)[main_key(MAIN)]
     assert second["p_fixed"] == pytest.approx(expected.p_value)  # the gap test on exactly the look's 8 seeds
     assert second["decision"] == ("difference" if expected.p_value <= design.nominal()[1] else "continue")
-    assert second["decision"] == "difference"  # a 12-point narrowing of a 30-image group at 8 seeds
+    assert second["decision"] == "difference" and second["p_fixed"] < design.nominal()[1] / 5  # 20 points, 8 seeds
+    changed = {**MAIN, "outcome": "group_gap"}  # another main comparison after a look: outcome switching
+    with pytest.raises(ConfigError, match="fixed at its first look"):
+        start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows, main_key(changed))
 
 
 def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_planned_seeds(tmp_path):
@@ -119,11 +127,11 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
     out = tmp_path / "study"
     design = SequentialDesign((4, 8, 12))
     grid = cells(spec)
-    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, main_cells(grid, MAIN))
-    write_runs(out, grid, gain=0.12)
+    state = start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, main_cells(grid, MAIN), main_key(MAIN))
+    write_runs(out, grid, gain=0.2)
     state = _record(state, design, 0, take_look(spec, out, state, 0))
     save_state(out, state)
-    write_runs(out, with_added_seeds(grid, spec.seed_list(), out), gain=0.12)
+    write_runs(out, with_added_seeds(grid, spec.seed_list(), out), gain=0.2)
     state = _record(state, design, 1, take_look(spec, out, state, 1))
     save_state(out, state)
     # what `experiment run` writes (only now: the planted records carry no data digest to check)
@@ -144,6 +152,7 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
     assert main["ci_level"] == pytest.approx(1 - design.nominal()[1]) and main["seed_ci_low"] > 0
     rest = gaps[gaps["family"] != MAIN_FAMILY]
     assert (rest["seeds"] == 4).all()  # every other comparison on the planned seeds, paired
+    assert rest["p_equiv_bh"].notna().all()  # their own equivalence tests, not the main row's stage-wise one
     assert not ((rest["comparison"] == main["comparison"]) & (rest["outcome"] == MAIN["outcome"])).any()
 
     fixed_row = main_row(every, records, MAIN)  # without the view: every seed, a 95 % interval

@@ -18,6 +18,7 @@ which excludes zero exactly when the look crossed its boundary; its p is the sta
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,12 @@ from dermsynth.analysis.gap_pairs import NO_REMEDY, REMEDY_DEFAULTS, gap_pairs, 
 from dermsynth.analysis.sequential import LookView
 from dermsynth.analysis.summary import canonical
 from dermsynth.analysis.verdicts import equivalence_p
+from dermsynth.errors import ConfigError
 from dermsynth.experiments.sequential_state import cell_key
-from dermsynth.train.spec import RunSpec
+from dermsynth.train.spec import RunSpec, real_only_fields
 
 MAIN_FAMILY = "the main comparison, named before running (tested alone)"
+log = logging.getLogger(__name__)
 
 
 def main_key(main: dict) -> str:
@@ -82,15 +85,19 @@ def main_row(table: pd.DataFrame, records: list[dict], main: dict, view: LookVie
     if view is not None and view.at(key) is not None:
         look = view.at(key)
         arm, ref = on_seeds(arm, ref, view.seeds_for(key))
-        level = 1 - view.design.nominal()[look]
+        level = (1 - 2 * view.design.nominal(1)[look] if view.final[key][1] == "equivalence"  # the TOST interval
+                 else 1 - view.design.nominal()[look])
     if arm.empty or ref.empty:
         return None
     res = test_on_seeds(arm, ref, records, main["outcome"], level)
     row = gap_row(what, res, int(arm["n_test"].iloc[0]), arm, ref, MAIN_FAMILY)
     if look is not None:
-        p_equiv = equivalence_p(res.difference, res.se, res.df)
-        row.update({"comparison_key": key, "ci_level": level, "p_equiv": p_equiv,
-                    **view.columns(key, res.p_value, p_equiv)})
+        recorded = view.recorded[key]  # the p-values the look decided on, not a recomputation
+        if not np.isclose(recorded["p_fixed"], res.p_value, equal_nan=True):
+            log.warning("the main comparison's p at look %d is %.4g now, %.4g when the look decided it (runs changed "
+                        "since); the report states the look's", look + 1, res.p_value, recorded["p_fixed"])
+        row.update({"comparison_key": key, "ci_level": level,
+                    **view.columns(key, recorded["p_fixed"], recorded["p_equiv_fixed"])})
     return row
 
 
@@ -111,13 +118,19 @@ def look_decision_inputs(table: pd.DataFrame, records: list[dict], main: dict,
 
 
 def main_cells(runs: list[RunSpec], main: dict) -> list[str]:
-    """The cells a sequential study's looks may give seeds to when they decide ``main``: those
-    without a remedy (its reference is real only without one, and an arm is paired with the
-    reference of its own remedy) that are real only or have every run field ``main`` names."""
-    def grows(r: RunSpec) -> bool:
-        d = r.model_dump()
-        if any(d[k] != v for k, v in REMEDY_DEFAULTS.items()):
-            return False
-        return r.synthetic_per_real == 0 or all(canonical(d.get(k)) == canonical(v) for k, v in main["arm"].items())
+    """The main comparison's two cells, which a sequential study's looks give seeds to: its arm
+    (the one synthetic cell without a remedy whose runs have every field ``main`` names) and its
+    reference (that cell with every synthetic-arm field at its default: real only, no remedy)."""
+    def no_remedy(d: dict) -> bool:
+        return all(d[k] == v for k, v in REMEDY_DEFAULTS.items())
 
-    return sorted({cell_key(r) for r in runs if grows(r)})
+    arm = {cell_key(r): r for r in runs if r.synthetic_per_real > 0 and no_remedy(r.model_dump())
+           and all(canonical(r.model_dump().get(k)) == canonical(v) for k, v in main["arm"].items())}
+    if len(arm) != 1:
+        raise ConfigError(f"[main_comparison] arm {main['arm']} matches {len(arm)} cells of the grid without a remedy; "
+                          "it must name one (add the fields that tell them apart, e.g. n_real)")
+    reference = RunSpec(**{**next(iter(arm.values())).model_dump(), **real_only_fields()})
+    if cell_key(reference) not in {cell_key(r) for r in runs}:
+        raise ConfigError(f"[main_comparison] arm {main['arm']} has no real-only cell without a remedy to be "
+                          "compared with: add synthetic_per_real = 0 to the grid")
+    return sorted({*arm, cell_key(reference)})

@@ -37,7 +37,7 @@ from dermsynth.analysis.gap_pairs import (
     run_arrays,
     with_remedies,
 )
-from dermsynth.analysis.main_comparison import MAIN_FAMILY, is_main, main_row
+from dermsynth.analysis.main_comparison import MAIN_FAMILY, main_key, main_row
 from dermsynth.analysis.report_sections import Section, fmt_table, img_tag
 from dermsynth.analysis.sequential import LookView, report_view
 from dermsynth.analysis.summary import arm_keys, synthetic_comparisons, varying_keys
@@ -85,13 +85,18 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None 
         return pd.DataFrame()
     _, label, group = run_arrays(records[0])
     n_classes = len(records[0]["classes"])
-    first = main_row(table if main_table is None else main_table, records, main, view) if main else None
+    looked = view is not None and main is not None and view.at(main_key(main)) is not None
+    # the looks' extra seeds only for the comparison they decided (a config naming another main
+    # comparison since: that one on the planned seeds, as a fixed design)
+    first = main_row(main_table if looked and main_table is not None else table, records, main,
+                     view if looked else None) if main else None
     rows = [first] if first else []
     for what, arm, ref in gap_pairs(table):
         a = [run_arrays(by_run[r])[0] for r in arm["run_id"]]
         b = [run_arrays(by_run[r])[0] for r in ref["run_id"]]
         for outcome in OUTCOMES:
-            if outcome in ("tpr_gap", "fpr_gap") and n_classes != 2 or is_main(main, what, arm, outcome):
+            if outcome in ("tpr_gap", "fpr_gap") and n_classes != 2 or (
+                    first and first["comparison"] == what and first["outcome"] == outcome):
                 continue
             res = gap_test(outcome, a, b, label, group, n_classes, arm["seed"].tolist(), ref["seed"].tolist())
             if not (np.isnan(res.value_a) or np.isnan(res.value_b)):
@@ -99,8 +104,12 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None 
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
-    out = pd.concat([finish_family(frame[frame["family"] == f]) for f in (MAIN_FAMILY, GAP_FAMILY)
-                     if (frame["family"] == f).any()], ignore_index=True)
+    # each family as its own rows carry it: a sequential main row brings its stage-wise p_equiv, the
+    # exploratory rows none (finish_family computes theirs only where the column is absent)
+    parts = {f: frame[frame["family"] == f] for f in (MAIN_FAMILY, GAP_FAMILY) if (frame["family"] == f).any()}
+    if GAP_FAMILY in parts:
+        parts[GAP_FAMILY] = parts[GAP_FAMILY].drop(columns=["p_equiv"], errors="ignore")
+    out = pd.concat([finish_family(part) for part in parts.values()], ignore_index=True)
     lower_better = out["outcome"].map(lambda o: OUTCOMES[o][0] < 0)
     out["seed_ci_low"], out["seed_ci_high"] = out["seed_ci_low"].clip(-1, 1), out["seed_ci_high"].clip(-1, 1)
     out.loc[lower_better & (out["verdict"] == "improved"), "verdict"] = "narrowed"
@@ -186,7 +195,7 @@ def _gap_sentence(r: pd.Series) -> str:
     ci = "95 % CI"
     if np.isfinite(r.get("look", np.nan)):  # decided by a sequential study's looks (analysis/main_comparison.py)
         p = (f"stage-wise p = {r['p_seed']:.2g} at look {int(r['look'])} of {int(r['looks'])}, {r['spending']} "
-             f"spending of α = 0.05")
+             f"spending of α = 0.05" + ("; still running: more seeds to come" if r["stopped"] == "continue" else ""))
         ci = f"{100 * r['ci_level']:.2f} % repeated CI"
     if not np.isfinite(r["difference"]) or not np.isfinite(r.get("seed_ci_low", np.nan)):
         return f"{r['comparison']}: {OUTCOMES[r['outcome']][1]}, {r['verdict']}."

@@ -250,9 +250,11 @@ class LookView:
         self.design = design_from(state)
         self.planned, self.look = list(planned_seeds), look
         self.final: dict[str, tuple[int, str]] = {}
+        self.recorded: dict[str, dict] = {}  # each comparison's decision at its last look, as recorded
         for entry in state.get("looks", []):
             for key, d in entry["decisions"].items():
                 self.final[key] = (int(entry["look"]), d["decision"])
+                self.recorded[key] = d
 
     def at(self, key: str) -> int | None:
         """The 0-based look this comparison is read at (None: not one the study has looked at)."""

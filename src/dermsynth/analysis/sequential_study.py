@@ -69,6 +69,10 @@ def default_max_seeds(spec: ExperimentSpec, out: Path, target_effect: float | No
     power, from the plan's seed sd), 5 % more for the sequential design's looks; else twice the
     config's seeds."""
     planned = len(spec.seed_list())
+    if target_effect and spec.main_comparison is not None:
+        raise ConfigError("--target-effect sizes a design from the seed sd of accuracy, not of the main comparison's "
+                          f"{spec.main_comparison.outcome}: give --max-seeds (or [sequential] max_seeds), e.g. from "
+                          "bench/gap_test_validity.py's power for that outcome")
     if target_effect:
         from dermsynth.analysis.aa_check import planned_power
 
@@ -107,7 +111,7 @@ def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | No
     design = SequentialDesign.spaced(planned, most, looks, spending=spending)
     main = spec.main_comparison.model_dump() if spec.main_comparison else None
     state = start_or_resume(out, design.as_dict(), target_effect, LOOKS_AT_MAIN if main else LOOKS_AT_FAMILY,
-                            main_cells(cells(spec), main) if main else None)
+                            main_cells(cells(spec), main) if main else None, main_key(main) if main else None)
     ran = failed = 0
     while True:
         res = run_experiment(spec, out, executor, workers, address, force)
@@ -184,8 +188,14 @@ def _finished(state: dict) -> bool:
 
 
 def _record(state: dict, design: SequentialDesign, look: int, decisions: dict[str, dict]) -> dict:
-    """The state with this look's decisions and the next look's seeds for what goes on."""
+    """The state with this look's decisions and the next look's seeds for what goes on (only
+    cells the record lets grow: the stages prepared no others for more seeds)."""
     extend = dict(state["extend"])
+    grows = state.get("grows")
+    outside = {c for d in decisions.values() for c in (d["arm"], d["reference"])} - set(grows or ())
+    if grows is not None and outside:
+        raise ConfigError(f"look {look + 1} would give seeds to cells {sorted(outside)} outside the ones this study "
+                          f"prepared ({grows}); rerun with the config it started with")
     if look + 1 < len(design.looks):
         nxt = design.looks[look + 1]
         for d in decisions.values():

@@ -51,20 +51,24 @@ def looks_at(state: dict) -> str:
 
 
 def start_or_resume(out: str | Path, design: dict, target_effect: float | None,
-                    looks_at_: str = LOOKS_AT_FAMILY, grows: list[str] | None = None) -> dict:
+                    looks_at_: str = LOOKS_AT_FAMILY, grows: list[str] | None = None,
+                    decides: str | None = None) -> dict:
     """The study's record: a new one, or the one on disk when its design is this one (a
     different design on a folder that has looked already would spend α twice: refused).
-    ``grows``: the only cells a look may give seeds to (None: any), what the stages prepare for."""
+    ``grows``: the only cells a look may give seeds to (None: any), what the stages prepare for;
+    ``decides``: the main comparison the looks decide (changing it between looks would be
+    switching outcomes after seeing data: refused)."""
     old = load_state(out)
     if old is None:
-        state = {"design": design, "target_effect": target_effect, "looks_at": looks_at_, "grows": grows,
-                 "looks": [], "extend": {}}
+        state = {"design": design, "target_effect": target_effect, "looks_at": looks_at_, "decides": decides,
+                 "grows": grows, "looks": [], "extend": {}}
         save_state(out, state)
         return state
-    if looks_at(old) != looks_at_:
-        raise ConfigError(f"{state_path(out)} records looks at the {looks_at(old)}; this config's looks would "
-                          f"decide the {looks_at_} ([main_comparison] added or removed). Restore the config or "
-                          "use another --study")
+    if looks_at(old) != looks_at_ or old.get("decides", decides) != decides:  # (records from before the key)
+        raise ConfigError(f"{state_path(out)} records looks that decide "
+                          f"{old.get('decides') or 'the ' + looks_at(old)}; this config's looks would decide "
+                          f"{decides or 'the ' + looks_at_}. The comparison a sequential study decides is fixed at "
+                          "its first look: restore the config's [main_comparison], or use another --study")
     if any(old["design"][k] != design[k] for k in DESIGN_KEYS):
         raise ConfigError(f"{state_path(out)} records a sequential design with looks {old['design']['looks']} "
                           f"({old['design']['spending']}, α {old['design']['alpha']}); this run asks for "

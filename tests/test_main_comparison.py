@@ -8,12 +8,13 @@ arm's worst skin-type group made easier), so each look's decision is known witho
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dermsynth import files
 from dermsynth.analysis.gap_outcomes import gap_test
 from dermsynth.analysis.main_comparison import MAIN_FAMILY, main_cells, main_key, main_row
-from dermsynth.analysis.remedies import gap_comparisons
+from dermsynth.analysis.remedies import gap_comparisons, gap_summary
 from dermsynth.analysis.sequential import LookView, SequentialDesign, planned_seeds_only, report_view
 from dermsynth.analysis.sequential_study import _record, take_look
 from dermsynth.errors import ConfigError
@@ -154,6 +155,10 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
     assert (rest["seeds"] == 4).all()  # every other comparison on the planned seeds, paired
     assert rest["p_equiv_bh"].notna().all()  # their own equivalence tests, not the main row's stage-wise one
     assert not ((rest["comparison"] == main["comparison"]) & (rest["outcome"] == MAIN["outcome"])).any()
+
+    first = gap_summary(pd.DataFrame(), gaps)[0]  # the report's summary states it first, as decided
+    assert first.startswith("Main comparison") and "at look 2 of 3" in first and "% repeated CI" in first
+    assert "still running" not in first
 
     fixed_row = main_row(every, records, MAIN)  # without the view: every seed, a 95 % interval
     assert fixed_row["seeds"] == 8 and "look" not in fixed_row

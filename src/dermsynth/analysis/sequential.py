@@ -280,11 +280,19 @@ class LookView:
 def report_view(out: str | Path, looks_at_: str = LOOKS_AT_FAMILY) -> LookView | None:
     """How a report reads the comparisons a sequential study's looks decide — those of
     ``looks_at_`` (None: the study is not sequential, or its looks decide something else)."""
-    state, marker = load_state(out), Path(out) / "experiment.json"
-    if state is None or not state["looks"] or not marker.exists() or looks_at(state) != looks_at_:
+    state, seeds = load_state(out), _planned_seeds(out)
+    if state is None or not state["looks"] or seeds is None or looks_at(state) != looks_at_:
+        return None
+    return LookView(state, seeds)
+
+
+def _planned_seeds(out: str | Path) -> list[int] | None:
+    """The seeds the study's config plans, as its experiment.json records them (None: no record)."""
+    marker = Path(out) / "experiment.json"
+    if not marker.exists():
         return None
     seeds = json.loads(marker.read_text())["spec"].get("seeds", 5)
-    return LookView(state, list(range(seeds)) if isinstance(seeds, int) else list(seeds))
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
 
 
 def planned_seeds_only(out: str | Path, table):
@@ -292,8 +300,7 @@ def planned_seeds_only(out: str | Path, table):
     looks gave seeds to its main comparison's cells alone, only the config's planned seeds (the
     extra ones would make those two cells' other comparisons unpaired and their size depend on
     what the looks saw); any other study's table as it is."""
-    state, marker = load_state(out), Path(out) / "experiment.json"
-    if state is None or looks_at(state) != LOOKS_AT_MAIN or not marker.exists():
+    state, seeds = load_state(out), _planned_seeds(out)
+    if state is None or looks_at(state) != LOOKS_AT_MAIN or seeds is None:
         return table
-    seeds = json.loads(marker.read_text())["spec"].get("seeds", 5)
-    return table[table["seed"].isin(list(range(seeds)) if isinstance(seeds, int) else list(seeds))]
+    return table[table["seed"].isin(seeds)]

@@ -185,3 +185,35 @@ def test_a_sequential_table_runs_the_study_until_decided_and_changes_no_digest(t
     family = validate_experiment({**study_spec(tmp_path), "sequential": {"max_seeds": 12}, "main_comparison": None})
     assert plan(family).set_index("stage").loc["train classifiers (sequential looks)", "tasks"] == 4 * 8
     assert "sequential looks" not in set(plan(plain)["stage"])
+
+
+def test_the_sequential_gap_test_keeps_its_level_and_decides_a_narrowed_group():
+    """A short run of bench/gap_test_validity.py --sequential: the main comparison's looks (4, 8
+    and 12 seeds, O'Brien–Fleming) on the gap test, under the paired null and with a 15-point
+    narrowing of a group 20 points behind (the bench runs the preset's design, with more studies)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from gap_test_validity import GroupShiftSimulator, skin_groups
+
+    from dermsynth.analysis.null_simulation import Scenario, sequential_rates
+    from dermsynth.analysis.verdicts import equivalence_p
+
+    groups = skin_groups(400)
+
+    def test(a, b, sa, sb):
+        res = gap_test("worst_group_accuracy", list(a), list(b), labels, groups, 4, sa, sb, reps=30)
+        return res.p_value, equivalence_p(res.difference, res.se, res.df)
+
+    design = SequentialDesign((4, 8, 12))
+    rates = {}
+    for gain in (0.0, 0.15):
+        sc = Scenario("paired", 12, 0.03, n_classes=4, per_class=100)
+        probe = GroupShiftSimulator(sc, np.random.default_rng(0), groups, "V-VI", gain, 0.2)
+        labels = probe.classes
+        rates[gain] = sequential_rates(sc, design, 100, seed=3, test=test,
+                                       simulator=lambda s, rng, g=gain: GroupShiftSimulator(s, rng, groups, "V-VI",
+                                                                                            g, 0.2))
+    assert rates[0.0]["mc_low"] < 0.05 and rates[0.0]["rate"] <= 0.08  # the level, within Monte-Carlo error
+    assert rates[0.15]["rate"] > 0.8 and rates[0.15]["mean_seeds"] < 12  # decided, most before the last look

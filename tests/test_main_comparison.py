@@ -101,6 +101,8 @@ def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_pa
     state = _record(state, design, 0, decisions)
     assert state["extend"] == {d["arm"]: 8, d["reference"]: 8}
     save_state(out, state)
+    with pytest.raises(ConfigError, match="outside"):  # a look may not grow a cell the stages did not prepare
+        _record(state, design, 0, {"x": {**d, "decision": "continue", "arm": "not-a-main-cell"}})
     grown = with_added_seeds(grid, spec.seed_list(), out)
     assert len(grown) == len(grid) + 8 and {r.seed for r in grown} == set(range(8))
 
@@ -119,8 +121,13 @@ def test_the_looks_decide_the_main_comparison_and_grow_its_two_cells_only(tmp_pa
     assert second["decision"] == ("difference" if expected.p_value <= design.nominal()[1] else "continue")
     assert second["decision"] == "difference" and second["p_fixed"] < design.nominal()[1] / 5  # 20 points, 8 seeds
     changed = {**MAIN, "outcome": "group_gap"}  # another main comparison after a look: outcome switching
-    with pytest.raises(ConfigError, match="fixed at its first look"):
+    with pytest.raises(ConfigError, match="fixed when it starts"):
         start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows, main_key(changed))
+    legacy = {k: v for k, v in {**state, "looks": [{"look": 0, "decisions": decisions}]}.items() if k != "decides"}
+    save_state(out, legacy)  # a record from before it named the comparison: its looks' decisions name it
+    with pytest.raises(ConfigError, match="fixed when it starts"):
+        start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows, main_key(changed))
+    assert start_or_resume(out, design.as_dict(), None, LOOKS_AT_MAIN, grows, main_key(MAIN))["looks"]
 
 
 def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_planned_seeds(tmp_path):
@@ -132,6 +139,9 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
     write_runs(out, grid, gain=0.2)
     state = _record(state, design, 0, take_look(spec, out, state, 0))
     save_state(out, state)
+    early = gap_comparisons(results_table(out, load_records(out)), load_records(out), MAIN,
+                            view=LookView(state, spec.seed_list()))  # a report between looks
+    assert "still running" in gap_summary(pd.DataFrame(), early)[0]
     write_runs(out, with_added_seeds(grid, spec.seed_list(), out), gain=0.2)
     state = _record(state, design, 1, take_look(spec, out, state, 1))
     save_state(out, state)
@@ -160,6 +170,15 @@ def test_the_report_reads_the_main_comparison_at_its_look_and_the_rest_on_the_pl
     assert first.startswith("Main comparison") and "at look 2 of 3" in first and "% repeated CI" in first
     assert "still running" not in first
 
+    decided = load_state(out)
+    at_look = decided["looks"][1]["decisions"][main_key(MAIN)]["p_fixed"]
+    decided["looks"][1]["decisions"][main_key(MAIN)]["p_fixed"] = 1e-4  # as if the runs had changed since
+    save_state(out, decided)
+    moved = main_row(every, records, MAIN, report_view(out, LOOKS_AT_MAIN))
+    assert moved["p_seed"] == pytest.approx(design.stagewise_p(1, 1e-4))  # the p the look decided on
+    assert moved["p_now"] == pytest.approx(at_look)  # and what the runs give now, said beside it
+    assert np.isnan(main["p_now"])  # unchanged runs: nothing to say
+
     fixed_row = main_row(every, records, MAIN)  # without the view: every seed, a 95 % interval
     assert fixed_row["seeds"] == 8 and "look" not in fixed_row
 
@@ -175,6 +194,11 @@ def test_a_sequential_table_runs_the_study_until_decided_and_changes_no_digest(t
     assert sequential_design(spec, False, False, None, None, None) == (12, 3, "obrien-fleming")
     assert sequential_design(spec, False, False, 20, 5, "pocock") == (20, 5, "pocock")  # the command line wins
     assert sequential_design(spec, False, True, None, None, None) is None  # a rehearsal runs its stand-ins once
+    assert sequential_design(spec, False, False, None, None, None, 0.05)[0] is None  # --target-effect sizes it
+    from dermsynth.analysis.sequential_study import run_until_decided
+
+    with pytest.raises(ConfigError, match="target-effect"):  # sized from accuracy, not the gap outcome
+        run_until_decided(spec, tmp_path / "s", target_effect=0.05)
     for bad, field in (({"looks": 0}, "looks"), ({"spending": "haybittle"}, "spending"), ({"max": 4}, "max")):
         with pytest.raises(ConfigError, match=field):
             validate_experiment({**study_spec(tmp_path), "sequential": bad})

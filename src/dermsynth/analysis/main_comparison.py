@@ -82,7 +82,7 @@ def main_row(table: pd.DataFrame, records: list[dict], main: dict, view: LookVie
         return None
     what, arm, ref = found
     key, level, look = main_key(main), 0.95, None
-    if view is not None and view.at(key) is not None:
+    if view is not None and key in view.recorded:
         look = view.at(key)
         arm, ref = on_seeds(arm, ref, view.seeds_for(key))
         level = (1 - 2 * view.design.nominal(1)[look] if view.final[key][1] == "equivalence"  # the TOST interval
@@ -93,10 +93,11 @@ def main_row(table: pd.DataFrame, records: list[dict], main: dict, view: LookVie
     row = gap_row(what, res, int(arm["n_test"].iloc[0]), arm, ref, MAIN_FAMILY)
     if look is not None:
         recorded = view.recorded[key]  # the p-values the look decided on, not a recomputation
-        if not np.isclose(recorded["p_fixed"], res.p_value, equal_nan=True):
+        changed = not np.isclose(recorded["p_fixed"], res.p_value, equal_nan=True)
+        if changed:
             log.warning("the main comparison's p at look %d is %.4g now, %.4g when the look decided it (runs changed "
                         "since); the report states the look's", look + 1, res.p_value, recorded["p_fixed"])
-        row.update({"comparison_key": key, "ci_level": level,
+        row.update({"comparison_key": key, "ci_level": level, "p_now": res.p_value if changed else np.nan,
                     **view.columns(key, recorded["p_fixed"], recorded["p_equiv_fixed"])})
     return row
 

@@ -46,9 +46,10 @@ from dermsynth.experiments.sequential_state import LOOKS_AT_MAIN
 
 REMEDY_FAMILY = "synthetic data vs the imbalance remedies"
 GAP_FAMILY = "did this arm narrow the gap? (gap outcomes, every comparison of this table)"
-MAIN_LOOK_NOTE = (" The main comparison was decided by the study's sequential looks (experiment run --until-decided): "
-                  "it is read on the seeds of the look it stopped at, with the stage-wise p and the repeated "
-                  "confidence interval of that look; every other table reads the config's planned seeds only.")
+MAIN_LOOK_NOTE = (" The main comparison is decided by the study's sequential looks (experiment run --until-decided): "
+                  "it is read on the seeds of its latest look (where it stopped, or where it stands while the looks "
+                  "go on), with the stage-wise p and that look's repeated confidence interval; every other table "
+                  "reads the config's planned seeds only.")
 
 
 def synthetic_vs_remedies(table: pd.DataFrame, records: list[dict], test: str = "prop",
@@ -85,7 +86,7 @@ def gap_comparisons(table: pd.DataFrame, records: list[dict], main: dict | None 
         return pd.DataFrame()
     _, label, group = run_arrays(records[0])
     n_classes = len(records[0]["classes"])
-    looked = view is not None and main is not None and view.at(main_key(main)) is not None
+    looked = view is not None and main is not None and main_key(main) in view.recorded
     # the looks' extra seeds only for the comparison they decided (a config naming another main
     # comparison since: that one on the planned seeds, as a fixed design)
     first = main_row(main_table if looked and main_table is not None else table, records, main,
@@ -195,8 +196,11 @@ def _gap_sentence(r: pd.Series) -> str:
     ci = "95 % CI"
     if np.isfinite(r.get("look", np.nan)):  # decided by a sequential study's looks (analysis/main_comparison.py)
         p = (f"stage-wise p = {r['p_seed']:.2g} at look {int(r['look'])} of {int(r['looks'])}, {r['spending']} "
-             f"spending of α = 0.05" + ("; still running: more seeds to come" if r["stopped"] == "continue" else ""))
-        ci = f"{100 * r['ci_level']:.2f} % repeated CI"
+             f"spending of α = 0.05" + ("; still running: more seeds to come" if r["stopped"] == "continue" else "")
+             + (f"; runs changed since that look: its p is {r['p_now']:.2g} on them now"
+                if np.isfinite(r.get("p_now", np.nan)) else ""))
+        ci = f"{100 * r['ci_level']:.2f} % " + ("equivalence (TOST) interval" if r["stopped"] == "equivalence"
+                                               else "repeated CI")
     if not np.isfinite(r["difference"]) or not np.isfinite(r.get("seed_ci_low", np.nan)):
         return f"{r['comparison']}: {OUTCOMES[r['outcome']][1]}, {r['verdict']}."
     return (f"{r['comparison']}: {OUTCOMES[r['outcome']][1]} {100 * r['value_reference']:.1f} → "
@@ -231,6 +235,7 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "df)."))
     view = report_view(out_dir, LOOKS_AT_MAIN) if main else None
     gaps = gap_comparisons(table, records, main, main_table, view) if len(per_cell) else pd.DataFrame()
+    looked = view is not None and main_key(main) in view.recorded  # the looks decided this main comparison
     if len(gaps):
         gaps.to_csv(out_dir / "gap_comparisons.csv", index=False)
         fig = fig_group_accuracy(table, out_dir / "figures")
@@ -244,5 +249,5 @@ def gap_sections(out_dir: Path, table: pd.DataFrame, records: list[dict], test: 
                                 "(analysis/gap_outcomes.py); BH over every row of this table but the main "
                                 f"comparison ({json.dumps(GAP_FAMILY)}), which a config names before running and "
                                 f"is tested alone ({json.dumps(MAIN_FAMILY)}); n = test images per run."
-                                + (MAIN_LOOK_NOTE if view is not None else "")))
+                                + (MAIN_LOOK_NOTE if looked else "")))
     return sections, gap_summary(remedies, gaps)

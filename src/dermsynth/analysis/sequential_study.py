@@ -69,10 +69,6 @@ def default_max_seeds(spec: ExperimentSpec, out: Path, target_effect: float | No
     power, from the plan's seed sd), 5 % more for the sequential design's looks; else twice the
     config's seeds."""
     planned = len(spec.seed_list())
-    if target_effect and spec.main_comparison is not None:
-        raise ConfigError("--target-effect sizes a design from the seed sd of accuracy, not of the main comparison's "
-                          f"{spec.main_comparison.outcome}: give --max-seeds (or [sequential] max_seeds), e.g. from "
-                          "bench/gap_test_validity.py's power for that outcome")
     if target_effect:
         from dermsynth.analysis.aa_check import planned_power
 
@@ -88,7 +84,8 @@ def default_max_seeds(spec: ExperimentSpec, out: Path, target_effect: float | No
 
 
 def sequential_design(spec: ExperimentSpec, until_decided: bool, rehearse: bool, max_seeds: int | None,
-                      looks: int | None, spending: str | None) -> tuple[int | None, int, str] | None:
+                      looks: int | None, spending: str | None,
+                      target_effect: float | None = None) -> tuple[int | None, int, str] | None:
     """(max seeds, looks, spending) when ``experiment run`` runs until decided — asked on the
     command line, or by the config's [sequential] (not in a rehearsal, which runs its stand-ins
     once) — each value from the command line, else the config, else the defaults; None otherwise."""
@@ -96,7 +93,8 @@ def sequential_design(spec: ExperimentSpec, until_decided: bool, rehearse: bool,
     if not until_decided and design is None:
         return None
     design = design or SequentialSpec()
-    return max_seeds or design.max_seeds, looks or design.looks, spending or design.spending
+    return (max_seeds or (None if target_effect else design.max_seeds),  # --target-effect sizes it instead
+            looks or design.looks, spending or design.spending)
 
 
 def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | None = None, looks: int = 3,
@@ -106,6 +104,10 @@ def run_until_decided(spec: ExperimentSpec, out: str | Path, max_seeds: int | No
     """Run the study look by look until every comparison of its main family is decided or has
     reached ``max_seeds`` seeds per arm."""
     out = Path(out)
+    if target_effect and spec.main_comparison is not None:
+        raise ConfigError("--target-effect sizes a design from the seed sd of accuracy, not of the main comparison's "
+                          f"{spec.main_comparison.outcome}: give --max-seeds (or [sequential] max_seeds), e.g. from "
+                          "bench/gap_test_validity.py's power for that outcome")
     planned = len(spec.seed_list())
     most = max_seeds or default_max_seeds(spec, out, target_effect)
     design = SequentialDesign.spaced(planned, most, looks, spending=spending)

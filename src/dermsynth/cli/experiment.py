@@ -103,7 +103,7 @@ def experiment_run(config: Path = ConfigArg, study: Path | None = StudyOpt,
     if rehearse:
         folder = chosen or default_study(f"{config.stem}-rehearsal")
         spec = rehearsal_of(spec, cache_dir=str(folder / "cache"))
-    design = sequential_design(spec, until_decided, rehearse, max_seeds, looks, spending)
+    design = sequential_design(spec, until_decided, rehearse, max_seeds, looks, spending, target_effect)
     if design is not None:
         most, n_looks, spend = design
         outcome = run_until_decided(spec, folder, most, n_looks, target_effect / 100 if target_effect else None,

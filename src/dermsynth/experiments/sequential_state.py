@@ -50,6 +50,15 @@ def looks_at(state: dict) -> str:
     return state.get("looks_at", LOOKS_AT_FAMILY)  # records from before the field: the family
 
 
+def _decides(state: dict, default: str | None) -> str | None:
+    """The main comparison a record's looks decide (records from before the key: the one their
+    looks named; before any look, ``default``)."""
+    if "decides" in state:
+        return state["decides"]
+    named = {k for entry in state.get("looks", []) for k in entry["decisions"]}
+    return next(iter(named)) if looks_at(state) == LOOKS_AT_MAIN and len(named) == 1 else default
+
+
 def start_or_resume(out: str | Path, design: dict, target_effect: float | None,
                     looks_at_: str = LOOKS_AT_FAMILY, grows: list[str] | None = None,
                     decides: str | None = None) -> dict:
@@ -64,11 +73,11 @@ def start_or_resume(out: str | Path, design: dict, target_effect: float | None,
                  "grows": grows, "looks": [], "extend": {}}
         save_state(out, state)
         return state
-    if looks_at(old) != looks_at_ or old.get("decides", decides) != decides:  # (records from before the key)
+    if looks_at(old) != looks_at_ or _decides(old, decides) != decides:
         raise ConfigError(f"{state_path(out)} records looks that decide "
-                          f"{old.get('decides') or 'the ' + looks_at(old)}; this config's looks would decide "
-                          f"{decides or 'the ' + looks_at_}. The comparison a sequential study decides is fixed at "
-                          "its first look: restore the config's [main_comparison], or use another --study")
+                          f"{_decides(old, None) or 'the ' + looks_at(old)}; this config's looks would decide "
+                          f"{decides or 'the ' + looks_at_}. The comparison a sequential study decides is fixed when "
+                          "it starts: restore the config's [main_comparison], or use another --study")
     if any(old["design"][k] != design[k] for k in DESIGN_KEYS):
         raise ConfigError(f"{state_path(out)} records a sequential design with looks {old['design']['looks']} "
                           f"({old['design']['spending']}, α {old['design']['alpha']}); this run asks for "

@@ -114,8 +114,7 @@ def look_decision_inputs(table: pd.DataFrame, records: list[dict], main: dict,
     if set(arm["seed"]) != set(seeds) or set(ref["seed"]) != set(seeds):
         return None
     res = test_on_seeds(arm, ref, records, main["outcome"])
-    p_equiv = equivalence_p(res.difference, res.se, res.df) if np.isfinite(res.se) else float("nan")
-    return res, p_equiv, arm, ref
+    return res, equivalence_p(res.difference, res.se, res.df), arm, ref
 
 
 def main_cells(runs: list[RunSpec], main: dict) -> list[str]:
@@ -125,8 +124,11 @@ def main_cells(runs: list[RunSpec], main: dict) -> list[str]:
     def no_remedy(d: dict) -> bool:
         return all(d[k] == v for k, v in REMEDY_DEFAULTS.items())
 
-    arm = {cell_key(r): r for r in runs if r.synthetic_per_real > 0 and no_remedy(r.model_dump())
-           and all(canonical(r.model_dump().get(k)) == canonical(v) for k, v in main["arm"].items())}
+    def in_arm(d: dict) -> bool:
+        return d["synthetic_per_real"] > 0 and no_remedy(d) and all(canonical(d.get(k)) == canonical(v)
+                                                                     for k, v in main["arm"].items())
+
+    arm = {cell_key(r): r for r in runs if in_arm(r.model_dump())}
     if len(arm) != 1:
         raise ConfigError(f"[main_comparison] arm {main['arm']} matches {len(arm)} cells of the grid without a remedy; "
                           "it must name one (add the fields that tell them apart, e.g. n_real)")

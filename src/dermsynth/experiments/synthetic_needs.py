@@ -12,16 +12,15 @@ import math
 
 from dermsynth.errors import ConfigError
 from dermsynth.experiments.generator_spec import GeneratorSpec
-from dermsynth.train.allocation import needed_per_reference, over_skin_types
-from dermsynth.train.spec import ALLOCATION_CAP, RunSpec
+from dermsynth.train.allocation import most_per_reference, needed_per_reference, over_skin_types
+from dermsynth.train.spec import RunSpec
 from dermsynth.train.training_set import real_subset
 
 
 def images_per_reference(run: RunSpec) -> int:
-    """The most images to generate for one reference of ``run``: k, or enough that its filter
-    keeps k; a balancing allocation may give a reference up to ALLOCATION_CAP × k."""
-    k = run.synthetic_per_real * (1 if run.synthetic_allocation == "per_real" else ALLOCATION_CAP)
-    return _before_filter(run, k)
+    """The most images to generate for one reference of ``run``: its allocation's most, or enough
+    that its filter keeps that many."""
+    return _before_filter(run, most_per_reference(run))
 
 
 def _before_filter(run: RunSpec, k: int) -> int:

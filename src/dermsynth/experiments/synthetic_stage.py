@@ -241,7 +241,13 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
         return [], {}
     check_skin_type_kept(gen, needs)
     splits = load_splits(r.split_spec() for r in needs)
-    k = most_needed(reference_counts(needs, splits, gen.methods))
+    groups: dict[tuple, list[RunSpec]] = {}
+    for r in needs:
+        groups.setdefault((r.generator_finetune or gen.finetune_values()[0], subset_key(gen, r)), []).append(r)
+    # what each store's cells draw (imbalance: 7 per real at 25 images, 1 at 100; a balancing
+    # allocation: each reference's quota), and the most of all
+    need_of = {key: reference_counts(mine, splits, gen.methods) for key, mine in groups.items()}
+    k = max(most_needed(n) for n in need_of.values())
     if k > gen.per_image:
         asked = max(r.synthetic_per_real for r in needs)
         why = "" if k == asked else f" and a filter keeping a share of them needs {k} to choose from"
@@ -249,9 +255,6 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                           "raise per_image")
     if gen.backend == "sd" and not gen.sd.model:
         raise ConfigError("generator.backend = 'sd' needs [generator.sd] model (hub id or local folder)")
-    groups: dict[tuple, list[RunSpec]] = {}
-    for r in needs:
-        groups.setdefault((r.generator_finetune or gen.finetune_values()[0], subset_key(gen, r)), []).append(r)
     tasks: list[Task] = []
     stores: dict[str, list[str]] = {}
     names = set()
@@ -272,9 +275,7 @@ def synthetic_tasks(spec: ExperimentSpec, runs: list[RunSpec], out: Path) -> tup
                 names.add(base_task)
         refs = references_needed(mine, splits)
         store = str(store_for(gen, out, finetune, subset))
-        # a store holds what its cells draw (imbalance: 7 per real at 25 images, 1 at 100; a balancing
-        # allocation: each reference's quota)
-        need = reference_counts(mine, splits, gen.methods)
+        need = need_of[(finetune, subset)]
         k_store = k if subset is None else most_needed(need)
         sized = any(r.synthetic_allocation in BALANCING for r in mine)  # else every reference gets k_store
         methods = sorted({m for r in mine for m in (r.synthetic_methods or gen.methods)})

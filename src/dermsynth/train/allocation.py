@@ -122,11 +122,15 @@ def quotas(real: pd.DataFrame, k: int, allocation: str, seed: int, cap: int,
     return pd.Series(out).reindex(real["id"].astype(str))
 
 
+def most_per_reference(spec: RunSpec) -> int:
+    """The most images one reference of a run may get: k under ``per_real``, the cap (ALLOCATION_CAP
+    × k) under any other allocation."""
+    return spec.synthetic_per_real * (1 if spec.synthetic_allocation == "per_real" else ALLOCATION_CAP)
+
+
 def needed_per_reference(spec: RunSpec, real: pd.DataFrame) -> pd.Series:
     """The images a run may draw from each of its references: k, or its allocation's
     quota (a balancing one's is known from the real images; a ``by_error`` one's is at most the cap)."""
-    k = spec.synthetic_per_real
     if spec.synthetic_allocation in BALANCING:
-        return quotas(real, k, spec.synthetic_allocation, spec.seed, ALLOCATION_CAP)
-    return pd.Series(k * (ALLOCATION_CAP if spec.synthetic_allocation in BY_ERROR else 1),
-                     index=real["id"].astype(str))
+        return quotas(real, spec.synthetic_per_real, spec.synthetic_allocation, spec.seed, ALLOCATION_CAP)
+    return pd.Series(most_per_reference(spec), index=real["id"].astype(str))
